@@ -1,0 +1,183 @@
+"""Turn common corpus layouts into manifests: Kaldi data directories, LibriSpeech, CSV/TSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterator
+
+from .errors import AsrCliError, format_problems
+from .manifest import Utterance
+
+
+def _read_table(path: Path) -> Iterator[tuple[int, str, str]]:
+    """Yield (line number, key, rest of line) from a Kaldi-style `key value...` text file."""
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                raise AsrCliError(f"{path}, line {line_number}: not valid UTF-8 ({error.reason})") from error
+            if line:
+                key, *rest = line.split(maxsplit=1)
+                yield line_number, key, rest[0] if rest else ""
+
+
+def _read_map(path: Path) -> dict[str, str]:
+    """Read `key value` lines into a dict; a repeated key is an error naming its line."""
+    mapping: dict[str, str] = {}
+    for line_number, key, value in _read_table(path):
+        if key in mapping:
+            raise AsrCliError(f"{path}, line {line_number}: duplicate key {key!r}")
+        mapping[key] = value
+    return mapping
+
+
+def _read_wav_scp(data_dir: Path) -> dict[str, str]:
+    """Recording id -> absolute audio path; piped and archive entries are refused by line."""
+    path = data_dir / "wav.scp"
+    recordings: dict[str, str] = {}
+    for line_number, recording_id, audio in _read_table(path):
+        if not audio:
+            raise AsrCliError(f"{path}, line {line_number}: no audio path for {recording_id!r}")
+        if audio.rstrip().endswith("|"):
+            raise AsrCliError(
+                f"{path}, line {line_number}: piped command {audio!r} is not supported; "
+                "convert the audio to files first (e.g. with sox) and list their paths"
+            )
+        if audio.endswith("]") or ".ark:" in audio:
+            raise AsrCliError(f"{path}, line {line_number}: archive entry {audio!r} is not supported; list plain paths")
+        if recording_id in recordings:
+            raise AsrCliError(f"{path}, line {line_number}: duplicate recording id {recording_id!r}")
+        audio_path = Path(audio)
+        recordings[recording_id] = str(audio_path if audio_path.is_absolute() else (data_dir / audio_path).resolve())
+    return recordings
+
+
+def _read_segments(path: Path, recordings: dict[str, str]) -> dict[str, tuple[str, float, float | None]]:
+    """Segment id -> (recording id, offset s, duration s or None to the end)."""
+    segments: dict[str, tuple[str, float, float | None]] = {}
+    for line_number, segment_id, rest in _read_table(path):
+        fields = [segment_id] + rest.split()
+        if len(fields) != 4:
+            raise AsrCliError(f"{path}, line {line_number}: expected 'segment recording start end'")
+        recording_id = fields[1]
+        try:
+            start_s, end_s = float(fields[2]), float(fields[3])
+        except ValueError as error:
+            raise AsrCliError(f"{path}, line {line_number}: start and end must be numbers") from error
+        if recording_id not in recordings:
+            raise AsrCliError(f"{path}, line {line_number}: recording {recording_id!r} is not in wav.scp")
+        if end_s >= 0 and end_s <= start_s:
+            raise AsrCliError(f"{path}, line {line_number}: end {end_s} is not after start {start_s}")
+        segments[segment_id] = (recording_id, start_s, None if end_s < 0 else end_s - start_s)
+    return segments
+
+
+def import_kaldi(data_dir: str | Path) -> list[Utterance]:
+    """Read a Kaldi data directory (`wav.scp`, optional `text`, `utt2spk`, `segments`)."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "wav.scp").is_file():
+        raise AsrCliError(f"{data_dir} is not a Kaldi data directory: wav.scp not found")
+    recordings = _read_wav_scp(data_dir)
+    if (data_dir / "segments").is_file():
+        segments = _read_segments(data_dir / "segments", recordings)
+    else:
+        segments = {recording_id: (recording_id, 0.0, None) for recording_id in recordings}
+    texts = _read_map(data_dir / "text") if (data_dir / "text").is_file() else {}
+    speakers = _read_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
+    for name, mapping in (("text", texts), ("utt2spk", speakers)):
+        unknown = sorted(set(mapping) - set(segments))
+        if unknown:
+            raise AsrCliError(format_problems(f"{data_dir / name}: {len(unknown)} id(s) with no audio entry:", unknown))
+    return [
+        Utterance(
+            id=utterance_id,
+            audio=recordings[recording_id],
+            text=texts.get(utterance_id),
+            speaker=speakers.get(utterance_id),
+            duration=duration_s,
+            offset=offset_s,
+        )
+        for utterance_id, (recording_id, offset_s, duration_s) in segments.items()
+    ]
+
+
+def import_librispeech(root: str | Path) -> list[Utterance]:
+    """Read a LibriSpeech-style tree: `SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt` beside `.flac` files."""
+    root = Path(root)
+    transcripts = sorted(root.rglob("*.trans.txt"))
+    if not transcripts:
+        raise AsrCliError(f"no *.trans.txt files under {root}: not a LibriSpeech tree")
+    utterances, missing = [], []
+    for transcript in transcripts:
+        for _, utterance_id, text in _read_table(transcript):
+            audio_path = transcript.parent / f"{utterance_id}.flac"
+            if not audio_path.is_file():
+                missing.append(str(audio_path))
+                continue
+            utterances.append(
+                Utterance(
+                    id=utterance_id,
+                    audio=str(audio_path.resolve()),
+                    text=text,
+                    speaker=utterance_id.split("-")[0],
+                )
+            )
+    if missing:
+        raise AsrCliError(format_problems(f"{len(missing)} transcribed utterance(s) have no audio file:", missing))
+    return utterances
+
+
+def import_csv(
+    path: str | Path,
+    audio_column: str,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    speaker_column: str | None = None,
+    delimiter: str | None = None,
+    audio_dir: str | Path | None = None,
+) -> list[Utterance]:
+    """Read a CSV/TSV with a header row (Common Voice's TSVs work with `audio_dir=clips`).
+
+    `delimiter` defaults to a tab for `.tsv` files and a comma otherwise; ids default to
+    the audio file's name without extension; relative audio paths resolve against
+    `audio_dir`, by default the table's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrCliError(f"table not found: {path}")
+    delimiter = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    base_dir = Path(audio_dir) if audio_dir is not None else path.parent
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+            columns = reader.fieldnames or []
+            wanted = [c for c in (audio_column, text_column, id_column, speaker_column) if c is not None]
+            absent = [c for c in wanted if c not in columns]
+            if absent:
+                raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(columns)}")
+            return [
+                _utterance_from_row(row, line_number, path, base_dir, audio_column, text_column, id_column, speaker_column)
+                for line_number, row in enumerate(reader, start=2)
+            ]
+    except UnicodeDecodeError as error:
+        raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
+
+
+def _utterance_from_row(
+    row: dict, line_number: int, path: Path, base_dir: Path,
+    audio_column: str, text_column: str | None, id_column: str | None, speaker_column: str | None,
+) -> Utterance:
+    audio = (row.get(audio_column) or "").strip()
+    if not audio:
+        raise AsrCliError(f"{path}, line {line_number}: empty {audio_column!r}")
+    audio_path = Path(audio)
+    if not audio_path.is_absolute():
+        audio_path = (base_dir / audio_path).resolve()
+    return Utterance(
+        id=(row.get(id_column) or "").strip() if id_column else audio_path.stem,
+        audio=str(audio_path),
+        text=row.get(text_column) if text_column else None,
+        speaker=(row.get(speaker_column) or None) if speaker_column else None,
+    )

@@ -1,0 +1,161 @@
+"""Manifests: one utterance per JSON line, read lazily and validated item by item.
+
+A line looks like
+``{"id": "spk1-001", "audio": "wav/001.flac", "text": "HELLO", "speaker": "spk1",
+"duration": 1.23, "offset": 0.0}``; only ``id`` and ``audio`` are required.
+A relative ``audio`` path is relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import AsrCliError, format_problems
+from .fileio import write_jsonl
+
+REQUIRED_FIELDS = ("id", "audio")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance: a whole audio file, or the segment [offset, offset + duration) seconds of it."""
+
+    id: str
+    audio: str
+    text: str | None = None
+    speaker: str | None = None
+    duration: float | None = None
+    offset: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Plain dict without empty optional fields, as written to a manifest line."""
+        record = {"id": self.id, "audio": self.audio}
+        if self.text is not None:
+            record["text"] = self.text
+        if self.speaker is not None:
+            record["speaker"] = self.speaker
+        if self.duration is not None:
+            record["duration"] = round(self.duration, 6)
+        if self.offset:
+            record["offset"] = round(self.offset, 6)
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "Utterance":
+        """Build from a manifest record; raises ValueError naming the bad field."""
+        if not isinstance(record, dict):
+            raise ValueError("a manifest line must be a JSON object")
+        missing = [name for name in REQUIRED_FIELDS if record.get(name) in (None, "")]
+        if missing:
+            raise ValueError(f"missing required field(s): {', '.join(missing)}")
+        for name in ("id", "audio", "text", "speaker"):
+            if record.get(name) is not None and not isinstance(record[name], str):
+                raise ValueError(f"field {name!r} must be a string")
+        for name in ("duration", "offset"):
+            value = record.get(name)
+            if value is not None and (
+                not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+            ):
+                raise ValueError(f"field {name!r} must be a non-negative number")
+        if record.get("duration") == 0:
+            raise ValueError("duration is 0: the segment is empty")
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in known})
+
+    def resolve_audio(self, base_dir: Path) -> "Utterance":
+        """Copy with ``audio`` made absolute against `base_dir` (the manifest's folder)."""
+        audio_path = Path(self.audio)
+        if audio_path.is_absolute():
+            return self
+        return dataclasses.replace(self, audio=str((base_dir / audio_path).resolve()))
+
+
+@dataclass(frozen=True)
+class ManifestLine:
+    """One parsed line: either an utterance or the reason it is unusable."""
+
+    line_number: int
+    utterance: Utterance | None
+    error: str | None
+
+
+def scan_manifest(path: str | Path) -> Iterator[ManifestLine]:
+    """Parse a manifest lazily, line by line, yielding a problem instead of raising.
+
+    Blank lines are skipped. Audio paths come back absolute.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsrCliError(f"manifest not found: {path}")
+    base_dir = path.resolve().parent
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                record = json.loads(raw_line.decode("utf-8"))
+                utterance = Utterance.from_dict(record).resolve_audio(base_dir)
+            except UnicodeDecodeError as error:
+                yield ManifestLine(line_number, None, f"not valid UTF-8 text ({error.reason} at byte {error.start})")
+            except json.JSONDecodeError as error:
+                yield ManifestLine(line_number, None, f"malformed JSON: {error.msg} (column {error.colno})")
+            except ValueError as error:
+                yield ManifestLine(line_number, None, str(error))
+            else:
+                yield ManifestLine(line_number, utterance, None)
+
+
+def read_manifest(path: str | Path) -> Iterator[Utterance]:
+    """Yield utterances lazily; the first unusable line raises an error naming it."""
+    for line in scan_manifest(path):
+        if line.error is not None:
+            raise AsrCliError(f"{path}, line {line.line_number}: {line.error}")
+        yield line.utterance
+
+
+@dataclass(frozen=True)
+class BadItem:
+    """An unusable manifest line or utterance, and why."""
+
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.reason}"
+
+
+def check_manifest(path: str | Path) -> tuple[list[Utterance], list[BadItem]]:
+    """Read a whole manifest; returns the good utterances and every bad line or duplicate id."""
+    utterances, problems = [], []
+    first_line_of: dict[str, int] = {}
+    for line in scan_manifest(path):
+        if line.error is not None:
+            problems.append(BadItem(f"line {line.line_number}", line.error))
+            continue
+        utterance_id = line.utterance.id
+        if utterance_id in first_line_of:
+            problems.append(
+                BadItem(f"line {line.line_number}", f"duplicate id {utterance_id!r} (first on line {first_line_of[utterance_id]})")
+            )
+            continue
+        first_line_of[utterance_id] = line.line_number
+        utterances.append(line.utterance)
+    return utterances, problems
+
+
+def load_manifest(path: str | Path) -> list[Utterance]:
+    """Read a whole manifest; any bad line or duplicate id raises, listing all of them."""
+    utterances, problems = check_manifest(path)
+    if problems:
+        raise AsrCliError(format_problems(f"{path}: {len(problems)} bad line(s):", [str(p) for p in problems]))
+    return utterances
+
+
+def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
+    """Write utterances as JSON lines, atomically; returns how many were written."""
+    return write_jsonl(path, (utterance.to_dict() for utterance in utterances))

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real corpora in ../shared/data and small generated audio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr_cli.importers import import_kaldi
+from asr_cli.manifest import Utterance, write_manifest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ASR_CLI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SPEECHOCEAN = SHARED_DATA / "speechocean762-train"
+FSDD = SHARED_DATA / "fsdd"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real speech data not found at {path} (set ASR_CLI_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def speechocean_utterances() -> list[Utterance]:
+    """All 2,500 utterances of speechocean762-train, imported from its Kaldi layout."""
+    return import_kaldi(require(SPEECHOCEAN))
+
+
+@pytest.fixture
+def small_manifest(tmp_path: Path, speechocean_utterances: list[Utterance]) -> Path:
+    """A manifest of 24 real utterances from 3 speakers."""
+    path = tmp_path / "small.jsonl"
+    write_manifest(path, speechocean_utterances[:24])
+    return path
+
+
+def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, channels: int = 1, **kwargs) -> np.ndarray:
+    """Write a quiet noisy tone and return its samples (num_samples, channels)."""
+    rng = np.random.default_rng(len(str(path)))
+    num_samples = int(seconds * sample_rate_hz)
+    t = np.arange(num_samples) / sample_rate_hz
+    mono = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(num_samples)
+    samples = np.stack([mono * (c + 1) / channels for c in range(channels)], axis=1).astype(np.float32)
+    soundfile.write(str(path), samples, sample_rate_hz, **kwargs)
+    return samples
