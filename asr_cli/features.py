@@ -1,0 +1,288 @@
+"""Kaldi-compatible log-mel filterbank and MFCC features, batched in torch; deltas; CMVN statistics.
+
+Framing follows Kaldi: 25 ms povey windows every 10 ms with `snip_edges`
+(only whole frames), DC removal, pre-emphasis, power spectrum, mel
+triangles that are linear on the mel scale, natural log floored at
+float32 epsilon. Samples are scaled to the 16-bit integer range first,
+as Kaldi reads them, so the numbers agree with Kaldi's tools.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+INT16_SCALE = 32768.0
+LOG_FLOOR = float(np.finfo(np.float32).eps)
+POVEY_WINDOW_EXPONENT = 0.85
+DELTA_WINDOW_FRAMES = 2
+FEATURE_KINDS = ("fbank", "mfcc")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How features are computed; saved with every feature store and model."""
+
+    kind: str = "fbank"
+    sample_rate_hz: int = 16000
+    num_mel_bins: int = 80
+    num_ceps: int = 13
+    cepstral_lifter: float = 22.0
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    preemphasis: float = 0.97
+    dither: float = 0.0
+    low_freq_hz: float = 20.0
+    high_freq_hz: float = 0.0  # <= 0: offset from the Nyquist frequency, as in Kaldi
+    deltas: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
+        if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
+            raise ValueError(f"num_ceps ({self.num_ceps}) cannot exceed num_mel_bins ({self.num_mel_bins})")
+        if self.sample_rate_hz <= 0 or self.num_mel_bins <= 0:
+            raise ValueError("sample rate and number of mel bins must be positive")
+
+    @classmethod
+    def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":
+        """Defaults per kind: 80 mel bins for fbank, 23 bins and 13 cepstra for MFCC."""
+        defaults = {"num_mel_bins": 23} if kind == "mfcc" else {}
+        defaults.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(kind=kind, **defaults)
+
+    @property
+    def window_length_samples(self) -> int:
+        return int(self.sample_rate_hz * self.frame_length_ms / 1000)
+
+    @property
+    def hop_length_samples(self) -> int:
+        return int(self.sample_rate_hz * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_length(self) -> int:
+        return 1 << (self.window_length_samples - 1).bit_length()
+
+    @property
+    def base_dim(self) -> int:
+        return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension per frame, deltas included."""
+        return self.base_dim * (3 if self.deltas else 1)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames Kaldi's snip_edges framing yields for `num_samples` samples."""
+        if num_samples < self.window_length_samples:
+            return 0
+        return 1 + (num_samples - self.window_length_samples) // self.hop_length_samples
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "FeatureConfig":
+        return cls(**record)
+
+
+def hz_to_mel(frequency_hz: np.ndarray) -> np.ndarray:
+    """HTK/Kaldi mel scale, 1127 ln(1 + f / 700); equal to librosa.hz_to_mel(f, htk=True).
+
+    Written out because importing librosa (numba) costs a quarter second in every worker.
+    """
+    return 1127.0 * np.log1p(np.asarray(frequency_hz, dtype=np.float64) / 700.0)
+
+
+def kaldi_mel_matrix(config: FeatureConfig) -> np.ndarray:
+    """Mel filterbank of shape (num_mel_bins, fft_length // 2 + 1), as Kaldi builds it.
+
+    librosa.filters.mel draws its triangles linearly in Hz; Kaldi draws them
+    linearly in mel and leaves the Nyquist bin out, so the triangles are built
+    here, on the HTK mel scale that librosa calls `htk=True`.
+    """
+    nyquist_hz = config.sample_rate_hz / 2
+    high_freq_hz = config.high_freq_hz if config.high_freq_hz > 0 else nyquist_hz + config.high_freq_hz
+    mel_low, mel_high = hz_to_mel(np.array([config.low_freq_hz, high_freq_hz]))
+    mel_step = (mel_high - mel_low) / (config.num_mel_bins + 1)
+    left_mels = mel_low + mel_step * np.arange(config.num_mel_bins)[:, None]
+    num_fft_bins = config.fft_length // 2
+    bin_mels = hz_to_mel(np.arange(num_fft_bins) * config.sample_rate_hz / config.fft_length)
+    rising = (bin_mels - left_mels) / mel_step
+    falling = (left_mels + 2 * mel_step - bin_mels) / mel_step
+    weights = np.clip(np.minimum(rising, falling), 0.0, None)
+    return np.pad(weights, ((0, 0), (0, 1))).astype(np.float32)
+
+
+def kaldi_dct_matrix(num_ceps: int, num_mel_bins: int) -> np.ndarray:
+    """Orthonormal DCT-II rows 0..num_ceps-1, shape (num_ceps, num_mel_bins)."""
+    k = np.arange(num_ceps)[:, None]
+    j = np.arange(num_mel_bins)[None, :]
+    matrix = np.sqrt(2.0 / num_mel_bins) * np.cos(np.pi / num_mel_bins * (j + 0.5) * k)
+    matrix[0] = np.sqrt(1.0 / num_mel_bins)
+    return matrix.astype(np.float32)
+
+
+def povey_window(num_samples: int) -> torch.Tensor:
+    """Kaldi's default window: a Hann window raised to the power 0.85."""
+    n = torch.arange(num_samples, dtype=torch.float64)
+    hann = 0.5 - 0.5 * torch.cos(2 * math.pi * n / (num_samples - 1))
+    return hann.pow(POVEY_WINDOW_EXPONENT).float()
+
+
+class FeatureExtractor:
+    """Computes features for batches of waveforms; holds the precomputed matrices.
+
+    All frames of a batch are cut into one flat (total_frames, fft_length)
+    buffer, so no work is spent on padding. DC removal and pre-emphasis are
+    applied per frame exactly as Kaldi does, but computed from the whole
+    waveform: pre-emphasising the frame of x - mean(x) equals pre-emphasising x
+    and subtracting (1 - preemphasis) * mean(x), except at the frame's first
+    sample, which the povey window zeroes anyway.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.window = povey_window(config.window_length_samples)
+        self.mel_matrix_t = torch.from_numpy(kaldi_mel_matrix(config)).T.contiguous()
+        if config.kind == "mfcc":
+            lifter = 1 + 0.5 * config.cepstral_lifter * np.sin(np.pi * np.arange(config.num_ceps) / config.cepstral_lifter)
+            dct = kaldi_dct_matrix(config.num_ceps, config.num_mel_bins) * lifter[:, None].astype(np.float32)
+            self.dct_matrix_t = torch.from_numpy(dct).T.contiguous()
+
+    def __call__(self, waveforms: Sequence[np.ndarray], seeds: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Features for each waveform (float32 in [-1, 1] at the configured rate).
+
+        `seeds` (one per waveform) make dither reproducible whatever the batch.
+        Returns one float32 array of shape (num_frames, dim) per waveform; a
+        waveform shorter than one window gives shape (0, dim).
+        """
+        config = self.config
+        num_frames = [config.num_frames(len(waveform)) for waveform in waveforms]
+        if sum(num_frames) == 0:
+            return [np.zeros((0, config.dim), np.float32) for _ in waveforms]
+        seeds = list(seeds) if seeds is not None else list(range(len(waveforms)))
+        spectra_input = torch.empty(sum(num_frames), config.fft_length)
+        spectra_input[:, config.window_length_samples :] = 0.0
+        frame_means, log_energies = [], []
+        row = 0
+        for waveform, count, seed in zip(waveforms, num_frames, seeds):
+            if count == 0:
+                continue
+            samples = self._scaled_samples(waveform, seed)
+            raw_frames = samples.unfold(0, config.window_length_samples, config.hop_length_samples)[:count]
+            means = raw_frames.mean(dim=-1)
+            frame_means.append(means)
+            if config.kind == "mfcc":
+                log_energies.append((raw_frames - means[:, None]).square().sum(dim=-1).clamp_min(LOG_FLOOR).log())
+            emphasised = samples.clone()
+            emphasised[1:] -= config.preemphasis * samples[:-1]
+            spectra_input[row : row + count, : config.window_length_samples] = emphasised.unfold(
+                0, config.window_length_samples, config.hop_length_samples
+            )[:count]
+            row += count
+        windowed = spectra_input[:, : config.window_length_samples]
+        windowed.sub_((1 - config.preemphasis) * torch.cat(frame_means)[:, None]).mul_(self.window)
+        features = self._spectral_features(spectra_input, torch.cat(log_energies) if log_energies else None)
+        outputs = []
+        for utterance_features in torch.split(features, num_frames):
+            if config.deltas:
+                utterance_features = add_deltas(utterance_features)
+            outputs.append(utterance_features.numpy())
+        return outputs
+
+    def _scaled_samples(self, waveform: np.ndarray, seed: int) -> torch.Tensor:
+        """Samples in the 16-bit range, dithered when configured.
+
+        Dither is added per sample here, where Kaldi draws it per frame; both
+        only keep silence off the log floor.
+        """
+        samples = torch.from_numpy(np.asarray(waveform, dtype=np.float32)) * INT16_SCALE
+        if self.config.dither > 0:
+            generator = torch.Generator().manual_seed(seed)
+            samples += self.config.dither * torch.randn(samples.shape, generator=generator)
+        return samples
+
+    def _spectral_features(self, windowed: torch.Tensor, log_energy: torch.Tensor | None) -> torch.Tensor:
+        """(frames, fft_length) windowed frames -> (frames, base_dim) features."""
+        real_imag = torch.view_as_real(torch.fft.rfft(windowed)).square_()
+        power = real_imag[..., 0] + real_imag[..., 1]
+        log_mel = (power @ self.mel_matrix_t).clamp_min(LOG_FLOOR).log()
+        if self.config.kind == "fbank":
+            return log_mel
+        cepstra = log_mel @ self.dct_matrix_t
+        cepstra[:, 0] = log_energy
+        return cepstra
+
+
+def add_deltas(features: torch.Tensor) -> torch.Tensor:
+    """Append Kaldi-style deltas and delta-deltas (window 2, edges repeated).
+
+    (num_frames, dim) -> (num_frames, 3 * dim). As in Kaldi, the second-order
+    kernel is the first-order kernel convolved with itself, applied to the
+    original features.
+    """
+    offsets = torch.arange(-DELTA_WINDOW_FRAMES, DELTA_WINDOW_FRAMES + 1, dtype=torch.float32)
+    first_order = offsets / offsets.square().sum()
+    second_order = torch.nn.functional.conv1d(
+        first_order.view(1, 1, -1), first_order.flip(0).view(1, 1, -1), padding=2 * DELTA_WINDOW_FRAMES
+    ).view(-1)
+    reach = 2 * DELTA_WINDOW_FRAMES
+    kernels = torch.stack(
+        [
+            torch.nn.functional.pad(first_order, (DELTA_WINDOW_FRAMES, DELTA_WINDOW_FRAMES)),
+            second_order,
+        ]
+    )
+    if features.shape[0] == 0:
+        return features.new_zeros((0, features.shape[1] * 3))
+    channels = features.T.unsqueeze(1)  # (dim, 1, num_frames)
+    padded = torch.nn.functional.pad(channels, (reach, reach), mode="replicate")
+    # conv1d correlates, so correlate with the kernels as they stand: sum_k w[k] x[t + k - reach].
+    deltas = torch.nn.functional.conv1d(padded, kernels.unsqueeze(1))  # (dim, 2, num_frames)
+    return torch.cat([features, deltas[:, 0].T, deltas[:, 1].T], dim=1)
+
+
+@dataclass
+class CmvnStats:
+    """Per-dimension sums for global mean and variance normalisation; stats from shards add up."""
+
+    count: int
+    sum: np.ndarray
+    sum_sq: np.ndarray
+
+    @classmethod
+    def zeros(cls, dim: int) -> "CmvnStats":
+        return cls(0, np.zeros(dim, np.float64), np.zeros(dim, np.float64))
+
+    def accumulate(self, features: np.ndarray) -> None:
+        """Add the frames of one (num_frames, dim) array."""
+        as_float32 = features.astype(np.float32, copy=False)
+        self.count += int(features.shape[0])
+        self.sum += as_float32.sum(axis=0, dtype=np.float64)
+        self.sum_sq += np.square(as_float32).sum(axis=0, dtype=np.float64)
+
+    def __add__(self, other: "CmvnStats") -> "CmvnStats":
+        if self.sum.shape != other.sum.shape:
+            raise ValueError(f"cannot combine CMVN stats of dimension {self.sum.shape[0]} and {other.sum.shape[0]}")
+        return CmvnStats(self.count + other.count, self.sum + other.sum, self.sum_sq + other.sum_sq)
+
+    def mean_and_std(self, min_std: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+        """Global mean and standard deviation per dimension (float32)."""
+        if self.count == 0:
+            raise ValueError("no frames were accumulated")
+        mean = self.sum / self.count
+        variance = np.maximum(self.sum_sq / self.count - np.square(mean), min_std**2)
+        return mean.astype(np.float32), np.sqrt(variance).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"count": self.count, "sum": self.sum.tolist(), "sum_sq": self.sum_sq.tolist()}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "CmvnStats":
+        return cls(int(record["count"]), np.asarray(record["sum"], np.float64), np.asarray(record["sum_sq"], np.float64))
