@@ -1,0 +1,300 @@
+"""The prepare step: manifest -> feature store, in parallel workers, atomically.
+
+Every utterance is checked before any features are computed (manifest lines,
+duplicate ids, audio headers, lengths); audio that fails only when decoded is
+caught by the workers. Without `skip_bad`, any bad item stops the run and the
+store is not written.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import multiprocessing
+import queue
+import signal
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from tqdm import tqdm
+
+from .audio import AudioError, audio_info, load_audio
+from .errors import AsrCliError, format_problems
+from .features import CmvnStats, FeatureConfig, FeatureExtractor
+from .fileio import atomic_directory, write_json
+from .manifest import BadItem, Utterance, check_manifest
+from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, STORE_DTYPES, ArrayWriter, IndexEntry, StoreMetadata
+
+# Small batches keep the (frames, 512) FFT buffer in cache: measured here, 20 s of audio per
+# batch runs about 1.3x faster than 64 utterances at a time.
+AUDIO_S_PER_BATCH = 20.0
+WORKER_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How `prepare` runs; the feature configuration itself is saved in the store."""
+
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    dtype: str = "float16"
+    jobs: int = 1
+    shard_index: int = 1  # K of K/N, counted from 1
+    num_shards: int = 1
+    skip_bad: bool = False
+    overwrite: bool = False
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.dtype not in STORE_DTYPES:
+            raise AsrCliError(f"--dtype must be one of {', '.join(STORE_DTYPES)}, not {self.dtype!r}")
+        if self.jobs < 1:
+            raise AsrCliError("--jobs must be at least 1")
+        if not 1 <= self.shard_index <= self.num_shards:
+            raise AsrCliError(f"--shard {self.shard_index}/{self.num_shards}: K must be between 1 and N")
+
+
+@dataclass
+class PrepareSummary:
+    """What a prepare run wrote and skipped."""
+
+    store: Path
+    num_utterances: int
+    num_frames: int
+    duration_s: float
+    skipped: list[BadItem]
+    elapsed_s: float
+
+    def describe(self) -> str:
+        speed = self.duration_s / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+        lines = [
+            f"wrote {self.store}: {self.num_utterances:,} utterances, {self.duration_s / 3600:.2f} h, "
+            f"{self.num_frames:,} frames in {self.elapsed_s:.1f} s ({speed:,.0f}x real time)",
+            f"skipped: {len(self.skipped)}",
+        ]
+        if self.skipped:
+            lines.append(format_problems("skipped items:", [str(item) for item in self.skipped]))
+        return "\n".join(lines)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N)."""
+    try:
+        k_text, n_text = text.split("/")
+        return int(k_text), int(n_text)
+    except ValueError as error:
+        raise AsrCliError(f"--shard takes K/N, e.g. 1/4; got {text!r}") from error
+
+
+def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareOptions) -> PrepareSummary:
+    """Compute features for every utterance of a manifest (or one shard of it) into a new store."""
+    started = time.perf_counter()
+    store_path = Path(store_path)
+    if store_path.exists() and not options.overwrite:
+        raise AsrCliError(f"{store_path} already exists; pass --overwrite to replace it")
+    utterances, bad_items = check_manifest(manifest_path)
+    utterances = utterances[options.shard_index - 1 :: options.num_shards]
+    bad_items += check_audio(utterances, options.feature_config)
+    _stop_unless_skipping(bad_items, options, before_writing=True)
+    bad_ids = {item.item for item in bad_items}
+    numbered = [(position, u) for position, u in enumerate(utterances) if u.id not in bad_ids]
+    if not numbered:
+        raise AsrCliError(f"{manifest_path}: no usable utterances")
+    with atomic_directory(store_path, overwrite=options.overwrite) as folder:
+        shares = [numbered[worker::options.jobs] for worker in range(min(options.jobs, len(numbered)))]
+        results = _run_shares(shares, folder, options)
+        decode_failures = [BadItem(item_id, reason) for result in results for item_id, reason in result["bad"]]
+        _stop_unless_skipping(decode_failures, options, before_writing=False)
+        bad_items += decode_failures
+        metadata = _finish_store(folder, results, options, bad_items)
+    return PrepareSummary(
+        store_path, metadata.num_utterances, metadata.num_frames, metadata.duration_s, bad_items,
+        time.perf_counter() - started,
+    )
+
+
+def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[BadItem]:
+    """Problems visible from the audio headers: missing, unreadable, empty, or too short."""
+
+    def problem(utterance: Utterance) -> BadItem | None:
+        try:
+            native_rate_hz, total_samples = audio_info(utterance.audio)
+        except AudioError as error:
+            return BadItem(utterance.id, str(error))
+        available_s = total_samples / native_rate_hz - utterance.offset
+        if total_samples == 0:
+            return BadItem(utterance.id, f"{utterance.audio}: zero-length audio")
+        if available_s <= 0:
+            return BadItem(utterance.id, f"{utterance.audio}: offset {utterance.offset} s is past the end")
+        usable_s = available_s if utterance.duration is None else min(available_s, utterance.duration)
+        if config.num_frames(int(usable_s * config.sample_rate_hz)) == 0:
+            return BadItem(utterance.id, f"{utterance.audio}: {usable_s * 1000:.1f} ms is shorter than one {config.frame_length_ms:g} ms frame")
+        return None
+
+    # Serial on purpose: header reads are short calls that threads only slow down (GIL contention).
+    return [item for item in map(problem, utterances) if item is not None]
+
+
+def _stop_unless_skipping(bad_items: list[BadItem], options: PrepareOptions, before_writing: bool) -> None:
+    if bad_items and not options.skip_bad:
+        when = "nothing was written" if before_writing else "the store was not written"
+        raise AsrCliError(
+            format_problems(f"{len(bad_items)} bad item(s); {when}. Fix them, or pass --skip-bad to leave them out:",
+                            [str(item) for item in bad_items])
+        )
+
+
+def _run_shares(shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareOptions) -> list[dict]:
+    """Process each share into its own array, in worker processes when there are several."""
+    total = sum(len(share) for share in shares)
+    with tqdm(total=total, unit="utt", desc="prepare", disable=not options.show_progress, dynamic_ncols=True) as bar:
+        if len(shares) == 1:
+            return [_process_share(shares[0], 0, folder, options, bar.update)]
+        return _run_worker_processes(shares, folder, options, bar.update)
+
+
+def _run_worker_processes(
+    shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareOptions, report: Callable[[int], object]
+) -> list[dict]:
+    start_methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in start_methods else "spawn")
+    messages = context.Queue()
+    workers = [
+        context.Process(target=_worker_main, args=(share, index, folder, options, messages), daemon=True)
+        for index, share in enumerate(shares)
+    ]
+    for worker in workers:
+        worker.start()
+    results: dict[int, dict] = {}
+    try:
+        while len(results) < len(workers):
+            try:
+                kind, index, payload = messages.get(timeout=WORKER_POLL_S)
+            except queue.Empty:
+                _check_workers_alive(workers, results)
+                continue
+            if kind == "progress":
+                report(payload)
+            elif kind == "done":
+                results[index] = payload
+            else:
+                raise AsrCliError(f"prepare worker {index} failed:\n{payload}")
+    finally:
+        for worker in workers:
+            worker.join(timeout=WORKER_POLL_S if len(results) == len(workers) else 0)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+    return [results[index] for index in range(len(workers))]
+
+
+def _check_workers_alive(workers: list, results: dict[int, dict]) -> None:
+    for index, worker in enumerate(workers):
+        if index not in results and worker.exitcode not in (None, 0):
+            raise AsrCliError(
+                f"prepare worker {index} died (exit code {worker.exitcode}); if it ran out of memory, use fewer --jobs"
+            )
+
+
+def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messages) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides and terminates the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(1)
+    try:
+        result = _process_share(share, index, folder, options, lambda count: messages.put(("progress", index, count)))
+        messages.put(("done", index, result))
+    except Exception as error:  # handed to the parent, which reports it and removes the partial store
+        import traceback
+
+        messages.put(("error", index, f"{error}\n{traceback.format_exc()}"))
+
+
+def _process_share(
+    share: list[tuple[int, Utterance]], array_index: int, folder: Path, options: PrepareOptions,
+    report: Callable[[int], object],
+) -> dict:
+    """Decode, featurise and append one share's utterances to array `array_index`.
+
+    Writes `index-NNN.part` lines ({position, entry}) in manifest order and returns
+    the array's frame count, CMVN stats, total duration and undecodable items.
+    """
+    config = options.feature_config
+    extractor = FeatureExtractor(config)
+    writer = ArrayWriter(folder, array_index, config.dim, options.dtype)
+    bad: list[tuple[str, str]] = []
+    duration_s = 0.0
+    with open(folder / f"index-{array_index:03d}.part", "w", encoding="utf-8") as index_handle:
+        for batch, loaded, failures in _loaded_batches(share, config):
+            bad += failures
+            seeds = [zlib.crc32(utterance.id.encode("utf-8")) for _, utterance, _ in loaded]
+            features = extractor([samples for _, _, samples in loaded], seeds=seeds)
+            for (position, utterance, samples), utterance_features in zip(loaded, features):
+                start, _ = writer.append(utterance_features)
+                entry = IndexEntry(
+                    utterance.id, array_index, start, utterance_features.shape[0], utterance.text,
+                    utterance.speaker, len(samples) / config.sample_rate_hz,
+                )
+                duration_s += entry.duration
+                index_handle.write(json.dumps([position, entry.to_dict()], ensure_ascii=False) + "\n")
+            report(len(batch))
+    writer.close()
+    return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad}
+
+
+def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig):
+    """Yield (batch, [(position, utterance, samples)], [(id, problem)]) holding about AUDIO_S_PER_BATCH of audio."""
+    batch, loaded, failures, batch_samples = [], [], [], 0
+    for position, utterance in share:
+        batch.append((position, utterance))
+        try:
+            samples, _ = load_audio(utterance.audio, config.sample_rate_hz, utterance.offset, utterance.duration)
+        except AudioError as error:
+            failures.append((utterance.id, str(error)))
+            samples = None
+        if samples is not None and config.num_frames(len(samples)) == 0:
+            failures.append((utterance.id, f"{utterance.audio}: shorter than one {config.frame_length_ms:g} ms frame"))
+        elif samples is not None:
+            loaded.append((position, utterance, samples))
+            batch_samples += len(samples)
+        if batch_samples >= AUDIO_S_PER_BATCH * config.sample_rate_hz:
+            yield batch, loaded, failures
+            batch, loaded, failures, batch_samples = [], [], [], 0
+    if batch:
+        yield batch, loaded, failures
+
+
+def _finish_store(folder: Path, results: list[dict], options: PrepareOptions, bad_items: list[BadItem]) -> StoreMetadata:
+    """Merge the index parts in manifest order, then write CMVN stats and metadata."""
+    part_paths = sorted(folder.glob("index-*.part"))
+    num_utterances = 0
+    with open(folder / INDEX_FILE, "w", encoding="utf-8") as index_handle:
+        for _, entry in heapq.merge(*(_read_part(path) for path in part_paths), key=lambda item: item[0]):
+            index_handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            num_utterances += 1
+    for path in part_paths:
+        path.unlink()
+    cmvn = CmvnStats.zeros(options.feature_config.dim)
+    for result in results:
+        cmvn = cmvn + CmvnStats.from_dict(result["cmvn"])
+    write_json(folder / CMVN_FILE, cmvn.to_dict())
+    metadata = StoreMetadata(
+        feature_config=options.feature_config,
+        dtype=options.dtype,
+        array_frames=[result["num_frames"] for result in results],
+        num_utterances=num_utterances,
+        duration_s=sum(result["duration_s"] for result in results),
+        skipped=[{"item": item.item, "reason": item.reason} for item in bad_items],
+    )
+    write_json(folder / METADATA_FILE, metadata.to_dict())
+    return metadata
+
+
+def _read_part(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            position, entry = json.loads(line)
+            yield position, entry

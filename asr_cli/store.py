@@ -1,0 +1,222 @@
+"""Feature stores: frames of many utterances packed in a few memory-mapped arrays.
+
+A store is a folder:
+
+    store.json     format version, feature config, dtype, dim, arrays, totals, skipped items
+    index.jsonl    one line per utterance: id, array, start, num_frames, text, speaker, duration
+    cmvn.json      per-dimension sums, sums of squares and frame count
+    feats-NNN.bin  raw (num_frames, dim) arrays, one per writer
+
+Reading an utterance is a slice of a memory map, never a file open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import __version__
+from .errors import AsrCliError
+from .features import CmvnStats, FeatureConfig
+
+STORE_FORMAT_VERSION = 1
+STORE_DTYPES = ("float16", "float32")
+METADATA_FILE = "store.json"
+INDEX_FILE = "index.jsonl"
+CMVN_FILE = "cmvn.json"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """Where one utterance's frames lie, and what is known about it."""
+
+    id: str
+    array: int
+    start: int
+    num_frames: int
+    text: str | None = None
+    speaker: str | None = None
+    duration: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "array": self.array, "start": self.start, "num_frames": self.num_frames,
+            "text": self.text, "speaker": self.speaker, "duration": round(self.duration, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "IndexEntry":
+        return cls(**record)
+
+
+def array_file_name(array_index: int) -> str:
+    return f"feats-{array_index:03d}.bin"
+
+
+class ArrayWriter:
+    """Appends utterances' frames to one array file of a store being built."""
+
+    def __init__(self, folder: Path, array_index: int, dim: int, dtype: str) -> None:
+        self.array_index = array_index
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self.num_frames = 0
+        self.cmvn = CmvnStats.zeros(dim)
+        self._handle = open(folder / array_file_name(array_index), "wb")
+
+    def append(self, features: np.ndarray) -> tuple[int, np.ndarray]:
+        """Write (num_frames, dim) features; returns (start frame, the frames as stored)."""
+        if features.ndim != 2 or features.shape[1] != self.dim:
+            raise ValueError(f"expected features of shape (N, {self.dim}), got {features.shape}")
+        stored = np.ascontiguousarray(features, dtype=self.dtype)
+        stored.tofile(self._handle)
+        # CMVN describes the frames a model will read back, so it is taken after the cast.
+        self.cmvn.accumulate(stored)
+        start = self.num_frames
+        self.num_frames += stored.shape[0]
+        return start, stored
+
+    def close(self) -> None:
+        self._handle.flush()
+        self._handle.close()
+
+
+@dataclass
+class StoreMetadata:
+    """Contents of store.json."""
+
+    feature_config: FeatureConfig
+    dtype: str
+    array_frames: list[int]
+    num_utterances: int = 0
+    duration_s: float = 0.0
+    skipped: list[dict] = field(default_factory=list)
+    format_version: int = STORE_FORMAT_VERSION
+    created_by: str = f"asr-cli {__version__}"
+
+    @property
+    def dim(self) -> int:
+        return self.feature_config.dim
+
+    @property
+    def num_frames(self) -> int:
+        return sum(self.array_frames)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "created_by": self.created_by,
+            "feature_config": self.feature_config.to_dict(),
+            "dtype": self.dtype,
+            "dim": self.dim,
+            "arrays": [{"file": array_file_name(i), "num_frames": n} for i, n in enumerate(self.array_frames)],
+            "num_utterances": self.num_utterances,
+            "num_frames": self.num_frames,
+            "duration_s": round(self.duration_s, 3),
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "StoreMetadata":
+        return cls(
+            feature_config=FeatureConfig.from_dict(record["feature_config"]),
+            dtype=record["dtype"],
+            array_frames=[array["num_frames"] for array in record["arrays"]],
+            num_utterances=record["num_utterances"],
+            duration_s=record["duration_s"],
+            skipped=record.get("skipped", []),
+            format_version=record["format_version"],
+            created_by=record.get("created_by", ""),
+        )
+
+
+class FeatureStore:
+    """Read access to a feature store; utterances by position or id, as float32.
+
+    Memory maps are opened on first use and not pickled, so a store can be
+    handed to DataLoader worker processes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        metadata_path = self.path / METADATA_FILE
+        if not metadata_path.is_file():
+            raise AsrCliError(f"{self.path} is not a feature store ({METADATA_FILE} not found); create one with `asr-cli prepare`")
+        try:
+            self.metadata = StoreMetadata.from_dict(json.loads(metadata_path.read_text(encoding="utf-8")))
+        except (KeyError, TypeError, ValueError) as error:
+            raise AsrCliError(f"{metadata_path}: damaged store metadata ({error})") from error
+        if self.metadata.format_version != STORE_FORMAT_VERSION:
+            raise AsrCliError(f"{self.path}: store format {self.metadata.format_version} is not supported (expected {STORE_FORMAT_VERSION})")
+        self.entries = [IndexEntry.from_dict(json.loads(line)) for line in _nonblank_lines(self.path / INDEX_FILE)]
+        self._position_of = {entry.id: position for position, entry in enumerate(self.entries)}
+        self._arrays: list[np.memmap] | None = None
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.metadata.feature_config
+
+    @property
+    def dim(self) -> int:
+        return self.metadata.dim
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[IndexEntry]:
+        return iter(self.entries)
+
+    def __contains__(self, utterance_id: str) -> bool:
+        return utterance_id in self._position_of
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_arrays"] = None
+        return state
+
+    def entry(self, key: int | str) -> IndexEntry:
+        """Index entry by position or by utterance id."""
+        if isinstance(key, str):
+            if key not in self._position_of:
+                raise KeyError(f"utterance {key!r} is not in {self.path}")
+            return self.entries[self._position_of[key]]
+        return self.entries[key]
+
+    def features(self, key: int | str) -> np.ndarray:
+        """Frames of one utterance, by position or id: float32 of shape (num_frames, dim)."""
+        entry = self.entry(key)
+        array = self._memory_maps()[entry.array]
+        return np.asarray(array[entry.start : entry.start + entry.num_frames], dtype=np.float32)
+
+    def cmvn(self) -> CmvnStats:
+        return CmvnStats.from_dict(json.loads((self.path / CMVN_FILE).read_text(encoding="utf-8")))
+
+    def _memory_maps(self) -> list[np.memmap]:
+        if self._arrays is None:
+            self._arrays = [
+                np.memmap(self.path / array_file_name(i), dtype=self.metadata.dtype, mode="r", shape=(n, self.dim))
+                if n > 0 else np.zeros((0, self.dim), self.metadata.dtype)
+                for i, n in enumerate(self.metadata.array_frames)
+            ]
+        return self._arrays
+
+
+def _nonblank_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def combine_cmvn(stores: list[FeatureStore]) -> CmvnStats:
+    """CMVN statistics over several stores (e.g. the shards of one corpus)."""
+    if not stores:
+        raise ValueError("no stores given")
+    total = stores[0].cmvn()
+    for store in stores[1:]:
+        total = total + store.cmvn()
+    return total

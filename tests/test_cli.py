@@ -1,0 +1,76 @@
+"""The command line: help for every option, import and prepare end to end, errors as one line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from asr_cli.cli import app
+from tests.conftest import SPEECHOCEAN, require
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-c", "from asr_cli.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"asr-cli {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _all_commands(command, path: tuple[str, ...] = ()):
+    yield path, command
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from _all_commands(sub, path + (name,))
+
+
+def test_every_command_and_option_has_help():
+    root = typer.main.get_command(app)
+    names = {path for path, _ in _all_commands(root)}
+    assert {("prepare",), ("import", "kaldi"), ("import", "librispeech"), ("import", "csv")} <= names
+    for path, command in _all_commands(root):
+        assert command.help, f"{' '.join(path)} has no help text"
+        for param in command.params:
+            assert getattr(param, "help", None), f"{' '.join(path)}: {param.name} has no help"
+
+
+def test_help_lists_the_commands():
+    output = run_cli("--help").stdout
+    for name in ("import", "prepare"):
+        assert name in output
+
+
+def test_import_and_prepare_from_the_command_line(tmp_path: Path):
+    require(SPEECHOCEAN)
+    run_cli("import", "kaldi", str(SPEECHOCEAN), "-o", str(tmp_path / "all.jsonl"))
+    lines = (tmp_path / "all.jsonl").read_text().splitlines()
+    assert len(lines) == 2500
+    (tmp_path / "few.jsonl").write_text("\n".join(lines[:6]) + "\n")
+    result = run_cli("prepare", str(tmp_path / "few.jsonl"), "-o", str(tmp_path / "store"), "--no-progress",
+                     "--features", "mfcc", "--jobs", "2")
+    assert "6 utterances" in result.stdout and "skipped: 0" in result.stdout
+    metadata = json.loads((tmp_path / "store" / "store.json").read_text())
+    assert metadata["feature_config"]["kind"] == "mfcc" and metadata["dim"] == 13
+
+
+def test_user_errors_are_one_clear_message(tmp_path: Path):
+    result = run_cli("prepare", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "s"), check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: manifest not found")
+    assert "Traceback" not in result.stderr
+    (tmp_path / "wav.scp").write_text("a sox a.wav -t wav - |\n")
+    result = run_cli("import", "kaldi", str(tmp_path), "-o", str(tmp_path / "m.jsonl"), check=False)
+    assert result.returncode == 1 and "line 1: piped command" in result.stderr
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+@pytest.mark.parametrize("shard", ["3", "a/b", "0/2"])
+def test_bad_shard_option(tmp_path: Path, shard: str):
+    (tmp_path / "m.jsonl").write_text("")
+    result = run_cli("prepare", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "s"), "--shard", shard, check=False)
+    assert result.returncode == 1 and "--shard" in result.stderr
