@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_prepare.py
+	$(BIN)/python scripts/bench_score.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -144,6 +144,61 @@ def prepare(
     typer.echo(summary.describe())
 
 
+class RefFormat(str, Enum):
+    auto = "auto"
+    manifest = "manifest"
+    store = "store"
+    kaldi = "kaldi"
+
+
+class HypFormat(str, Enum):
+    auto = "auto"
+    jsonl = "jsonl"
+    kaldi = "kaldi"
+
+
+class MissingPolicy(str, Enum):
+    error = "error"
+    deletion = "deletion"
+
+
+@app.command()
+def score(
+    references: Annotated[Path, typer.Argument(help="References: a manifest (JSONL), a feature store folder, or a Kaldi `text` file (speakers from a utt2spk beside it).")],
+    hypotheses: Annotated[Path, typer.Argument(help="Hypotheses: `decode` output (JSONL with id and text) or a Kaldi-style `id text` file.")],
+    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file.")] = None,
+    per_speaker: Annotated[bool, typer.Option(help="Print the per-speaker table (when speakers are known).")] = True,
+    show_worst: Annotated[int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")] = 10,
+    top_substitutions: Annotated[int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")] = 10,
+    case_fold: Annotated[bool, typer.Option(help="Normalise case (Unicode case folding) on both sides.")] = True,
+    remove_punctuation: Annotated[bool, typer.Option(help="Replace punctuation by spaces on both sides, keeping apostrophes inside words.")] = True,
+    collapse_whitespace: Annotated[bool, typer.Option(help="Collapse runs of white space and trim both ends on both sides.")] = True,
+    missing: Annotated[MissingPolicy, typer.Option(help="A reference without a hypothesis: an error, or scored as an empty hypothesis (all deletions).")] = MissingPolicy.error,
+    ignore_extra: Annotated[bool, typer.Option(help="Leave out hypotheses that have no reference instead of stopping.")] = False,
+    cer: Annotated[bool, typer.Option(help="Also compute the character error rate (spaces count as characters).")] = True,
+    ref_format: Annotated[RefFormat, typer.Option(help="Format of REFERENCES (auto: a folder is a store, a file starting with '{' is JSONL, else Kaldi text).")] = RefFormat.auto,
+    hyp_format: Annotated[HypFormat, typer.Option(help="Format of HYPOTHESES (auto: a file starting with '{' is JSONL, else Kaldi text).")] = HypFormat.auto,
+    bootstrap_draws: Annotated[int, typer.Option(help="Bootstrap resamples of utterances for the 95% WER interval (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, so reports are reproducible.")] = 0,
+) -> None:
+    """Word and character error rates with S/D/I counts, a bootstrap interval, per-speaker table and alignments."""
+    from .fileio import write_json
+    from .score import ScoreOptions, read_hypotheses, read_references
+    from .score import score as run_score
+    from .text import NormalizeOptions
+
+    options = ScoreOptions(
+        normalize=NormalizeOptions(case_fold, remove_punctuation, collapse_whitespace),
+        missing=missing.value, ignore_extra=ignore_extra, compute_cer=cer,
+        bootstrap_draws=bootstrap_draws, seed=seed,
+    )
+    report = run_score(read_references(references, ref_format.value), read_hypotheses(hypotheses, hyp_format.value), options)
+    typer.echo(report.format_text(show_worst=show_worst, per_speaker=per_speaker, top_substitutions=top_substitutions))
+    if json_output is not None:
+        write_json(json_output, report.to_dict(top_substitutions=top_substitutions))
+        typer.echo(f"\nwrote {json_output}")
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 

@@ -10,7 +10,7 @@ from .errors import AsrCliError, format_problems
 from .manifest import Utterance
 
 
-def _read_table(path: Path) -> Iterator[tuple[int, str, str]]:
+def read_kaldi_table(path: Path) -> Iterator[tuple[int, str, str]]:
     """Yield (line number, key, rest of line) from a Kaldi-style `key value...` text file."""
     with open(path, "rb") as handle:
         for line_number, raw_line in enumerate(handle, start=1):
@@ -26,7 +26,7 @@ def _read_table(path: Path) -> Iterator[tuple[int, str, str]]:
 def _read_map(path: Path) -> dict[str, str]:
     """Read `key value` lines into a dict; a repeated key is an error naming its line."""
     mapping: dict[str, str] = {}
-    for line_number, key, value in _read_table(path):
+    for line_number, key, value in read_kaldi_table(path):
         if key in mapping:
             raise AsrCliError(f"{path}, line {line_number}: duplicate key {key!r}")
         mapping[key] = value
@@ -37,7 +37,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, str]:
     """Recording id -> absolute audio path; piped and archive entries are refused by line."""
     path = data_dir / "wav.scp"
     recordings: dict[str, str] = {}
-    for line_number, recording_id, audio in _read_table(path):
+    for line_number, recording_id, audio in read_kaldi_table(path):
         if not audio:
             raise AsrCliError(f"{path}, line {line_number}: no audio path for {recording_id!r}")
         if audio.rstrip().endswith("|"):
@@ -57,7 +57,7 @@ def _read_wav_scp(data_dir: Path) -> dict[str, str]:
 def _read_segments(path: Path, recordings: dict[str, str]) -> dict[str, tuple[str, float, float | None]]:
     """Segment id -> (recording id, offset s, duration s or None to the end)."""
     segments: dict[str, tuple[str, float, float | None]] = {}
-    for line_number, segment_id, rest in _read_table(path):
+    for line_number, segment_id, rest in read_kaldi_table(path):
         fields = [segment_id] + rest.split()
         if len(fields) != 4:
             raise AsrCliError(f"{path}, line {line_number}: expected 'segment recording start end'")
@@ -111,7 +111,7 @@ def import_librispeech(root: str | Path) -> list[Utterance]:
         raise AsrCliError(f"no *.trans.txt files under {root}: not a LibriSpeech tree")
     utterances, missing = [], []
     for transcript in transcripts:
-        for _, utterance_id, text in _read_table(transcript):
+        for _, utterance_id, text in read_kaldi_table(transcript):
             audio_path = transcript.parent / f"{utterance_id}.flac"
             if not audio_path.is_file():
                 missing.append(str(audio_path))

@@ -1,0 +1,427 @@
+"""Scoring: WER and CER (jiwer), S/D/I counts, sentence error rate, a bootstrap
+confidence interval, per-speaker tables, the worst utterances aligned, and the
+most frequent substitutions.
+
+References come from a manifest, a feature store or a Kaldi `text` file;
+hypotheses from `decode`'s JSONL or a Kaldi-style `id text` file. Both sides
+are normalised with the same options before scoring.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import jiwer
+import numpy as np
+
+from .errors import AsrCliError
+from .importers import read_kaldi_table
+from .text import NormalizeOptions, normalize_text
+
+REF_FORMATS = ("auto", "manifest", "store", "kaldi")
+HYP_FORMATS = ("auto", "jsonl", "kaldi")
+MISSING_POLICIES = ("error", "deletion")
+MAX_IDS_IN_MESSAGE = 10
+BOOTSTRAP_CHUNK_DRAWS = 50
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One utterance's text, and its speaker where known."""
+
+    id: str
+    text: str
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How hypotheses are matched to references and scored."""
+
+    normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
+    missing: str = "error"  # or "deletion": a missing hypothesis scores as empty
+    ignore_extra: bool = False
+    compute_cer: bool = True
+    bootstrap_draws: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.missing not in MISSING_POLICIES:
+            raise AsrCliError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, not {self.missing!r}")
+
+
+def _id_list(ids: Iterable[str]) -> str:
+    ids = list(ids)
+    shown = ", ".join(ids[:MAX_IDS_IN_MESSAGE])
+    return shown + (f" and {len(ids) - MAX_IDS_IN_MESSAGE} more" if len(ids) > MAX_IDS_IN_MESSAGE else "")
+
+
+def _check_unique(transcripts: list[Transcript], path: Path) -> None:
+    counts = collections.Counter(t.id for t in transcripts)
+    duplicates = [utterance_id for utterance_id, count in counts.items() if count > 1]
+    if duplicates:
+        raise AsrCliError(f"{path}: {len(duplicates)} duplicate id(s): {_id_list(duplicates)}")
+
+
+def _first_content_line(path: Path) -> str:
+    with open(path, "rb") as handle:
+        for raw_line in handle:
+            if raw_line.strip():
+                return raw_line.decode("utf-8", errors="replace").strip()
+    return ""
+
+
+def _detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "store"
+    return "jsonl" if _first_content_line(path).startswith("{") else "kaldi"
+
+
+def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcript]:
+    """References from a manifest (JSONL), a feature store folder, or a Kaldi `text` file.
+
+    A Kaldi `text` file takes speakers from a `utt2spk` beside it, when there is one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AsrCliError(f"references not found: {path}")
+    detected = _detect_format(path) if ref_format == "auto" else ref_format
+    if detected == "store":
+        from .store import FeatureStore
+
+        transcripts = [Transcript(e.id, e.text, e.speaker) for e in FeatureStore(path)]
+        untranscribed = [t.id for t in transcripts if t.text is None]
+    elif detected in ("manifest", "jsonl"):
+        records = _read_jsonl(path)
+        untranscribed = [r["id"] for r in records if not isinstance(r.get("text"), str)]
+        transcripts = [Transcript(r["id"], r.get("text") or "", r.get("speaker")) for r in records]
+    elif detected == "kaldi":
+        speakers = _read_utt2spk(path.parent / "utt2spk")
+        transcripts = [Transcript(key, text, speakers.get(key)) for _, key, text in read_kaldi_table(path)]
+        untranscribed = []
+    else:
+        raise AsrCliError(f"unknown reference format {ref_format!r}; choose one of {', '.join(REF_FORMATS)}")
+    if untranscribed:
+        raise AsrCliError(f"{path}: {len(untranscribed)} reference(s) without text: {_id_list(untranscribed)}")
+    _check_unique(transcripts, path)
+    return transcripts
+
+
+def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcript]:
+    """Hypotheses from `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrCliError(f"hypotheses not found: {path}")
+    detected = _detect_format(path) if hyp_format == "auto" else hyp_format
+    if detected == "jsonl":
+        records = _read_jsonl(path)
+        untexted = [r["id"] for r in records if not isinstance(r.get("text"), str)]
+        if untexted:
+            raise AsrCliError(f"{path}: {len(untexted)} hypothesis line(s) without a text field: {_id_list(untexted)}")
+        transcripts = [Transcript(r["id"], r["text"]) for r in records]
+    elif detected == "kaldi":
+        transcripts = [Transcript(key, text) for _, key, text in read_kaldi_table(path)]
+    else:
+        raise AsrCliError(f"unknown hypothesis format {hyp_format!r}; choose one of {', '.join(HYP_FORMATS)}")
+    _check_unique(transcripts, path)
+    return transcripts
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                record = json.loads(raw_line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise AsrCliError(f"{path}, line {line_number}: not a valid UTF-8 JSON line ({error})") from error
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise AsrCliError(f"{path}, line {line_number}: expected a JSON object with a string 'id'")
+            records.append(record)
+    return records
+
+
+def _read_utt2spk(path: Path) -> dict[str, str]:
+    return {key: speaker for _, key, speaker in read_kaldi_table(path)} if path.is_file() else {}
+
+
+def pair_up(
+    references: list[Transcript], hypotheses: list[Transcript], options: ScoreOptions
+) -> list[tuple[Transcript, str]]:
+    """(reference, hypothesis text) by id, in reference order; unmatched ids are errors unless allowed."""
+    hypothesis_text = {h.id: h.text for h in hypotheses}
+    missing = [r.id for r in references if r.id not in hypothesis_text]
+    if missing and options.missing == "error":
+        raise AsrCliError(
+            f"{len(missing)} reference(s) have no hypothesis: {_id_list(missing)} "
+            "(pass --missing deletion to score them as empty)"
+        )
+    reference_ids = {r.id for r in references}
+    extra = [h.id for h in hypotheses if h.id not in reference_ids]
+    if extra and not options.ignore_extra:
+        raise AsrCliError(
+            f"{len(extra)} hypothesis/hypotheses have no reference: {_id_list(extra)} (pass --ignore-extra to leave them out)"
+        )
+    if not references:
+        raise AsrCliError("no references to score")
+    return [(r, hypothesis_text.get(r.id, "")) for r in references]
+
+
+def _edit_counts(alignments: list[list[jiwer.AlignmentChunk]]) -> np.ndarray:
+    """Per-sentence [hits, substitutions, deletions, insertions] from jiwer's alignment chunks."""
+    counts = np.zeros((len(alignments), 4), dtype=np.int64)
+    column = {"equal": 0, "substitute": 1, "delete": 2}
+    for row, chunks in enumerate(alignments):
+        for chunk in chunks:
+            if chunk.type == "insert":
+                counts[row, 3] += chunk.hyp_end_idx - chunk.hyp_start_idx
+            else:
+                counts[row, column[chunk.type]] += chunk.ref_end_idx - chunk.ref_start_idx
+    return counts
+
+
+def _rate(numerator: float, denominator: float) -> float | None:
+    """A ratio, or None when it is undefined (nothing in the reference)."""
+    if denominator == 0:
+        return 0.0 if numerator == 0 else None
+    return numerator / denominator
+
+
+def bootstrap_wer_interval(errors: np.ndarray, ref_words: np.ndarray, draws: int, seed: int) -> tuple[float, float] | None:
+    """95% interval of corpus WER, resampling utterances with replacement (seeded)."""
+    if draws <= 0 or ref_words.sum() == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    num_utterances = len(errors)
+    samples = []
+    for start in range(0, draws, BOOTSTRAP_CHUNK_DRAWS):
+        chosen = rng.integers(0, num_utterances, size=(min(BOOTSTRAP_CHUNK_DRAWS, draws - start), num_utterances))
+        samples.append(errors[chosen].sum(axis=1) / np.maximum(ref_words[chosen].sum(axis=1), 1))
+    low, high = np.percentile(np.concatenate(samples), [2.5, 97.5])
+    return float(low), float(high)
+
+
+@dataclass
+class ScoreReport:
+    """Everything `score` computed; `to_dict` for JSON, `format_text` for people."""
+
+    ids: list[str]
+    speakers: list[str | None]
+    references: list[str]
+    hypotheses: list[str]
+    word_counts: np.ndarray  # (num_utterances, 4): hits, substitutions, deletions, insertions
+    char_counts: np.ndarray | None
+    wer_ci95: tuple[float, float] | None
+    options: ScoreOptions
+    missing_scored_as_deletion: int = 0
+
+    @property
+    def ref_words(self) -> int:
+        return int(self.word_counts[:, :3].sum())
+
+    def totals(self, counts: np.ndarray) -> dict:
+        hits, substitutions, deletions, insertions = (int(x) for x in counts.sum(axis=0))
+        reference = hits + substitutions + deletions
+        return {
+            "reference": reference, "hits": hits, "substitutions": substitutions, "deletions": deletions,
+            "insertions": insertions, "errors": substitutions + deletions + insertions,
+            "error_rate": _rate(substitutions + deletions + insertions, reference),
+        }
+
+    def _group_stats(self, word_counts: np.ndarray, char_counts: np.ndarray | None) -> dict:
+        """sclite-style summary of a group of utterances, from summed [H, S, D, I] and per-utterance errors."""
+        words = self.totals(word_counts)
+        return {
+            "num_utterances": int(word_counts.shape[0]), "ref_words": words["reference"], "wer": words["error_rate"],
+            "substitutions": words["substitutions"], "deletions": words["deletions"],
+            "insertions": words["insertions"], "hits": words["hits"],
+            "ser": float(np.mean(word_counts[:, 1:].sum(axis=1) > 0)) if len(word_counts) else 0.0,
+            "cer": self.totals(char_counts)["error_rate"] if char_counts is not None else None,
+        }
+
+    def overall(self) -> dict:
+        return self._group_stats(self.word_counts, self.char_counts)
+
+    def per_speaker(self) -> dict[str, dict]:
+        """Summary per speaker; utterances without a speaker are left out."""
+        known = np.array([s is not None for s in self.speakers], dtype=bool)
+        if not known.any():
+            return {}
+        names, group = np.unique(np.array([s for s in self.speakers if s is not None], dtype=object).astype(str),
+                                 return_inverse=True)
+        rows = np.flatnonzero(known)
+        order = np.argsort(group, kind="stable")
+        boundaries = np.searchsorted(group[order], np.arange(len(names) + 1))
+        table = {}
+        for index, name in enumerate(names):
+            members = rows[order[boundaries[index] : boundaries[index + 1]]]
+            chars = self.char_counts[members] if self.char_counts is not None else None
+            table[str(name)] = self._group_stats(self.word_counts[members], chars)
+        return table
+
+    def to_dict(self, top_substitutions: int = 10) -> dict:
+        """Machine-readable report; `utterances` holds per-utterance counts."""
+        overall = self.overall()
+        chars = self.totals(self.char_counts) if self.char_counts is not None else None
+        counts = self.word_counts
+        utterances = [
+            {"id": utterance_id, "speaker": speaker, "ref_words": int(h + s + d), "substitutions": int(s),
+             "deletions": int(d), "insertions": int(i), "errors": int(s + d + i)}
+            for utterance_id, speaker, (h, s, d, i) in zip(self.ids, self.speakers, counts.tolist())
+        ]
+        if self.char_counts is not None:
+            for entry, (h, s, d, i) in zip(utterances, self.char_counts.tolist()):
+                entry["ref_chars"] = h + s + d
+                entry["char_errors"] = s + d + i
+        return {
+            "wer": overall["wer"], "cer": overall["cer"],
+            "substitutions": overall["substitutions"], "deletions": overall["deletions"],
+            "insertions": overall["insertions"], "hits": overall["hits"], "ref_words": overall["ref_words"],
+            "num_utterances": overall["num_utterances"], "ser": overall["ser"],
+            "wer_ci95": list(self.wer_ci95) if self.wer_ci95 else None,
+            "chars": chars,
+            "per_speaker": self.per_speaker(),
+            "top_substitutions": [
+                {"ref": ref, "hyp": hyp, "count": count} for (ref, hyp), count in self.top_substitutions(top_substitutions)
+            ],
+            "missing_scored_as_deletion": self.missing_scored_as_deletion,
+            "normalization": self.options.normalize.describe(),
+            "utterances": utterances,
+        }
+
+    def top_substitutions(self, limit: int) -> list[tuple[tuple[str, str], int]]:
+        """The most frequent (reference word, hypothesis word) substitutions."""
+        rows = np.flatnonzero(self.word_counts[:, 1] > 0)
+        if limit <= 0 or len(rows) == 0:
+            return []
+        output = jiwer.process_words([self.references[r] for r in rows], [self.hypotheses[r] for r in rows])
+        pairs: collections.Counter = collections.Counter()
+        for ref_words, hyp_words, chunks in zip(output.references, output.hypotheses, output.alignments):
+            for chunk in chunks:
+                if chunk.type == "substitute":
+                    pairs.update(zip(ref_words[chunk.ref_start_idx : chunk.ref_end_idx],
+                                     hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]))
+        return pairs.most_common(limit)
+
+    def worst(self, count: int) -> list[int]:
+        """Rows of the `count` utterances with the most word errors (ties: higher WER first)."""
+        errors = self.word_counts[:, 1:].sum(axis=1)
+        ref_words = np.maximum(self.word_counts[:, :3].sum(axis=1), 1)
+        order = np.lexsort((-errors / ref_words, -errors))
+        return [int(row) for row in order[:count] if errors[row] > 0]
+
+    def format_text(self, show_worst: int = 10, per_speaker: bool = True, top_substitutions: int = 10) -> str:
+        """The report for people: totals, per-speaker table, worst utterances aligned, substitutions."""
+        lines = self._summary_lines()
+        speakers = self.per_speaker() if per_speaker else {}
+        if speakers:
+            lines += ["", "Per speaker"] + _speaker_table(speakers, self.overall() if len(speakers) > 1 else None)
+        worst = self.worst(show_worst)
+        if worst:
+            lines += ["", f"Worst {len(worst)} utterance(s) (errors in UPPER CASE; S/D/I marks below)"]
+            for row in worst:
+                lines += [""] + self._alignment_lines(row)
+        substitutions = self.top_substitutions(top_substitutions)
+        if substitutions:
+            lines += ["", "Most frequent substitutions", f"{'count':>7}  reference -> hypothesis"]
+            lines += [f"{count:>7}  {ref} -> {hyp}" for (ref, hyp), count in substitutions]
+        return "\n".join(lines)
+
+    def _summary_lines(self) -> list[str]:
+        words = self.totals(self.word_counts)
+        errors_per_utterance = self.word_counts[:, 1:].sum(axis=1)
+        lines = [
+            f"utterances: {len(self.ids):,}   reference words: {words['reference']:,}   "
+            f"normalisation: {self.options.normalize.describe()}",
+        ]
+        if self.missing_scored_as_deletion:
+            lines.append(f"missing hypotheses scored as empty: {self.missing_scored_as_deletion:,}")
+        interval = (f"   95% CI [{_percent(self.wer_ci95[0])}, {_percent(self.wer_ci95[1])}]"
+                    if self.wer_ci95 else "")
+        lines.append(f"WER {_percent(words['error_rate']):>8}{interval}")
+        lines.append("    " + _sdi_line(words))
+        if self.char_counts is not None:
+            chars = self.totals(self.char_counts)
+            lines.append(f"CER {_percent(chars['error_rate']):>8}   over {chars['reference']:,} reference characters")
+            lines.append("    " + _sdi_line(chars))
+        lines.append(f"SER {_percent(float(np.mean(errors_per_utterance > 0))):>8}   "
+                     f"({int((errors_per_utterance > 0).sum()):,} of {len(self.ids):,} utterances with an error)")
+        return lines
+
+    def _alignment_lines(self, row: int) -> list[str]:
+        hits, substitutions, deletions, insertions = (int(x) for x in self.word_counts[row])
+        errors = substitutions + deletions + insertions
+        speaker = f" (speaker {self.speakers[row]})" if self.speakers[row] is not None else ""
+        header = f"{self.ids[row]}{speaker}: {errors} error(s) in {hits + substitutions + deletions} word(s)"
+        output = jiwer.process_words(self.references[row], self.hypotheses[row])
+        ref_cells, hyp_cells, marks = [], [], []
+        for chunk in output.alignments[0]:
+            ref_part = output.references[0][chunk.ref_start_idx : chunk.ref_end_idx]
+            hyp_part = output.hypotheses[0][chunk.hyp_start_idx : chunk.hyp_end_idx]
+            for index in range(max(len(ref_part), len(hyp_part))):
+                ref_word = ref_part[index] if index < len(ref_part) else None
+                hyp_word = hyp_part[index] if index < len(hyp_part) else None
+                mark = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}[chunk.type]
+                width = max(len(ref_word or "*"), len(hyp_word or "*"))
+                show = (lambda word: word) if mark == " " else (lambda word: word.upper())
+                ref_cells.append(show(ref_word).ljust(width) if ref_word else "*" * width)
+                hyp_cells.append(show(hyp_word).ljust(width) if hyp_word else "*" * width)
+                marks.append(mark.ljust(width))
+        return [header, "  REF: " + " ".join(ref_cells), "  HYP: " + " ".join(hyp_cells),
+                "       " + " ".join(marks).rstrip()]
+
+
+def _percent(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.2f}%"
+
+
+def _sdi_line(totals: dict) -> str:
+    reference = totals["reference"]
+    parts = [f"{name} {totals[key]:,} ({_percent(_rate(totals[key], reference))})"
+             for name, key in (("sub", "substitutions"), ("del", "deletions"), ("ins", "insertions"))]
+    return "   ".join(parts)
+
+
+def _speaker_table(speakers: dict[str, dict], total: dict | None) -> list[str]:
+    header = f"{'speaker':<16} {'utts':>6} {'words':>7} {'corr%':>7} {'sub%':>6} {'del%':>6} {'ins%':>6} {'err%':>7} {'s.err%':>7}"
+    rows = [header, "-" * len(header)]
+
+    def row(name: str, stats: dict) -> str:
+        words = stats["ref_words"]
+        pct = lambda count: f"{100 * count / words:.1f}" if words else "n/a"  # noqa: E731
+        correct = words - stats["substitutions"] - stats["deletions"]
+        errors = stats["substitutions"] + stats["deletions"] + stats["insertions"]
+        return (f"{name:<16} {stats['num_utterances']:>6,} {words:>7,} {pct(correct):>7} {pct(stats['substitutions']):>6} "
+                f"{pct(stats['deletions']):>6} {pct(stats['insertions']):>6} {pct(errors):>7} {100 * stats['ser']:>7.1f}")
+
+    rows += [row(name, stats) for name, stats in speakers.items()]
+    if total is not None:
+        rows += ["-" * len(header), row("all", total)]
+    return rows
+
+
+def score(references: list[Transcript], hypotheses: list[Transcript], options: ScoreOptions = ScoreOptions()) -> ScoreReport:
+    """Normalise, match by id, and compute word (and character) error statistics."""
+    pairs = pair_up(references, hypotheses, options)
+    reference_texts = [normalize_text(r.text, options.normalize) for r, _ in pairs]
+    hypothesis_texts = [normalize_text(h, options.normalize) for _, h in pairs]
+    word_counts = _edit_counts(jiwer.process_words(reference_texts, hypothesis_texts).alignments)
+    char_counts = None
+    if options.compute_cer:
+        char_counts = _edit_counts(jiwer.process_characters(reference_texts, hypothesis_texts).alignments)
+    interval = bootstrap_wer_interval(
+        word_counts[:, 1:].sum(axis=1), word_counts[:, :3].sum(axis=1), options.bootstrap_draws, options.seed
+    )
+    hypothesis_ids = {h.id for h in hypotheses}
+    return ScoreReport(
+        ids=[r.id for r, _ in pairs], speakers=[r.speaker for r, _ in pairs],
+        references=reference_texts, hypotheses=hypothesis_texts,
+        word_counts=word_counts, char_counts=char_counts, wer_ci95=interval, options=options,
+        missing_scored_as_deletion=sum(1 for r, _ in pairs if r.id not in hypothesis_ids),
+    )
