@@ -53,6 +53,20 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     return count
 
 
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, object, str | None]]:
+    """Yield (line number, parsed value or None, problem or None) for each non-blank line."""
+    with open(path, "rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            if not raw_line.strip():
+                continue
+            try:
+                yield line_number, json.loads(raw_line.decode("utf-8")), None
+            except UnicodeDecodeError as error:
+                yield line_number, None, f"not valid UTF-8 text ({error.reason} at byte {error.start})"
+            except json.JSONDecodeError as error:
+                yield line_number, None, f"malformed JSON: {error.msg} (column {error.colno})"
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory in a temporary sibling and rename it to `path` at the end.

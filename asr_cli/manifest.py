@@ -9,14 +9,13 @@ A relative ``audio`` path is relative to the manifest's folder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import AsrCliError, format_problems
-from .fileio import write_jsonl
+from .fileio import iter_json_lines, write_jsonl
 
 REQUIRED_FIELDS = ("id", "audio")
 
@@ -93,21 +92,16 @@ def scan_manifest(path: str | Path) -> Iterator[ManifestLine]:
     if not path.is_file():
         raise AsrCliError(f"manifest not found: {path}")
     base_dir = path.resolve().parent
-    with open(path, "rb") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            if not raw_line.strip():
-                continue
-            try:
-                record = json.loads(raw_line.decode("utf-8"))
-                utterance = Utterance.from_dict(record).resolve_audio(base_dir)
-            except UnicodeDecodeError as error:
-                yield ManifestLine(line_number, None, f"not valid UTF-8 text ({error.reason} at byte {error.start})")
-            except json.JSONDecodeError as error:
-                yield ManifestLine(line_number, None, f"malformed JSON: {error.msg} (column {error.colno})")
-            except ValueError as error:
-                yield ManifestLine(line_number, None, str(error))
-            else:
-                yield ManifestLine(line_number, utterance, None)
+    for line_number, record, problem in iter_json_lines(path):
+        if problem is not None:
+            yield ManifestLine(line_number, None, problem)
+            continue
+        try:
+            utterance = Utterance.from_dict(record).resolve_audio(base_dir)
+        except ValueError as error:
+            yield ManifestLine(line_number, None, str(error))
+        else:
+            yield ManifestLine(line_number, utterance, None)
 
 
 def read_manifest(path: str | Path) -> Iterator[Utterance]:

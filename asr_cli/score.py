@@ -10,7 +10,6 @@ are normalised with the same options before scoring.
 from __future__ import annotations
 
 import collections
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -19,6 +18,7 @@ import jiwer
 import numpy as np
 
 from .errors import AsrCliError
+from .fileio import iter_json_lines
 from .importers import read_kaldi_table
 from .text import NormalizeOptions, normalize_text
 
@@ -133,17 +133,12 @@ def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcri
 
 def _read_jsonl(path: Path) -> list[dict]:
     records = []
-    with open(path, "rb") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            if not raw_line.strip():
-                continue
-            try:
-                record = json.loads(raw_line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise AsrCliError(f"{path}, line {line_number}: not a valid UTF-8 JSON line ({error})") from error
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise AsrCliError(f"{path}, line {line_number}: expected a JSON object with a string 'id'")
-            records.append(record)
+    for line_number, record, problem in iter_json_lines(path):
+        if problem is not None:
+            raise AsrCliError(f"{path}, line {line_number}: {problem}")
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise AsrCliError(f"{path}, line {line_number}: expected a JSON object with a string 'id'")
+        records.append(record)
     return records
 
 

@@ -127,7 +127,7 @@ def test_duplicate_ids_on_either_side(tmp_path: Path):
 
 def test_malformed_hypothesis_line(tmp_path: Path):
     (tmp_path / "hyp.jsonl").write_text('{"id": "x", "text": "1"}\n{"id": "y", "text": \n')
-    with pytest.raises(AsrCliError, match="hyp.jsonl, line 2: not a valid UTF-8 JSON line"):
+    with pytest.raises(AsrCliError, match="hyp.jsonl, line 2: malformed JSON"):
         read_hypotheses(tmp_path / "hyp.jsonl")
     (tmp_path / "notext.jsonl").write_text('{"id": "x"}\n')
     with pytest.raises(AsrCliError, match="without a text field: x"):
