@@ -199,6 +199,94 @@ def score(
         typer.echo(f"\nwrote {json_output}")
 
 
+class Architecture(str, Enum):
+    blstm = "blstm"
+    lstm = "lstm"
+    dnn = "dnn"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command()
+def train(
+    train_stores: Annotated[list[Path], typer.Option("--train", help="Training feature store (repeat for several; their CMVN statistics are combined).")],
+    valid_store: Annotated[Path, typer.Option("--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.")],
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 20,
+    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = 12000,
+    architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture.blstm,
+    layers: Annotated[int, typer.Option(help="Stacked LSTM (or DNN) layers.")] = 4,
+    hidden_size: Annotated[int, typer.Option(help="LSTM cells per direction (DNN: units per layer).")] = 320,
+    projection_size: Annotated[int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")] = 0,
+    peepholes: Annotated[bool, typer.Option(help="Peephole connections (our LSTM layer, equations 1-5 of Sak et al.); slower than torch's LSTM.")] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout after each layer.")] = 0.2,
+    stack_frames: Annotated[int, typer.Option(help="Input frames stacked into one (low frame rate).")] = 3,
+    subsample: Annotated[int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")] = 3,
+    dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = 5,
+    optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer.adamw,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1.5e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 200,
+    hold_fraction: Annotated[float, typer.Option(help="Fraction of the post-warm-up steps held at the peak rate before the decay.")] = 0.3,
+    final_lr_scale: Annotated[float, typer.Option(help="The rate decays exponentially to this fraction of the peak by the last step.")] = 0.05,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = 5.0,
+    max_bad_steps: Annotated[int, typer.Option(help="Give up after this many non-finite losses in a row (each is skipped and counted).")] = 10,
+    spec_augment: Annotated[bool, typer.Option(help="SpecAugment frequency and time masks during training.")] = True,
+    freq_masks: Annotated[int, typer.Option(help="SpecAugment: frequency masks per utterance.")] = 2,
+    freq_width: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask, in bins.")] = 15,
+    time_masks: Annotated[int, typer.Option(help="SpecAugment: time masks per utterance.")] = 2,
+    time_width: Annotated[int, typer.Option(help="SpecAugment: widest time mask, in frames (at most 20% of the utterance).")] = 40,
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (faster on recent CPUs and GPUs).")] = Precision.fp32,
+    device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")] = 0,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")] = 1,
+    vocabulary: Annotated[Optional[Path], typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
+    skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr.")] = True,
+) -> None:
+    """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
+    from .data import SpecAugmentConfig
+    from .model import ModelConfig
+    from .text import Vocabulary
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    try:
+        model_config = ModelConfig(
+            architecture=architecture.value, num_layers=layers, hidden_size=hidden_size, projection_size=projection_size,
+            peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
+        )
+    except ValueError as error:
+        raise AsrCliError(str(error)) from error
+    augment = SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width) if spec_augment else SpecAugmentConfig(0, 0, 0, 0)
+    config = TrainConfig(
+        epochs=epochs, batch_frames=batch_frames, optimizer=optimizer.value, learning_rate=lr, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
+        max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
+        skip_oov_utts=skip_oov_utts, spec_augment=augment,
+    )
+    summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
+                        device_name=device.value, show_progress=progress,
+                        vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None)
+    if not summary["stopped"]:
+        typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 

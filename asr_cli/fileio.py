@@ -21,7 +21,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     keeps its previous content.
     """
     path = Path(path)
-    _check_writable_dir(path.parent)
+    ensure_writable_dir(path.parent)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(temp_name, 0o666 & ~_current_umask())
@@ -77,7 +77,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path = Path(path)
     if path.exists() and not overwrite:
         raise AsrCliError(f"{path} already exists; pass --overwrite to replace it")
-    _check_writable_dir(path.parent)
+    ensure_writable_dir(path.parent)
     temp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         os.chmod(temp_dir, 0o777 & ~_current_umask())
@@ -101,10 +101,11 @@ def _current_umask() -> int:
     return mask
 
 
-def _check_writable_dir(directory: Path) -> None:
+def ensure_writable_dir(directory: Path, what: str = "folder") -> None:
+    """Create `directory` if needed; a clear error if it cannot be created or written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise AsrCliError(f"cannot create {directory}: {error.strerror}") from error
+        raise AsrCliError(f"cannot create the {what} {directory}: {error.strerror}") from error
     if not os.access(directory, os.W_OK):
-        raise AsrCliError(f"cannot write to {directory}: permission denied")
+        raise AsrCliError(f"cannot write to the {what} {directory}: permission denied")

@@ -56,3 +56,60 @@ def normalize_text(text: str, options: NormalizeOptions = NormalizeOptions()) ->
     if options.collapse_whitespace:
         text = _WHITESPACE.sub(" ", text).strip()
     return text
+
+
+BLANK_INDEX = 0
+SPACE_TOKEN = "<space>"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Characters of the output layer; index 0 is the CTC blank, character k is index k + 1."""
+
+    characters: tuple[str, ...]
+
+    @classmethod
+    def from_texts(cls, texts) -> "Vocabulary":
+        """Every character of the (already normalised) texts, sorted."""
+        return cls(tuple(sorted(set().union(*map(set, texts)))))
+
+    @property
+    def size(self) -> int:
+        """Output classes, blank included."""
+        return len(self.characters) + 1
+
+    @classmethod
+    def read(cls, path) -> "Vocabulary":
+        """One character per line, `<space>` for the space; the order is kept (blank comes first, implied)."""
+        from pathlib import Path
+
+        from .errors import AsrCliError
+
+        characters = []
+        for line_number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+            token = " " if line == SPACE_TOKEN else line
+            if not token:
+                continue
+            if len(token) != 1:
+                raise AsrCliError(f"{path}, line {line_number}: expected one character (or {SPACE_TOKEN}), got {line!r}")
+            if token in characters:
+                raise AsrCliError(f"{path}, line {line_number}: {line!r} is listed twice")
+            characters.append(token)
+        if not characters:
+            raise AsrCliError(f"{path}: the vocabulary is empty")
+        return cls(tuple(characters))
+
+    def unknown_characters(self, text: str) -> set[str]:
+        return set(text) - set(self.characters)
+
+    def encode(self, text: str) -> list[int]:
+        """Label ids of a normalised text; raises KeyError on a character outside the vocabulary."""
+        return [self._index[character] for character in text]
+
+    def decode(self, label_ids) -> str:
+        """Text of label ids (blanks ignored)."""
+        return "".join(self.characters[i - 1] for i in label_ids if i != BLANK_INDEX)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {character: position + 1 for position, character in enumerate(self.characters)}

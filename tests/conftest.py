@@ -47,3 +47,23 @@ def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, ch
     samples = np.stack([mono * (c + 1) / channels for c in range(channels)], axis=1).astype(np.float32)
     soundfile.write(str(path), samples, sample_rate_hz, **kwargs)
     return samples
+
+
+def make_store(folder: Path, utterances: list[Utterance], **options) -> Path:
+    """Prepare a feature store from utterances (quietly); returns its path."""
+    from asr_cli.prepare import PrepareOptions, prepare
+
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / f"{folder.name}.jsonl"
+    write_manifest(manifest, utterances)
+    prepare(manifest, folder / "store", PrepareOptions(show_progress=False, **options))
+    return folder / "store"
+
+
+@pytest.fixture(scope="session")
+def tiny_stores(tmp_path_factory, speechocean_utterances) -> tuple[Path, Path]:
+    """(train, valid) stores: 16 utterances of speaker 0001, 6 of another speaker."""
+    root = tmp_path_factory.mktemp("tiny")
+    train = [u for u in speechocean_utterances if u.speaker == "0001"][:16]
+    valid = [u for u in speechocean_utterances if u.speaker == "0005"][:6]
+    return make_store(root / "train", train), make_store(root / "valid", valid)

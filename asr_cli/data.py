@@ -1,0 +1,214 @@
+"""Training data: examples from feature stores, length-bucketed batches, padding, SpecAugment.
+
+Every random choice here is a function of (seed, epoch, batch number), never
+of a global generator, so an interrupted epoch resumes with the same batches
+and the same masks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import AsrCliError
+from .store import FeatureStore
+from .text import NormalizeOptions, Vocabulary, normalize_text
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """Frequency and time masking (Park et al., 2019); masked values become the CMVN mean."""
+
+    freq_masks: int = 2
+    freq_width: int = 15  # bins, at most
+    time_masks: int = 2
+    time_width: int = 40  # frames, at most
+    max_time_fraction: float = 0.2  # of each utterance, per mask
+
+    @property
+    def enabled(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training utterance: where its frames are and its label ids."""
+
+    store: int
+    position: int
+    num_frames: int
+    labels: tuple[int, ...]
+
+
+@dataclass
+class ExampleSet:
+    """The usable examples of some stores, and what was left out and why."""
+
+    examples: list[Example]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> utterance ids
+
+    def skipped_summary(self) -> str:
+        return ", ".join(f"{len(ids)} {reason}" for reason, ids in self.skipped.items() if ids) or "none"
+
+
+def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
+    """Open stores for training, refusing empty ones and ones without transcripts."""
+    stores = [FeatureStore(path) for path in paths]
+    for store in stores:
+        if len(store) == 0:
+            raise AsrCliError(f"{role} store {store.path} has no utterances")
+        untranscribed = [entry.id for entry in store if entry.text is None]
+        if untranscribed:
+            shown = ", ".join(untranscribed[:5])
+            raise AsrCliError(
+                f"{role} store {store.path}: {len(untranscribed)} utterance(s) without text (e.g. {shown}); "
+                "training needs a transcript for every utterance"
+            )
+    dims = {store.dim for store in stores}
+    if len(dims) > 1:
+        raise AsrCliError(f"{role} stores have different feature dimensions: {sorted(dims)}")
+    return stores
+
+
+def build_examples(
+    stores: Sequence[FeatureStore], vocabulary: Vocabulary, normalize: NormalizeOptions,
+    subsample: int, skip_oov: bool,
+) -> ExampleSet:
+    """Encode every transcript; leave out (and count) what CTC cannot learn from.
+
+    An utterance needs at least len(labels) + (repeated adjacent labels) output
+    frames after subsampling, else its CTC loss is infinite. Characters outside
+    the vocabulary are an error listing them, unless `skip_oov`.
+    """
+    result = ExampleSet([], {"empty transcript": [], "too short for its transcript": [], "unknown characters": []})
+    unknown: dict[str, str] = {}
+    for store_index, store in enumerate(stores):
+        for position, entry in enumerate(store):
+            text = normalize_text(entry.text, normalize)
+            if not text:
+                result.skipped["empty transcript"].append(entry.id)
+                continue
+            missing = vocabulary.unknown_characters(text)
+            if missing:
+                result.skipped["unknown characters"].append(entry.id)
+                for character in missing:
+                    unknown.setdefault(character, entry.id)
+                continue
+            labels = vocabulary.encode(text)
+            repeats = sum(1 for a, b in zip(labels, labels[1:]) if a == b)
+            if math.ceil(entry.num_frames / subsample) < len(labels) + repeats:
+                result.skipped["too short for its transcript"].append(entry.id)
+                continue
+            result.examples.append(Example(store_index, position, entry.num_frames, tuple(labels)))
+    if unknown and not skip_oov:
+        listed = ", ".join(f"{character!r} (e.g. in {utterance})" for character, utterance in sorted(unknown.items()))
+        raise AsrCliError(
+            f"{len(result.skipped['unknown characters'])} utterance(s) use characters outside the vocabulary: {listed}; "
+            "fix the transcripts or pass --skip-oov-utts to leave them out"
+        )
+    return result
+
+
+def data_fingerprint(stores: Sequence[FeatureStore]) -> str:
+    """A digest of the stores' utterances (ids, lengths, texts), to refuse resuming on other data."""
+    digest = hashlib.sha256()
+    for store in stores:
+        for entry in store:
+            digest.update(f"{entry.id}\t{entry.num_frames}\t{entry.text}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:
+    """Length-bucketed batches whose padded size (longest * count) stays within `batch_frames`.
+
+    Lengths are jittered by up to 10% before sorting, so batch composition
+    changes from epoch to epoch; the order of batches is shuffled. An
+    utterance longer than the budget gets a batch of its own.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    lengths = np.asarray(lengths, dtype=np.float64)
+    keys = lengths * (1 + 0.1 * rng.random(len(lengths))) if shuffle else lengths
+    batches, current, longest = [], [], 0
+    for index in np.argsort(keys, kind="stable"):
+        new_longest = max(longest, int(lengths[index]))
+        if current and new_longest * (len(current) + 1) > batch_frames:
+            batches.append(current)
+            current, new_longest = [], int(lengths[index])
+        current.append(int(index))
+        longest = new_longest
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def padding_waste(batches: list[list[int]], lengths: Sequence[int]) -> float:
+    """Fraction of the padded frames of these batches that are padding."""
+    real = sum(lengths[i] for batch in batches for i in batch)
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+    return 1 - real / padded if padded else 0.0
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Item k is batch k of an epoch, padded and augmented, so DataLoader workers build whole batches."""
+
+    def __init__(self, stores: Sequence[FeatureStore], examples: Sequence[Example], batches: list[list[int]],
+                 cmvn_mean: np.ndarray, spec_augment: SpecAugmentConfig | None, batch_seeds: Sequence[int]) -> None:
+        self.stores = stores
+        self.examples = examples
+        self.batches = batches
+        self.cmvn_mean = torch.as_tensor(cmvn_mean, dtype=torch.float32)
+        self.spec_augment = spec_augment
+        self.batch_seeds = batch_seeds
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, batch_number: int) -> dict:
+        chosen = [self.examples[i] for i in self.batches[batch_number]]
+        frames = [self.stores[e.store].features(e.position) for e in chosen]
+        lengths = torch.tensor([len(f) for f in frames])
+        features = self.cmvn_mean.repeat(len(frames), int(lengths.max()), 1)
+        for row, utterance_frames in enumerate(frames):
+            features[row, : len(utterance_frames)] = torch.from_numpy(utterance_frames)
+        if self.spec_augment is not None and self.spec_augment.enabled:
+            generator = torch.Generator().manual_seed(self.batch_seeds[batch_number])
+            features = apply_spec_augment(features, lengths, self.cmvn_mean, self.spec_augment, generator)
+        labels = [torch.tensor(e.labels, dtype=torch.long) for e in chosen]
+        return {
+            "features": features, "lengths": lengths,
+            "targets": torch.cat(labels), "target_lengths": torch.tensor([len(x) for x in labels]),
+            "batch_number": batch_number,
+        }
+
+
+def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor,
+                       config: SpecAugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Mask random bands of bins and spans of frames in a padded (B, T, F) batch, vectorised."""
+    batch_size, max_frames, num_bins = features.shape
+    keep = torch.ones(batch_size, max_frames, num_bins, dtype=torch.bool)
+    if config.freq_masks and config.freq_width:
+        widths = torch.randint(0, config.freq_width + 1, (batch_size, config.freq_masks), generator=generator)
+        starts = (torch.rand(batch_size, config.freq_masks, generator=generator) * (num_bins - widths + 1)).long()
+        bins = torch.arange(num_bins)[None, None, :]
+        band = (bins >= starts[..., None]) & (bins < (starts + widths)[..., None])  # (B, masks, F)
+        keep &= ~band.any(dim=1)[:, None, :]
+    if config.time_masks and config.time_width:
+        limits = torch.clamp((lengths.float() * config.max_time_fraction).long(), max=config.time_width)
+        widths = (torch.rand(batch_size, config.time_masks, generator=generator) * (limits[:, None] + 1)).long()
+        starts = (torch.rand(batch_size, config.time_masks, generator=generator) * (lengths[:, None] - widths + 1)).long()
+        frames = torch.arange(max_frames)[None, None, :]
+        span = (frames >= starts[..., None]) & (frames < (starts + widths)[..., None])  # (B, masks, T)
+        keep &= ~span.any(dim=1)[:, :, None]
+    return torch.where(keep, features, fill)
+
+
+def epoch_batch_seeds(seed: int, epoch: int, num_batches: int) -> list[int]:
+    """One SpecAugment seed per batch of an epoch, independent of how far the epoch has run."""
+    return np.random.default_rng([seed, epoch, 1]).integers(0, 2**62, size=num_batches).tolist()

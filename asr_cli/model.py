@@ -1,0 +1,259 @@
+"""Acoustic models: deep (B)LSTM, LSTMP and peephole LSTM after Sak, Senior & Beaufays (2014),
+and a feed-forward DNN baseline, all with the same CTC output layer.
+
+Shapes: features (batch, frames, feature_dim) in, log-probabilities
+(batch, frames // subsample (rounded up), vocab_size) out, blank at index 0.
+
+A bidirectional layer runs on a padded batch, never on packed sequences (on
+CPU, packing halves the speed): the forward direction reads the padded batch
+as it is, which leaves every utterance's own frames untouched; the backward
+direction runs a unidirectional LSTM over each utterance reversed within its
+own length, and its outputs are reversed back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCHITECTURES = ("blstm", "lstm", "dnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture; saved with every checkpoint and model file."""
+
+    architecture: str = "blstm"
+    num_layers: int = 4
+    hidden_size: int = 320  # per direction
+    projection_size: int = 0  # 0: no recurrent projection (LSTM), else LSTMP
+    peepholes: bool = False
+    dropout: float = 0.2
+    stack_frames: int = 3
+    subsample: int = 3
+    dnn_context: int = 5  # DNN only: stacked frames on each side of the centre
+    input_dim: int = 80
+    vocab_size: int = 30  # characters + the CTC blank
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if min(self.num_layers, self.hidden_size, self.stack_frames, self.subsample) < 1:
+            raise ValueError("layers, hidden size, frame stacking and subsampling must be at least 1")
+        if self.projection_size < 0 or self.projection_size >= self.hidden_size and self.projection_size:
+            raise ValueError(f"projection size must be 0 or below the hidden size ({self.hidden_size})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.architecture == "blstm" else 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "ModelConfig":
+        return cls(**record)
+
+
+def stack_and_subsample(features: torch.Tensor, lengths: torch.Tensor, stack: int, subsample: int):
+    """Stack each frame with the next `stack - 1` and keep every `subsample`-th.
+
+    (B, T, F) -> (B, ceil(T / subsample), stack * F). Frames past an utterance's
+    end must be zero in `features`: stacking then reads zeros there, exactly as
+    for the utterance alone. Returns (stacked, new lengths).
+    """
+    if stack == 1 and subsample == 1:
+        return features, lengths
+    padded = F.pad(features, (0, 0, 0, stack - 1))
+    windows = padded.unfold(1, stack, subsample)  # (B, T', F, stack)
+    stacked = windows.transpose(2, 3).reshape(features.shape[0], windows.shape[1], -1)
+    return stacked, torch.div(lengths + subsample - 1, subsample, rounding_mode="floor")
+
+
+def reverse_within_lengths(sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each (B, T, D) sequence's first `length` steps; padding stays at the end.
+
+    The permutation is its own inverse, so the same call reverses outputs back.
+    """
+    steps = torch.arange(sequences.shape[1], device=sequences.device).unsqueeze(0)
+    lengths = lengths.to(sequences.device).unsqueeze(1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return sequences.gather(1, index.unsqueeze(2).expand(-1, -1, sequences.shape[2]))
+
+
+class PeepholeLSTM(nn.Module):
+    """One unidirectional LSTM layer with peephole connections and optional projection.
+
+    Equations (1)-(5) of Sak et al. (2014), with r_t = W_rm m_t feeding the
+    recurrence when projected (LSTMP), else r_t = m_t:
+        i_t = sigma(W_ix x_t + W_ir r_{t-1} + W_ic * c_{t-1} + b_i)
+        f_t = sigma(W_fx x_t + W_fr r_{t-1} + W_fc * c_{t-1} + b_f)
+        c_t = f_t * c_{t-1} + i_t * tanh(W_cx x_t + W_cr r_{t-1} + b_c)
+        o_t = sigma(W_ox x_t + W_or r_{t-1} + W_oc * c_t + b_o)
+        m_t = o_t * tanh(c_t)
+    Gate rows are stacked in nn.LSTM's order (i, f, c, o), so weights copy across.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, projection_size: int = 0, peepholes: bool = True) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.output_size = projection_size or hidden_size
+        self.weight_x = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_r = nn.Parameter(torch.empty(4 * hidden_size, self.output_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.peephole_weights = nn.Parameter(torch.empty(3, hidden_size)) if peepholes else None  # W_ic, W_fc, W_oc
+        self.weight_projection = nn.Parameter(torch.empty(projection_size, hidden_size)) if projection_size else None
+        bound = 1 / math.sqrt(hidden_size)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, T, input_size) -> (B, T, output_size), from zero initial states."""
+        batch_size = inputs.shape[0]
+        # One matmul for the input contributions of every frame; the loop only does the recurrence.
+        gates_from_inputs = F.linear(inputs, self.weight_x, self.bias).transpose(0, 1)
+        recurrent = inputs.new_zeros(batch_size, self.output_size)
+        cell = inputs.new_zeros(batch_size, self.hidden_size)
+        outputs = []
+        for step_gates in gates_from_inputs.unbind(0):  # unbind, not indexing: indexing slows backward 2-3x
+            input_gate, forget_gate, cell_input, output_gate = (step_gates + F.linear(recurrent, self.weight_r)).chunk(4, 1)
+            if self.peephole_weights is not None:
+                input_gate = input_gate + self.peephole_weights[0] * cell
+                forget_gate = forget_gate + self.peephole_weights[1] * cell
+            cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_input)
+            if self.peephole_weights is not None:
+                output_gate = output_gate + self.peephole_weights[2] * cell
+            cell_output = torch.sigmoid(output_gate) * torch.tanh(cell)
+            recurrent = F.linear(cell_output, self.weight_projection) if self.weight_projection is not None else cell_output
+            outputs.append(recurrent)
+        return torch.stack(outputs, dim=1)
+
+
+def make_direction(config: ModelConfig, input_size: int) -> nn.Module:
+    """One direction of one layer: our peephole LSTM, or torch's LSTM (oneDNN/cuDNN) without peepholes."""
+    if config.peepholes:
+        return PeepholeLSTM(input_size, config.hidden_size, config.projection_size, peepholes=True)
+    return nn.LSTM(input_size, config.hidden_size, batch_first=True, proj_size=config.projection_size)
+
+
+def run_direction(direction: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    if isinstance(direction, PeepholeLSTM):
+        return direction(inputs)
+    with warnings.catch_warnings():
+        # Known and measured: oneDNN has no LSTMP kernel, so torch falls back to its own on CPU.
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+        return direction(inputs)[0]
+
+
+class RecurrentLayer(nn.Module):
+    """A (bi)directional LSTM layer over a padded batch; outputs past each length are meaningless."""
+
+    def __init__(self, config: ModelConfig, input_size: int) -> None:
+        super().__init__()
+        self.forward_direction = make_direction(config, input_size)
+        self.backward_direction = make_direction(config, input_size) if config.directions == 2 else None
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        forward_outputs = run_direction(self.forward_direction, inputs)
+        if self.backward_direction is None:
+            return forward_outputs
+        reversed_outputs = run_direction(self.backward_direction, reverse_within_lengths(inputs, lengths))
+        return torch.cat([forward_outputs, reverse_within_lengths(reversed_outputs, lengths)], dim=2)
+
+
+class AcousticModel(nn.Module):
+    """CMVN -> frame stacking/subsampling -> (B)LSTM or DNN body -> linear -> log-softmax."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("cmvn_mean", torch.zeros(config.input_dim))
+        self.register_buffer("cmvn_std", torch.ones(config.input_dim))
+        stacked_dim = config.input_dim * config.stack_frames
+        layer_output = (config.projection_size or config.hidden_size) * config.directions
+        if config.architecture == "dnn":
+            window_dim = stacked_dim * (2 * config.dnn_context + 1)
+            self.layers = nn.ModuleList(
+                nn.Linear(window_dim if index == 0 else config.hidden_size, config.hidden_size)
+                for index in range(config.num_layers)
+            )
+            layer_output = config.hidden_size
+        else:
+            self.layers = nn.ModuleList(
+                RecurrentLayer(config, stacked_dim if index == 0 else layer_output) for index in range(config.num_layers)
+            )
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(layer_output, config.vocab_size)
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.cmvn_mean.copy_(torch.as_tensor(mean))
+        self.cmvn_std.copy_(torch.as_tensor(std))
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, input_dim) raw features and (B,) lengths -> (log_probs (B, T', V), output lengths (B,))."""
+        mask = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        normalised = (features - self.cmvn_mean) / self.cmvn_std * mask.unsqueeze(2)
+        hidden, lengths = stack_and_subsample(normalised, lengths, self.config.stack_frames, self.config.subsample)
+        if self.config.architecture == "dnn":
+            hidden = self._context_windows(hidden)
+            for layer in self.layers:
+                hidden = self.dropout(F.relu(layer(hidden)))
+        else:
+            for layer in self.layers:
+                hidden = self.dropout(layer(hidden, lengths))
+        return self.output(hidden).float().log_softmax(dim=-1), lengths
+
+    def _context_windows(self, stacked: torch.Tensor) -> torch.Tensor:
+        """(B, T', D) -> (B, T', (2C+1) D): each frame with C neighbours on each side, zeros outside."""
+        context = self.config.dnn_context
+        padded = F.pad(stacked, (0, 0, context, context))
+        windows = padded.unfold(1, 2 * context + 1, 1)  # (B, T', D, 2C+1)
+        return windows.transpose(2, 3).reshape(stacked.shape[0], stacked.shape[1], -1)
+
+    def num_parameters(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters())
+
+
+MODEL_FORMAT_VERSION = 1
+
+
+def model_file_contents(model: AcousticModel, feature_config: dict, vocabulary: list[str], info: dict) -> dict:
+    """Everything decoding needs, as plain tensors, numbers, strings, lists and dicts (no pickled code)."""
+    return {
+        "format_version": MODEL_FORMAT_VERSION,
+        "model_config": model.config.to_dict(),
+        "feature_config": feature_config,
+        "vocabulary": list(vocabulary),
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
+        "info": info,
+    }
+
+
+def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticModel, dict]:
+    """(model in eval mode, the file's contents) from a `model.pt`; loads no code (weights_only)."""
+    from pathlib import Path
+
+    from .errors import AsrCliError
+
+    path = Path(path)
+    if not path.is_file():
+        raise AsrCliError(f"model file not found: {path}")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated, foreign or unsafe files
+        raise AsrCliError(f"{path} is not a readable asr-cli model file ({type(error).__name__}: {str(error)[:200]})") from error
+    if not isinstance(contents, dict) or "model_config" not in contents or "state_dict" not in contents:
+        raise AsrCliError(f"{path} is not an asr-cli model file (a training checkpoint? use EXP_DIR/model.pt)")
+    if contents.get("format_version") != MODEL_FORMAT_VERSION:
+        raise AsrCliError(f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})")
+    model = AcousticModel(ModelConfig.from_dict(contents["model_config"]))
+    model.load_state_dict(contents["state_dict"])
+    return model.to(device).eval(), contents

@@ -1,0 +1,473 @@
+"""Training: CTC on feature stores, checkpoints that resume exactly, DDP under torchrun.
+
+`train` is the whole loop, readable top to bottom; the helpers below it
+save and restore state, evaluate, and draw the curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import __version__
+from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, build_examples, data_fingerprint, epoch_batch_seeds,
+                   make_batches, open_stores, padding_waste)
+from .decode import greedy_decode
+from .errors import AsrCliError
+from .fileio import atomic_write, ensure_writable_dir, write_json
+from .model import AcousticModel, ModelConfig, model_file_contents
+from .score import ScoreOptions, Transcript, score
+from .store import FeatureStore, combine_cmvn
+from .text import NormalizeOptions, Vocabulary, normalize_text
+
+CHECKPOINT_FORMAT_VERSION = 1
+LAST_CHECKPOINT = "checkpoint.last.pt"
+BEST_CHECKPOINT = "checkpoint.best.pt"
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+CONFIG_FILE = "config.json"
+OPTIMIZERS = ("adam", "adamw")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; saved in the experiment folder and every checkpoint."""
+
+    epochs: int = 20
+    batch_frames: int = 12000  # padded input frames per batch (per process under DDP)
+    optimizer: str = "adamw"
+    learning_rate: float = 1.5e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    hold_fraction: float = 0.3  # of the steps after warm-up, at the peak rate
+    final_lr_scale: float = 0.05  # the rate decays exponentially to this fraction of the peak
+    grad_clip: float = 5.0
+    max_bad_steps: int = 10  # non-finite losses in a row before giving up
+    precision: str = "fp32"
+    seed: int = 0
+    num_workers: int = 1
+    skip_oov_utts: bool = False
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise AsrCliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise AsrCliError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.epochs < 1 or self.batch_frames < 1 or self.learning_rate <= 0:
+            raise AsrCliError("--epochs, --batch-frames and --lr must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainConfig":
+        record = dict(record)
+        record["spec_augment"] = SpecAugmentConfig(**record["spec_augment"])
+        record["normalize"] = NormalizeOptions(**record["normalize"])
+        return cls(**record)
+
+
+def learning_rate_scale(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warm-up, a hold at the peak, then exponential decay to `final_lr_scale`."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    decay_start = config.warmup_steps + config.hold_fraction * max(total_steps - config.warmup_steps, 0)
+    if step < decay_start or total_steps <= decay_start:
+        return 1.0
+    progress = min((step - decay_start) / (total_steps - decay_start), 1.0)
+    return config.final_lr_scale**progress
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (a job of one without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if it is true on any."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def setup_distributed(device_name: str) -> Distributed:
+    """Pick the device; join the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise AsrCliError("--device cuda: no CUDA device is available; use --device cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed(device=torch.device(device_name))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dist.init_process_group(backend="nccl" if device_name == "cuda" else "gloo")
+    if device_name == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        device = torch.device("cpu")
+    return Distributed(rank=dist.get_rank(), world_size=world_size, device=device)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask for a clean stop after the current step; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self) -> "StopRequest":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after the current step and writing a checkpoint (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+def train(
+    train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: str | Path,
+    model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
+    resume: bool = False, device_name: str = "auto", show_progress: bool = True,
+    vocabulary: Vocabulary | None = None,
+) -> dict:
+    """Train an acoustic model; returns the summary also written to EXP_DIR/summary.json.
+
+    The vocabulary is every character of the normalised training text unless one is given.
+    """
+    exp_dir = Path(exp_dir)
+    env = setup_distributed(device_name)
+    if env.is_main:
+        _check_output_folder(exp_dir, resume)
+    train_stores = open_stores([str(p) for p in train_paths], "training")
+    valid_stores = open_stores([str(valid_path)], "validation")
+    if valid_stores[0].dim != train_stores[0].dim:
+        raise AsrCliError(f"feature dimension differs: training stores have {train_stores[0].dim}, "
+                          f"the validation store {valid_stores[0].dim}; prepare both with the same options")
+    feature_config = train_stores[0].feature_config.to_dict()
+    fingerprint = data_fingerprint(train_stores)
+
+    # Vocabulary and configuration: new, or exactly those of the checkpoint being resumed.
+    checkpoint = _load_checkpoint(exp_dir / LAST_CHECKPOINT) if resume else None
+    if checkpoint is not None:
+        if checkpoint["data_fingerprint"] != fingerprint:
+            raise AsrCliError(f"{exp_dir}: the training data differ from those the checkpoint was trained on; "
+                              "resume with the same --train stores, or start a new experiment folder")
+        vocabulary = Vocabulary(tuple(checkpoint["vocabulary"]))
+        model_config = ModelConfig.from_dict(checkpoint["model_config"])
+        config = TrainConfig.from_dict(checkpoint["train_config"])
+    elif vocabulary is None:
+        texts = (normalize_text(entry.text, config.normalize) for store in train_stores for entry in store)
+        vocabulary = Vocabulary.from_texts(texts)
+    if checkpoint is None:
+        model_config = dataclasses.replace(model_config, input_dim=train_stores[0].dim, vocab_size=vocabulary.size)
+    training = build_examples(train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts)
+    validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True)
+    if not training.examples:
+        raise AsrCliError(f"no usable training utterances (skipped: {training.skipped_summary()})")
+    if not validation.examples:
+        raise AsrCliError(f"no usable validation utterances (skipped: {validation.skipped_summary()})")
+
+    torch.manual_seed(config.seed)
+    model = AcousticModel(model_config)
+    mean, std = combine_cmvn(train_stores).mean_and_std()
+    model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+    model.to(env.device)
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
+                                weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0)
+    lengths = [example.num_frames for example in training.examples]
+    batches_per_epoch = len(make_batches(lengths, config.batch_frames, config.seed, 0)) // env.world_size
+    total_steps = batches_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(step, total_steps, config))
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_cer": math.inf, "bad_steps": 0, "skipped_steps": 0, "history": []}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = checkpoint["state"]
+        _restore_rng(checkpoint["rng"], env)
+    network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    if env.is_main:
+        _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path, training, env)
+        print(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
+              f"(blank + {''.join(vocabulary.characters)!r}); {len(training.examples):,} training utterances "
+              f"(skipped: {training.skipped_summary()}); {batches_per_epoch} batches/epoch x {env.world_size} process(es)",
+              file=sys.stderr)
+    if state["epoch"] >= config.epochs:
+        raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
+
+    autocast_device = "cuda" if env.device.type == "cuda" else "cpu"
+    with StopRequest() as stop:
+        while state["epoch"] < config.epochs:
+            epoch = state["epoch"]
+            all_batches = make_batches(lengths, config.batch_frames, config.seed, epoch)
+            batches = all_batches[env.rank :: env.world_size][:batches_per_epoch]
+            dataset = BatchDataset(train_stores, training.examples, batches, mean, config.spec_augment,
+                                   epoch_batch_seeds(config.seed, epoch, len(batches)))
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=None, sampler=range(state["batch"], len(batches)),
+                num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
+                persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
+            )
+            network.train()
+            progress = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.epochs}",
+                            unit="batch", disable=not (show_progress and env.is_main), dynamic_ncols=True)
+            epoch_started, epoch_frames, loss_sum, loss_tokens = time.perf_counter(), 0, 0.0, 0
+            for batch in loader:
+                features = batch["features"].to(env.device, non_blocking=True)
+                with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                    log_probs, output_lengths = network(features, batch["lengths"])
+                tokens = int(batch["target_lengths"].sum())
+                loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(env.device),
+                                  output_lengths.cpu(), batch["target_lengths"], blank=0, reduction="sum") / tokens
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+                # With DDP the gradients are already averaged, so every process takes the same branch.
+                if torch.isfinite(grad_norm):
+                    optimizer.step()
+                    scheduler.step()
+                    state["bad_steps"] = 0
+                    loss_sum, loss_tokens = loss_sum + loss.item() * tokens, loss_tokens + tokens
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    state["bad_steps"] += 1
+                    state["skipped_steps"] += 1
+                state["step"] += 1
+                state["batch"] += 1
+                epoch_frames += int(batch["lengths"].sum())
+                elapsed = time.perf_counter() - epoch_started
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss_sum / max(loss_tokens, 1):.3f}",
+                                     fps=f"{epoch_frames * env.world_size / max(elapsed, 1e-9):,.0f}", refresh=False)
+                if state["bad_steps"] >= config.max_bad_steps:
+                    progress.close()
+                    raise AsrCliError(
+                        f"{state['bad_steps']} non-finite losses in a row (epoch {epoch + 1}, batch {state['batch']}); "
+                        "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
+                        f"{exp_dir / LAST_CHECKPOINT}")
+                if env.any(stop.requested):
+                    progress.close()
+                    _save_checkpoint(exp_dir / LAST_CHECKPOINT, model, optimizer, scheduler, state, vocabulary,
+                                     model_config, config, fingerprint, env)
+                    if env.is_main:
+                        print(f"stopped in epoch {epoch + 1} after batch {state['batch']}; resume with the same command "
+                              f"and --resume (checkpoint: {exp_dir / LAST_CHECKPOINT})", file=sys.stderr)
+                    return {"stopped": True, **_public_state(state)}
+            progress.close()
+
+            # End of epoch: validate, keep the best model, checkpoint, log, plot.
+            epoch_time_s = time.perf_counter() - epoch_started
+            valid = evaluate(model, valid_stores, validation, vocabulary, config, env) if env.is_main else {}
+            record = {
+                "epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(loss_tokens, 1),
+                **valid, "learning_rate": scheduler.get_last_lr()[0], "epoch_time_s": round(epoch_time_s, 1),
+                "frames_per_s": round(epoch_frames * env.world_size / max(epoch_time_s, 1e-9)),
+                "padding_waste": round(padding_waste(batches, lengths), 4),
+                "skipped_steps": state["skipped_steps"],
+            }
+            state["history"].append(record)
+            state["epoch"], state["batch"] = epoch + 1, 0
+            improved = False
+            if env.is_main:
+                improved = valid["valid_cer"] < state["best_cer"]
+                if improved:
+                    state["best_cer"] = valid["valid_cer"]
+                    _save_model(exp_dir / MODEL_FILE, model, feature_config, vocabulary, record)
+                _append_metrics(exp_dir, record)
+                _plot_curves(exp_dir, state["history"])
+                print(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
+                      f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
+                      f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s", file=sys.stderr)
+            _save_checkpoint(exp_dir / LAST_CHECKPOINT, model, optimizer, scheduler, state, vocabulary,
+                             model_config, config, fingerprint, env)
+            if improved:
+                _copy_file(exp_dir / LAST_CHECKPOINT, exp_dir / BEST_CHECKPOINT)
+            env.barrier()
+    summary = {"stopped": False, **_public_state(state), "model": str(exp_dir / MODEL_FILE)}
+    if env.is_main:
+        write_json(exp_dir / "summary.json", summary)
+    return summary
+
+
+def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: ExampleSet, vocabulary: Vocabulary,
+             config: TrainConfig, env: Distributed) -> dict:
+    """Validation loss per token and greedy CER/WER (normalised as in `score`)."""
+    model.eval()
+    lengths = [example.num_frames for example in examples.examples]
+    batches = make_batches(lengths, config.batch_frames * 2, config.seed, 0, shuffle=False)
+    dataset = BatchDataset(stores, examples.examples, batches, model.cmvn_mean.cpu().numpy(), None, [0] * len(batches))
+    loss_sum, tokens, references, hypotheses = 0.0, 0, [], []
+    with torch.no_grad():
+        for batch_number in range(len(dataset)):
+            batch = dataset[batch_number]
+            log_probs, output_lengths = model(batch["features"].to(env.device), batch["lengths"])
+            loss_sum += float(F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(env.device),
+                                         output_lengths.cpu(), batch["target_lengths"], blank=0, reduction="sum"))
+            tokens += int(batch["target_lengths"].sum())
+            for index, label_ids in zip(batches[batch_number], greedy_decode(log_probs, output_lengths)):
+                example = examples.examples[index]
+                utterance_id = stores[example.store].entry(example.position).id
+                references.append(Transcript(utterance_id, vocabulary.decode(example.labels)))
+                hypotheses.append(Transcript(utterance_id, vocabulary.decode(label_ids)))
+    report = score(references, hypotheses, ScoreOptions(normalize=config.normalize, bootstrap_draws=0)).overall()
+    model.train()
+    return {"valid_loss": loss_sum / max(tokens, 1), "valid_cer": report["cer"], "valid_wer": report["wer"]}
+
+
+def _check_output_folder(exp_dir: Path, resume: bool) -> None:
+    ensure_writable_dir(exp_dir, "experiment folder")
+    if resume and not (exp_dir / LAST_CHECKPOINT).is_file():
+        raise AsrCliError(f"--resume: no checkpoint in {exp_dir} ({LAST_CHECKPOINT} not found)")
+    if not resume and (exp_dir / LAST_CHECKPOINT).is_file():
+        raise AsrCliError(f"{exp_dir} holds a training run already; pass --resume to continue it, or use a new folder")
+
+
+def _save_torch_atomically(path: Path, obj: dict) -> None:
+    """torch.save to a temporary sibling, then rename: a full disk leaves the previous file intact."""
+    try:
+        with atomic_write(path, "wb") as handle:
+            torch.save(obj, handle)
+    except OSError as error:
+        raise AsrCliError(f"could not write {path} ({error.strerror or error}); the previous version, if any, "
+                          "is intact. Free some disk space and resume with --resume") from error
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, state, vocabulary, model_config, config, fingerprint,
+                     env: Distributed) -> None:
+    if env.is_main:
+        _save_torch_atomically(path, {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "state": state, "rng": _rng_state(), "vocabulary": list(vocabulary.characters),
+            "model_config": model_config.to_dict(), "train_config": config.to_dict(), "data_fingerprint": fingerprint,
+        })
+    env.barrier()
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise AsrCliError(f"--resume: checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise AsrCliError(f"{path} is damaged or not a checkpoint ({type(error).__name__}); "
+                          f"try {path.with_name(BEST_CHECKPOINT)}, or start anew") from error
+    if checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        raise AsrCliError(f"{path}: checkpoint format {checkpoint.get('format_version')} is not supported")
+    return checkpoint
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict, env: Distributed) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if env.rank:  # other processes saved no state of their own: derive a distinct, reproducible one
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + env.rank)
+
+
+def _save_model(path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict) -> None:
+    info = {"epoch": record["epoch"], "valid_cer": record["valid_cer"], "valid_wer": record["valid_wer"],
+            "asr_cli_version": __version__}
+    _save_torch_atomically(path, model_file_contents(model, feature_config, list(vocabulary.characters), info))
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    with open(source, "rb") as reader, atomic_write(destination, "wb") as writer:
+        while chunk := reader.read(1 << 20):
+            writer.write(chunk)
+
+
+def _public_state(state: dict) -> dict:
+    return {key: state[key] for key in ("epoch", "step", "best_cer", "skipped_steps")}
+
+
+def _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path,
+                      training: ExampleSet, env: Distributed) -> None:
+    write_json(exp_dir / CONFIG_FILE, {
+        "command": sys.argv, "train_stores": [str(Path(p).resolve()) for p in train_paths],
+        "valid_store": str(Path(valid_path).resolve()), "model_config": model_config.to_dict(),
+        "train_config": config.to_dict(), "feature_config": feature_config,
+        "vocabulary": list(vocabulary.characters), "skipped_utterances": training.skipped,
+        "world_size": env.world_size, "device": str(env.device),
+        "versions": {"asr_cli": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__, "platform": platform.platform()},
+    })
+
+
+def _append_metrics(exp_dir: Path, record: dict) -> None:
+    with open(exp_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _plot_curves(exp_dir: Path, history: list[dict]) -> None:
+    """Training/validation loss and validation CER per epoch, as a PNG (rewritten atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [record["epoch"] for record in history]
+    figure, (loss_axes, cer_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axes.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    loss_axes.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation")
+    loss_axes.set(xlabel="epoch", ylabel="CTC loss per token", title="Loss")
+    loss_axes.legend()
+    cer_axes.plot(epochs, [100 * r["valid_cer"] for r in history], marker="o", color="tab:red")
+    cer_axes.set(xlabel="epoch", ylabel="CER %", title="Validation CER (greedy)")
+    for axes in (loss_axes, cer_axes):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_write(exp_dir / CURVES_FILE, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)

@@ -1,0 +1,286 @@
+"""Training: overfitting real speech, exact resume, DDP, and every bad-input path."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import asr_cli.train as train_module
+from asr_cli.data import SpecAugmentConfig, apply_spec_augment, make_batches, padding_waste
+from asr_cli.errors import AsrCliError
+from asr_cli.features import FeatureConfig
+from asr_cli.manifest import Utterance
+from asr_cli.model import ModelConfig, load_model_file
+from asr_cli.store import FeatureStore
+from asr_cli.text import Vocabulary
+from asr_cli.train import TrainConfig, learning_rate_scale, train
+from tests.conftest import make_store, write_tone
+
+NO_AUGMENT = SpecAugmentConfig(0, 0, 0, 0)
+TINY_MODEL = ModelConfig(num_layers=1, hidden_size=24)
+TINY_TRAINING = TrainConfig(epochs=2, batch_frames=1500, warmup_steps=2, num_workers=0)
+
+
+def run(train_store, valid_store, exp_dir, model=TINY_MODEL, config=TINY_TRAINING, **kwargs):
+    return train([train_store], valid_store, exp_dir, model, config, show_progress=False, **kwargs)
+
+
+def final_weights(exp_dir: Path) -> dict:
+    return torch.load(exp_dir / "checkpoint.last.pt", weights_only=True)["model"]
+
+
+def assert_same_weights(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_overfits_fifty_real_utterances(tmp_path: Path, speechocean_utterances):
+    store = make_store(tmp_path / "fifty", speechocean_utterances[:50])
+    config = TrainConfig(epochs=40, batch_frames=1000, learning_rate=5e-3, warmup_steps=30, final_lr_scale=0.1,
+                         spec_augment=NO_AUGMENT, num_workers=0)
+    run(store, store, tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=128, dropout=0.0), config)
+    history = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 40
+    assert history[-1]["train_loss"] <= 0.2 * history[0]["train_loss"]
+    assert min(record["valid_cer"] for record in history) < 0.10
+    model, contents = load_model_file(tmp_path / "exp" / "model.pt")
+    assert contents["info"]["valid_cer"] < 0.10 and contents["feature_config"]["kind"] == "fbank"
+    assert (tmp_path / "exp" / "curves.png").stat().st_size > 1000
+
+
+def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch):
+    train_store, valid_store = tiny_stores
+    run(train_store, valid_store, tmp_path / "straight")
+    # Ask for a stop when the first epoch's metrics are written: training stops one step into epoch 2.
+    original = train_module._append_metrics
+    monkeypatch.setattr(train_module, "_append_metrics",
+                        lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
+    summary = run(train_store, valid_store, tmp_path / "resumed")
+    assert summary["stopped"] and summary["epoch"] == 1
+    monkeypatch.setattr(train_module, "_append_metrics", original)
+    summary = run(train_store, valid_store, tmp_path / "resumed", resume=True)
+    assert not summary["stopped"] and summary["epoch"] == 2
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
+
+
+def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch):
+    train_store, valid_store = tiny_stores
+    config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
+    run(train_store, valid_store, tmp_path / "straight", config=config)
+    original = train_module.BatchDataset.__getitem__
+
+    def interrupt_at_third_batch(dataset, batch_number):
+        if batch_number == 2 and dataset.spec_augment is not None:
+            signal.raise_signal(signal.SIGINT)
+        return original(dataset, batch_number)
+
+    monkeypatch.setattr(train_module.BatchDataset, "__getitem__", interrupt_at_third_batch)
+    assert run(train_store, valid_store, tmp_path / "resumed", config=config)["stopped"]
+    monkeypatch.setattr(train_module.BatchDataset, "__getitem__", original)
+    checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.last.pt", weights_only=True)
+    assert checkpoint["state"]["batch"] == 3 and checkpoint["state"]["epoch"] == 0
+    run(train_store, valid_store, tmp_path / "resumed", config=config, resume=True)
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
+
+
+def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    summary = run(train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500,
+                                                                                   precision="bf16", num_workers=1))
+    exp = tmp_path / "exp"
+    assert {"model.pt", "checkpoint.last.pt", "checkpoint.best.pt", "metrics.jsonl", "curves.png", "config.json",
+            "summary.json"} <= {p.name for p in exp.iterdir()}
+    assert not [p for p in exp.iterdir() if p.name.startswith(".")]  # no temporary files left
+    config = json.loads((exp / "config.json").read_text())
+    assert config["versions"]["torch"] == torch.__version__ and config["train_config"]["precision"] == "bf16"
+    record = json.loads((exp / "metrics.jsonl").read_text())
+    for key in ("train_loss", "valid_loss", "valid_cer", "valid_wer", "frames_per_s", "padding_waste"):
+        assert key in record
+    model, contents = load_model_file(exp / "model.pt")
+    texts = [entry.text.lower() for entry in FeatureStore(train_store)]
+    assert contents["vocabulary"] == list(Vocabulary.from_texts(texts).characters)
+    assert torch.allclose(model.cmvn_mean, torch.from_numpy(FeatureStore(train_store).cmvn().mean_and_std()[0]))
+    assert summary["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "asr_cli", "train", "--train", str(train_store), "--valid", str(valid_store),
+               "-o", str(tmp_path / "exp"), "--epochs", "2", "--layers", "1", "--hidden-size", "24",
+               "--batch-frames", "1500", "--num-workers", "0", "--no-progress", "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stderr
+    assert result.stderr.count("epoch 2: train loss") == 1  # only rank 0 reports and writes
+    assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 2
+    files = sorted(p.name for p in (tmp_path / "exp").iterdir())
+    assert files.count("model.pt") == 1 and not [name for name in files if name.startswith(".")]
+    load_model_file(tmp_path / "exp" / "model.pt")
+
+
+# --- pieces ---
+
+def test_learning_rate_schedule():
+    config = TrainConfig(warmup_steps=10, hold_fraction=0.5, final_lr_scale=0.01)
+    scales = [learning_rate_scale(step, 110, config) for step in range(110)]
+    assert scales[0] == pytest.approx(0.1) and scales[9] == 1.0
+    assert scales[10:60] == [1.0] * 50
+    assert scales[85] == pytest.approx(0.01**0.5) and scales[109] == pytest.approx(0.01, rel=0.1)
+
+
+def test_batches_respect_the_budget_and_cover_every_example():
+    lengths = np.random.default_rng(0).integers(100, 1000, size=300).tolist()
+    batches = make_batches(lengths, 4000, seed=0, epoch=0)
+    assert sorted(i for batch in batches for i in batch) == list(range(300))
+    assert all(max(lengths[i] for i in batch) * len(batch) <= 4000 for batch in batches)
+    assert batches == make_batches(lengths, 4000, seed=0, epoch=0)
+    assert batches != make_batches(lengths, 4000, seed=0, epoch=1)
+    assert padding_waste(batches, lengths) < 0.1
+    assert make_batches([5000, 10], 4000, 0, 0, shuffle=False) == [[1], [0]]  # too long: a batch of its own
+
+
+def test_spec_augment_masks_within_limits_and_is_seeded():
+    features = torch.randn(3, 200, 80)
+    lengths = torch.tensor([200, 120, 50])
+    fill = torch.full((80,), -7.0)
+    config = SpecAugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_width=40)
+    masked = apply_spec_augment(features, lengths, fill, config, torch.Generator().manual_seed(3))
+    again = apply_spec_augment(features, lengths, fill, config, torch.Generator().manual_seed(3))
+    assert torch.equal(masked, again)
+    is_masked = masked == -7.0
+    assert is_masked.any()
+    bins_masked = is_masked.all(dim=1).sum(dim=1)  # bins masked over every frame
+    assert (bins_masked <= 20).all()
+    frames_masked = is_masked.all(dim=2).sum(dim=1)
+    assert frames_masked[2] <= 2 * 10  # at most 20% of 50 frames per mask
+
+
+def test_vocabulary_file(tmp_path: Path):
+    (tmp_path / "vocab.txt").write_text("a\nb\n<space>\n'\n")
+    vocabulary = Vocabulary.read(tmp_path / "vocab.txt")
+    assert vocabulary.characters == ("a", "b", " ", "'") and vocabulary.size == 5
+    assert vocabulary.decode(vocabulary.encode("ab 'a")) == "ab 'a"
+    (tmp_path / "bad.txt").write_text("ab\n")
+    with pytest.raises(AsrCliError, match="line 1: expected one character"):
+        Vocabulary.read(tmp_path / "bad.txt")
+
+
+# --- bad input ---
+
+def test_characters_outside_the_vocabulary(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    vocabulary = Vocabulary(tuple("abcdefghijklmnopqrstuvwxy '"))  # no "z"
+    with pytest.raises(AsrCliError, match=r"characters outside the vocabulary: 'z' \(e.g. in .*--skip-oov-utts"):
+        run(train_store, valid_store, tmp_path / "a", vocabulary=vocabulary)
+    config = TrainConfig(epochs=1, batch_frames=1500, num_workers=0, skip_oov_utts=True)
+    run(train_store, valid_store, tmp_path / "b", config=config, vocabulary=vocabulary)
+    skipped = json.loads((tmp_path / "b" / "config.json").read_text())["skipped_utterances"]
+    assert skipped["unknown characters"]
+
+
+def test_too_short_and_empty_utterances_are_skipped_and_counted(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    write_tone(tmp_path / "short.wav", seconds=0.2)
+    write_tone(tmp_path / "empty.wav", seconds=1.0)
+    extra = make_store(tmp_path / "extra", [
+        Utterance("short", str(tmp_path / "short.wav"), text="A SENTENCE FAR TOO LONG FOR TWO TENTHS OF A SECOND"),
+        Utterance("silent", str(tmp_path / "empty.wav"), text="  ...  "),
+    ])
+    train([train_store, extra], valid_store, tmp_path / "exp", TINY_MODEL,
+          TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)
+    skipped = json.loads((tmp_path / "exp" / "config.json").read_text())["skipped_utterances"]
+    assert skipped["too short for its transcript"] == ["short"] and skipped["empty transcript"] == ["silent"]
+
+
+def test_empty_store_and_store_without_text(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    write_tone(tmp_path / "a.wav")
+    untranscribed = make_store(tmp_path / "notext", [Utterance("a", str(tmp_path / "a.wav"))])
+    with pytest.raises(AsrCliError, match=r"without text \(e.g. a\)"):
+        run(untranscribed, valid_store, tmp_path / "exp")
+    empty = tmp_path / "empty_store"
+    empty.mkdir()
+    metadata = json.loads((Path(train_store) / "store.json").read_text())
+    metadata.update(arrays=[], num_utterances=0)
+    (empty / "store.json").write_text(json.dumps(metadata))
+    (empty / "index.jsonl").write_text("")
+    with pytest.raises(AsrCliError, match="has no utterances"):
+        run(empty, valid_store, tmp_path / "exp")
+
+
+def test_feature_dimension_mismatch(tmp_path: Path, tiny_stores, speechocean_utterances):
+    train_store, _ = tiny_stores
+    mfcc_valid = make_store(tmp_path / "mfcc", speechocean_utterances[20:24], feature_config=FeatureConfig.for_kind("mfcc"))
+    with pytest.raises(AsrCliError, match="feature dimension differs: training stores have 80, the validation store 13"):
+        run(train_store, mfcc_valid, tmp_path / "exp")
+
+
+def test_resume_refuses_other_data_and_existing_runs(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    with pytest.raises(AsrCliError, match="no checkpoint"):
+        run(train_store, valid_store, tmp_path / "exp", resume=True)
+    run(train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0))
+    with pytest.raises(AsrCliError, match="holds a training run already; pass --resume"):
+        run(train_store, valid_store, tmp_path / "exp")
+    with pytest.raises(AsrCliError, match="training data differ"):
+        run(valid_store, valid_store, tmp_path / "exp", resume=True)
+    with pytest.raises(AsrCliError, match="already finished"):
+        run(train_store, valid_store, tmp_path / "exp", resume=True)
+
+
+def test_unwritable_output_folder(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(AsrCliError, match="cannot create the experiment folder"):
+        run(train_store, valid_store, tmp_path / "a_file" / "exp")
+
+
+def test_disk_full_during_checkpoint_keeps_the_previous_one(tmp_path: Path, tiny_stores, monkeypatch):
+    train_store, valid_store = tiny_stores
+    run(train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=2, batch_frames=1500, num_workers=0))
+    real_save = torch.save
+
+    def full_disk(obj, handle):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    checkpoint = torch.load(tmp_path / "exp" / "checkpoint.last.pt", weights_only=True)
+    checkpoint["state"]["epoch"] = 1  # resume into the second epoch again
+    real_save(checkpoint, tmp_path / "exp" / "checkpoint.last.pt")
+    before = (tmp_path / "exp" / "checkpoint.last.pt").read_bytes()
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(AsrCliError, match="No space left on device.*previous version.*intact"):
+        run(train_store, valid_store, tmp_path / "exp", resume=True)
+    assert (tmp_path / "exp" / "checkpoint.last.pt").read_bytes() == before
+    assert not [p for p in (tmp_path / "exp").iterdir() if p.name.startswith(".")]
+
+
+def test_non_finite_losses_are_skipped_then_abort(tmp_path: Path, tiny_stores, monkeypatch):
+    train_store, valid_store = tiny_stores
+    real_ctc = train_module.F.ctc_loss
+    calls = {"count": 0}
+
+    def first_loss_is_nan(log_probs, *args, **kwargs):
+        calls["count"] += 1
+        loss = real_ctc(log_probs, *args, **kwargs)
+        return loss * float("nan") if calls["count"] == 1 else loss
+
+    monkeypatch.setattr(train_module.F, "ctc_loss", first_loss_is_nan)
+    summary = run(train_store, valid_store, tmp_path / "one", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0))
+    assert summary["skipped_steps"] == 1
+    monkeypatch.setattr(train_module.F, "ctc_loss", lambda log_probs, *a, **k: real_ctc(log_probs, *a, **k) * float("nan"))
+    with pytest.raises(AsrCliError, match="3 non-finite losses in a row"):
+        run(train_store, valid_store, tmp_path / "all",
+            config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0, max_bad_steps=3))
