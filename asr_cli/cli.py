@@ -107,6 +107,24 @@ def import_csv_command(
 
 
 @app.command()
+def split(
+    manifest: Annotated[Path, typer.Argument(help="Manifest whose utterances all have a speaker.")],
+    train_output: Annotated[Path, typer.Option("--train-output", help="Manifest of the utterances of the remaining speakers.")],
+    dev_output: Annotated[Path, typer.Option("--dev-output", help="Manifest of the held-out speakers' utterances.")],
+    dev_speakers: Annotated[int, typer.Option(help="How many whole speakers to hold out.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the random choice of speakers.")] = 0,
+) -> None:
+    """Hold out whole speakers as a development set: no speaker is on both sides."""
+    from .manifest import load_manifest, split_by_speaker, write_manifest
+
+    kept, held_out = split_by_speaker(load_manifest(manifest), dev_speakers, seed)
+    write_manifest(train_output, kept)
+    write_manifest(dev_output, held_out)
+    typer.echo(f"wrote {train_output}: {len(kept):,} utterances; {dev_output}: {len(held_out):,} utterances "
+               f"of {dev_speakers} held-out speakers")
+
+
+@app.command()
 def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL) of the utterances to featurise.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end).")],
@@ -285,6 +303,62 @@ def train(
                         vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None)
     if not summary["stopped"]:
         typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
+
+
+class LmUnit(str, Enum):
+    word = "word"
+    char = "char"
+
+
+@app.command()
+def decode(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`.")],
+    beam_size: Annotated[int, typer.Option(help="Prefixes kept per frame; 1 without --lm is greedy best-path decoding.")] = 1,
+    lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = None,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit.word,
+    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
+    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
+    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = 1,
+    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 16,
+    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 12.0,
+    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = False,
+    ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
+    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr.")] = True,
+) -> None:
+    """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
+    from .decode import DecodeOptions
+    from .transcribe import TranscribeOptions, transcribe
+
+    options = TranscribeOptions(
+        search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
+                             lm_weight=lm_weight, word_bonus=word_bonus, nbest=nbest),
+        lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, batch_frames=batch_frames,
+        device=device.value, timestamps=timestamps, show_progress=progress,
+    )
+    summary = transcribe(model, inputs, output, options, ctm_path=ctm)
+    typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else ""))
+
+
+@app.command("lm")
+def build_lm(
+    texts: Annotated[list[Path], typer.Argument(help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write (atomically).")],
+    order: Annotated[int, typer.Option(help="N-gram order.")] = 3,
+    unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit.word,
+    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line.")] = False,
+) -> None:
+    """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
+    from .lm import build_kneser_ney, read_sentences, write_arpa
+
+    sentences = read_sentences(texts, unit.value, strip_ids)
+    model = build_kneser_ney(sentences, order)
+    write_arpa(model, output)
+    counts = ", ".join(f"{len(table):,} {n}-grams" for n, table in enumerate(model.ngrams, start=1))
+    typer.echo(f"wrote {output}: {len(sentences):,} sentences; {counts}")
 
 
 def _raise_interrupt(signum, frame) -> None:

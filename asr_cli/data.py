@@ -126,13 +126,13 @@ def data_fingerprint(stores: Sequence[FeatureStore]) -> str:
 def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:
     """Length-bucketed batches whose padded size (longest * count) stays within `batch_frames`.
 
-    Lengths are jittered by up to 10% before sorting, so batch composition
+    Lengths are jittered by up to 5% before sorting, so batch composition
     changes from epoch to epoch; the order of batches is shuffled. An
     utterance longer than the budget gets a batch of its own.
     """
     rng = np.random.default_rng([seed, epoch])
     lengths = np.asarray(lengths, dtype=np.float64)
-    keys = lengths * (1 + 0.1 * rng.random(len(lengths))) if shuffle else lengths
+    keys = lengths * (1 + 0.05 * rng.random(len(lengths))) if shuffle else lengths
     batches, current, longest = [], [], 0
     for index in np.argsort(keys, kind="stable"):
         new_longest = max(longest, int(lengths[index]))

@@ -1,18 +1,382 @@
-"""Decoding CTC outputs: greedy (batched argmax, collapse repeats, drop blanks)."""
+"""Decoding CTC outputs: greedy best path, and prefix beam search with n-gram LM fusion.
+
+The beam search (Hannun et al., 2014) keeps, per prefix, the log-probability
+of ending in blank and in non-blank; prefixes are nodes of a tree so equal
+prefixes merge. Per frame only the top-k tokens above a log-probability
+threshold are tried. With a word LM, a word is scored when a space ends it
+(weight `lm_weight` on its natural-log probability, plus `word_bonus`); with a
+character LM every character is scored (`<space>` for the space) and the
+bonus is per character. The loops run in numba: no Python loop over beams,
+tokens or frames.
+"""
 
 from __future__ import annotations
 
-import torch
+import math
+from dataclasses import dataclass
 
-from .text import BLANK_INDEX
+import numba
+import numpy as np
+import torch
+from numba import types
+from numba.typed import Dict
+
+from .errors import AsrCliError
+from .lm import SENTENCE_END, SENTENCE_START, SPACE_TOKEN, UNKNOWN, NgramLM
+from .text import BLANK_INDEX, Vocabulary
+
+LOG10_TO_LN = math.log(10.0)
+HASH_SEED = 1469598103934665603
+NO_LM, WORD_LM, CHAR_LM = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Search settings; saved with each decoding run."""
+
+    beam_size: int = 16
+    token_prune_k: int = 16  # tokens tried per frame, at most
+    token_prune_threshold: float = 12.0  # ... and only those within this many nats of the frame's best
+    lm_weight: float = 0.5
+    word_bonus: float = 1.0
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.nbest < 1 or self.token_prune_k < 1:
+            raise AsrCliError("--beam-size, --nbest and the token pruning size must be at least 1")
+        if self.nbest > self.beam_size:
+            raise AsrCliError(f"--nbest ({self.nbest}) cannot exceed --beam-size ({self.beam_size})")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A labelling: label ids, the output frame where each was first emitted, and its log score."""
+
+    label_ids: list[int]
+    frames: list[int]
+    score: float
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Best path per utterance: (B, T, V) log-probabilities and (B,) lengths -> label ids per utterance."""
-    best = log_probs.argmax(dim=-1)  # (B, T)
+    return [hypothesis.label_ids for hypothesis in greedy_hypotheses(log_probs, lengths)]
+
+
+def greedy_hypotheses(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
+    """Best path with the frame of each emitted label and the path's log-probability."""
+    best_scores, best = log_probs.max(dim=-1)  # (B, T)
     changed = torch.ones_like(best, dtype=torch.bool)
     changed[:, 1:] = best[:, 1:] != best[:, :-1]
     valid = torch.arange(best.shape[1], device=best.device)[None, :] < lengths.to(best.device)[:, None]
-    keep = changed & valid & (best != BLANK_INDEX)
-    best, keep = best.cpu(), keep.cpu()
-    return [row[mask].tolist() for row, mask in zip(best, keep)]
+    keep = (changed & valid & (best != BLANK_INDEX)).cpu()
+    path_scores = (best_scores * valid).sum(dim=1).cpu()
+    best = best.cpu()
+    return [
+        Hypothesis(row[mask].tolist(), torch.nonzero(mask).flatten().tolist(), float(score))
+        for row, mask, score in zip(best, keep, path_scores)
+    ]
+
+
+# --- hashing shared by Python (table building) and numba (search) ---
+
+@numba.njit(cache=True)
+def _mix(value):
+    """splitmix64 finaliser on int64 bits (wrapping arithmetic)."""
+    z = np.uint64(value) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.int64(z ^ (z >> np.uint64(31)))
+
+
+@numba.njit(cache=True)
+def extend_hash(hash_value, token):
+    """Hash of a sequence extended by one token id (never 0, which marks the empty word)."""
+    mixed = _mix(hash_value * np.int64(1000003) + token + np.int64(1))
+    return mixed if mixed != 0 else np.int64(1)
+
+
+def sequence_hash(token_ids) -> int:
+    value = HASH_SEED
+    for token in token_ids:
+        value = int(extend_hash(value, token))
+    return value
+
+
+@dataclass
+class LanguageModelTables:
+    """An n-gram model flattened for the numba search: hashed n-grams -> natural-log probability and back-off."""
+
+    mode: int
+    order: int
+    keys: Dict
+    log_probs: np.ndarray
+    backoffs: np.ndarray
+    unknown_log_prob: float
+    start_id: int
+    end_id: int
+    unknown_id: int
+    word_of_hash: Dict  # word LM: hash of a word's label ids -> its LM id
+    token_of_label: np.ndarray  # character LM: label id -> LM token id (-1: unknown)
+    unreachable: list[str]  # LM tokens the model cannot spell
+    unmodelled: list[str]  # model characters the LM does not know (character LM)
+
+    @property
+    def oov_rate(self) -> float:
+        """Share of the LM's vocabulary the acoustic model cannot produce."""
+        return len(self.unreachable) / max(len(self.keys_vocabulary), 1)
+
+    keys_vocabulary: list[str] = None
+
+
+def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageModelTables:
+    """Flatten an ARPA model for the search; `unit` is "word" or "char"."""
+    words = lm.vocabulary
+    word_id = {word: index for index, word in enumerate(words)}
+    for required in (SENTENCE_START, SENTENCE_END):
+        if required not in word_id:
+            raise AsrCliError(f"the language model has no {required} token; is it an ARPA model of sentences?")
+    keys = Dict.empty(key_type=types.int64, value_type=types.int64)
+    log_probs, backoffs = [], []
+    for table in lm.ngrams:
+        for ngram, (log_prob, backoff) in table.items():
+            keys[sequence_hash([word_id[w] for w in ngram])] = len(log_probs)
+            log_probs.append(log_prob * LOG10_TO_LN)
+            backoffs.append(backoff * LOG10_TO_LN)
+    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
+    word_of_hash = Dict.empty(key_type=types.int64, value_type=types.int64)
+    token_of_label = np.full(vocabulary.size, -1, dtype=np.int64)
+    special = {SENTENCE_START, SENTENCE_END, UNKNOWN}
+    unreachable = []
+    if unit == "word":
+        for word in words:
+            if word in special:
+                continue
+            if all(character in label_of for character in word):
+                word_of_hash[sequence_hash([label_of[c] for c in word])] = word_id[word]
+            else:
+                unreachable.append(word)
+        unmodelled = []
+    else:
+        for word in words:
+            character = " " if word == SPACE_TOKEN else word
+            if word in special:
+                continue
+            if character in label_of:
+                token_of_label[label_of[character]] = word_id[word]
+            else:
+                unreachable.append(word)
+        unmodelled = [c for c in vocabulary.characters if token_of_label[label_of[c]] < 0]
+    unknown_entry = lm.ngrams[0].get((UNKNOWN,))
+    return LanguageModelTables(
+        mode=WORD_LM if unit == "word" else CHAR_LM, order=lm.order, keys=keys,
+        log_probs=np.asarray(log_probs, np.float64), backoffs=np.asarray(backoffs, np.float64),
+        unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
+        start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1),
+        word_of_hash=word_of_hash, token_of_label=token_of_label, unreachable=unreachable, unmodelled=unmodelled,
+        keys_vocabulary=[w for w in words if w not in special],
+    )
+
+
+def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
+    return LanguageModelTables(
+        mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
+        log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
+        word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
+        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), unreachable=[], unmodelled=[], keys_vocabulary=[],
+    )
+
+
+# --- the search ---
+
+@numba.njit(cache=True)
+def _log_add(a, b):
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    if a > b:
+        return a + np.log1p(np.exp(b - a))
+    return b + np.log1p(np.exp(a - b))
+
+
+@numba.njit(cache=True)
+def _lm_log_prob(context, token, keys, log_probs, backoffs, unknown_log_prob):
+    """ln P(token | context) with back-off; `context` holds the last order-1 ids, -1 where absent."""
+    size = context.shape[0]
+    available = 0
+    while available < size and context[size - 1 - available] >= 0:
+        available += 1
+    backoff = 0.0
+    for used in range(available, -1, -1):
+        value = np.int64(HASH_SEED)
+        for position in range(size - used, size):
+            value = extend_hash(value, context[position])
+        full = extend_hash(value, token)
+        if full in keys:
+            return backoff + log_probs[keys[full]]
+        if used > 0 and value in keys:
+            backoff += backoffs[keys[value]]
+    return backoff + unknown_log_prob
+
+
+@numba.njit(cache=True)
+def _lookup(table, key, default):
+    return table[key] if key in table else default
+
+
+@numba.njit(cache=True)
+def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, space_id, mode, order, keys, lm_log_probs,
+                        lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash, token_of_label,
+                        lm_weight, word_bonus, nbest):
+    num_frames, vocab_size = log_probs.shape
+    context_size = max(order - 1, 1)
+    capacity = 1024
+    parent = np.full(capacity, -1, np.int64)
+    token = np.full(capacity, -1, np.int64)
+    frame = np.zeros(capacity, np.int64)
+    word_hash = np.zeros(capacity, np.int64)
+    contexts = np.full((capacity, context_size), -1, np.int64)
+    lm_score = np.zeros(capacity, np.float64)
+    slot_of = np.full(capacity, -1, np.int64)
+    children = Dict.empty(key_type=types.int64, value_type=types.int64)
+    contexts[0, context_size - 1] = start_id if mode != 0 else -1
+    num_nodes = 1
+
+    beam_nodes = np.zeros(1, np.int64)
+    beam_blank = np.zeros(1, np.float64)
+    beam_nonblank = np.full(1, -np.inf)
+    max_candidates = beam_size * (prune_k + 1) + 1
+    cand_nodes = np.zeros(max_candidates, np.int64)
+    cand_blank = np.full(max_candidates, -np.inf)
+    cand_nonblank = np.full(max_candidates, -np.inf)
+
+    for t in range(num_frames):
+        row = log_probs[t]
+        order_of_tokens = np.argsort(-row)[:prune_k]
+        best_log_prob = row[order_of_tokens[0]]
+        num_candidates = 0
+        for b in range(beam_nodes.shape[0]):
+            node, p_blank, p_nonblank = beam_nodes[b], beam_blank[b], beam_nonblank[b]
+            p_total = _log_add(p_blank, p_nonblank)
+            for k in range(order_of_tokens.shape[0]):
+                label = order_of_tokens[k]
+                p = row[label]
+                if p < best_log_prob - prune_threshold:
+                    break
+                target = node
+                if label != 0:
+                    key = node * vocab_size + label
+                    child = _lookup(children, key, -1)
+                    if child < 0:
+                        if num_nodes == capacity:
+                            capacity *= 2
+                            parent = _grow(parent, capacity, -1)
+                            token = _grow(token, capacity, -1)
+                            frame = _grow(frame, capacity, 0)
+                            word_hash = _grow(word_hash, capacity, 0)
+                            lm_score = _grow(lm_score, capacity, 0.0)
+                            slot_of = _grow(slot_of, capacity, -1)
+                            grown = np.full((capacity, context_size), -1, np.int64)
+                            grown[:num_nodes] = contexts[:num_nodes]
+                            contexts = grown
+                        child = num_nodes
+                        num_nodes += 1
+                        children[key] = child
+                        parent[child], token[child], frame[child] = node, label, t
+                        contexts[child] = contexts[node]
+                        lm_score[child] = lm_score[node]
+                        if mode == 1:
+                            if label == space_id:
+                                if word_hash[node] != 0:
+                                    word = _lookup(word_of_hash, word_hash[node], unknown_id)
+                                    lm_score[child] += lm_weight * _lm_log_prob(
+                                        contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+                                    contexts[child, :-1] = contexts[node, 1:]
+                                    contexts[child, -1] = word
+                            else:
+                                word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
+                        elif mode == 2:
+                            lm_token = token_of_label[label] if token_of_label[label] >= 0 else unknown_id
+                            lm_score[child] += lm_weight * _lm_log_prob(
+                                contexts[node], lm_token, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+                            contexts[child, :-1] = contexts[node, 1:]
+                            contexts[child, -1] = lm_token
+                    target = child
+                if slot_of[target] < 0:
+                    slot_of[target] = num_candidates
+                    cand_nodes[num_candidates] = target
+                    cand_blank[num_candidates] = -np.inf
+                    cand_nonblank[num_candidates] = -np.inf
+                    num_candidates += 1
+                slot = slot_of[target]
+                if label == 0:
+                    cand_blank[slot] = _log_add(cand_blank[slot], p_total + p)
+                elif label == token[node]:
+                    # A repeat extends the prefix only across a blank; without one it collapses into it.
+                    cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_blank + p)
+                    if slot_of[node] < 0:
+                        slot_of[node] = num_candidates
+                        cand_nodes[num_candidates] = node
+                        cand_blank[num_candidates] = -np.inf
+                        cand_nonblank[num_candidates] = -np.inf
+                        num_candidates += 1
+                    same = slot_of[node]
+                    cand_nonblank[same] = _log_add(cand_nonblank[same], p_nonblank + p)
+                else:
+                    cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_total + p)
+        totals = np.empty(num_candidates)
+        for c in range(num_candidates):
+            totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[cand_nodes[c]]
+            slot_of[cand_nodes[c]] = -1
+        kept = np.argsort(-totals)[:beam_size]
+        beam_nodes = cand_nodes[kept].copy()
+        beam_blank = cand_blank[kept].copy()
+        beam_nonblank = cand_nonblank[kept].copy()
+
+    finals = np.empty(beam_nodes.shape[0])
+    for b in range(beam_nodes.shape[0]):
+        node = beam_nodes[b]
+        score = _log_add(beam_blank[b], beam_nonblank[b]) + lm_score[node]
+        if mode != 0:
+            context = contexts[node].copy()
+            if mode == 1 and word_hash[node] != 0:
+                word = _lookup(word_of_hash, word_hash[node], unknown_id)
+                score += lm_weight * _lm_log_prob(context, word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+                context[:-1] = context[1:].copy()
+                context[-1] = word
+            score += lm_weight * _lm_log_prob(context, end_id, keys, lm_log_probs, lm_backoffs, unknown_log_prob)
+        finals[b] = score
+    best = np.argsort(-finals)[:nbest]
+    return beam_nodes[best], finals[best], parent[:num_nodes], token[:num_nodes], frame[:num_nodes]
+
+
+@numba.njit(cache=True)
+def _grow(array, capacity, fill):
+    grown = np.full(capacity, fill, array.dtype)
+    grown[: array.shape[0]] = array
+    return grown
+
+
+def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOptions,
+                lm: LanguageModelTables | None = None) -> list[Hypothesis]:
+    """N-best hypotheses of one utterance's (T, V) log-probabilities (natural log), best first."""
+    if log_probs.shape[0] == 0:
+        return [Hypothesis([], [], 0.0)]
+    tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
+    space_id = vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1
+    nodes, scores, parent, token, frame = _prefix_beam_search(
+        np.ascontiguousarray(log_probs, dtype=np.float32), options.beam_size,
+        min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, space_id, tables.mode,
+        tables.order, tables.keys, tables.log_probs, tables.backoffs, tables.unknown_log_prob, tables.start_id,
+        tables.end_id, tables.unknown_id, tables.word_of_hash, tables.token_of_label,
+        options.lm_weight, options.word_bonus, options.nbest,
+    )
+    hypotheses = []
+    for node, score in zip(nodes, scores):
+        label_ids, frames = [], []
+        while node > 0:
+            label_ids.append(int(token[node]))
+            frames.append(int(frame[node]))
+            node = parent[node]
+        hypotheses.append(Hypothesis(label_ids[::-1], frames[::-1], float(score)))
+    return hypotheses

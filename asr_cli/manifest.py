@@ -153,3 +153,22 @@ def load_manifest(path: str | Path) -> list[Utterance]:
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
     """Write utterances as JSON lines, atomically; returns how many were written."""
     return write_jsonl(path, (utterance.to_dict() for utterance in utterances))
+
+
+def split_by_speaker(
+    utterances: list[Utterance], num_held_out_speakers: int, seed: int = 0
+) -> tuple[list[Utterance], list[Utterance]]:
+    """(kept, held out): whole speakers chosen at random (seeded) go to the held-out part.
+
+    No speaker appears on both sides; every utterance needs a speaker.
+    """
+    import random
+
+    unlabelled = [u.id for u in utterances if u.speaker is None]
+    if unlabelled:
+        raise AsrCliError(f"{len(unlabelled)} utterance(s) have no speaker (e.g. {unlabelled[0]}); cannot split by speaker")
+    speakers = sorted({u.speaker for u in utterances})
+    if not 0 < num_held_out_speakers < len(speakers):
+        raise AsrCliError(f"cannot hold out {num_held_out_speakers} of {len(speakers)} speakers")
+    held_out = set(random.Random(seed).sample(speakers, num_held_out_speakers))
+    return [u for u in utterances if u.speaker not in held_out], [u for u in utterances if u.speaker in held_out]

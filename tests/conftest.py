@@ -67,3 +67,16 @@ def tiny_stores(tmp_path_factory, speechocean_utterances) -> tuple[Path, Path]:
     train = [u for u in speechocean_utterances if u.speaker == "0001"][:16]
     valid = [u for u in speechocean_utterances if u.speaker == "0005"][:6]
     return make_store(root / "train", train), make_store(root / "valid", valid)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_stores) -> Path:
+    """A barely trained model file (one epoch of a 1x24 BLSTM): enough to exercise decoding."""
+    from asr_cli.model import ModelConfig
+    from asr_cli.train import TrainConfig, train
+
+    train_store, valid_store = tiny_stores
+    exp_dir = tmp_path_factory.mktemp("tiny_model")
+    train([train_store], valid_store, exp_dir, ModelConfig(num_layers=1, hidden_size=24),
+          TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)
+    return exp_dir / "model.pt"

@@ -56,3 +56,17 @@ def test_read_manifest_is_lazy_and_stops_at_first_bad_line(tmp_path: Path):
 def test_missing_manifest_is_a_clear_error(tmp_path: Path):
     with pytest.raises(AsrCliError, match="manifest not found"):
         load_manifest(tmp_path / "nope.jsonl")
+
+
+def test_split_by_speaker_keeps_speakers_whole():
+    from asr_cli.manifest import split_by_speaker
+
+    utterances = [Utterance(f"{s}-{i}", "a.wav", speaker=f"s{s}") for s in range(10) for i in range(3)]
+    kept, held_out = split_by_speaker(utterances, 3, seed=1)
+    assert len(held_out) == 9 and len(kept) == 21
+    assert not {u.speaker for u in kept} & {u.speaker for u in held_out}
+    assert split_by_speaker(utterances, 3, seed=1) == (kept, held_out)
+    with pytest.raises(AsrCliError, match="cannot hold out 10 of 10"):
+        split_by_speaker(utterances, 10)
+    with pytest.raises(AsrCliError, match="no speaker"):
+        split_by_speaker([Utterance("x", "a.wav")], 1)

@@ -1,0 +1,243 @@
+"""The decode step: a model file and inputs (a feature store, an audio manifest, or audio files)
+in, one JSON line per utterance out, optionally with n-best lists, word timings and a CTM file.
+
+Utterances are decoded in batches of similar length; features for audio are
+computed with the model's own feature configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import AudioError, audio_info, load_audio
+from .decode import DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables, greedy_hypotheses
+from .errors import AsrCliError, format_problems
+from .features import FeatureConfig, FeatureExtractor
+from .fileio import atomic_write
+from .lm import read_arpa
+from .manifest import Utterance, load_manifest
+from .model import load_model_file
+from .store import FeatureStore
+from .text import Vocabulary
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".sph", ".opus", ".aiff", ".aif"}
+COMPARED_FEATURE_FIELDS = ("kind", "sample_rate_hz", "num_mel_bins", "num_ceps", "deltas", "frame_shift_ms",
+                           "frame_length_ms")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to run decoding (the search itself is `decode`)."""
+
+    search: DecodeOptions = field(default_factory=DecodeOptions)
+    lm_path: str | None = None
+    lm_unit: str = "word"
+    batch_frames: int = 30000
+    device: str = "auto"
+    timestamps: bool = False
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class Source:
+    """One utterance to decode: features from a store, or audio to featurise."""
+
+    id: str
+    num_frames: int
+    duration_s: float
+    store_position: int | None = None
+    utterance: Utterance | None = None
+
+
+def collect_sources(inputs: Sequence[Path], config: FeatureConfig) -> tuple[list[Source], FeatureStore | None]:
+    """Sources of a feature store, an audio manifest, or audio files (ids: file names without extension)."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        store = FeatureStore(inputs[0])
+        _check_feature_match(store.feature_config, config, store.path)
+        sources = [Source(e.id, e.num_frames, e.duration, store_position=i) for i, e in enumerate(store)]
+        return sources, None if not sources else store
+    if len(inputs) == 1 and Path(inputs[0]).suffix == ".jsonl":
+        utterances = load_manifest(inputs[0])
+    else:
+        unknown = [str(p) for p in inputs if Path(p).suffix.lower() not in AUDIO_SUFFIXES]
+        if unknown:
+            raise AsrCliError(f"not a feature store, a .jsonl manifest or an audio file: {', '.join(unknown)}")
+        utterances = [Utterance(Path(p).stem, str(Path(p).resolve())) for p in inputs]
+        duplicated = {u.id for u in utterances if sum(v.id == u.id for v in utterances) > 1}
+        if duplicated:
+            raise AsrCliError(f"audio files with the same name would get the same id: {', '.join(sorted(duplicated))}")
+    sources, problems = [], []
+    for utterance in utterances:
+        try:
+            rate_hz, num_samples = audio_info(utterance.audio)
+        except AudioError as error:
+            problems.append(str(error))
+            continue
+        duration_s = max(num_samples / rate_hz - utterance.offset, 0.0)
+        if utterance.duration is not None:
+            duration_s = min(duration_s, utterance.duration)
+        sources.append(Source(utterance.id, config.num_frames(int(duration_s * config.sample_rate_hz)), duration_s,
+                              utterance=utterance))
+    if problems:
+        raise AsrCliError(format_problems(f"{len(problems)} input(s) cannot be read:", problems))
+    return sources, None
+
+
+def _check_feature_match(store_config: FeatureConfig, model_config: FeatureConfig, path: Path) -> None:
+    differing = [f"{name}: store {getattr(store_config, name)!r}, model {getattr(model_config, name)!r}"
+                 for name in COMPARED_FEATURE_FIELDS if getattr(store_config, name) != getattr(model_config, name)]
+    if differing:
+        raise AsrCliError(
+            f"{path} was prepared with other features than the model was trained on ({'; '.join(differing)}); "
+            "prepare the store with the model's options, or decode the audio manifest directly"
+        )
+
+
+def length_batches(sources: Sequence[Source], batch_frames: int) -> Iterator[list[int]]:
+    """Source indices, sorted by length, grouped so that longest * count stays within `batch_frames`."""
+    batch, longest = [], 0
+    for index in sorted(range(len(sources)), key=lambda i: sources[i].num_frames):
+        longest_if_added = max(longest, sources[index].num_frames)
+        if batch and longest_if_added * (len(batch) + 1) > batch_frames:
+            yield batch
+            batch, longest_if_added = [], sources[index].num_frames
+        batch.append(index)
+        longest = longest_if_added
+    if batch:
+        yield batch
+
+
+def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
+               options: TranscribeOptions = TranscribeOptions(), ctm_path: str | Path | None = None) -> dict:
+    """Decode every input utterance into `output` (JSONL, in input order); returns a summary.
+
+    A CTM file needs word timings, so asking for one turns them on.
+    """
+    if ctm_path is not None and not options.timestamps:
+        options = dataclasses.replace(options, timestamps=True)
+    device = torch.device("cuda" if options.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if options.device == "auto" else options.device))
+    model, contents = load_model_file(model_path, device)
+    feature_config = FeatureConfig.from_dict(contents["feature_config"])
+    vocabulary = Vocabulary(tuple(contents["vocabulary"]))
+    lm_tables = _load_lm(options, vocabulary)
+    sources, store = collect_sources([Path(p) for p in inputs], feature_config)
+    if not sources:
+        raise AsrCliError("nothing to decode: the inputs hold no utterances")
+    extractor = FeatureExtractor(feature_config)
+    seconds_per_frame = model.config.subsample * feature_config.frame_shift_ms / 1000
+    results: dict[int, dict] = {}
+    warnings = []
+    with tqdm(total=len(sources), unit="utt", desc="decode", disable=not options.show_progress, dynamic_ncols=True) as bar:
+        for batch in length_batches(sources, options.batch_frames):
+            features = [_features(sources[i], store, extractor, feature_config) for i in batch]
+            decoded = _decode_batch(model, features, vocabulary, options, lm_tables, device)
+            for index, utterance_features, hypotheses in zip(batch, features, decoded):
+                if utterance_features.shape[0] == 0:
+                    warnings.append(f"{sources[index].id}: empty or too-short audio; its hypothesis is empty")
+                results[index] = _result(sources[index], hypotheses, vocabulary, seconds_per_frame, options)
+            bar.update(len(batch))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    ordered = [results[index] for index in range(len(sources))]
+    with atomic_write(output) as handle:
+        for record in ordered:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if ctm_path is not None:
+        write_ctm(ctm_path, ordered)
+    summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings)}
+    if lm_tables is not None:
+        summary["lm_oov_rate"] = lm_tables.oov_rate
+    return summary
+
+
+def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables | None:
+    if options.lm_path is None:
+        return None
+    if options.lm_unit not in ("word", "char"):
+        raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
+    tables = build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit)
+    what = "words" if options.lm_unit == "word" else "tokens"
+    print(f"LM {options.lm_path}: {len(tables.keys_vocabulary):,} {what}; {100 * tables.oov_rate:.1f}% of them use "
+          f"characters the model cannot produce" + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
+          file=sys.stderr)
+    if tables.unmodelled:
+        print(f"warning: the character LM has no probability for model characters {tables.unmodelled!r}", file=sys.stderr)
+    if tables.oov_rate > 0.5:
+        print("warning: most of the LM's vocabulary is out of reach of the model: was it built on other text "
+              "or with other normalisation?", file=sys.stderr)
+    return tables
+
+
+def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtractor, config: FeatureConfig) -> np.ndarray:
+    if source.store_position is not None:
+        return store.features(source.store_position)
+    utterance = source.utterance
+    try:
+        samples, _ = load_audio(utterance.audio, config.sample_rate_hz, utterance.offset, utterance.duration)
+    except AudioError:
+        return np.zeros((0, config.dim), np.float32)  # empty audio: an empty hypothesis and a warning
+    return extractor([samples])[0]
+
+
+def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, options: TranscribeOptions,
+                  lm_tables: LanguageModelTables | None, device: torch.device) -> list[list[Hypothesis]]:
+    lengths = torch.tensor([f.shape[0] for f in features])
+    padded = torch.zeros(len(features), max(int(lengths.max()), 1), model.config.input_dim)
+    for row, utterance_features in enumerate(features):
+        padded[row, : len(utterance_features)] = torch.from_numpy(utterance_features)
+    with torch.no_grad():
+        log_probs, output_lengths = model(padded.to(device), lengths)
+    if options.search.beam_size == 1 and lm_tables is None:
+        return [[hypothesis] for hypothesis in greedy_hypotheses(log_probs, output_lengths)]
+    log_probs = log_probs.cpu().numpy()
+    return [beam_search(log_probs[row, : int(output_lengths[row])], vocabulary, options.search, lm_tables)
+            for row in range(len(features))]
+
+
+def _result(source: Source, hypotheses: list[Hypothesis], vocabulary: Vocabulary, seconds_per_frame: float,
+            options: TranscribeOptions) -> dict:
+    best = hypotheses[0]
+    record = {"id": source.id, "text": " ".join(vocabulary.decode(best.label_ids).split()), "score": round(best.score, 4)}
+    if options.search.nbest > 1:
+        record["nbest"] = [{"text": " ".join(vocabulary.decode(h.label_ids).split()), "score": round(h.score, 4)}
+                           for h in hypotheses]
+    if options.timestamps:
+        record["words"] = word_timings(best, vocabulary, seconds_per_frame, source.duration_s)
+    return record
+
+
+def word_timings(hypothesis: Hypothesis, vocabulary: Vocabulary, seconds_per_frame: float, duration_s: float) -> list[dict]:
+    """Words with start/end seconds: from the first character's frame to the end of the last one's."""
+    words, current, first_frame, last_frame = [], [], 0, 0
+    for label, frame in list(zip(hypothesis.label_ids, hypothesis.frames)) + [(None, None)]:
+        character = vocabulary.characters[label - 1] if label is not None else " "
+        if character == " ":
+            if current:
+                start = min(first_frame * seconds_per_frame, duration_s)
+                end = min((last_frame + 1) * seconds_per_frame, duration_s)
+                words.append({"word": "".join(current), "start": round(start, 3), "end": round(max(end, start), 3)})
+            current = []
+            continue
+        if not current:
+            first_frame = frame
+        current.append(character)
+        last_frame = frame
+    return words
+
+
+def write_ctm(path: str | Path, records: list[dict]) -> None:
+    """NIST CTM: `utterance channel start duration word`, one word per line."""
+    with atomic_write(path) as handle:
+        for record in records:
+            for word in record.get("words", []):
+                handle.write(f"{record['id']} 1 {word['start']:.3f} {word['end'] - word['start']:.3f} {word['word']}\n")

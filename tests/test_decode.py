@@ -1,0 +1,217 @@
+"""Decoding: prefix beam search against exhaustive enumeration, LM fusion, timings, and bad inputs."""
+
+import itertools
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_decode, greedy_hypotheses
+from asr_cli.errors import AsrCliError
+from asr_cli.lm import build_kneser_ney, read_arpa, tokenize, write_arpa
+from asr_cli.manifest import Utterance, write_manifest
+from asr_cli.model import load_model_file
+from asr_cli.store import FeatureStore
+from asr_cli.text import Vocabulary
+from asr_cli.transcribe import TranscribeOptions, transcribe
+from tests.conftest import make_store, write_tone
+
+VOCABULARY = Vocabulary(tuple("ab "))  # labels: 0 blank, 1 a, 2 b, 3 space
+EXHAUSTIVE = DecodeOptions(beam_size=5000, token_prune_k=4, token_prune_threshold=1e9, nbest=3)
+
+
+def labelling_probabilities(log_probs: np.ndarray) -> dict[tuple, float]:
+    """ln P(labelling) for every labelling, by summing over all V^T paths."""
+    totals: dict[tuple, float] = {}
+    num_frames, vocab_size = log_probs.shape
+    for path in itertools.product(range(vocab_size), repeat=num_frames):
+        score = float(sum(log_probs[t, label] for t, label in enumerate(path)))
+        collapsed = tuple(label for t, label in enumerate(path) if label != 0 and (t == 0 or path[t - 1] != label))
+        totals[collapsed] = np.logaddexp(totals.get(collapsed, -np.inf), score)
+    return totals
+
+
+def random_log_probs(rng, num_frames: int, vocab_size: int = 4) -> np.ndarray:
+    return np.log(rng.dirichlet(np.ones(vocab_size) * 0.7, size=num_frames)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_wide_beam_finds_the_most_probable_labellings_exactly(seed):
+    rng = np.random.default_rng(seed)
+    vocab_size = int(rng.integers(2, 5))
+    vocabulary = Vocabulary(tuple("ab "[: vocab_size - 1]))
+    log_probs = random_log_probs(rng, int(rng.integers(1, 7)), vocab_size)
+    exact = labelling_probabilities(log_probs.astype(np.float64))
+    ranked = sorted(exact.items(), key=lambda item: -item[1])
+    hypotheses = beam_search(log_probs, vocabulary, EXHAUSTIVE)
+    for hypothesis, (labelling, log_prob) in zip(hypotheses, ranked):
+        assert tuple(hypothesis.label_ids) == labelling
+        assert hypothesis.score == pytest.approx(log_prob, abs=1e-4)
+
+
+def _word_lm(tmp_path: Path, order: int = 2):
+    sentences = [["ab", "ba"], ["ab"], ["ba", "ba", "ab"], ["a", "b"]]
+    write_arpa(build_kneser_ney(sentences, order), tmp_path / "words.arpa")
+    return build_lm_tables(read_arpa(tmp_path / "words.arpa"), VOCABULARY, "word")
+
+
+def test_lm_weight_zero_equals_no_lm(tmp_path: Path):
+    tables = _word_lm(tmp_path)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        log_probs = random_log_probs(rng, 12)
+        plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, nbest=3))
+        zero = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, nbest=3, lm_weight=0.0, word_bonus=0.0), tables)
+        assert [h.label_ids for h in zero] == [h.label_ids for h in plain]
+        assert [h.score for h in zero] == pytest.approx([h.score for h in plain], abs=1e-5)
+
+
+def test_word_lm_moves_the_search_towards_known_words(tmp_path: Path):
+    tables = _word_lm(tmp_path)
+    # The acoustics slightly prefer "bb", which the LM has never seen; "ab" is a frequent word.
+    log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
+                                dtype=np.float32))  # P("bb") = .6 * .9 * .9 = .486 > P("ab") = .3 * .95 * .9 = .257
+    plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8))[0]
+    fused = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=2.0, word_bonus=0.0), tables)[0]
+    assert VOCABULARY.decode(plain.label_ids) == "bb"
+    assert VOCABULARY.decode(fused.label_ids) == "ab"
+
+
+def test_character_lm(tmp_path: Path):
+    sentences = [tokenize(text, "char") for text in ("ab ba", "ab", "ba ab")]
+    write_arpa(build_kneser_ney(sentences, 3), tmp_path / "chars.arpa")
+    tables = build_lm_tables(read_arpa(tmp_path / "chars.arpa"), VOCABULARY, "char")
+    assert tables.unreachable == [] and tables.unmodelled == []
+    rng = np.random.default_rng(1)
+    log_probs = random_log_probs(rng, 10)
+    plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8))
+    zero = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=0.0, word_bonus=0.0), tables)
+    assert zero[0].label_ids == plain[0].label_ids
+    assert beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=1.0), tables)[0].score != plain[0].score
+
+
+def test_greedy_collapses_repeats_and_drops_blanks():
+    best_path = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 3, 3]])
+    log_probs = torch.nn.functional.one_hot(best_path, 4).float().log_softmax(-1)
+    assert greedy_decode(log_probs, torch.tensor([9])) == [[1, 1, 2, 3]]
+    assert greedy_decode(log_probs, torch.tensor([4])) == [[1, 1]]
+    assert greedy_hypotheses(log_probs, torch.tensor([9]))[0].frames == [0, 3, 4, 7]
+
+
+def test_beam_size_one_gives_the_greedy_text(tmp_path: Path, tiny_model, tiny_stores):
+    _, valid_store = tiny_stores
+    transcribe(tiny_model, [valid_store], tmp_path / "beam1.jsonl",
+               TranscribeOptions(search=DecodeOptions(beam_size=1), show_progress=False))
+    model, _ = load_model_file(tiny_model)
+    store = FeatureStore(valid_store)
+    vocabulary = Vocabulary(tuple(load_model_file(tiny_model)[1]["vocabulary"]))
+    decoded = [json.loads(line) for line in (tmp_path / "beam1.jsonl").read_text().splitlines()]
+    for record in decoded:
+        features = torch.from_numpy(store.features(record["id"]))[None]
+        with torch.no_grad():
+            log_probs, lengths = model(features, torch.tensor([features.shape[1]]))
+        assert record["text"] == " ".join(vocabulary.decode(greedy_decode(log_probs, lengths)[0]).split())
+
+
+def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_model, tiny_stores):
+    _, valid_store = tiny_stores
+    transcribe(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
+               TranscribeOptions(search=DecodeOptions(beam_size=4, nbest=2), show_progress=False),
+               ctm_path=tmp_path / "hyp.ctm")
+    store = FeatureStore(valid_store)
+    records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [e.id for e in store]  # input order
+    for record in records:
+        assert len(record["nbest"]) <= 2 and record["nbest"][0]["text"] == record["text"]
+        starts = [w["start"] for w in record["words"]]
+        assert starts == sorted(starts)
+        duration = store.entry(record["id"]).duration
+        assert all(0 <= w["start"] <= w["end"] <= duration for w in record["words"])
+        assert " ".join(w["word"] for w in record["words"]) == record["text"]
+    ctm_words = sum(len(r["words"]) for r in records)
+    assert len((tmp_path / "hyp.ctm").read_text().splitlines()) == ctm_words
+
+
+def test_decoding_from_audio_matches_decoding_from_the_store(tmp_path: Path, tiny_model, tiny_stores,
+                                                            speechocean_utterances):
+    _, valid_store = tiny_stores
+    store = FeatureStore(valid_store)
+    utterances = [u for u in speechocean_utterances if u.id in store]
+    write_manifest(tmp_path / "audio.jsonl", utterances)
+    options = TranscribeOptions(search=DecodeOptions(beam_size=4), show_progress=False)
+    transcribe(tiny_model, [valid_store], tmp_path / "from_store.jsonl", options)
+    transcribe(tiny_model, [tmp_path / "audio.jsonl"], tmp_path / "from_audio.jsonl", options)
+    from_store = [json.loads(line)["text"] for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
+    from_audio = [json.loads(line)["text"] for line in (tmp_path / "from_audio.jsonl").read_text().splitlines()]
+    agreeing = sum(a == b for a, b in zip(from_store, from_audio))
+    assert agreeing >= len(from_store) - 1  # float16 storage may flip a near-tie, rarely
+
+
+# --- bad input ---
+
+def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_model, capsys):
+    write_tone(tmp_path / "short.wav", seconds=0.01)
+    write_tone(tmp_path / "ok.wav", seconds=0.5)
+    transcribe(tiny_model, [tmp_path / "short.wav", tmp_path / "ok.wav"], tmp_path / "hyp.jsonl",
+               TranscribeOptions(show_progress=False))
+    records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
+    assert records[0] == {"id": "short", "text": "", "score": 0.0}
+    assert "short: empty or too-short audio" in capsys.readouterr().err
+
+
+def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
+    write_manifest(tmp_path / "m.jsonl", [Utterance("x", "nope.wav")])
+    with pytest.raises(AsrCliError, match=r"1 input\(s\) cannot be read:\n.*nope.wav: file not found"):
+        transcribe(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+    assert not (tmp_path / "hyp.jsonl").exists()
+
+
+def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
+    (tmp_path / "garbage.pt").write_bytes(b"not a model at all")
+    with pytest.raises(AsrCliError, match="not a readable asr-cli model file"):
+        load_model_file(tmp_path / "garbage.pt")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    (tmp_path / "pickle.pt").write_bytes(pickle.dumps({"model_config": Payload()}))
+    with pytest.raises(AsrCliError, match="not a readable asr-cli model file"):
+        load_model_file(tmp_path / "pickle.pt")  # weights_only refuses to run code
+    torch.save({"something": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(AsrCliError, match="not an asr-cli model file"):
+        load_model_file(tmp_path / "other.pt")
+    with pytest.raises(AsrCliError, match="model file not found"):
+        load_model_file(tmp_path / "missing.pt")
+    truncated = tiny_model.read_bytes()[:1000]
+    (tmp_path / "truncated.pt").write_bytes(truncated)
+    with pytest.raises(AsrCliError, match="not a readable"):
+        load_model_file(tmp_path / "truncated.pt")
+
+
+def test_store_with_other_features_than_the_model(tmp_path: Path, tiny_model, speechocean_utterances):
+    from asr_cli.features import FeatureConfig
+
+    mfcc = make_store(tmp_path / "mfcc", speechocean_utterances[:2], feature_config=FeatureConfig.for_kind("mfcc"))
+    with pytest.raises(AsrCliError, match="other features than the model.*kind: store 'mfcc', model 'fbank'"):
+        transcribe(tiny_model, [mfcc], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+
+
+def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model, tiny_stores, capsys):
+    _, valid_store = tiny_stores
+    write_arpa(build_kneser_ney([["привет", "мир"], ["hello", "мир"]], 2), tmp_path / "other.arpa")
+    transcribe(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
+               TranscribeOptions(search=DecodeOptions(beam_size=2), lm_path=str(tmp_path / "other.arpa"),
+                                 show_progress=False))
+    err = capsys.readouterr().err
+    assert "66.7% of them use characters the model cannot produce" in err and "most of the LM's vocabulary" in err
+
+
+def test_malformed_arpa_through_decode(tmp_path: Path, tiny_model, tiny_stores):
+    (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nx\n")
+    with pytest.raises(AsrCliError, match="bad.arpa, line 5"):
+        transcribe(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
+                   TranscribeOptions(lm_path=str(tmp_path / "bad.arpa"), show_progress=False))

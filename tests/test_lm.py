@@ -1,0 +1,90 @@
+"""N-gram LMs: Kneser-Ney probabilities by hand, valid ARPA files, and malformed ones."""
+
+from pathlib import Path
+
+import pytest
+
+from asr_cli.errors import AsrCliError
+from asr_cli.lm import (SENTENCE_START, build_kneser_ney, kneser_ney_discounts, read_arpa, read_sentences, tokenize,
+                        write_arpa)
+from tests.conftest import SPEECHOCEAN, require
+
+TOY = [["a", "b"], ["a", "b"], ["b", "a"]]
+FIXED_DISCOUNTS = [(0.5, 1.0, 1.5), (0.5, 1.0, 1.5)]
+
+
+def prob(lm, word, context=()):
+    return 10 ** lm.log10_prob(word, context)
+
+
+def test_toy_bigram_probabilities_computed_by_hand():
+    # Unigram continuation counts: a, b and </s> each follow 2 distinct tokens; total 6; every count is 2
+    # (discount 1.0), so the interpolation weight is 3 * 1.0 / 6 = 0.5 over 4 tokens (a, b, </s>, <unk>).
+    lm = build_kneser_ney(TOY, order=2, discounts=FIXED_DISCOUNTS)
+    assert prob(lm, "a") == pytest.approx(1 / 6 + 0.5 / 4)  # 7/24
+    assert prob(lm, "<unk>") == pytest.approx(0.5 / 4)
+    # After <s>: a seen twice (D=1.0), b once (D=0.5); gamma = (1.0 + 0.5) / 3 = 0.5.
+    assert prob(lm, "a", ["<s>"]) == pytest.approx(23 / 48)
+    assert prob(lm, "b", ["<s>"]) == pytest.approx(15 / 48)
+    assert prob(lm, "</s>", ["<s>"]) == pytest.approx(7 / 48)  # unseen: backs off with weight 0.5
+    assert prob(lm, "b", ["a"]) == pytest.approx(23 / 48)
+    assert prob(lm, "a", ["b"]) == pytest.approx(15 / 48)
+    assert prob(lm, "zzz", ["a"]) == pytest.approx(0.5 * 0.5 / 4)  # an unknown word gets <unk>'s share
+
+
+def test_modified_kneser_ney_discounts():
+    d1, d2, d3 = kneser_ney_discounts([10, 5, 3, 2])  # Y = 10 / (10 + 2 * 5) = 0.5
+    assert (d1, d2, d3) == pytest.approx((1 - 2 * 0.5 * 5 / 10, 2 - 3 * 0.5 * 3 / 5, 3 - 4 * 0.5 * 2 / 3))
+    assert kneser_ney_discounts([4, 0, 1, 1]) == (0.5, 1.0, 1.5)  # undefined: fixed fallback
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_every_context_sums_to_one_and_the_arpa_file_is_valid(tmp_path: Path, order):
+    require(SPEECHOCEAN)
+    sentences = read_sentences([SPEECHOCEAN / "text"], "word", strip_ids=True)
+    lm = build_kneser_ney(sentences, order)
+    write_arpa(lm, tmp_path / "lm.arpa")
+    again = read_arpa(tmp_path / "lm.arpa")
+    assert again.order == order and [len(t) for t in again.ngrams] == [len(t) for t in lm.ngrams]
+    header = (tmp_path / "lm.arpa").read_text().split("\n\n")[0].splitlines()
+    assert header[1:] == [f"ngram {n}={len(t)}" for n, t in enumerate(lm.ngrams, start=1)]
+    vocabulary = [w for w in again.vocabulary if w != SENTENCE_START]
+    contexts = [()] + [ngram for table in again.ngrams[: order - 1] for ngram in list(table)[:40]]
+    for context in contexts:
+        if context and context[-1] == "</s>":
+            continue
+        assert sum(prob(again, w, context) for w in vocabulary) == pytest.approx(1.0, abs=1e-4), context
+
+
+def test_character_tokens():
+    assert tokenize("ab c", "char") == ["a", "b", "<space>", "c"]
+    lm = build_kneser_ney([tokenize("ab c", "char"), tokenize("a", "char")], order=3)
+    assert "<space>" in lm.vocabulary
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\ta\n\n\\end\\\n", "declares 2 1-grams but 1 are listed"),
+        ("\\data\\\nngram 1=1\n\n\\1-grams:\nabc\ta\n\\end\\\n", "line 5: probability or back-off is not a number"),
+        ("\\data\\\nngram one=1\n", "line 2: expected 'ngram N=COUNT'"),
+        ("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\ta\n", "no \\\\end\\\\ line"),
+        ("\\data\\\nngram 1=1\n\n\\2-grams:\n-1.0\ta b\n\\end\\\n", "line 4: section \\\\2-grams: is not declared"),
+        ("hello\n", "line 1: unexpected line"),
+    ],
+)
+def test_malformed_arpa_names_the_line(tmp_path: Path, text, message):
+    (tmp_path / "bad.arpa").write_text(text)
+    with pytest.raises(AsrCliError, match=message):
+        read_arpa(tmp_path / "bad.arpa")
+
+
+def test_lm_text_inputs(tmp_path: Path):
+    (tmp_path / "plain.txt").write_text("Hello, World!\n\nSecond line\n")
+    (tmp_path / "kaldi_text").write_text("u1 HELLO THERE\nu2\n")
+    assert read_sentences([tmp_path / "plain.txt"], "word") == [["hello", "world"], ["second", "line"]]
+    assert read_sentences([tmp_path / "kaldi_text"], "word", strip_ids=True) == [["hello", "there"]]
+    with pytest.raises(AsrCliError, match="LM text not found"):
+        read_sentences([tmp_path / "missing.txt"], "word")
+    with pytest.raises(AsrCliError, match="empty"):
+        build_kneser_ney([], order=2)
