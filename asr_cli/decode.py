@@ -225,6 +225,41 @@ def _lookup(table, key, default):
 
 
 @numba.njit(cache=True)
+def _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates):
+    """(slot of `node` among the next frame's candidates, new candidate count), adding it if new."""
+    if slot_of[node] < 0:
+        slot_of[node] = num_candidates
+        cand_nodes[num_candidates] = node
+        cand_blank[num_candidates] = -np.inf
+        cand_nonblank[num_candidates] = -np.inf
+        num_candidates += 1
+    return slot_of[node], num_candidates
+
+
+@numba.njit(cache=True)
+def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, keys, lm_log_probs, lm_backoffs,
+                 unknown_log_prob, unknown_id, word_of_hash, token_of_label, lm_weight, word_bonus):
+    """Set a new prefix's LM context, partial-word hash and accumulated LM score from its parent's."""
+    contexts[child] = contexts[node]
+    lm_score[child] = lm_score[node]
+    if mode == 1:
+        if label != space_id:
+            word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
+        elif word_hash[node] != 0:  # a space ends a word: score it
+            word = _lookup(word_of_hash, word_hash[node], unknown_id)
+            lm_score[child] += lm_weight * _lm_log_prob(
+                contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+            contexts[child, :-1] = contexts[node, 1:]
+            contexts[child, -1] = word
+    elif mode == 2:
+        lm_token = token_of_label[label] if token_of_label[label] >= 0 else unknown_id
+        lm_score[child] += lm_weight * _lm_log_prob(
+            contexts[node], lm_token, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+        contexts[child, :-1] = contexts[node, 1:]
+        contexts[child, -1] = lm_token
+
+
+@numba.njit(cache=True)
 def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, space_id, mode, order, keys, lm_log_probs,
                         lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash, token_of_label,
                         lm_weight, word_bonus, nbest):
@@ -283,44 +318,18 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, space_id
                         num_nodes += 1
                         children[key] = child
                         parent[child], token[child], frame[child] = node, label, t
-                        contexts[child] = contexts[node]
-                        lm_score[child] = lm_score[node]
-                        if mode == 1:
-                            if label == space_id:
-                                if word_hash[node] != 0:
-                                    word = _lookup(word_of_hash, word_hash[node], unknown_id)
-                                    lm_score[child] += lm_weight * _lm_log_prob(
-                                        contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
-                                    contexts[child, :-1] = contexts[node, 1:]
-                                    contexts[child, -1] = word
-                            else:
-                                word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
-                        elif mode == 2:
-                            lm_token = token_of_label[label] if token_of_label[label] >= 0 else unknown_id
-                            lm_score[child] += lm_weight * _lm_log_prob(
-                                contexts[node], lm_token, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
-                            contexts[child, :-1] = contexts[node, 1:]
-                            contexts[child, -1] = lm_token
+                        _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, keys,
+                                     lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash,
+                                     token_of_label, lm_weight, word_bonus)
                     target = child
-                if slot_of[target] < 0:
-                    slot_of[target] = num_candidates
-                    cand_nodes[num_candidates] = target
-                    cand_blank[num_candidates] = -np.inf
-                    cand_nonblank[num_candidates] = -np.inf
-                    num_candidates += 1
-                slot = slot_of[target]
+                slot, num_candidates = _claim_slot(target, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
                 if label == 0:
                     cand_blank[slot] = _log_add(cand_blank[slot], p_total + p)
                 elif label == token[node]:
                     # A repeat extends the prefix only across a blank; without one it collapses into it.
                     cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_blank + p)
-                    if slot_of[node] < 0:
-                        slot_of[node] = num_candidates
-                        cand_nodes[num_candidates] = node
-                        cand_blank[num_candidates] = -np.inf
-                        cand_nonblank[num_candidates] = -np.inf
-                        num_candidates += 1
-                    same = slot_of[node]
+                    same, num_candidates = _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank,
+                                                       num_candidates)
                     cand_nonblank[same] = _log_add(cand_nonblank[same], p_nonblank + p)
                 else:
                     cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_total + p)

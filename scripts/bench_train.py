@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader workers of the real step")
     args = parser.parse_args()
 
-    from asr_cli.data import make_batches, padding_waste
+    from asr_cli.data import make_batches
     from asr_cli.importers import import_kaldi
     from asr_cli.manifest import write_manifest
     from asr_cli.model import ModelConfig
