@@ -321,8 +321,9 @@ def decode(
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
     word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
     nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = 1,
-    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 16,
-    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 12.0,
+    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 10,
+    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 6.0,
+    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = 10.0,
     timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = False,
     ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
@@ -335,7 +336,7 @@ def decode(
 
     options = TranscribeOptions(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
-                             lm_weight=lm_weight, word_bonus=word_bonus, nbest=nbest),
+                             beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus, nbest=nbest),
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress,
     )

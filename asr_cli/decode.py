@@ -2,8 +2,8 @@
 
 The beam search (Hannun et al., 2014) keeps, per prefix, the log-probability
 of ending in blank and in non-blank; prefixes are nodes of a tree so equal
-prefixes merge. Per frame only the top-k tokens above a log-probability
-threshold are tried. With a word LM, a word is scored when a space ends it
+prefixes merge. Per frame only the top-k tokens within a threshold of the
+frame's best are tried, and prefixes far below the best are dropped. With a word LM, a word is scored when a space ends it
 (weight `lm_weight` on its natural-log probability, plus `word_bonus`); with a
 character LM every character is scored (`<space>` for the space) and the
 bonus is per character. The loops run in numba: no Python loop over beams,
@@ -35,8 +35,9 @@ class DecodeOptions:
     """Search settings; saved with each decoding run."""
 
     beam_size: int = 16
-    token_prune_k: int = 16  # tokens tried per frame, at most
-    token_prune_threshold: float = 12.0  # ... and only those within this many nats of the frame's best
+    token_prune_k: int = 10  # tokens tried per frame, at most
+    token_prune_threshold: float = 6.0  # ... and only those within this many nats of the frame's best
+    beam_threshold: float = 10.0  # prefixes scoring this many nats below the best are dropped
     lm_weight: float = 0.5
     word_bonus: float = 1.0
     nbest: int = 1
@@ -260,9 +261,9 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
 
 
 @numba.njit(cache=True)
-def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, space_id, mode, order, keys, lm_log_probs,
-                        lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash, token_of_label,
-                        lm_weight, word_bonus, nbest):
+def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_threshold, space_id, mode, order, keys,
+                        lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash,
+                        token_of_label, lm_weight, word_bonus, nbest):
     num_frames, vocab_size = log_probs.shape
     context_size = max(order - 1, 1)
     capacity = 1024
@@ -338,6 +339,11 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, space_id
             totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[cand_nodes[c]]
             slot_of[cand_nodes[c]] = -1
         kept = np.argsort(-totals)[:beam_size]
+        best_total = totals[kept[0]]
+        num_kept = 1
+        while num_kept < kept.shape[0] and totals[kept[num_kept]] >= best_total - beam_threshold:
+            num_kept += 1
+        kept = kept[:num_kept]
         beam_nodes = cand_nodes[kept].copy()
         beam_blank = cand_blank[kept].copy()
         beam_nonblank = cand_nonblank[kept].copy()
@@ -375,7 +381,8 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOp
     space_id = vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1
     nodes, scores, parent, token, frame = _prefix_beam_search(
         np.ascontiguousarray(log_probs, dtype=np.float32), options.beam_size,
-        min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, space_id, tables.mode,
+        min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, options.beam_threshold, space_id,
+        tables.mode,
         tables.order, tables.keys, tables.log_probs, tables.backoffs, tables.unknown_log_prob, tables.start_id,
         tables.end_id, tables.unknown_id, tables.word_of_hash, tables.token_of_label,
         options.lm_weight, options.word_bonus, options.nbest,

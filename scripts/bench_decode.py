@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Benchmark decoding; prints one JSON line.
+
+All decoders get the same log-probabilities: one trained model's outputs on
+held-out speech. Ours: greedy, and prefix beam search at beams 16 and 64 with
+and without a word 3-gram LM. References, in their own environment (see
+bench_decode_reference.py): pyctcdecode with the same ARPA LM and weights,
+and flashlight-text's lexicon-free decoder (its wheel has no KenLM, so it is
+compared without an LM). Utterances/s count the search only (the model's
+forward pass is done once, beforehand). Targets: >= 5x pyctcdecode's
+utterances/s at equal beam with equal or better WER; within 2x of flashlight.
+
+    python scripts/bench_decode.py MODEL STORE LM.arpa --reference-python OTHER_VENV/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
+    """(per-utterance (T, V) log-probabilities, ids, reference texts, characters)."""
+    from asr_cli.model import load_model_file
+    from asr_cli.store import FeatureStore
+
+    model, contents = load_model_file(model_path)
+    store = FeatureStore(store_path)
+    outputs, ids, references = [], [], []
+    with torch.no_grad():
+        for entry in store:
+            features = torch.from_numpy(store.features(entry.id))[None]
+            log_probs, lengths = model(features, torch.tensor([features.shape[1]]))
+            outputs.append(log_probs[0, : int(lengths[0])].numpy())
+            ids.append(entry.id)
+            references.append(entry.text)
+    return outputs, ids, references, contents["vocabulary"]
+
+
+def word_error_rate(ids, references, hypotheses) -> float:
+    from asr_cli.score import ScoreOptions, Transcript, score
+
+    report = score([Transcript(i, r) for i, r in zip(ids, references)],
+                   [Transcript(i, h) for i, h in zip(ids, hypotheses)], ScoreOptions(bootstrap_draws=0, compute_cer=False))
+    return report.overall()["wer"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("store", type=Path, help="held-out speech (feature store with text)")
+    parser.add_argument("lm", type=Path, help="word n-gram ARPA built on training text only")
+    parser.add_argument("--lm-weight", type=float, default=0.5)
+    parser.add_argument("--word-bonus", type=float, default=1.0)
+    parser.add_argument("--reference-python", help="python of an environment with pyctcdecode, kenlm and flashlight-text")
+    args = parser.parse_args()
+
+    from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_hypotheses
+    from asr_cli.lm import read_arpa
+    from asr_cli.text import Vocabulary
+
+    log_probs, ids, references, characters = model_log_probs(args.model, args.store)
+    vocabulary = Vocabulary(tuple(characters))
+    tables = build_lm_tables(read_arpa(args.lm), vocabulary, "word")
+    beam_search(log_probs[0], vocabulary, DecodeOptions(beam_size=4), tables)  # compile outside the timing
+    runs: dict[str, tuple[float, list[str]]] = {}
+    started = time.perf_counter()
+    greedy = [greedy_hypotheses(torch.from_numpy(lp)[None], torch.tensor([len(lp)]))[0] for lp in log_probs]
+    runs["greedy"] = (time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in greedy])
+    for beam in (16, 64):
+        for name, lm in ((f"ours_beam{beam}_nolm", None), (f"ours_beam{beam}_lm", tables)):
+            options = DecodeOptions(beam_size=beam, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
+            started = time.perf_counter()
+            best = [beam_search(lp, vocabulary, options, lm)[0] for lp in log_probs]
+            runs[name] = (time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in best])
+    if args.reference_python:
+        with tempfile.TemporaryDirectory() as work_dir:
+            saved = Path(work_dir) / "log_probs.npz"
+            np.savez(saved, count=len(log_probs), characters=np.array(characters),
+                     **{f"utterance_{i}": lp for i, lp in enumerate(log_probs)})
+            output = subprocess.run(
+                [args.reference_python, str(REPO_ROOT / "scripts" / "bench_decode_reference.py"), str(saved),
+                 "--lm", str(args.lm), "--lm-weight", str(args.lm_weight), "--word-bonus", str(args.word_bonus)],
+                check=True, capture_output=True, text=True).stdout
+        for name, result in json.loads(output.splitlines()[-1]).items():
+            runs[name] = (result["seconds"], result["hypotheses"])
+    summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
+               "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
+    for name, (seconds, hypotheses) in runs.items():
+        summary[name] = {"utt_per_s": round(len(log_probs) / seconds, 1),
+                         "wer": round(word_error_rate(ids, references, hypotheses), 4)}
+    for beam in (16, 64):
+        if f"pyctcdecode_beam{beam}_lm" in summary:
+            summary[f"speedup_vs_pyctcdecode_beam{beam}"] = round(
+                summary[f"ours_beam{beam}_lm"]["utt_per_s"] / summary[f"pyctcdecode_beam{beam}_lm"]["utt_per_s"], 2)
+            summary[f"speed_vs_flashlight_beam{beam}"] = round(
+                summary[f"ours_beam{beam}_nolm"]["utt_per_s"] / summary[f"flashlight_beam{beam}_nolm"]["utt_per_s"], 2)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
