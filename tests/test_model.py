@@ -8,13 +8,14 @@ from asr_cli.model import (AcousticModel, ModelConfig, PeepholeLSTM, RecurrentLa
                            stack_and_subsample)
 
 
-def reference_peephole_lstm(layer: PeepholeLSTM, inputs: torch.Tensor) -> torch.Tensor:
+def reference_peephole_lstm(layer: PeepholeLSTM, inputs: torch.Tensor, direction: int = 0) -> torch.Tensor:
     """Equations (1)-(5) of Sak et al. (2014), one utterance and one step at a time, written out."""
     hidden = layer.hidden_size
-    w_ix, w_fx, w_cx, w_ox = layer.weight_x.split(hidden)
-    w_ir, w_fr, w_cr, w_or = layer.weight_r.split(hidden)
-    b_i, b_f, b_c, b_o = layer.bias.split(hidden)
-    w_ic, w_fc, w_oc = layer.peephole_weights
+    w_ix, w_fx, w_cx, w_ox = layer.weight_x[direction].split(hidden)
+    w_ir, w_fr, w_cr, w_or = layer.weight_r[direction].split(hidden)
+    b_i, b_f, b_c, b_o = layer.bias[direction].split(hidden)
+    w_ic, w_fc, w_oc = layer.peephole_weights[direction]
+    w_rm = layer.weight_projection[direction] if layer.weight_projection is not None else None
     outputs = torch.zeros(inputs.shape[0], inputs.shape[1], layer.output_size, dtype=inputs.dtype)
     for b in range(inputs.shape[0]):
         r = torch.zeros(layer.output_size, dtype=inputs.dtype)
@@ -26,18 +27,22 @@ def reference_peephole_lstm(layer: PeepholeLSTM, inputs: torch.Tensor) -> torch.
             c = f * c + i * torch.tanh(w_cx @ x + w_cr @ r + b_c)
             o = torch.sigmoid(w_ox @ x + w_or @ r + w_oc * c + b_o)
             m = o * torch.tanh(c)
-            r = layer.weight_projection @ m if layer.weight_projection is not None else m
+            r = w_rm @ m if w_rm is not None else m
             outputs[b, t] = r
     return outputs
 
 
 @pytest.mark.parametrize("projection_size", [0, 5])
-def test_a_peephole_layer_follows_the_papers_equations(projection_size):
+@pytest.mark.parametrize("num_directions", [1, 2])
+def test_a_peephole_layer_follows_the_papers_equations(projection_size, num_directions):
     torch.manual_seed(0)
-    layer = PeepholeLSTM(6, 8, projection_size=projection_size).double()
-    inputs = torch.randn(3, 7, 6, dtype=torch.float64)
+    layer = PeepholeLSTM(6, 8, projection_size=projection_size, num_directions=num_directions).double()
+    inputs = torch.randn(num_directions, 3, 7, 6, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(layer(inputs), reference_peephole_lstm(layer, inputs), atol=1e-5, rtol=0)
+        outputs = layer(inputs)
+        for direction in range(num_directions):
+            expected = reference_peephole_lstm(layer, inputs[direction], direction)
+            torch.testing.assert_close(outputs[direction], expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("projection_size", [0, 5])
@@ -47,13 +52,13 @@ def test_b_without_peepholes_equals_torch_lstm(projection_size):
     torch_lstm = nn.LSTM(6, 8, batch_first=True, proj_size=projection_size)
     with torch.no_grad():
         ours.peephole_weights.zero_()
-        ours.weight_x.copy_(torch_lstm.weight_ih_l0)
-        ours.weight_r.copy_(torch_lstm.weight_hh_l0)
-        ours.bias.copy_(torch_lstm.bias_ih_l0 + torch_lstm.bias_hh_l0)
+        ours.weight_x[0].copy_(torch_lstm.weight_ih_l0)
+        ours.weight_r[0].copy_(torch_lstm.weight_hh_l0)
+        ours.bias[0].copy_(torch_lstm.bias_ih_l0 + torch_lstm.bias_hh_l0)
         if projection_size:
-            ours.weight_projection.copy_(torch_lstm.weight_hr_l0)
+            ours.weight_projection[0].copy_(torch_lstm.weight_hr_l0)
         inputs = torch.randn(4, 9, 6)
-        torch.testing.assert_close(ours(inputs), torch_lstm(inputs)[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(ours(inputs[None])[0], torch_lstm(inputs)[0], atol=1e-5, rtol=1e-5)
 
 
 LENGTHS = [11, 7, 3]

@@ -1,0 +1,63 @@
+"""Shared by the recipes: run asr-cli commands, log them with wall times, tune LM weights on dev."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ASR_CLI = [sys.executable, "-m", "asr_cli"]
+
+
+class Recipe:
+    """Runs commands in order, appending each (and its wall time) to OUT/commands.log."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = output_dir / "commands.log"
+        self.timings: list[dict] = []
+
+    def run(self, *args: str | Path, quiet: bool = False) -> float:
+        command = [*ASR_CLI, *map(str, args)]
+        shown = "asr-cli " + shlex.join(map(str, args))
+        print(f"\n$ {shown}", flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL if quiet else None)
+        seconds = time.perf_counter() - started
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"{shown}\n# {seconds:.1f} s\n")
+        self.timings.append({"command": shown, "seconds": round(seconds, 1)})
+        return seconds
+
+    def score(self, references: Path, hypotheses: Path, name: str) -> dict:
+        json_path = self.output_dir / f"score_{name}.json"
+        with open(self.output_dir / f"score_{name}.txt", "w", encoding="utf-8") as report:
+            subprocess.run([*ASR_CLI, "score", str(references), str(hypotheses), "--json", str(json_path),
+                            "--show-worst", "5"], check=True, stdout=report)
+        result = json.loads(json_path.read_text())
+        return {"wer": result["wer"], "cer": result["cer"], "ser": result["ser"], "wer_ci95": result["wer_ci95"],
+                "utterances": result["num_utterances"]}
+
+    def tune_lm_weights(self, model: Path, dev_store: Path, lm: Path, weights, bonuses, beam_size: int) -> tuple[float, float]:
+        """(LM weight, word bonus) with the lowest dev WER; test data never enter here."""
+        best = None
+        for weight in weights:
+            for bonus in bonuses:
+                hypotheses = self.output_dir / "tune" / f"dev_w{weight}_b{bonus}.jsonl"
+                hypotheses.parent.mkdir(exist_ok=True)
+                self.run("decode", model, dev_store, "-o", hypotheses, "--beam-size", beam_size, "--lm", lm,
+                         "--lm-weight", weight, "--word-bonus", bonus, "--no-progress", quiet=True)
+                wer = self.score(dev_store, hypotheses, f"tune_w{weight}_b{bonus}")["wer"]
+                print(f"  lm weight {weight}, word bonus {bonus}: dev WER {100 * wer:.2f}%", flush=True)
+                if best is None or wer < best[0]:
+                    best = (wer, weight, bonus)
+        return best[1], best[2]
+
+    def write_results(self, results: dict) -> None:
+        results["commands"] = self.timings
+        (self.output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps({key: value for key, value in results.items() if key != "commands"}, indent=2))

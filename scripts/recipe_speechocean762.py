@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""speechocean762 recipe: import, speaker-disjoint dev split, prepare, train, LM, decode, score.
+
+    python scripts/recipe_speechocean762.py ../shared/data/speechocean762-train [TEST_DIR] -o exp/so762
+
+The training folder (Kaldi layout) is split by whole speakers into train and
+dev (15 speakers, seeded). The LM is built from the training text only; its
+weight and word bonus are tuned on dev only. Given TEST_DIR (the corpus'
+official test split in the same layout), it is decoded and scored once with
+the same model, LM and settings. Every command, its wall time and every
+score go into OUT (commands.log, results.json, score_*.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_common import Recipe  # noqa: E402
+
+TRAIN_OPTIONS = ["--layers", "3", "--hidden-size", "256", "--batch-frames", "4000", "--lr", "2e-3",
+                 "--warmup-steps", "300", "--precision", "bf16"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", type=Path, help="speechocean762 training folder (Kaldi layout)")
+    parser.add_argument("test", type=Path, nargs="?", help="the official test folder (Kaldi layout), scored once")
+    parser.add_argument("-o", "--output", type=Path, default=Path("exp/speechocean762"))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--dev-speakers", type=int, default=15)
+    parser.add_argument("--lm-order", type=int, default=3)
+    parser.add_argument("--beam-size", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    out = args.output
+    recipe = Recipe(out)
+
+    recipe.run("import", "kaldi", args.corpus, "-o", out / "all.jsonl")
+    recipe.run("split", out / "all.jsonl", "--train-output", out / "train.jsonl", "--dev-output", out / "dev.jsonl",
+               "--dev-speakers", args.dev_speakers, "--seed", 0)
+    for name in ("train", "dev"):
+        recipe.run("prepare", out / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
+                   "--overwrite", "--no-progress")
+    train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
+                         "--epochs", args.epochs, *TRAIN_OPTIONS, "--no-progress")
+    model = out / "model" / "model.pt"
+    lm = out / f"words.{args.lm_order}gram.arpa"
+    recipe.run("lm", out / "train.jsonl", "-o", lm, "--order", args.lm_order)
+    recipe.run("decode", model, out / "dev.store", "-o", out / "dev_greedy.jsonl", "--no-progress")
+    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.5, 0.8, 1.2), (0.0, 1.0, 2.0),
+                                           args.beam_size)
+    search = ["--beam-size", args.beam_size, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus]
+    recipe.run("decode", model, out / "dev.store", "-o", out / "dev_beam_lm.jsonl", *search, "--no-progress")
+    results = {
+        "training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
+        "dev_greedy": recipe.score(out / "dev.store", out / "dev_greedy.jsonl", "dev_greedy"),
+        "dev_beam_lm": recipe.score(out / "dev.store", out / "dev_beam_lm.jsonl", "dev_beam_lm"),
+    }
+    if args.test is not None:
+        recipe.run("import", "kaldi", args.test, "-o", out / "test.jsonl")
+        recipe.run("prepare", out / "test.jsonl", "-o", out / "test.store", "--jobs", args.jobs, "--overwrite",
+                   "--no-progress")
+        recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
+        recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", *search, "--no-progress")
+        results["test_greedy"] = recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy")
+        results["test_beam_lm"] = recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm")
+    recipe.write_results(results)
+
+
+if __name__ == "__main__":
+    main()
