@@ -320,6 +320,7 @@ def decode(
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit.word,
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
     word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
+    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = 10.0,
     nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = 1,
     token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 10,
     token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 6.0,
@@ -336,7 +337,8 @@ def decode(
 
     options = TranscribeOptions(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
-                             beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus, nbest=nbest),
+                             beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus,
+                             oov_penalty=oov_penalty, nbest=nbest),
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress,
     )

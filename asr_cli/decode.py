@@ -39,6 +39,7 @@ class DecodeOptions:
     token_prune_threshold: float = 6.0  # ... and only those within this many nats of the frame's best
     beam_threshold: float = 10.0  # prefixes scoring this many nats below the best are dropped
     lm_weight: float = 0.5
+    oov_penalty: float = 10.0  # word LM: times lm_weight, for a word no LM word begins with, and an OOV word
     word_bonus: float = 1.0
     nbest: int = 1
 
@@ -117,6 +118,7 @@ class LanguageModelTables:
     end_id: int
     unknown_id: int
     word_of_hash: Dict  # word LM: hash of a word's label ids -> its LM id
+    prefix_hashes: Dict  # word LM: hashes of every prefix of every LM word the model can spell
     token_of_label: np.ndarray  # character LM: label id -> LM token id (-1: unknown)
     unreachable: list[str]  # LM tokens the model cannot spell
     unmodelled: list[str]  # model characters the LM does not know (character LM)
@@ -145,6 +147,7 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
             backoffs.append(backoff * LOG10_TO_LN)
     label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
     word_of_hash = Dict.empty(key_type=types.int64, value_type=types.int64)
+    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.int64)
     token_of_label = np.full(vocabulary.size, -1, dtype=np.int64)
     special = {SENTENCE_START, SENTENCE_END, UNKNOWN}
     unreachable = []
@@ -153,7 +156,10 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
             if word in special:
                 continue
             if all(character in label_of for character in word):
-                word_of_hash[sequence_hash([label_of[c] for c in word])] = word_id[word]
+                labels = [label_of[c] for c in word]
+                word_of_hash[sequence_hash(labels)] = word_id[word]
+                for end in range(1, len(labels) + 1):
+                    prefix_hashes[sequence_hash(labels[:end])] = 1
             else:
                 unreachable.append(word)
         unmodelled = []
@@ -173,8 +179,8 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
         log_probs=np.asarray(log_probs, np.float64), backoffs=np.asarray(backoffs, np.float64),
         unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
         start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1),
-        word_of_hash=word_of_hash, token_of_label=token_of_label, unreachable=unreachable, unmodelled=unmodelled,
-        keys_vocabulary=[w for w in words if w not in special],
+        word_of_hash=word_of_hash, prefix_hashes=prefix_hashes, token_of_label=token_of_label,
+        unreachable=unreachable, unmodelled=unmodelled, keys_vocabulary=[w for w in words if w not in special],
     )
 
 
@@ -183,6 +189,7 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
         mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
         log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
         word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
+        prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.int64),
         token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), unreachable=[], unmodelled=[], keys_vocabulary=[],
     )
 
@@ -238,18 +245,28 @@ def _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candid
 
 
 @numba.njit(cache=True)
-def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, keys, lm_log_probs, lm_backoffs,
-                 unknown_log_prob, unknown_id, word_of_hash, token_of_label, lm_weight, word_bonus):
-    """Set a new prefix's LM context, partial-word hash and accumulated LM score from its parent's."""
+def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, partial_penalty, keys,
+                 lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes, token_of_label,
+                 lm_weight, word_bonus, oov_penalty):
+    """Set a new prefix's LM context, partial-word hash and LM scores from its parent's.
+
+    `partial_penalty` ranks a prefix whose unfinished word no LM word begins
+    with below the others; it is not accumulated, and is replaced by the
+    word's LM score (plus the OOV penalty) once a space ends the word.
+    """
     contexts[child] = contexts[node]
     lm_score[child] = lm_score[node]
     if mode == 1:
         if label != space_id:
             word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
+            if word_hash[child] not in prefix_hashes:
+                partial_penalty[child] = -lm_weight * oov_penalty
         elif word_hash[node] != 0:  # a space ends a word: score it
             word = _lookup(word_of_hash, word_hash[node], unknown_id)
             lm_score[child] += lm_weight * _lm_log_prob(
                 contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+            if word_hash[node] not in word_of_hash:
+                lm_score[child] -= lm_weight * oov_penalty
             contexts[child, :-1] = contexts[node, 1:]
             contexts[child, -1] = word
     elif mode == 2:
@@ -263,7 +280,7 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
 @numba.njit(cache=True)
 def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_threshold, space_id, mode, order, keys,
                         lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash,
-                        token_of_label, lm_weight, word_bonus, nbest):
+                        prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty, nbest):
     num_frames, vocab_size = log_probs.shape
     context_size = max(order - 1, 1)
     capacity = 1024
@@ -273,6 +290,7 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
     word_hash = np.zeros(capacity, np.int64)
     contexts = np.full((capacity, context_size), -1, np.int64)
     lm_score = np.zeros(capacity, np.float64)
+    partial_penalty = np.zeros(capacity, np.float64)
     slot_of = np.full(capacity, -1, np.int64)
     children = Dict.empty(key_type=types.int64, value_type=types.int64)
     contexts[0, context_size - 1] = start_id if mode != 0 else -1
@@ -311,6 +329,7 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                             frame = _grow(frame, capacity, 0)
                             word_hash = _grow(word_hash, capacity, 0)
                             lm_score = _grow(lm_score, capacity, 0.0)
+                            partial_penalty = _grow(partial_penalty, capacity, 0.0)
                             slot_of = _grow(slot_of, capacity, -1)
                             grown = np.full((capacity, context_size), -1, np.int64)
                             grown[:num_nodes] = contexts[:num_nodes]
@@ -319,9 +338,9 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                         num_nodes += 1
                         children[key] = child
                         parent[child], token[child], frame[child] = node, label, t
-                        _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, keys,
-                                     lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash,
-                                     token_of_label, lm_weight, word_bonus)
+                        _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score,
+                                     partial_penalty, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id,
+                                     word_of_hash, prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty)
                     target = child
                 slot, num_candidates = _claim_slot(target, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
                 if label == 0:
@@ -336,7 +355,7 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                     cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_total + p)
         totals = np.empty(num_candidates)
         for c in range(num_candidates):
-            totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[cand_nodes[c]]
+            totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[cand_nodes[c]] + partial_penalty[cand_nodes[c]]
             slot_of[cand_nodes[c]] = -1
         kept = np.argsort(-totals)[:beam_size]
         best_total = totals[kept[0]]
@@ -357,6 +376,8 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
             if mode == 1 and word_hash[node] != 0:
                 word = _lookup(word_of_hash, word_hash[node], unknown_id)
                 score += lm_weight * _lm_log_prob(context, word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+                if word_hash[node] not in word_of_hash:
+                    score -= lm_weight * oov_penalty
                 context[:-1] = context[1:].copy()
                 context[-1] = word
             score += lm_weight * _lm_log_prob(context, end_id, keys, lm_log_probs, lm_backoffs, unknown_log_prob)
@@ -384,8 +405,8 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOp
         min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, options.beam_threshold, space_id,
         tables.mode,
         tables.order, tables.keys, tables.log_probs, tables.backoffs, tables.unknown_log_prob, tables.start_id,
-        tables.end_id, tables.unknown_id, tables.word_of_hash, tables.token_of_label,
-        options.lm_weight, options.word_bonus, options.nbest,
+        tables.end_id, tables.unknown_id, tables.word_of_hash, tables.prefix_hashes, tables.token_of_label,
+        options.lm_weight, options.word_bonus, options.oov_penalty, options.nbest,
     )
     hypotheses = []
     for node, score in zip(nodes, scores):
