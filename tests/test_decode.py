@@ -80,6 +80,17 @@ def test_word_lm_moves_the_search_towards_known_words(tmp_path: Path):
     assert VOCABULARY.decode(fused.label_ids) == "ab"
 
 
+def test_oov_penalty_steers_away_from_words_the_lm_cannot_know(tmp_path: Path):
+    tables = _word_lm(tmp_path)  # "bb" is no word of the LM, and no LM word begins with it
+    log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
+                                dtype=np.float32))
+    weak_lm = dict(beam_size=8, lm_weight=0.1, word_bonus=0.0)
+    without = beam_search(log_probs, VOCABULARY, DecodeOptions(oov_penalty=0.0, **weak_lm), tables)[0]
+    with_penalty = beam_search(log_probs, VOCABULARY, DecodeOptions(oov_penalty=10.0, **weak_lm), tables)[0]
+    assert VOCABULARY.decode(without.label_ids) == "bb"
+    assert VOCABULARY.decode(with_penalty.label_ids) == "ab"
+
+
 def test_character_lm(tmp_path: Path):
     sentences = [tokenize(text, "char") for text in ("ab ba", "ab", "ba ab")]
     write_arpa(build_kneser_ney(sentences, 3), tmp_path / "chars.arpa")
