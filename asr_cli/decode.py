@@ -122,13 +122,12 @@ class LanguageModelTables:
     token_of_label: np.ndarray  # character LM: label id -> LM token id (-1: unknown)
     unreachable: list[str]  # LM tokens the model cannot spell
     unmodelled: list[str]  # model characters the LM does not know (character LM)
+    lm_tokens: list[str]  # the LM's vocabulary without <s>, </s> and <unk>
 
     @property
     def oov_rate(self) -> float:
         """Share of the LM's vocabulary the acoustic model cannot produce."""
-        return len(self.unreachable) / max(len(self.keys_vocabulary), 1)
-
-    keys_vocabulary: list[str] = None
+        return len(self.unreachable) / max(len(self.lm_tokens), 1)
 
 
 def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageModelTables:
@@ -180,7 +179,7 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
         unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
         start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1),
         word_of_hash=word_of_hash, prefix_hashes=prefix_hashes, token_of_label=token_of_label,
-        unreachable=unreachable, unmodelled=unmodelled, keys_vocabulary=[w for w in words if w not in special],
+        unreachable=unreachable, unmodelled=unmodelled, lm_tokens=[w for w in words if w not in special],
     )
 
 
@@ -190,7 +189,7 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
         log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
         word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
         prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.int64),
-        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), unreachable=[], unmodelled=[], keys_vocabulary=[],
+        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), unreachable=[], unmodelled=[], lm_tokens=[],
     )
 
 

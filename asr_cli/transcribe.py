@@ -167,7 +167,7 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
         raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
     tables = build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit)
     what = "words" if options.lm_unit == "word" else "tokens"
-    print(f"LM {options.lm_path}: {len(tables.keys_vocabulary):,} {what}; {100 * tables.oov_rate:.1f}% of them use "
+    print(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them use "
           f"characters the model cannot produce" + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
           file=sys.stderr)
     if tables.unmodelled:
