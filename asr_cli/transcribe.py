@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -72,7 +73,7 @@ def collect_sources(inputs: Sequence[Path], config: FeatureConfig) -> tuple[list
         if unknown:
             raise AsrCliError(f"not a feature store, a .jsonl manifest or an audio file: {', '.join(unknown)}")
         utterances = [Utterance(Path(p).stem, str(Path(p).resolve())) for p in inputs]
-        duplicated = {u.id for u in utterances if sum(v.id == u.id for v in utterances) > 1}
+        duplicated = {utterance_id for utterance_id, count in Counter(u.id for u in utterances).items() if count > 1}
         if duplicated:
             raise AsrCliError(f"audio files with the same name would get the same id: {', '.join(sorted(duplicated))}")
     sources, problems = [], []

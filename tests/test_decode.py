@@ -185,6 +185,15 @@ def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
     assert not (tmp_path / "hyp.jsonl").exists()
 
 
+def test_audio_files_with_the_same_name_are_refused(tmp_path: Path, tiny_model):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_tone(tmp_path / folder / "take1.wav")
+    with pytest.raises(AsrCliError, match="same name would get the same id: take1"):
+        transcribe(tiny_model, [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"], tmp_path / "hyp.jsonl",
+                   TranscribeOptions(show_progress=False))
+
+
 def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
     (tmp_path / "garbage.pt").write_bytes(b"not a model at all")
     with pytest.raises(AsrCliError, match="not a readable asr-cli model file"):
