@@ -137,13 +137,16 @@ def prepare(
     dtype: Annotated[StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")] = StoreDtype.float16,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
     shard: Annotated[str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")] = "1/1",
+    speed_perturb: Annotated[Optional[str], typer.Option(
+        help="Speed perturbation for training data: comma-separated factors, e.g. 0.9,1.0,1.1 (Kaldi's). Each factor "
+             "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Compute Kaldi-style features for a manifest into a memory-mapped feature store, with CMVN statistics."""
     from .features import FeatureConfig
-    from .prepare import PrepareOptions, parse_shard
+    from .prepare import PrepareOptions, parse_shard, parse_speed_factors
     from .prepare import prepare as run_prepare
 
     shard_index, num_shards = parse_shard(shard)
@@ -157,6 +160,7 @@ def prepare(
     options = PrepareOptions(
         feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
         num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=progress,
+        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else (1.0,),
     )
     summary = run_prepare(manifest, output, options)
     typer.echo(summary.describe())

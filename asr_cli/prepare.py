@@ -8,6 +8,7 @@ store is not written.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import multiprocessing
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -33,6 +35,9 @@ from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, STORE_DTYPES, ArrayWrit
 # batch runs about 1.3x faster than 64 utterances at a time.
 AUDIO_S_PER_BATCH = 20.0
 WORKER_POLL_S = 1.0
+# Ko et al. (2015), "Audio augmentation for speech recognition": the factors Kaldi's recipes use.
+KALDI_SPEED_FACTORS = (0.9, 1.0, 1.1)
+MIN_SPEED_FACTOR, MAX_SPEED_FACTOR = 0.5, 2.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,16 @@ class PrepareOptions:
     skip_bad: bool = False
     overwrite: bool = False
     show_progress: bool = True
+    # Speed perturbation: each factor f adds a copy of every utterance played f times as fast
+    # (tempo and pitch, like `sox speed`), named "sp{f}-{id}" with speaker "sp{f}-{speaker}".
+    speed_factors: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
+        if not self.speed_factors or len(set(self.speed_factors)) != len(self.speed_factors):
+            raise AsrCliError(f"--speed-perturb needs distinct factors, got {list(self.speed_factors)}")
+        for factor in self.speed_factors:
+            if not MIN_SPEED_FACTOR <= factor <= MAX_SPEED_FACTOR:
+                raise AsrCliError(f"--speed-perturb factor {factor:g} is outside [{MIN_SPEED_FACTOR}, {MAX_SPEED_FACTOR}]")
         if self.dtype not in STORE_DTYPES:
             raise AsrCliError(f"--dtype must be one of {', '.join(STORE_DTYPES)}, not {self.dtype!r}")
         if self.jobs < 1:
@@ -114,6 +127,33 @@ def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareO
         store_path, metadata.num_utterances, metadata.num_frames, metadata.duration_s, bad_items,
         time.perf_counter() - started,
     )
+
+
+def parse_speed_factors(text: str) -> tuple[float, ...]:
+    """'0.9,1.0,1.1' -> (0.9, 1.0, 1.1)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError as error:
+        raise AsrCliError(f"--speed-perturb takes comma-separated factors, e.g. 0.9,1.0,1.1; got {text!r}") from error
+
+
+def speed_perturbed_id(name: str, factor: float) -> str:
+    """Kaldi's naming: the original name at factor 1, else 'sp0.9-name'."""
+    return name if factor == 1.0 else f"sp{factor:g}-{name}"
+
+
+def change_speed(samples: np.ndarray, factor: float, sample_rate_hz: int) -> np.ndarray:
+    """Play `samples` `factor` times as fast (shorter for factor > 1), shifting pitch too.
+
+    Resampling from factor * rate to rate is what `sox speed` does: the same
+    waveform, read out at a different clock.
+    """
+    if factor == 1.0:
+        return samples
+    import librosa  # deferred: importing librosa costs about a second
+
+    changed = librosa.resample(samples, orig_sr=factor * sample_rate_hz, target_sr=sample_rate_hz, res_type="soxr_hq")
+    return np.ascontiguousarray(changed, dtype=np.float32)
 
 
 def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[BadItem]:
@@ -228,7 +268,7 @@ def _process_share(
     bad: list[tuple[str, str]] = []
     duration_s = 0.0
     with open(folder / f"index-{array_index:03d}.part", "w", encoding="utf-8") as index_handle:
-        for batch, loaded, failures in _loaded_batches(share, config):
+        for batch, loaded, failures in _loaded_batches(share, config, options.speed_factors):
             bad += failures
             seeds = [zlib.crc32(utterance.id.encode("utf-8")) for _, utterance, _ in loaded]
             features = extractor([samples for _, _, samples in loaded], seeds=seeds)
@@ -245,8 +285,13 @@ def _process_share(
     return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad}
 
 
-def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig):
-    """Yield (batch, [(position, utterance, samples)], [(id, problem)]) holding about AUDIO_S_PER_BATCH of audio."""
+def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig, speed_factors: tuple[float, ...]):
+    """Yield (batch, [(position, utterance, samples)], [(id, problem)]) holding about AUDIO_S_PER_BATCH of audio.
+
+    With several speed factors each utterance yields one entry per factor, at
+    position `manifest position * len(speed_factors) + factor index`, so that the
+    merged index keeps the perturbed copies next to their original.
+    """
     batch, loaded, failures, batch_samples = [], [], [], 0
     for position, utterance in share:
         batch.append((position, utterance))
@@ -255,16 +300,26 @@ def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig):
         except AudioError as error:
             failures.append((utterance.id, str(error)))
             samples = None
-        if samples is not None and config.num_frames(len(samples)) == 0:
-            failures.append((utterance.id, f"{utterance.audio}: shorter than one {config.frame_length_ms:g} ms frame"))
-        elif samples is not None:
-            loaded.append((position, utterance, samples))
-            batch_samples += len(samples)
+        for factor_index, factor in enumerate(speed_factors if samples is not None else ()):
+            copy = _speed_perturbed_utterance(utterance, factor)
+            changed = change_speed(samples, factor, config.sample_rate_hz)
+            if config.num_frames(len(changed)) == 0:
+                failures.append((copy.id, f"{utterance.audio}: shorter than one {config.frame_length_ms:g} ms frame"))
+                continue
+            loaded.append((position * len(speed_factors) + factor_index, copy, changed))
+            batch_samples += len(changed)
         if batch_samples >= AUDIO_S_PER_BATCH * config.sample_rate_hz:
             yield batch, loaded, failures
             batch, loaded, failures, batch_samples = [], [], [], 0
     if batch:
         yield batch, loaded, failures
+
+
+def _speed_perturbed_utterance(utterance: Utterance, factor: float) -> Utterance:
+    if factor == 1.0:
+        return utterance
+    speaker = None if utterance.speaker is None else speed_perturbed_id(utterance.speaker, factor)
+    return dataclasses.replace(utterance, id=speed_perturbed_id(utterance.id, factor), speaker=speaker)
 
 
 def _finish_store(folder: Path, results: list[dict], options: PrepareOptions, bad_items: list[BadItem]) -> StoreMetadata:
@@ -288,6 +343,7 @@ def _finish_store(folder: Path, results: list[dict], options: PrepareOptions, ba
         num_utterances=num_utterances,
         duration_s=sum(result["duration_s"] for result in results),
         skipped=[{"item": item.item, "reason": item.reason} for item in bad_items],
+        speed_factors=list(options.speed_factors),
     )
     write_json(folder / METADATA_FILE, metadata.to_dict())
     return metadata

@@ -95,6 +95,7 @@ class StoreMetadata:
     num_utterances: int = 0
     duration_s: float = 0.0
     skipped: list[dict] = field(default_factory=list)
+    speed_factors: list[float] = field(default_factory=lambda: [1.0])
     format_version: int = STORE_FORMAT_VERSION
     created_by: str = f"asr-cli {__version__}"
 
@@ -118,6 +119,7 @@ class StoreMetadata:
             "num_frames": self.num_frames,
             "duration_s": round(self.duration_s, 3),
             "skipped": self.skipped,
+            "speed_factors": self.speed_factors,
         }
 
     @classmethod
@@ -129,6 +131,7 @@ class StoreMetadata:
             num_utterances=record["num_utterances"],
             duration_s=record["duration_s"],
             skipped=record.get("skipped", []),
+            speed_factors=record.get("speed_factors", [1.0]),
             format_version=record["format_version"],
             created_by=record.get("created_by", ""),
         )

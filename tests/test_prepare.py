@@ -8,7 +8,7 @@ from asr_cli.audio import load_audio
 from asr_cli.errors import AsrCliError
 from asr_cli.features import FeatureConfig, FeatureExtractor
 from asr_cli.manifest import Utterance, load_manifest, write_manifest
-from asr_cli.prepare import PrepareOptions, prepare
+from asr_cli.prepare import PrepareOptions, change_speed, parse_speed_factors, prepare
 from asr_cli.store import FeatureStore, combine_cmvn
 from tests.conftest import SPEECHOCEAN, require, write_tone
 
@@ -176,6 +176,49 @@ def test_bad_options_are_refused():
         PrepareOptions(shard_index=3, num_shards=2)
     with pytest.raises(AsrCliError, match="--dtype"):
         PrepareOptions(dtype="int8")
+    with pytest.raises(AsrCliError, match="distinct"):
+        PrepareOptions(speed_factors=(1.0, 1.0))
+    with pytest.raises(AsrCliError, match="outside"):
+        PrepareOptions(speed_factors=(0.9, 2.5))
+    with pytest.raises(AsrCliError, match="comma-separated"):
+        parse_speed_factors("0.9;1.1")
+    assert parse_speed_factors("0.9,1.0,1.1") == (0.9, 1.0, 1.1)
+
+
+def test_change_speed_scales_duration_and_pitch():
+    sample_rate_hz = 16000
+    t = np.arange(sample_rate_hz) / sample_rate_hz
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    for factor in (0.9, 1.1):
+        changed = change_speed(tone, factor, sample_rate_hz)
+        assert len(changed) == pytest.approx(len(tone) / factor, abs=2)
+        spectrum = np.abs(np.fft.rfft(changed * np.hanning(len(changed))))
+        peak_hz = np.argmax(spectrum) * sample_rate_hz / len(changed)
+        assert peak_hz == pytest.approx(200 * factor, abs=2)
+    assert change_speed(tone, 1.0, sample_rate_hz) is tone
+
+
+def test_speed_perturbation_adds_named_copies_next_to_each_original(tmp_path: Path, small_manifest: Path):
+    utterances = load_manifest(small_manifest)[:4]
+    manifest = tmp_path / "four.jsonl"
+    write_manifest(manifest, utterances)
+    prepare(manifest, tmp_path / "plain", PrepareOptions(**QUIET))
+    plain = FeatureStore(tmp_path / "plain")
+    options = PrepareOptions(speed_factors=(0.9, 1.0, 1.1), jobs=2, **QUIET)
+    summary = prepare(manifest, tmp_path / "sp", options)
+    store = FeatureStore(tmp_path / "sp")
+    assert summary.num_utterances == len(store) == 12
+    expected_ids = [name for u in utterances for name in (f"sp0.9-{u.id}", u.id, f"sp1.1-{u.id}")]
+    assert [entry.id for entry in store] == expected_ids
+    for utterance in utterances:
+        original = store.entry(utterance.id)
+        np.testing.assert_array_equal(store.features(utterance.id), plain.features(utterance.id))
+        for factor in (0.9, 1.1):
+            copy = store.entry(f"sp{factor:g}-{utterance.id}")
+            assert (copy.text, copy.speaker) == (utterance.text, f"sp{factor:g}-{utterance.speaker}")
+            assert copy.duration == pytest.approx(original.duration / factor, abs=1e-3)
+            assert copy.num_frames == pytest.approx(original.num_frames / factor, abs=2)
+    assert store.metadata.speed_factors == [0.9, 1.0, 1.1]
 
 
 def test_not_a_store(tmp_path: Path):
