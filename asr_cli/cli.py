@@ -314,6 +314,12 @@ class LmUnit(str, Enum):
     char = "char"
 
 
+class LmBackend(str, Enum):
+    auto = "auto"
+    arpa = "arpa"
+    kenlm = "kenlm"
+
+
 @app.command()
 def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
@@ -322,6 +328,9 @@ def decode(
     beam_size: Annotated[int, typer.Option(help="Prefixes kept per frame; 1 without --lm is greedy best-path decoding.")] = 1,
     lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = None,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit.word,
+    lm_backend: Annotated[LmBackend, typer.Option(
+        help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
+             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend.auto,
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
     word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
     oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = 10.0,
@@ -343,7 +352,8 @@ def decode(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
                              beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus,
                              oov_penalty=oov_penalty, nbest=nbest),
-        lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, batch_frames=batch_frames,
+        lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
+        batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress,
     )
     summary = transcribe(model, inputs, output, options, ctm_path=ctm)

@@ -29,6 +29,9 @@ from .text import BLANK_INDEX, Vocabulary
 LOG10_TO_LN = math.log(10.0)
 HASH_SEED = 1469598103934665603
 NO_LM, WORD_LM, CHAR_LM = 0, 1, 2
+# A scorer outside numba (KenLM) sees contexts of word hashes; these stand for <s> and </s> there.
+START_MARK, END_MARK = 2, 3
+MAX_SCORER_PASSES = 100
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,19 @@ class LanguageModelTables:
     unreachable: list[str]  # LM tokens the model cannot spell
     unmodelled: list[str]  # model characters the LM does not know (character LM)
     lm_tokens: list[str]  # the LM's vocabulary without <s>, </s> and <unk>
+    # With a scorer (KenLM), n-gram scores come from it, through `cache`: hash of (context, word) -> weighted-to-be
+    # natural-log probability (minus the OOV penalty for an OOV word); see `beam_search`.
+    scorer: object | None = None
+    cache: Dict | None = None
 
     @property
     def oov_rate(self) -> float:
-        """Share of the LM's vocabulary the acoustic model cannot produce."""
+        """Share of the LM's vocabulary the acoustic model cannot produce (0 when it cannot be listed: KenLM)."""
         return len(self.unreachable) / max(len(self.lm_tokens), 1)
+
+    @property
+    def external(self) -> bool:
+        return self.scorer is not None
 
 
 def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageModelTables:
@@ -196,6 +207,25 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     )
 
 
+def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = None) -> LanguageModelTables:
+    """Tables for a word LM queried outside numba (`scorer.sentence_log_probs`, e.g. KenLM).
+
+    Such a model cannot list its n-grams, so none are flattened: the search
+    asks for the scores it lacks, and `beam_search` fills them in and searches
+    again (see there). `unigrams` (the ARPA file's 1-grams) give the look-ahead
+    for unfinished words and the OOV rate; without them (a KenLM binary file)
+    an unfinished word carries only the word bonus.
+    """
+    if unigrams is not None:
+        tables = build_lm_tables(unigrams, vocabulary, "word")
+    else:
+        tables = empty_lm_tables(vocabulary.size)
+        tables.mode = WORD_LM
+    tables.order, tables.start_id, tables.end_id = scorer.order, START_MARK, END_MARK
+    tables.scorer, tables.cache = scorer, _empty_cache()
+    return tables
+
+
 # --- the search ---
 
 @numba.njit(cache=True)
@@ -230,6 +260,24 @@ def _lm_log_prob(context, token, keys, log_probs, backoffs, unknown_log_prob):
 
 
 @numba.njit(cache=True)
+def context_key(context, token):
+    """Hash of (context ids, token): the cache key of an externally scored n-gram."""
+    value = np.int64(HASH_SEED)
+    for position in range(context.shape[0]):
+        value = extend_hash(value, context[position])
+    return extend_hash(value, token)
+
+
+@numba.njit(cache=True)
+def _cached_score(cache, context, token, missing):
+    """(score from the cache or 0, whether it was missing)."""
+    key = context_key(context, token)
+    if key in cache:
+        return cache[key], missing
+    return 0.0, True
+
+
+@numba.njit(cache=True)
 def _lookup(table, key, default):
     return table[key] if key in table else default
 
@@ -249,7 +297,7 @@ def _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candid
 @numba.njit(cache=True)
 def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, partial_penalty, keys,
                  lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes, token_of_label,
-                 lm_weight, word_bonus, oov_penalty):
+                 lm_weight, word_bonus, oov_penalty, external, cache):
     """Set a new prefix's LM context, partial-word hash and LM scores from its parent's.
 
     `partial_penalty` is the look-ahead score of an unfinished word: the best
@@ -259,22 +307,33 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
     replaces it. Without it a prefix in mid-word would outrank one that has
     just paid for a complete word (measured on speechocean762 dev: 78.6% ->
     76.8% WER at each one's best weights, beam 16).
+
+    With an `external` scorer, contexts hold word hashes, scores come from
+    `cache`, and the return value says whether one was missing there.
     """
     contexts[child] = contexts[node]
     lm_score[child] = lm_score[node]
+    missing = False
     if mode == 1:
         if label != space_id:
             word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
-            if word_hash[child] not in prefix_hashes:
+            if external and len(prefix_hashes) == 0:  # no word list: no look-ahead
+                partial_penalty[child] = word_bonus
+            elif word_hash[child] not in prefix_hashes:
                 partial_penalty[child] = -lm_weight * oov_penalty
             else:
                 partial_penalty[child] = lm_weight * prefix_hashes[word_hash[child]] + word_bonus
         elif word_hash[node] != 0:  # a space ends a word: score it
-            word = _lookup(word_of_hash, word_hash[node], unknown_id)
-            lm_score[child] += lm_weight * _lm_log_prob(
-                contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
-            if word_hash[node] not in word_of_hash:
-                lm_score[child] -= lm_weight * oov_penalty
+            if external:
+                word = word_hash[node]
+                score, missing = _cached_score(cache, contexts[node], word, missing)
+                lm_score[child] += lm_weight * score + word_bonus
+            else:
+                word = _lookup(word_of_hash, word_hash[node], unknown_id)
+                lm_score[child] += lm_weight * _lm_log_prob(
+                    contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+                if word_hash[node] not in word_of_hash:
+                    lm_score[child] -= lm_weight * oov_penalty
             contexts[child, :-1] = contexts[node, 1:]
             contexts[child, -1] = word
     elif mode == 2:
@@ -283,12 +342,13 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
             contexts[node], lm_token, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
         contexts[child, :-1] = contexts[node, 1:]
         contexts[child, -1] = lm_token
+    return missing
 
 
 @numba.njit(cache=True)
 def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_threshold, space_id, mode, order, keys,
                         lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash,
-                        prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty, nbest):
+                        prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty, nbest, external, cache):
     num_frames, vocab_size = log_probs.shape
     context_size = max(order - 1, 1)
     capacity = 1024
@@ -300,6 +360,7 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
     lm_score = np.zeros(capacity, np.float64)
     partial_penalty = np.zeros(capacity, np.float64)
     slot_of = np.full(capacity, -1, np.int64)
+    missed = np.zeros(capacity, np.bool_)  # external scorer: nodes that needed a score not in the cache
     children = Dict.empty(key_type=types.int64, value_type=types.int64)
     contexts[0, context_size - 1] = start_id if mode != 0 else -1
     num_nodes = 1
@@ -339,6 +400,7 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                             lm_score = _grow(lm_score, capacity, 0.0)
                             partial_penalty = _grow(partial_penalty, capacity, 0.0)
                             slot_of = _grow(slot_of, capacity, -1)
+                            missed = _grow(missed, capacity, False)
                             grown = np.full((capacity, context_size), -1, np.int64)
                             grown[:num_nodes] = contexts[:num_nodes]
                             contexts = grown
@@ -346,9 +408,10 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                         num_nodes += 1
                         children[key] = child
                         parent[child], token[child], frame[child] = node, label, t
-                        _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score,
-                                     partial_penalty, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id,
-                                     word_of_hash, prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty)
+                        missed[child] = _score_child(
+                            node, child, label, mode, space_id, contexts, word_hash, lm_score, partial_penalty, keys,
+                            lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
+                            token_of_label, lm_weight, word_bonus, oov_penalty, external, cache)
                     target = child
                 slot, num_candidates = _claim_slot(target, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
                 if label == 0:
@@ -380,18 +443,40 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
         node = beam_nodes[b]
         score = _log_add(beam_blank[b], beam_nonblank[b]) + lm_score[node]
         if mode != 0:
-            context = contexts[node].copy()
-            if mode == 1 and word_hash[node] != 0:
-                word = _lookup(word_of_hash, word_hash[node], unknown_id)
-                score += lm_weight * _lm_log_prob(context, word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
-                if word_hash[node] not in word_of_hash:
-                    score -= lm_weight * oov_penalty
-                context[:-1] = context[1:].copy()
-                context[-1] = word
-            score += lm_weight * _lm_log_prob(context, end_id, keys, lm_log_probs, lm_backoffs, unknown_log_prob)
+            score += _final_lm_score(node, mode, contexts[node].copy(), word_hash, keys, lm_log_probs, lm_backoffs,
+                                     unknown_log_prob, end_id, unknown_id, word_of_hash, lm_weight, word_bonus,
+                                     oov_penalty, external, cache, missed)
         finals[b] = score
     best = np.argsort(-finals)[:nbest]
-    return beam_nodes[best], finals[best], parent[:num_nodes], token[:num_nodes], frame[:num_nodes]
+    missed_nodes = np.nonzero(missed[:num_nodes])[0]
+    return beam_nodes[best], finals[best], parent[:num_nodes], token[:num_nodes], frame[:num_nodes], missed_nodes
+
+
+@numba.njit(cache=True)
+def _final_lm_score(node, mode, context, word_hash, keys, lm_log_probs, lm_backoffs, unknown_log_prob, end_id,
+                    unknown_id, word_of_hash, lm_weight, word_bonus, oov_penalty, external, cache, missed):
+    """LM score of ending the utterance at `node`: its unfinished word (word LM), then </s>."""
+    score = 0.0
+    missing = False
+    if mode == 1 and word_hash[node] != 0:
+        if external:
+            word = word_hash[node]
+            word_score, missing = _cached_score(cache, context, word, missing)
+            score += lm_weight * word_score + word_bonus
+        else:
+            word = _lookup(word_of_hash, word_hash[node], unknown_id)
+            score += lm_weight * _lm_log_prob(context, word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+            if word_hash[node] not in word_of_hash:
+                score -= lm_weight * oov_penalty
+        context[:-1] = context[1:].copy()
+        context[-1] = word
+    if external:
+        end_score, missing = _cached_score(cache, context, end_id, missing)
+        score += lm_weight * end_score
+        missed[node] = missed[node] or missing
+    else:
+        score += lm_weight * _lm_log_prob(context, end_id, keys, lm_log_probs, lm_backoffs, unknown_log_prob)
+    return score
 
 
 @numba.njit(cache=True)
@@ -403,25 +488,78 @@ def _grow(array, capacity, fill):
 
 def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOptions,
                 lm: LanguageModelTables | None = None) -> list[Hypothesis]:
-    """N-best hypotheses of one utterance's (T, V) log-probabilities (natural log), best first."""
+    """N-best hypotheses of one utterance's (T, V) log-probabilities (natural log), best first.
+
+    With an external scorer (KenLM) the search treats a score missing from the
+    cache as 0 (no model gives more), reports the prefixes that needed one,
+    and runs again once they are filled in; the pass that misses nothing is
+    exactly the search a scorer inside the loop would have made.
+    """
     if log_probs.shape[0] == 0:
         return [Hypothesis([], [], 0.0)]
     tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
     space_id = vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1
-    nodes, scores, parent, token, frame = _prefix_beam_search(
-        np.ascontiguousarray(log_probs, dtype=np.float32), options.beam_size,
-        min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, options.beam_threshold, space_id,
-        tables.mode,
-        tables.order, tables.keys, tables.log_probs, tables.backoffs, tables.unknown_log_prob, tables.start_id,
-        tables.end_id, tables.unknown_id, tables.word_of_hash, tables.prefix_hashes, tables.token_of_label,
-        options.lm_weight, options.word_bonus, options.oov_penalty, options.nbest,
-    )
-    hypotheses = []
-    for node, score in zip(nodes, scores):
-        label_ids, frames = [], []
-        while node > 0:
-            label_ids.append(int(token[node]))
-            frames.append(int(frame[node]))
-            node = parent[node]
-        hypotheses.append(Hypothesis(label_ids[::-1], frames[::-1], float(score)))
-    return hypotheses
+    cache = tables.cache if tables.cache is not None else _empty_cache()
+    for _ in range(MAX_SCORER_PASSES):
+        nodes, scores, parent, token, frame, missed = _prefix_beam_search(
+            np.ascontiguousarray(log_probs, dtype=np.float32), options.beam_size,
+            min(options.token_prune_k, vocabulary.size), options.token_prune_threshold, options.beam_threshold,
+            space_id, tables.mode, tables.order, tables.keys, tables.log_probs, tables.backoffs,
+            tables.unknown_log_prob, tables.start_id, tables.end_id, tables.unknown_id, tables.word_of_hash,
+            tables.prefix_hashes, tables.token_of_label, options.lm_weight, options.word_bonus, options.oov_penalty,
+            options.nbest, tables.external, cache,
+        )
+        if missed.shape[0] == 0:
+            break
+        _fill_cache(tables, [_labels_of(node, parent, token) for node in missed], space_id, vocabulary,
+                    options.oov_penalty)
+    else:
+        raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
+    return [Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score)) for node, score in zip(nodes, scores)]
+
+
+def _labels_and_frames(node: int, parent: np.ndarray, token: np.ndarray, frame: np.ndarray) -> tuple[list[int], list[int]]:
+    label_ids, frames = [], []
+    while node > 0:
+        label_ids.append(int(token[node]))
+        frames.append(int(frame[node]))
+        node = parent[node]
+    return label_ids[::-1], frames[::-1]
+
+
+def _labels_of(node: int, parent: np.ndarray, token: np.ndarray) -> list[int]:
+    labels = []
+    while node > 0:
+        labels.append(int(token[node]))
+        node = parent[node]
+    return labels[::-1]
+
+
+def _empty_cache() -> Dict:
+    return Dict.empty(key_type=types.int64, value_type=types.float64)
+
+
+def _fill_cache(tables: LanguageModelTables, prefixes: list[list[int]], space_id: int, vocabulary: Vocabulary,
+                oov_penalty: float) -> None:
+    """Score every word of each prefix, and </s> after its last, with the external scorer.
+
+    The keys rebuild the contexts the search keeps: the last order-1 word
+    hashes, <s> (START_MARK) first, -1 before the sentence start.
+    """
+    context_size = max(tables.order - 1, 1)
+    for labels in prefixes:
+        words: list[list[int]] = [[]]
+        for label in labels:
+            if label == space_id:
+                words.append([])
+            else:
+                words[-1].append(label)
+        words = [word for word in words if word]
+        log_probs = tables.scorer.sentence_log_probs([vocabulary.decode(word) for word in words])
+        context = np.full(context_size, -1, np.int64)
+        context[-1] = START_MARK
+        for word, (log_prob, is_oov) in zip(words, log_probs):
+            word_id = sequence_hash(word)
+            tables.cache[int(context_key(context, word_id))] = log_prob - (oov_penalty if is_oov else 0.0)
+            context = np.append(context[1:], np.int64(word_id))
+        tables.cache[int(context_key(context, END_MARK))] = log_probs[-1][0]

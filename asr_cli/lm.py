@@ -25,6 +25,7 @@ SPACE_TOKEN = "<space>"
 NO_PROBABILITY = -99.0  # log10 probability ARPA files give <s>, which is never predicted
 _NGRAM_HEADER = re.compile(r"^\\(\d+)-grams:$")
 _COUNT_LINE = re.compile(r"^ngram (\d+)=(\d+)$")
+KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
 
 
 @dataclass
@@ -55,11 +56,50 @@ class NgramLM:
         return backoff + (unknown[0] if unknown else NO_PROBABILITY)
 
 
-def read_arpa(path: str | Path) -> NgramLM:
-    """Parse an ARPA file; any malformed line is an error naming its line number."""
+def is_kenlm_binary(path: str | Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(KENLM_BINARY_MAGIC)) == KENLM_BINARY_MAGIC
+
+
+class KenlmScorer:
+    """Word n-gram scores from KenLM, for ARPA or KenLM binary files (needs `pip install kenlm`).
+
+    KenLM cannot list its n-grams, so the beam search asks it for the scores
+    of whole sentences as it needs them (see `decode.beam_search`).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise AsrCliError(f"language model not found: {path}")
+        try:
+            import kenlm
+        except ImportError as error:
+            raise AsrCliError(f"{path}: KenLM is needed for this LM (pip install kenlm), or pass an ARPA file "
+                              "to the built-in reader") from error
+        try:
+            self.model = kenlm.Model(str(path))
+        except Exception as error:  # kenlm raises OSError, RuntimeError or its own types
+            raise AsrCliError(f"{path}: KenLM cannot read it ({str(error).splitlines()[0][:200]})") from error
+        self.order = int(self.model.order)
+
+    def sentence_log_probs(self, words: Sequence[str]) -> list[tuple[float, bool]]:
+        """Per word, then for </s>: (natural-log probability given the words before and <s>, whether OOV)."""
+        scores = self.model.full_scores(" ".join(words), bos=True, eos=True)
+        return [(log10_prob * math.log(10.0), bool(is_oov)) for log10_prob, _, is_oov in scores]
+
+
+def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
+    """Parse an ARPA file; any malformed line is an error naming its line number.
+
+    With `max_order`, reading stops before the first longer n-grams (e.g. 1: the
+    vocabulary and unigram probabilities of a model too big to load whole).
+    """
     path = Path(path)
     if not path.is_file():
         raise AsrCliError(f"language model not found: {path}")
+    if is_kenlm_binary(path):
+        raise AsrCliError(f"{path} is a KenLM binary model: decode it with --lm-backend kenlm (needs pip install kenlm)")
     declared: dict[int, int] = {}
     lm = NgramLM(order=0)
     section = None  # "data", or the n-gram order being read
@@ -70,12 +110,15 @@ def read_arpa(path: str | Path) -> NgramLM:
                 if not line:
                     continue
                 section = _parse_arpa_line(line, line_number, path, section, declared, lm)
+                if max_order is not None and isinstance(section, int) and section > max_order:
+                    break
         except UnicodeDecodeError as error:
             raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
-    if section != "end":
+    stopped_early = max_order is not None and isinstance(section, int) and section > max_order
+    if section != "end" and not stopped_early:
         raise AsrCliError(f"{path}: no \\end\\ line; the file is truncated or not an ARPA file")
     for order, count in declared.items():
-        if len(lm.ngrams[order - 1]) != count:
+        if (max_order is None or order <= max_order) and len(lm.ngrams[order - 1]) != count:
             raise AsrCliError(f"{path}: \\data\\ declares {count} {order}-grams but {len(lm.ngrams[order - 1])} are listed")
     return lm
 

@@ -20,11 +20,12 @@ import torch
 from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
-from .decode import DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables, greedy_hypotheses
+from .decode import (DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables, greedy_hypotheses,
+                     scorer_lm_tables)
 from .errors import AsrCliError, format_problems
 from .features import FeatureConfig, FeatureExtractor
 from .fileio import atomic_write
-from .lm import read_arpa
+from .lm import KenlmScorer, is_kenlm_binary, read_arpa
 from .manifest import Utterance, load_manifest
 from .model import load_model_file
 from .store import FeatureStore
@@ -42,6 +43,7 @@ class TranscribeOptions:
     search: DecodeOptions = field(default_factory=DecodeOptions)
     lm_path: str | None = None
     lm_unit: str = "word"
+    lm_backend: str = "auto"  # auto: KenLM binary files through KenLM, ARPA files through our reader
     batch_frames: int = 30000
     device: str = "auto"
     timestamps: bool = False
@@ -156,7 +158,7 @@ def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str
     if ctm_path is not None:
         write_ctm(ctm_path, ordered)
     summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings)}
-    if lm_tables is not None:
+    if lm_tables is not None and lm_tables.lm_tokens:
         summary["lm_oov_rate"] = lm_tables.oov_rate
     return summary
 
@@ -164,9 +166,11 @@ def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str
 def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables | None:
     if options.lm_path is None:
         return None
-    if options.lm_unit not in ("word", "char"):
-        raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
-    tables = build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit)
+    tables = _lm_tables(options, vocabulary)
+    if not tables.lm_tokens:  # a KenLM binary file: its vocabulary cannot be listed
+        print(f"LM {options.lm_path}: KenLM binary, order {tables.order} (no OOV rate, no look-ahead for unfinished "
+              "words: pass the ARPA file for those)", file=sys.stderr)
+        return tables
     what = "words" if options.lm_unit == "word" else "tokens"
     print(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them use "
           f"characters the model cannot produce" + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
@@ -177,6 +181,21 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
         print("warning: most of the LM's vocabulary is out of reach of the model: was it built on other text "
               "or with other normalisation?", file=sys.stderr)
     return tables
+
+
+def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables:
+    """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files)."""
+    if options.lm_unit not in ("word", "char"):
+        raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
+    if options.lm_backend not in ("auto", "arpa", "kenlm"):
+        raise AsrCliError(f"--lm-backend must be auto, arpa or kenlm, not {options.lm_backend!r}")
+    binary = Path(options.lm_path).is_file() and is_kenlm_binary(options.lm_path)
+    if options.lm_backend == "arpa" or (options.lm_backend == "auto" and not binary):
+        return build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit)
+    if options.lm_unit != "word":
+        raise AsrCliError("--lm-backend kenlm serves word LMs; read a character LM's ARPA file with --lm-backend arpa")
+    scorer = KenlmScorer(options.lm_path)
+    return scorer_lm_tables(scorer, vocabulary, None if binary else read_arpa(options.lm_path, max_order=1))
 
 
 def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtractor, config: FeatureConfig) -> np.ndarray:

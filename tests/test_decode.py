@@ -255,3 +255,61 @@ def test_malformed_arpa_through_decode(tmp_path: Path, tiny_model, tiny_stores):
     with pytest.raises(AsrCliError, match="bad.arpa, line 5"):
         transcribe(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
                    TranscribeOptions(lm_path=str(tmp_path / "bad.arpa"), show_progress=False))
+
+
+def test_kenlm_backend_searches_exactly_like_the_built_in_tables(tmp_path: Path):
+    """Same ARPA model, same search: KenLM's scores through the cache give the same n-best."""
+    pytest.importorskip("kenlm")
+    from asr_cli.decode import scorer_lm_tables
+    from asr_cli.lm import KenlmScorer
+
+    sentences = [["ab", "ba"], ["ab"], ["ba", "ba", "ab"], ["a", "b"], ["bab", "ab", "ba"]]
+    write_arpa(build_kneser_ney(sentences, 3), tmp_path / "words.arpa")
+    built_in = build_lm_tables(read_arpa(tmp_path / "words.arpa"), VOCABULARY, "word")
+    unigrams = read_arpa(tmp_path / "words.arpa", max_order=1)
+    assert len(unigrams.ngrams[1]) == 0 and len(unigrams.ngrams[0]) == len(built_in.lm_tokens) + 3
+    kenlm_tables = scorer_lm_tables(KenlmScorer(tmp_path / "words.arpa"), VOCABULARY, unigrams)
+    rng = np.random.default_rng(7)
+    lm_changed_something = False
+    for _ in range(8):
+        log_probs = random_log_probs(rng, 12)
+        options = DecodeOptions(beam_size=6, nbest=4, lm_weight=0.8, word_bonus=0.5)
+        expected = beam_search(log_probs, VOCABULARY, options, built_in)
+        found = beam_search(log_probs, VOCABULARY, options, kenlm_tables)
+        assert [h.label_ids for h in found] == [h.label_ids for h in expected]
+        assert [h.score for h in found] == pytest.approx([h.score for h in expected], abs=1e-4)
+        without_lm = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=6, nbest=4))
+        lm_changed_something |= [h.label_ids for h in without_lm] != [h.label_ids for h in found]
+    assert lm_changed_something and len(kenlm_tables.cache) > 0
+
+
+def test_kenlm_binary_needs_kenlm_and_the_arpa_reader_says_so(tmp_path: Path, monkeypatch):
+    from asr_cli.lm import KENLM_BINARY_MAGIC, KenlmScorer
+
+    binary = tmp_path / "words.binary"
+    binary.write_bytes(KENLM_BINARY_MAGIC + b"\0" * 64)
+    with pytest.raises(AsrCliError, match="KenLM binary model: decode it with --lm-backend kenlm"):
+        read_arpa(binary)
+    monkeypatch.setitem(__import__("sys").modules, "kenlm", None)  # as if not installed
+    with pytest.raises(AsrCliError, match="pip install kenlm"):
+        KenlmScorer(binary)
+
+
+def test_decode_with_the_kenlm_backend_writes_what_the_arpa_backend_writes(tmp_path: Path, tiny_model, tiny_stores):
+    pytest.importorskip("kenlm")
+    train_store, valid_store = tiny_stores
+    sentences = [tokenize(entry.text.lower(), "word") for entry in FeatureStore(train_store)]
+    write_arpa(build_kneser_ney(sentences, 3), tmp_path / "words.arpa")
+    outputs = {}
+    for backend in ("arpa", "kenlm"):
+        outputs[backend] = tmp_path / f"{backend}.jsonl"
+        summary = transcribe(tiny_model, [valid_store], outputs[backend], TranscribeOptions(
+            search=DecodeOptions(beam_size=8, lm_weight=0.8, nbest=3), lm_path=str(tmp_path / "words.arpa"),
+            lm_backend=backend, show_progress=False))
+        assert 0 <= summary["lm_oov_rate"] < 0.5
+    arpa_records = [json.loads(line) for line in outputs["arpa"].read_text().splitlines()]
+    kenlm_records = [json.loads(line) for line in outputs["kenlm"].read_text().splitlines()]
+    for kenlm_record, arpa_record in zip(kenlm_records, arpa_records, strict=True):
+        assert [h["text"] for h in kenlm_record["nbest"]] == [h["text"] for h in arpa_record["nbest"]]
+        assert [h["score"] for h in kenlm_record["nbest"]] == pytest.approx([h["score"] for h in arpa_record["nbest"]],
+                                                                            abs=1e-3)
