@@ -37,7 +37,8 @@ clean:
 # each step is an ordinary asr-cli command, so this recipe doubles as a tour of the CLI.
 DEMO := demo
 ASR := $(BIN)/asr-cli
-DEMO_TRAIN_OPTIONS ?= --epochs 24 --layers 2 --hidden-size 192 --batch-frames 4000 --lr 2e-3 --warmup-steps 100
+DEMO_TRAIN_OPTIONS ?= --epochs 24 --layers 2 --hidden-size 192 --batch-frames 4000 --lr 2e-3 --warmup-steps 100 \
+	--hold-fraction 0.3 --dropout 0.2 --freq-width 15 --time-width 40
 DEMO_SIZE ?= --num-train 1200 --num-dev 150 --num-test 200
 
 .PHONY: demo

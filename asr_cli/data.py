@@ -25,9 +25,9 @@ class SpecAugmentConfig:
     """Frequency and time masking (Park et al., 2019); masked values become the CMVN mean."""
 
     freq_masks: int = 2
-    freq_width: int = 15  # bins, at most
+    freq_width: int = 10  # bins, at most
     time_masks: int = 2
-    time_width: int = 40  # frames, at most
+    time_width: int = 20  # frames, at most
     max_time_fraction: float = 0.2  # of each utterance, per mask
 
     @property

@@ -30,11 +30,11 @@ class ModelConfig:
     """The architecture; saved with every checkpoint and model file."""
 
     architecture: str = "blstm"
-    num_layers: int = 4
-    hidden_size: int = 320  # per direction
+    num_layers: int = 3
+    hidden_size: int = 256  # per direction
     projection_size: int = 0  # 0: no recurrent projection (LSTM), else LSTMP
     peepholes: bool = False
-    dropout: float = 0.2
+    dropout: float = 0.1
     stack_frames: int = 3
     subsample: int = 3
     dnn_context: int = 5  # DNN only: stacked frames on each side of the centre

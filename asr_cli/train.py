@@ -51,12 +51,12 @@ class TrainConfig:
     """How to train; saved in the experiment folder and every checkpoint."""
 
     epochs: int = 20
-    batch_frames: int = 12000  # padded input frames per batch (per process under DDP)
+    batch_frames: int = 3000  # padded input frames per batch (per process under DDP)
     optimizer: str = "adamw"
-    learning_rate: float = 1.5e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 200
-    hold_fraction: float = 0.3  # of the steps after warm-up, at the peak rate
+    warmup_steps: int = 300
+    hold_fraction: float = 0.5  # of the steps after warm-up, at the peak rate
     final_lr_scale: float = 0.05  # the rate decays exponentially to this fraction of the peak
     grad_clip: float = 5.0
     max_bad_steps: int = 10  # non-finite losses in a row before giving up

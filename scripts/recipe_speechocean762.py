@@ -20,12 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_common import Recipe  # noqa: E402
 
-# The settings of the run in docs/RESULTS.md (dev CER 54%, far from good: see the levers listed there).
-TRAIN_OPTIONS = ["--layers", "3", "--hidden-size", "256", "--batch-frames", "3000", "--lr", "2e-3",
-                 "--warmup-steps", "300", "--hold-fraction", "0.5", "--dropout", "0.1", "--freq-width", "10",
-                 "--time-width", "20"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path, help="speechocean762 training folder (Kaldi layout)")
@@ -50,7 +44,7 @@ def main() -> None:
     recipe.run("prepare", out / "dev.jsonl", "-o", out / "dev.store", "--jobs", args.jobs, "--overwrite",
                "--no-progress")
     train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
-                         "--epochs", args.epochs, *TRAIN_OPTIONS, "--no-progress")
+                         "--epochs", args.epochs, "--no-progress")  # the defaults were chosen on this corpus
     model = out / "model" / "model.pt"
     lm = out / f"words.{args.lm_order}gram.arpa"
     recipe.run("lm", out / "train.jsonl", "-o", lm, "--order", args.lm_order)
