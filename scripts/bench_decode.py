@@ -10,6 +10,10 @@ compared without an LM). Utterances/s count the search only (the model's
 forward pass is done once, beforehand). Targets: >= 5x pyctcdecode's
 utterances/s at equal beam with equal or better WER; within 2x of flashlight.
 
+LM weight and word bonus: each LM decoder gets its own best pair from the
+same grid at beam 16 (the two searches score partial words differently, so
+one decoder's best is not the other's), then runs at beams 16 and 64 with it.
+
     python scripts/bench_decode.py MODEL STORE LM.arpa --reference-python OTHER_VENV/bin/python
 """
 
@@ -59,8 +63,8 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("store", type=Path, help="held-out speech (feature store with text)")
     parser.add_argument("lm", type=Path, help="word n-gram ARPA built on training text only")
-    parser.add_argument("--lm-weight", type=float, default=0.5)
-    parser.add_argument("--word-bonus", type=float, default=1.0)
+    parser.add_argument("--lm-weights", default="0.5,0.8,1.2,1.6", help="grid of LM weights")
+    parser.add_argument("--word-bonuses", default="0,1,2,3", help="grid of word bonuses")
     parser.add_argument("--reference-python", help="python of an environment with pyctcdecode, kenlm and flashlight-text")
     args = parser.parse_args()
 
@@ -72,29 +76,39 @@ def main() -> None:
     vocabulary = Vocabulary(tuple(characters))
     tables = build_lm_tables(read_arpa(args.lm), vocabulary, "word")
     beam_search(log_probs[0], vocabulary, DecodeOptions(beam_size=4), tables)  # compile outside the timing
+    grid = [(float(w), float(b)) for w in args.lm_weights.split(",") for b in args.word_bonuses.split(",")]
+
+    def ours(beam: int, weight: float = 0.0, bonus: float = 0.0, lm=None) -> tuple[float, list[str]]:
+        options = DecodeOptions(beam_size=beam, lm_weight=weight, word_bonus=bonus)
+        started = time.perf_counter()
+        best = [beam_search(lp, vocabulary, options, lm)[0] for lp in log_probs]
+        return time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in best]
+
+    def best_pair(hypotheses_of: dict) -> tuple[float, float]:
+        return min(hypotheses_of, key=lambda pair: word_error_rate(ids, references, hypotheses_of[pair]))
+
     runs: dict[str, tuple[float, list[str]]] = {}
     started = time.perf_counter()
     greedy = [greedy_hypotheses(torch.from_numpy(lp)[None], torch.tensor([len(lp)]))[0] for lp in log_probs]
     runs["greedy"] = (time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in greedy])
+    our_weights = best_pair({pair: ours(16, *pair, tables)[1] for pair in grid})
     for beam in (16, 64):
-        for name, lm in ((f"ours_beam{beam}_nolm", None), (f"ours_beam{beam}_lm", tables)):
-            options = DecodeOptions(beam_size=beam, lm_weight=args.lm_weight, word_bonus=args.word_bonus)
-            started = time.perf_counter()
-            best = [beam_search(lp, vocabulary, options, lm)[0] for lp in log_probs]
-            runs[name] = (time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in best])
+        runs[f"ours_beam{beam}_nolm"] = ours(beam)
+        runs[f"ours_beam{beam}_lm"] = ours(beam, *our_weights, tables)
+    summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
+               "ours_lm_weight_bonus": list(our_weights)}
     if args.reference_python:
         with tempfile.TemporaryDirectory() as work_dir:
             saved = Path(work_dir) / "log_probs.npz"
             np.savez(saved, count=len(log_probs), characters=np.array(characters),
                      **{f"utterance_{i}": lp for i, lp in enumerate(log_probs)})
-            output = subprocess.run(
-                [args.reference_python, str(REPO_ROOT / "scripts" / "bench_decode_reference.py"), str(saved),
-                 "--lm", str(args.lm), "--lm-weight", str(args.lm_weight), "--word-bonus", str(args.word_bonus)],
-                check=True, capture_output=True, text=True).stdout
-        for name, result in json.loads(output.splitlines()[-1]).items():
+            tuning = run_reference(args.reference_python, saved, args.lm, ["--grid", json.dumps(grid)])
+            their_weights = best_pair({tuple(pair): hyps for pair, hyps in tuning["grid"]})
+            summary["pyctcdecode_lm_weight_bonus"] = list(their_weights)
+            timed = run_reference(args.reference_python, saved, args.lm, [
+                "--lm-weight", str(their_weights[0]), "--word-bonus", str(their_weights[1])])
+        for name, result in timed.items():
             runs[name] = (result["seconds"], result["hypotheses"])
-    summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
-               "lm_weight": args.lm_weight, "word_bonus": args.word_bonus}
     for name, (seconds, hypotheses) in runs.items():
         summary[name] = {"utt_per_s": round(len(log_probs) / seconds, 1),
                          "wer": round(word_error_rate(ids, references, hypotheses), 4)}
@@ -105,6 +119,13 @@ def main() -> None:
             summary[f"speed_vs_flashlight_beam{beam}"] = round(
                 summary[f"ours_beam{beam}_nolm"]["utt_per_s"] / summary[f"flashlight_beam{beam}_nolm"]["utt_per_s"], 2)
     print(json.dumps(summary))
+
+
+def run_reference(python: str, saved: Path, lm: Path, extra: list[str]) -> dict:
+    """Run bench_decode_reference.py in its own environment; its last output line is JSON."""
+    output = subprocess.run([python, str(REPO_ROOT / "scripts" / "bench_decode_reference.py"), str(saved),
+                             "--lm", str(lm), *extra], check=True, capture_output=True, text=True).stdout
+    return json.loads(output.splitlines()[-1])
 
 
 if __name__ == "__main__":

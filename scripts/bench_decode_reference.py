@@ -4,9 +4,11 @@
 pyctcdecode needs numpy<2 and kenlm (compiled), so it cannot share asr-cli's
 environment; flashlight-text's lexicon-free decoder comes as a wheel. Reads
 the log-probabilities bench_decode.py saved, decodes them at each beam size,
-and prints one JSON object: per decoder, seconds and hypotheses.
+and prints one JSON object: per decoder, seconds and hypotheses; with
+--grid, pyctcdecode's hypotheses at beam 16 for each (weight, bonus) instead.
 
     OTHER_VENV/bin/python scripts/bench_decode_reference.py LOGPROBS.npz --lm words.arpa --lm-weight 0.5 --word-bonus 1.0
+    OTHER_VENV/bin/python scripts/bench_decode_reference.py LOGPROBS.npz --lm words.arpa --grid '[[0.5, 1.0], [0.8, 2.0]]' 
 """
 
 from __future__ import annotations
@@ -52,10 +54,15 @@ def main() -> None:
     parser.add_argument("--lm-weight", type=float, default=0.5)
     parser.add_argument("--word-bonus", type=float, default=1.0)
     parser.add_argument("--beams", default="16,64")
+    parser.add_argument("--grid", help="JSON list of [weight, bonus] pairs to decode at beam 16")
     args = parser.parse_args()
     saved = np.load(args.log_probs, allow_pickle=False)
     labels = [""] + list(saved["characters"])
     log_probs = [saved[f"utterance_{i}"] for i in range(int(saved["count"]))]
+    if args.grid:
+        grid = [(pair, run_pyctcdecode(log_probs, labels, args.lm, *pair, 16)[1]) for pair in json.loads(args.grid)]
+        print(json.dumps({"grid": grid}))
+        return
     results = {}
     for beam in (int(b) for b in args.beams.split(",")):
         results[f"pyctcdecode_beam{beam}_lm"] = run_pyctcdecode(log_probs, labels, args.lm, args.lm_weight, args.word_bonus, beam)
