@@ -511,7 +511,7 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOp
         )
         if missed.shape[0] == 0:
             break
-        _fill_cache(tables, [_labels_of(node, parent, token) for node in missed], space_id, vocabulary,
+        _fill_cache(tables, [_labels_and_frames(node, parent, token, frame)[0] for node in missed], space_id, vocabulary,
                     options.oov_penalty)
     else:
         raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
@@ -525,14 +525,6 @@ def _labels_and_frames(node: int, parent: np.ndarray, token: np.ndarray, frame: 
         frames.append(int(frame[node]))
         node = parent[node]
     return label_ids[::-1], frames[::-1]
-
-
-def _labels_of(node: int, parent: np.ndarray, token: np.ndarray) -> list[int]:
-    labels = []
-    while node > 0:
-        labels.append(int(token[node]))
-        node = parent[node]
-    return labels[::-1]
 
 
 def _empty_cache() -> Dict:
