@@ -227,6 +227,16 @@ class Architecture(str, Enum):
     dnn = "dnn"
 
 
+class Frontend(str, Enum):
+    stack = "stack"
+    conv = "conv"
+
+
+class CmvnMode(str, Enum):
+    global_ = "global"
+    speaker = "speaker"
+
+
 class Optimizer(str, Enum):
     adam = "adam"
     adamw = "adamw"
@@ -259,6 +269,10 @@ def train(
     stack_frames: Annotated[int, typer.Option(help="Input frames stacked into one (low frame rate).")] = 3,
     subsample: Annotated[int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")] = 3,
     dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = 5,
+    frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend.stack,
+    conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = 32,
+    cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode.global_,
+    vtlp: Annotated[float, typer.Option(help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = 0.0,
     optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer.adamw,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
@@ -292,6 +306,7 @@ def train(
         model_config = ModelConfig(
             architecture=architecture.value, num_layers=layers, hidden_size=hidden_size, projection_size=projection_size,
             peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
+            frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value,
         )
     except ValueError as error:
         raise AsrCliError(str(error)) from error
@@ -300,7 +315,7 @@ def train(
         epochs=epochs, batch_frames=batch_frames, optimizer=optimizer.value, learning_rate=lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
         max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
-        skip_oov_utts=skip_oov_utts, spec_augment=augment,
+        skip_oov_utts=skip_oov_utts, spec_augment=augment, vtlp_warp=vtlp,
     )
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress,

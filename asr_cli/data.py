@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import AsrCliError
+from .features import CmvnStats, FeatureConfig, vtlp_source_bins
 from .store import FeatureStore
 from .text import NormalizeOptions, Vocabulary, normalize_text
 
@@ -155,28 +156,104 @@ def padding_waste(batches: list[list[int]], lengths: Sequence[int]) -> float:
     return 1 - real / padded if padded else 0.0
 
 
+MIN_CMVN_STD = 1e-3  # of log-mel or cepstral values: keeps constant (digital silence) dimensions finite
+
+
+class SpeakerCmvn:
+    """Mean and variance normalisation per speaker of each store; an utterance without a speaker uses its own.
+
+    Speakers are those of the `speaker` field, looked up in each store's own statistics (a speaker of two
+    stores is two speakers). Picklable, for DataLoader workers.
+    """
+
+    def __init__(self, speaker_stats: Sequence[dict[str, CmvnStats]]) -> None:
+        """`speaker_stats`: for each store (or other source of utterances), statistics by speaker."""
+        self.tables = [{speaker: stats.mean_and_std(MIN_CMVN_STD) for speaker, stats in by_speaker.items()}
+                       for by_speaker in speaker_stats]
+
+    @classmethod
+    def of_stores(cls, stores: Sequence[FeatureStore]) -> "SpeakerCmvn":
+        return cls([store.speaker_cmvn() for store in stores])
+
+    def __call__(self, store_index: int, speaker: str | None, frames: np.ndarray) -> np.ndarray:
+        """(num_frames, dim) frames of an utterance of `speaker` -> the same, normalised."""
+        table = self.tables[store_index]
+        if speaker in table:
+            mean, std = table[speaker]
+        else:
+            mean, std = utterance_mean_and_std(frames)
+        return (frames - mean) / std
+
+
+def utterance_mean_and_std(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation of one utterance's (num_frames, dim) frames."""
+    if frames.shape[0] == 0:
+        return np.zeros(frames.shape[1], np.float32), np.ones(frames.shape[1], np.float32)
+    return CmvnStats.of(frames).mean_and_std(MIN_CMVN_STD)
+
+
+def require_speakers(stores: Sequence[FeatureStore], role: str) -> None:
+    """Per-speaker CMVN in training needs a speaker for every utterance."""
+    for store in stores:
+        missing = store.utterances_without_speaker()
+        if missing:
+            raise AsrCliError(
+                f"--cmvn speaker: {role} store {store.path} has {len(missing)} utterance(s) without a speaker "
+                f"(e.g. {', '.join(missing[:3])}); give the manifest a speaker field and prepare it again, "
+                "or use --cmvn global")
+
+
+class Vtlp:
+    """Vocal tract length perturbation (Jaitly & Hinton, 2013) on stored log-mel frames: each utterance's
+    filterbank is warped by a factor drawn uniformly from [1 - max_warp, 1 + max_warp]."""
+
+    def __init__(self, feature_config: FeatureConfig, max_warp: float) -> None:
+        if feature_config.kind != "fbank" or feature_config.deltas:
+            raise AsrCliError("--vtlp warps the mel filterbank: it needs fbank features without deltas "
+                              f"(the stores hold {feature_config.kind}{' with deltas' if feature_config.deltas else ''})")
+        self.feature_config = feature_config
+        self.max_warp = max_warp
+
+    def __call__(self, frames: torch.Tensor, warp_factor: float) -> torch.Tensor:
+        """(num_frames, num_mel_bins) log-mel frames, read at the warped filters' positions."""
+        positions = torch.from_numpy(vtlp_source_bins(self.feature_config, warp_factor))
+        lower = positions.floor().long()
+        upper = torch.clamp(lower + 1, max=frames.shape[1] - 1)
+        weight = positions - lower
+        return frames[:, lower] * (1 - weight) + frames[:, upper] * weight
+
+
 class BatchDataset(torch.utils.data.Dataset):
     """Item k is batch k of an epoch, padded and augmented, so DataLoader workers build whole batches."""
 
     def __init__(self, stores: Sequence[FeatureStore], examples: Sequence[Example], batches: list[list[int]],
-                 cmvn_mean: np.ndarray, spec_augment: SpecAugmentConfig | None, batch_seeds: Sequence[int]) -> None:
+                 cmvn_mean: np.ndarray, spec_augment: SpecAugmentConfig | None, batch_seeds: Sequence[int],
+                 speaker_cmvn: SpeakerCmvn | None = None, vtlp: Vtlp | None = None) -> None:
+        """`cmvn_mean` (the model's) fills padding and masks: zeros when `speaker_cmvn` normalises here."""
         self.stores = stores
         self.examples = examples
         self.batches = batches
         self.cmvn_mean = torch.as_tensor(cmvn_mean, dtype=torch.float32)
         self.spec_augment = spec_augment
         self.batch_seeds = batch_seeds
+        self.speaker_cmvn = speaker_cmvn
+        self.vtlp = vtlp
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, batch_number: int) -> dict:
         chosen = [self.examples[i] for i in self.batches[batch_number]]
-        frames = [self.stores[e.store].features(e.position) for e in chosen]
+        frames = [self._frames(e) for e in chosen]
+        # After speaker normalisation, as at test time: the warp moves each frame's formants, not the speaker's mean.
+        if self.vtlp is not None:
+            generator = torch.Generator().manual_seed(self.batch_seeds[batch_number] + 1)
+            factors = 1 + self.vtlp.max_warp * (2 * torch.rand(len(frames), generator=generator) - 1)
+            frames = [self.vtlp(f, float(factor)) for f, factor in zip(frames, factors)]
         lengths = torch.tensor([len(f) for f in frames])
         features = self.cmvn_mean.repeat(len(frames), int(lengths.max()), 1)
         for row, utterance_frames in enumerate(frames):
-            features[row, : len(utterance_frames)] = torch.from_numpy(utterance_frames)
+            features[row, : len(utterance_frames)] = utterance_frames
         if self.spec_augment is not None and self.spec_augment.enabled:
             generator = torch.Generator().manual_seed(self.batch_seeds[batch_number])
             features = apply_spec_augment(features, lengths, self.cmvn_mean, self.spec_augment, generator)
@@ -186,6 +263,14 @@ class BatchDataset(torch.utils.data.Dataset):
             "targets": torch.cat(labels), "target_lengths": torch.tensor([len(x) for x in labels]),
             "batch_number": batch_number,
         }
+
+
+    def _frames(self, example: Example) -> torch.Tensor:
+        store = self.stores[example.store]
+        frames = store.features(example.position)
+        if self.speaker_cmvn is not None:
+            frames = self.speaker_cmvn(example.store, store.entry(example.position).speaker, frames)
+        return torch.from_numpy(frames)
 
 
 def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor,

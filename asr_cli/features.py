@@ -99,6 +99,53 @@ def hz_to_mel(frequency_hz: np.ndarray) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(frequency_hz, dtype=np.float64) / 700.0)
 
 
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of `hz_to_mel`."""
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.0)
+
+
+def mel_band_edges(config: FeatureConfig) -> tuple[float, float, float]:
+    """(lowest mel, highest mel, mel step) of the filterbank: filter k is centred at lowest + (k + 1) * step."""
+    nyquist_hz = config.sample_rate_hz / 2
+    high_freq_hz = config.high_freq_hz if config.high_freq_hz > 0 else nyquist_hz + config.high_freq_hz
+    mel_low, mel_high = hz_to_mel(np.array([config.low_freq_hz, high_freq_hz]))
+    return float(mel_low), float(mel_high), float((mel_high - mel_low) / (config.num_mel_bins + 1))
+
+
+def vtln_warp_hz(frequency_hz: np.ndarray, warp_factor: float, low_freq_hz: float, high_freq_hz: float,
+                 low_cutoff_hz: float = 100.0, high_cutoff_hz: float = -500.0) -> np.ndarray:
+    """Kaldi's piecewise-linear VTLN warp (`VtlnWarpFreq`): f / warp_factor in the middle of the band,
+    straight lines to the band's edges outside the cut-offs, so the edges stay where they are.
+
+    A high cut-off <= 0 is an offset from the band's top, as in Kaldi.
+    """
+    frequency_hz = np.asarray(frequency_hz, dtype=np.float64)
+    high_cutoff_hz = high_cutoff_hz if high_cutoff_hz > 0 else high_freq_hz + high_cutoff_hz
+    low_knee = low_cutoff_hz * max(1.0, warp_factor)
+    high_knee = high_cutoff_hz * min(1.0, warp_factor)
+    scale = 1.0 / warp_factor
+    left_slope = (scale * low_knee - low_freq_hz) / (low_knee - low_freq_hz)
+    right_slope = (high_freq_hz - scale * high_knee) / (high_freq_hz - high_knee)
+    warped = np.where(frequency_hz < low_knee, low_freq_hz + left_slope * (frequency_hz - low_freq_hz),
+                      np.where(frequency_hz < high_knee, scale * frequency_hz,
+                               high_freq_hz + right_slope * (frequency_hz - high_freq_hz)))
+    return np.where((frequency_hz < low_freq_hz) | (frequency_hz > high_freq_hz), frequency_hz, warped)
+
+
+def vtlp_source_bins(config: FeatureConfig, warp_factor: float) -> np.ndarray:
+    """For VTLP on stored log-mel frames: the fractional filter index whose centre each filter moves to
+    when the filterbank is warped by `warp_factor` (Kaldi's VTLN warp), shape (num_mel_bins,).
+
+    Reading each frame at these positions (linear interpolation between neighbouring filters) approximates
+    recomputing the features with the warped filterbank, without going back to the audio.
+    """
+    mel_low, mel_high, mel_step = mel_band_edges(config)
+    centres_hz = mel_to_hz(mel_low + mel_step * np.arange(1, config.num_mel_bins + 1))
+    warped_hz = vtln_warp_hz(centres_hz, warp_factor, float(mel_to_hz(mel_low)), float(mel_to_hz(mel_high)))
+    positions = (hz_to_mel(warped_hz) - mel_low) / mel_step - 1
+    return np.clip(positions, 0, config.num_mel_bins - 1).astype(np.float32)
+
+
 def kaldi_mel_matrix(config: FeatureConfig) -> np.ndarray:
     """Mel filterbank of shape (num_mel_bins, fft_length // 2 + 1), as Kaldi builds it.
 
@@ -106,10 +153,7 @@ def kaldi_mel_matrix(config: FeatureConfig) -> np.ndarray:
     linearly in mel and leaves the Nyquist bin out, so the triangles are built
     here, on the HTK mel scale that librosa calls `htk=True`.
     """
-    nyquist_hz = config.sample_rate_hz / 2
-    high_freq_hz = config.high_freq_hz if config.high_freq_hz > 0 else nyquist_hz + config.high_freq_hz
-    mel_low, mel_high = hz_to_mel(np.array([config.low_freq_hz, high_freq_hz]))
-    mel_step = (mel_high - mel_low) / (config.num_mel_bins + 1)
+    mel_low, _, mel_step = mel_band_edges(config)
     left_mels = mel_low + mel_step * np.arange(config.num_mel_bins)[:, None]
     num_fft_bins = config.fft_length // 2
     bin_mels = hz_to_mel(np.arange(num_fft_bins) * config.sample_rate_hz / config.fft_length)
@@ -282,6 +326,13 @@ class CmvnStats:
 
     def to_dict(self) -> dict:
         return {"count": self.count, "sum": self.sum.tolist(), "sum_sq": self.sum_sq.tolist()}
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "CmvnStats":
+        """The statistics of one (num_frames, dim) array."""
+        stats = cls.zeros(features.shape[1])
+        stats.accumulate(features)
+        return stats
 
     @classmethod
     def from_dict(cls, record: dict) -> "CmvnStats":

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 ARCHITECTURES = ("blstm", "lstm", "dnn")
+FRONTENDS = ("stack", "conv")
+CMVN_MODES = ("global", "speaker")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class ModelConfig:
     stack_frames: int = 3
     subsample: int = 3
     dnn_context: int = 5  # DNN only: stacked frames on each side of the centre
+    frontend: str = "stack"  # stack: frame stacking; conv: two 2-D convolutions striding over time and frequency
+    conv_channels: int = 32
+    cmvn: str = "global"  # speaker: features arrive normalised per speaker (or per utterance), see data.py
     input_dim: int = 80
     vocab_size: int = 30  # characters + the CTC blank
 
@@ -50,6 +55,12 @@ class ModelConfig:
             raise ValueError(f"projection size must be 0 or below the hidden size ({self.hidden_size})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"unknown front-end {self.frontend!r}; choose one of {', '.join(FRONTENDS)}")
+        if self.cmvn not in CMVN_MODES:
+            raise ValueError(f"unknown CMVN mode {self.cmvn!r}; choose one of {', '.join(CMVN_MODES)}")
+        if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
+            raise ValueError("the convolutional front-end needs a recurrent architecture and at least one channel")
 
     @property
     def directions(self) -> int:
@@ -61,6 +72,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, record: dict) -> "ModelConfig":
         return cls(**record)
+
+    @property
+    def conv_time_strides(self) -> tuple[int, int]:
+        """Time strides of the two convolutions; their product is `subsample`, the larger first."""
+        second = 2 if self.subsample % 2 == 0 and self.subsample > 2 else 1
+        return self.subsample // second, second
 
 
 def stack_and_subsample(features: torch.Tensor, lengths: torch.Tensor, stack: int, subsample: int):
@@ -191,6 +208,32 @@ class RecurrentLayer(nn.Module):
         return torch.cat([outputs[0], reverse_within_lengths(outputs[1], lengths)], dim=2)
 
 
+class ConvFrontend(nn.Module):
+    """Two 3x3 convolutions over (time, frequency), each striding 2 in frequency and together `subsample` in time
+    (ESPnet's VGG/Conv2dSubsampling, DeepSpeech 2): (B, T, F) -> (B, ceil(T / subsample), channels * ceil(F / 4)).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.time_strides = config.conv_time_strides
+        channels = config.conv_channels
+        self.first = nn.Conv2d(1, channels, 3, stride=(self.time_strides[0], 2), padding=1)
+        self.second = nn.Conv2d(channels, channels, 3, stride=(self.time_strides[1], 2), padding=1)
+        self.output_dim = channels * math.ceil(math.ceil(config.input_dim / 2) / 2)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames past each length must be zero; they are zero again between the convolutions, so an
+        utterance in a padded batch gets exactly what it gets alone."""
+        hidden = features.unsqueeze(1)
+        for convolution, stride in zip((self.first, self.second), self.time_strides):
+            hidden = F.relu(convolution(hidden))  # (B, C, T', F')
+            # A 3-tap convolution with padding 1 keeps ceil(length / stride) frames.
+            lengths = torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+            valid = torch.arange(hidden.shape[2], device=hidden.device)[None, :] < lengths.to(hidden.device)[:, None]
+            hidden = hidden * valid[:, None, :, None]
+        return hidden.permute(0, 2, 1, 3).flatten(2), lengths
+
+
 class AcousticModel(nn.Module):
     """CMVN -> frame stacking/subsampling -> (B)LSTM or DNN body -> linear -> log-softmax."""
 
@@ -199,7 +242,8 @@ class AcousticModel(nn.Module):
         self.config = config
         self.register_buffer("cmvn_mean", torch.zeros(config.input_dim))
         self.register_buffer("cmvn_std", torch.ones(config.input_dim))
-        stacked_dim = config.input_dim * config.stack_frames
+        self.frontend = ConvFrontend(config) if config.frontend == "conv" else None
+        stacked_dim = self.frontend.output_dim if self.frontend is not None else config.input_dim * config.stack_frames
         layer_output = (config.projection_size or config.hidden_size) * config.directions
         if config.architecture == "dnn":
             window_dim = stacked_dim * (2 * config.dnn_context + 1)
@@ -223,7 +267,10 @@ class AcousticModel(nn.Module):
         """(B, T, input_dim) raw features and (B,) lengths -> (log_probs (B, T', V), output lengths (B,))."""
         mask = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
         normalised = (features - self.cmvn_mean) / self.cmvn_std * mask.unsqueeze(2)
-        hidden, lengths = stack_and_subsample(normalised, lengths, self.config.stack_frames, self.config.subsample)
+        if self.frontend is not None:
+            hidden, lengths = self.frontend(normalised, lengths.cpu())
+        else:
+            hidden, lengths = stack_and_subsample(normalised, lengths, self.config.stack_frames, self.config.subsample)
         if self.config.architecture == "dnn":
             hidden = self._context_windows(hidden)
             for layer in self.layers:

@@ -29,7 +29,8 @@ from .errors import AsrCliError, format_problems
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_directory, write_json
 from .manifest import BadItem, Utterance, check_manifest
-from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, STORE_DTYPES, ArrayWriter, IndexEntry, StoreMetadata
+from .store import (CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, STORE_DTYPES, ArrayWriter, IndexEntry,
+                    StoreMetadata)
 
 # Small batches keep the (frames, 512) FFT buffer in cache: measured here, 20 s of audio per
 # batch runs about 1.3x faster than 64 utterances at a time.
@@ -267,13 +268,16 @@ def _process_share(
     writer = ArrayWriter(folder, array_index, config.dim, options.dtype)
     bad: list[tuple[str, str]] = []
     duration_s = 0.0
+    speaker_cmvn: dict[str, CmvnStats] = {}
     with open(folder / f"index-{array_index:03d}.part", "w", encoding="utf-8") as index_handle:
         for batch, loaded, failures in _loaded_batches(share, config, options.speed_factors):
             bad += failures
             seeds = [zlib.crc32(utterance.id.encode("utf-8")) for _, utterance, _ in loaded]
             features = extractor([samples for _, _, samples in loaded], seeds=seeds)
             for (position, utterance, samples), utterance_features in zip(loaded, features):
-                start, _ = writer.append(utterance_features)
+                start, stored = writer.append(utterance_features)
+                if utterance.speaker is not None:
+                    speaker_cmvn.setdefault(utterance.speaker, CmvnStats.zeros(config.dim)).accumulate(stored)
                 entry = IndexEntry(
                     utterance.id, array_index, start, utterance_features.shape[0], utterance.text,
                     utterance.speaker, len(samples) / config.sample_rate_hz,
@@ -282,7 +286,8 @@ def _process_share(
                 index_handle.write(json.dumps([position, entry.to_dict()], ensure_ascii=False) + "\n")
             report(len(batch))
     writer.close()
-    return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad}
+    return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad,
+            "speaker_cmvn": {speaker: stats.to_dict() for speaker, stats in speaker_cmvn.items()}}
 
 
 def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig, speed_factors: tuple[float, ...]):
@@ -336,6 +341,12 @@ def _finish_store(folder: Path, results: list[dict], options: PrepareOptions, ba
     for result in results:
         cmvn = cmvn + CmvnStats.from_dict(result["cmvn"])
     write_json(folder / CMVN_FILE, cmvn.to_dict())
+    speaker_cmvn: dict[str, CmvnStats] = {}
+    for result in results:  # a speaker's utterances may be spread over several workers
+        for speaker, record in result["speaker_cmvn"].items():
+            stats = CmvnStats.from_dict(record)
+            speaker_cmvn[speaker] = speaker_cmvn[speaker] + stats if speaker in speaker_cmvn else stats
+    write_json(folder / SPEAKER_CMVN_FILE, {speaker: stats.to_dict() for speaker, stats in sorted(speaker_cmvn.items())})
     metadata = StoreMetadata(
         feature_config=options.feature_config,
         dtype=options.dtype,

@@ -5,6 +5,7 @@ A store is a folder:
     store.json     format version, feature config, dtype, dim, arrays, totals, skipped items
     index.jsonl    one line per utterance: id, array, start, num_frames, text, speaker, duration
     cmvn.json      per-dimension sums, sums of squares and frame count
+    cmvn_speakers.json   the same per speaker (utterances without a speaker are in none)
     feats-NNN.bin  raw (num_frames, dim) arrays, one per writer
 
 Reading an utterance is a slice of a memory map, never a file open.
@@ -28,6 +29,7 @@ STORE_DTYPES = ("float16", "float32")
 METADATA_FILE = "store.json"
 INDEX_FILE = "index.jsonl"
 CMVN_FILE = "cmvn.json"
+SPEAKER_CMVN_FILE = "cmvn_speakers.json"
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,24 @@ class FeatureStore:
 
     def cmvn(self) -> CmvnStats:
         return CmvnStats.from_dict(json.loads((self.path / CMVN_FILE).read_text(encoding="utf-8")))
+
+    def speaker_cmvn(self) -> dict[str, CmvnStats]:
+        """CMVN statistics per speaker; utterances without a speaker count for none.
+
+        Stores written before these were kept get them from their frames (a pass over the store).
+        """
+        path = self.path / SPEAKER_CMVN_FILE
+        if path.is_file():
+            records = json.loads(path.read_text(encoding="utf-8"))
+            return {speaker: CmvnStats.from_dict(record) for speaker, record in records.items()}
+        stats: dict[str, CmvnStats] = {}
+        for position, entry in enumerate(self.entries):
+            if entry.speaker is not None:
+                stats.setdefault(entry.speaker, CmvnStats.zeros(self.dim)).accumulate(self.features(position))
+        return stats
+
+    def utterances_without_speaker(self) -> list[str]:
+        return [entry.id for entry in self.entries if entry.speaker is None]
 
     def _memory_maps(self) -> list[np.memmap]:
         if self._arrays is None:

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, build_examples, data_fingerprint, epoch_batch_seeds,
-                   make_batches, open_stores, padding_waste)
+from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, SpeakerCmvn, Vtlp, build_examples, data_fingerprint,
+                   epoch_batch_seeds, make_batches, open_stores, padding_waste, require_speakers)
 from .decode import greedy_decode
 from .errors import AsrCliError
 from .fileio import atomic_write, ensure_writable_dir, write_json
@@ -64,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1
     skip_oov_utts: bool = False
+    vtlp_warp: float = 0.0  # VTLP: warp factors drawn from [1 - vtlp_warp, 1 + vtlp_warp]; 0 for none
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
 
@@ -74,6 +75,8 @@ class TrainConfig:
             raise AsrCliError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_frames < 1 or self.learning_rate <= 0:
             raise AsrCliError("--epochs, --batch-frames and --lr must be positive")
+        if not 0.0 <= self.vtlp_warp < 0.5:
+            raise AsrCliError(f"--vtlp must be in [0, 0.5), not {self.vtlp_warp}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -212,8 +215,15 @@ def train(
 
     torch.manual_seed(config.seed)
     model = AcousticModel(model_config)
-    mean, std = combine_cmvn(train_stores).mean_and_std()
-    model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+    if model_config.cmvn == "speaker":  # the data pipeline normalises; the model's own CMVN stays the identity
+        require_speakers(train_stores, "training")
+        train_cmvn, valid_cmvn = SpeakerCmvn.of_stores(train_stores), SpeakerCmvn.of_stores(valid_stores)
+    else:
+        train_cmvn = valid_cmvn = None
+        mean, std = combine_cmvn(train_stores).mean_and_std()
+        model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+    mean = model.cmvn_mean.clone().numpy()
+    vtlp = Vtlp(train_stores[0].feature_config, config.vtlp_warp) if config.vtlp_warp > 0 else None
     model.to(env.device)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
@@ -246,7 +256,7 @@ def train(
             all_batches = make_batches(lengths, config.batch_frames, config.seed, epoch)
             batches = all_batches[env.rank :: env.world_size][:batches_per_epoch]
             dataset = BatchDataset(train_stores, training.examples, batches, mean, config.spec_augment,
-                                   epoch_batch_seeds(config.seed, epoch, len(batches)))
+                                   epoch_batch_seeds(config.seed, epoch, len(batches)), train_cmvn, vtlp)
             loader = torch.utils.data.DataLoader(
                 dataset, batch_size=None, sampler=range(state["batch"], len(batches)),
                 num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
@@ -301,7 +311,7 @@ def train(
 
             # End of epoch: validate, keep the best model, checkpoint, log, plot.
             epoch_time_s = time.perf_counter() - epoch_started
-            valid = evaluate(model, valid_stores, validation, vocabulary, config, env) if env.is_main else {}
+            valid = evaluate(model, valid_stores, validation, vocabulary, config, env, valid_cmvn) if env.is_main else {}
             record = {
                 "epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(loss_tokens, 1),
                 **valid, "learning_rate": scheduler.get_last_lr()[0], "epoch_time_s": round(epoch_time_s, 1),
@@ -334,12 +344,13 @@ def train(
 
 
 def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: ExampleSet, vocabulary: Vocabulary,
-             config: TrainConfig, env: Distributed) -> dict:
+             config: TrainConfig, env: Distributed, speaker_cmvn: SpeakerCmvn | None = None) -> dict:
     """Validation loss per token and greedy CER/WER (normalised as in `score`)."""
     model.eval()
     lengths = [example.num_frames for example in examples.examples]
     batches = make_batches(lengths, config.batch_frames * 2, config.seed, 0, shuffle=False)
-    dataset = BatchDataset(stores, examples.examples, batches, model.cmvn_mean.cpu().numpy(), None, [0] * len(batches))
+    dataset = BatchDataset(stores, examples.examples, batches, model.cmvn_mean.cpu().numpy(), None, [0] * len(batches),
+                           speaker_cmvn)
     loss_sum, tokens, references, hypotheses = 0.0, 0, [], []
     with torch.no_grad():
         for batch_number in range(len(dataset)):

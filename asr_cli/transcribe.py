@@ -20,10 +20,11 @@ import torch
 from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
+from .data import SpeakerCmvn
 from .decode import (DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables, greedy_hypotheses,
                      scorer_lm_tables)
 from .errors import AsrCliError, format_problems
-from .features import FeatureConfig, FeatureExtractor
+from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_write
 from .lm import KenlmScorer, is_kenlm_binary, read_arpa
 from .manifest import Utterance, load_manifest
@@ -137,12 +138,15 @@ def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str
     if not sources:
         raise AsrCliError("nothing to decode: the inputs hold no utterances")
     extractor = FeatureExtractor(feature_config)
+    speaker_cmvn = _speaker_cmvn(sources, store, extractor, feature_config) if model.config.cmvn == "speaker" else None
     seconds_per_frame = model.config.subsample * feature_config.frame_shift_ms / 1000
     results: dict[int, dict] = {}
     warnings = []
     with tqdm(total=len(sources), unit="utt", desc="decode", disable=not options.show_progress, dynamic_ncols=True) as bar:
         for batch in length_batches(sources, options.batch_frames):
             features = [_features(sources[i], store, extractor, feature_config) for i in batch]
+            if speaker_cmvn is not None:
+                features = [speaker_cmvn(0, _speaker(sources[i], store), f) for i, f in zip(batch, features)]
             decoded = _decode_batch(model, features, vocabulary, options, lm_tables, device)
             for index, utterance_features, hypotheses in zip(batch, features, decoded):
                 if utterance_features.shape[0] == 0:
@@ -196,6 +200,24 @@ def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMo
         raise AsrCliError("--lm-backend kenlm serves word LMs; read a character LM's ARPA file with --lm-backend arpa")
     scorer = KenlmScorer(options.lm_path)
     return scorer_lm_tables(scorer, vocabulary, None if binary else read_arpa(options.lm_path, max_order=1))
+
+
+def _speaker(source: Source, store: FeatureStore | None) -> str | None:
+    return store.entry(source.store_position).speaker if source.store_position is not None else source.utterance.speaker
+
+
+def _speaker_cmvn(sources: Sequence[Source], store: FeatureStore | None, extractor: FeatureExtractor,
+                  config: FeatureConfig) -> SpeakerCmvn:
+    """For a model trained with per-speaker CMVN: statistics of each speaker the inputs name (a store keeps
+    them; audio takes a first pass over its features); utterances without a speaker are normalised alone."""
+    if store is not None:
+        return SpeakerCmvn.of_stores([store])
+    stats: dict[str, CmvnStats] = {}
+    for source in sources:
+        if source.utterance.speaker is not None:
+            frames = _features(source, None, extractor, config)
+            stats.setdefault(source.utterance.speaker, CmvnStats.zeros(config.dim)).accumulate(frames)
+    return SpeakerCmvn([{speaker: s for speaker, s in stats.items() if s.count > 0}])
 
 
 def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtractor, config: FeatureConfig) -> np.ndarray:

@@ -32,7 +32,7 @@ def speechocean_utterances() -> list[Utterance]:
 
 @pytest.fixture
 def small_manifest(tmp_path: Path, speechocean_utterances: list[Utterance]) -> Path:
-    """A manifest of 24 real utterances from 3 speakers."""
+    """A manifest of 24 real utterances from 2 speakers."""
     path = tmp_path / "small.jsonl"
     write_manifest(path, speechocean_utterances[:24])
     return path

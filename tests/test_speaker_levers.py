@@ -1,0 +1,139 @@
+"""Levers for speaker generalisation: per-speaker CMVN, VTLP and the convolutional front-end."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr_cli.data import SpeakerCmvn, Vtlp, utterance_mean_and_std
+from asr_cli.errors import AsrCliError
+from asr_cli.features import CmvnStats, FeatureConfig, FeatureExtractor, vtlp_source_bins
+from asr_cli.manifest import Utterance
+from asr_cli.model import AcousticModel, ModelConfig, load_model_file
+from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
+from asr_cli.train import TrainConfig, train
+from asr_cli.transcribe import TranscribeOptions, transcribe
+from tests.conftest import make_store
+
+TINY_TRAINING = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
+
+
+def by_speaker(store: FeatureStore) -> dict[str, np.ndarray]:
+    frames: dict[str, list[np.ndarray]] = {}
+    for position, entry in enumerate(store):
+        frames.setdefault(entry.speaker, []).append(store.features(position))
+    return {speaker: np.concatenate(arrays) for speaker, arrays in frames.items()}
+
+
+def test_store_keeps_per_speaker_statistics_of_its_frames(tmp_path: Path, small_manifest: Path):
+    from asr_cli.prepare import PrepareOptions, prepare
+
+    prepare(small_manifest, tmp_path / "store", PrepareOptions(show_progress=False, jobs=2))
+    store = FeatureStore(tmp_path / "store")
+    kept = store.speaker_cmvn()
+    frames = by_speaker(store)
+    assert sorted(kept) == sorted(frames) and len(kept) == 2
+    for speaker, stats in kept.items():  # shares of two workers add up to the speaker's frames
+        mean, std = stats.mean_and_std()
+        np.testing.assert_allclose(mean, frames[speaker].mean(axis=0), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(std, frames[speaker].std(axis=0), rtol=1e-4, atol=1e-4)
+    total = sum(kept.values(), CmvnStats.zeros(store.dim))
+    assert total.count == store.cmvn().count
+    np.testing.assert_allclose(total.sum, store.cmvn().sum, rtol=1e-9)
+    # A store written before the statistics were kept computes the same from its frames.
+    (tmp_path / "store" / SPEAKER_CMVN_FILE).unlink()
+    for speaker, stats in FeatureStore(tmp_path / "store").speaker_cmvn().items():
+        np.testing.assert_allclose(stats.sum_sq, kept[speaker].sum_sq, rtol=1e-9)
+
+
+def test_speaker_cmvn_normalises_each_speaker_and_lone_utterances(tiny_stores):
+    store = FeatureStore(tiny_stores[0])
+    normalise = SpeakerCmvn.of_stores([store])
+    normalised = np.concatenate([normalise(0, entry.speaker, store.features(i)) for i, entry in enumerate(store)])
+    np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(normalised.std(axis=0), 1, atol=1e-3)
+    alone = normalise(0, "a speaker the store does not know", store.features(0))
+    np.testing.assert_allclose(alone.mean(axis=0), 0, atol=1e-3)
+    assert not np.allclose(alone, normalised[: len(alone)])
+    silence = np.full((20, store.dim), -15.9, np.float32)  # digital silence: constant log floor, finite result
+    assert np.isfinite(normalise(0, None, silence)).all()
+    assert utterance_mean_and_std(silence[:0])[1].tolist() == [1.0] * store.dim
+
+
+def test_vtlp_moves_a_tone_where_a_warped_tone_lies():
+    config = FeatureConfig()
+    extractor = FeatureExtractor(config)
+    t = np.arange(16000) / 16000
+
+    def peak_bin(features: np.ndarray) -> float:
+        return float(features.mean(axis=0).argmax())
+
+    tone = extractor([0.5 * np.sin(2 * np.pi * 1000 * t)])[0]
+    np.testing.assert_allclose(vtlp_source_bins(config, 1.0), np.arange(80), atol=1e-4)
+    vtlp = Vtlp(config, 0.1)
+    for factor in (0.9, 1.1):
+        warped = vtlp(torch.from_numpy(tone), factor).numpy()
+        # The filter centred at f now reads f / factor: content at 1 kHz appears at factor x 1 kHz.
+        expected = extractor([0.5 * np.sin(2 * np.pi * 1000 * factor * t)])[0]
+        assert abs(peak_bin(warped) - peak_bin(expected)) <= 1
+        assert peak_bin(warped) != peak_bin(tone)
+    with pytest.raises(AsrCliError, match="fbank"):
+        Vtlp(FeatureConfig.for_kind("mfcc"), 0.1)
+
+
+@pytest.mark.parametrize("subsample", [2, 3, 4])
+def test_conv_frontend_lengths_and_padding_invariance(subsample):
+    torch.manual_seed(0)
+    config = ModelConfig(num_layers=1, hidden_size=16, frontend="conv", conv_channels=4, subsample=subsample,
+                         input_dim=20, vocab_size=5, dropout=0.0)
+    model = AcousticModel(config).eval()
+    lengths = torch.tensor([23, 9])
+    features = torch.randn(2, 23, 20)
+    with torch.no_grad():
+        batch_log_probs, output_lengths = model(features, lengths)
+        alone, alone_lengths = model(features[1:, :9], lengths[1:])
+    assert output_lengths.tolist() == [math.ceil(23 / subsample), math.ceil(9 / subsample)]
+    torch.testing.assert_close(batch_log_probs[1, : alone_lengths[0]], alone[0], atol=1e-5, rtol=0)
+
+
+def test_bad_model_options_are_refused():
+    with pytest.raises(ValueError, match="front-end"):
+        ModelConfig(frontend="transformer")
+    with pytest.raises(ValueError, match="CMVN"):
+        ModelConfig(cmvn="utterance")
+    with pytest.raises(ValueError, match="recurrent"):
+        ModelConfig(architecture="dnn", frontend="conv")
+    with pytest.raises(AsrCliError, match="--vtlp"):
+        TrainConfig(vtlp_warp=0.7)
+
+
+def test_train_and_decode_with_speaker_cmvn_vtlp_and_conv(tmp_path: Path, tiny_stores, speechocean_utterances):
+    train_store, valid_store = tiny_stores
+    model_config = ModelConfig(num_layers=1, hidden_size=24, frontend="conv", conv_channels=4, cmvn="speaker")
+    config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, vtlp_warp=0.1)
+    train([train_store], valid_store, tmp_path / "exp", model_config, config, show_progress=False)
+    model, contents = load_model_file(tmp_path / "exp" / "model.pt")
+    assert contents["model_config"]["cmvn"] == "speaker" and contents["model_config"]["frontend"] == "conv"
+    assert model.cmvn_mean.abs().max() == 0 and (model.cmvn_std == 1).all()
+    # The store keeps its speakers' statistics; a manifest with speakers gets them from a first pass: same result.
+    valid_ids = {entry.id for entry in FeatureStore(valid_store)}
+    manifest = tmp_path / "valid.jsonl"
+    manifest.write_text("".join(json.dumps(u.to_dict()) + "\n" for u in speechocean_utterances if u.id in valid_ids))
+    options = TranscribeOptions(show_progress=False)
+    transcribe(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
+    transcribe(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
+    from_store = [json.loads(line) for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
+    from_manifest = [json.loads(line) for line in (tmp_path / "from_manifest.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["text"]) for r in from_store] == [(r["id"], r["text"]) for r in from_manifest]
+    np.testing.assert_allclose([r["score"] for r in from_store], [r["score"] for r in from_manifest], atol=1e-3)
+
+
+def test_speaker_cmvn_needs_speakers_in_training(tmp_path: Path, speechocean_utterances, tiny_stores):
+    anonymous = [Utterance(u.id, u.audio, u.text) for u in speechocean_utterances[:8]]
+    store = make_store(tmp_path / "anonymous", anonymous)
+    with pytest.raises(AsrCliError, match="without a speaker.*--cmvn global"):
+        train([store], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=1, hidden_size=8, cmvn="speaker"),
+              TINY_TRAINING, show_progress=False)
