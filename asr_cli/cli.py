@@ -272,6 +272,7 @@ def train(
     frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend.stack,
     conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = 32,
     cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode.global_,
+    intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = 0.0,
     vtlp: Annotated[float, typer.Option(help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = 0.0,
     optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer.adamw,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
@@ -316,6 +317,7 @@ def train(
         warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
         max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
         skip_oov_utts=skip_oov_utts, spec_augment=augment, vtlp_warp=vtlp,
+        intermediate_ctc=intermediate_ctc,
     )
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress,

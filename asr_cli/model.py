@@ -263,8 +263,12 @@ class AcousticModel(nn.Module):
         self.cmvn_mean.copy_(torch.as_tensor(mean))
         self.cmvn_std.copy_(torch.as_tensor(std))
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, input_dim) raw features and (B,) lengths -> (log_probs (B, T', V), output lengths (B,))."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, intermediate_layer: int = 0):
+        """(B, T, input_dim) raw features and (B,) lengths -> (log_probs (B, T', V), output lengths (B,)).
+
+        With `intermediate_layer` k >= 1, a third output: the log-probabilities that the same output layer
+        reads after the first k layers (for intermediate CTC, Lee & Watanabe 2021).
+        """
         mask = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
         normalised = (features - self.cmvn_mean) / self.cmvn_std * mask.unsqueeze(2)
         if self.frontend is not None:
@@ -276,9 +280,12 @@ class AcousticModel(nn.Module):
             for layer in self.layers:
                 hidden = self.dropout(F.relu(layer(hidden)))
         else:
-            for layer in self.layers:
+            for index, layer in enumerate(self.layers, start=1):
                 hidden = self.dropout(layer(hidden, lengths))
-        return self.output(hidden).float().log_softmax(dim=-1), lengths
+                if index == intermediate_layer:
+                    intermediate = self.output(hidden).float().log_softmax(dim=-1)
+        log_probs = self.output(hidden).float().log_softmax(dim=-1)
+        return (log_probs, lengths, intermediate) if intermediate_layer else (log_probs, lengths)
 
     def _context_windows(self, stacked: torch.Tensor) -> torch.Tensor:
         """(B, T', D) -> (B, T', (2C+1) D): each frame with C neighbours on each side, zeros outside."""

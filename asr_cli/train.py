@@ -65,6 +65,7 @@ class TrainConfig:
     num_workers: int = 1
     skip_oov_utts: bool = False
     vtlp_warp: float = 0.0  # VTLP: warp factors drawn from [1 - vtlp_warp, 1 + vtlp_warp]; 0 for none
+    intermediate_ctc: float = 0.0  # weight of a CTC loss after the middle layer (Lee & Watanabe 2021); 0 for none
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
 
@@ -75,6 +76,8 @@ class TrainConfig:
             raise AsrCliError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_frames < 1 or self.learning_rate <= 0:
             raise AsrCliError("--epochs, --batch-frames and --lr must be positive")
+        if not 0.0 <= self.intermediate_ctc < 1.0:
+            raise AsrCliError(f"--intermediate-ctc must be in [0, 1), not {self.intermediate_ctc}")
         if not 0.0 <= self.vtlp_warp < 0.5:
             raise AsrCliError(f"--vtlp must be in [0, 0.5), not {self.vtlp_warp}")
 
@@ -181,6 +184,8 @@ def train(
     The vocabulary is every character of the normalised training text unless one is given.
     """
     exp_dir = Path(exp_dir)
+    if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
+        raise AsrCliError("--intermediate-ctc needs at least two recurrent layers")
     env = setup_distributed(device_name)
     if env.is_main:
         _check_output_folder(exp_dir, resume)
@@ -250,6 +255,7 @@ def train(
         raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
 
     autocast_device = "cuda" if env.device.type == "cuda" else "cpu"
+    intermediate_layer = model_config.num_layers // 2 if config.intermediate_ctc > 0 else 0
     with StopRequest() as stop:
         while state["epoch"] < config.epochs:
             epoch = state["epoch"]
@@ -269,10 +275,12 @@ def train(
             for batch in loader:
                 features = batch["features"].to(env.device, non_blocking=True)
                 with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                    log_probs, output_lengths = network(features, batch["lengths"])
+                    outputs = network(features, batch["lengths"], intermediate_layer)
                 tokens = int(batch["target_lengths"].sum())
-                loss = F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(env.device),
-                                  output_lengths.cpu(), batch["target_lengths"], blank=0, reduction="sum") / tokens
+                loss = ctc_loss(outputs[0], outputs[1], batch, env.device) / tokens
+                if intermediate_layer:
+                    intermediate_loss = ctc_loss(outputs[2], outputs[1], batch, env.device) / tokens
+                    loss = (1 - config.intermediate_ctc) * loss + config.intermediate_ctc * intermediate_loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
@@ -343,6 +351,12 @@ def train(
     return summary
 
 
+def ctc_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
+    """The CTC loss of a batch, summed over utterances: (B, T', V) log-probabilities against its targets."""
+    return F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(device), output_lengths.cpu(),
+                      batch["target_lengths"], blank=0, reduction="sum")
+
+
 def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: ExampleSet, vocabulary: Vocabulary,
              config: TrainConfig, env: Distributed, speaker_cmvn: SpeakerCmvn | None = None) -> dict:
     """Validation loss per token and greedy CER/WER (normalised as in `score`)."""
@@ -356,8 +370,7 @@ def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: Exa
         for batch_number in range(len(dataset)):
             batch = dataset[batch_number]
             log_probs, output_lengths = model(batch["features"].to(env.device), batch["lengths"])
-            loss_sum += float(F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(env.device),
-                                         output_lengths.cpu(), batch["target_lengths"], blank=0, reduction="sum"))
+            loss_sum += float(ctc_loss(log_probs, output_lengths, batch, env.device))
             tokens += int(batch["target_lengths"].sum())
             for index, label_ids in zip(batches[batch_number], greedy_decode(log_probs, output_lengths)):
                 example = examples.examples[index]

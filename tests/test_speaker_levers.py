@@ -12,7 +12,7 @@ from asr_cli.data import SpeakerCmvn, Vtlp, utterance_mean_and_std
 from asr_cli.errors import AsrCliError
 from asr_cli.features import CmvnStats, FeatureConfig, FeatureExtractor, vtlp_source_bins
 from asr_cli.manifest import Utterance
-from asr_cli.model import AcousticModel, ModelConfig, load_model_file
+from asr_cli.model import AcousticModel, ModelConfig, load_model_file, stack_and_subsample
 from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
 from asr_cli.train import TrainConfig, train
 from asr_cli.transcribe import TranscribeOptions, transcribe
@@ -137,3 +137,23 @@ def test_speaker_cmvn_needs_speakers_in_training(tmp_path: Path, speechocean_utt
     with pytest.raises(AsrCliError, match="without a speaker.*--cmvn global"):
         train([store], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=1, hidden_size=8, cmvn="speaker"),
               TINY_TRAINING, show_progress=False)
+
+
+def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_path: Path, tiny_stores):
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(num_layers=2, hidden_size=8, input_dim=80, vocab_size=29, dropout=0.0)).eval()
+    features, lengths = torch.randn(2, 30, 80), torch.tensor([30, 21])
+    with torch.no_grad():
+        log_probs, output_lengths, intermediate = model(features, lengths, intermediate_layer=1)
+        padding = torch.arange(30)[None, :, None] >= lengths[:, None, None]
+        hidden, _ = stack_and_subsample(features.masked_fill(padding, 0), lengths, 3, 3)  # CMVN is the identity
+        first_layer = model.layers[0](hidden, output_lengths)
+        torch.testing.assert_close(intermediate, model.output(first_layer).log_softmax(-1), atol=1e-6, rtol=0)
+        torch.testing.assert_close(log_probs, model(features, lengths)[0])
+    config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, intermediate_ctc=0.3)
+    train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=16), config,
+          show_progress=False)
+    assert (tmp_path / "exp" / "model.pt").is_file()
+    with pytest.raises(AsrCliError, match="two recurrent layers"):
+        train([tiny_stores[0]], tiny_stores[1], tmp_path / "one", ModelConfig(num_layers=1, hidden_size=8), config,
+              show_progress=False)
