@@ -13,6 +13,7 @@ import typer
 
 from . import __version__
 from .errors import AsrCliError
+from .fileio import check_distinct_paths
 
 app = typer.Typer(
     name="asr-cli",
@@ -72,6 +73,7 @@ def import_kaldi_command(
     """Import a Kaldi data directory. wav.scp must list plain file paths (relative ones resolve against DATA_DIR)."""
     from .importers import import_kaldi
 
+    check_distinct_paths([data_dir], [output])
     _write_imported(import_kaldi(data_dir), output)
 
 
@@ -83,6 +85,7 @@ def import_librispeech_command(
     """Import a LibriSpeech tree (speaker = the first part of each utterance id)."""
     from .importers import import_librispeech
 
+    check_distinct_paths([root], [output])
     _write_imported(import_librispeech(root), output)
 
 
@@ -101,6 +104,7 @@ def import_csv_command(
     from .importers import import_csv
 
     delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+    check_distinct_paths([table], [output])
     _write_imported(
         import_csv(table, audio_column, text_column, id_column, speaker_column, delimiter, audio_dir), output
     )
@@ -115,11 +119,11 @@ def split(
     seed: Annotated[int, typer.Option(help="Seed of the random choice of speakers.")] = 0,
 ) -> None:
     """Hold out whole speakers as a development set: no speaker is on both sides."""
-    from .manifest import load_manifest, split_by_speaker, write_manifest
+    from .manifest import load_manifest, split_by_speaker, write_manifests
 
+    check_distinct_paths([manifest], [train_output, dev_output])
     kept, held_out = split_by_speaker(load_manifest(manifest), dev_speakers, seed)
-    write_manifest(train_output, kept)
-    write_manifest(dev_output, held_out)
+    write_manifests([(train_output, kept), (dev_output, held_out)])
     typer.echo(f"wrote {train_output}: {len(kept):,} utterances; {dev_output}: {len(held_out):,} utterances "
                f"of {dev_speakers} held-out speakers")
 
@@ -214,6 +218,7 @@ def score(
         missing=missing.value, ignore_extra=ignore_extra, compute_cer=cer,
         bootstrap_draws=bootstrap_draws, seed=seed,
     )
+    check_distinct_paths([references, hypotheses], [json_output])
     report = run_score(read_references(references, ref_format.value), read_hypotheses(hypotheses, hyp_format.value), options)
     typer.echo(report.format_text(show_worst=show_worst, per_speaker=per_speaker, top_substitutions=top_substitutions))
     if json_output is not None:
@@ -322,8 +327,9 @@ def train(
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress,
                         vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None)
-    if not summary["stopped"]:
-        typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
+    if summary["stopped"]:  # a clean stop, checkpoint written: still not a finished run
+        raise typer.Exit(TERMINATED_EXIT_CODE if summary["stop_signal"] == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
+    typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
 
 
 class LmUnit(str, Enum):
@@ -373,6 +379,7 @@ def decode(
         batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress,
     )
+    check_distinct_paths([model, *inputs, lm], [output, ctm])
     summary = transcribe(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else ""))
 
@@ -388,6 +395,7 @@ def build_lm(
     """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
     from .lm import build_kneser_ney, read_sentences, write_arpa
 
+    check_distinct_paths(texts, [output])
     sentences = read_sentences(texts, unit.value, strip_ids)
     model = build_kneser_ney(sentences, order)
     write_arpa(model, output)
@@ -411,20 +419,34 @@ def synth(
     typer.echo(f"wrote {output}: " + ", ".join(f"{split}.jsonl ({count:,} utterances)" for split, count in counts.items()))
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
+TERMINATED_EXIT_CODE = 143  # 128 + SIGTERM
+INTERRUPTED_MESSAGE = ("interrupted: partial outputs were removed and existing ones kept as they were; "
+                       "run the command again to redo the work")
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C (temporary outputs are removed on the way), reported with its own code."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def run(args: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. User errors become one clear message."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="asr-cli", standalone_mode=False)
+        status = command.main(args=args, prog_name="asr-cli", standalone_mode=False)
+        if status == INTERRUPTED_EXIT_CODE:  # Typer turns Ctrl-C into this return value, not an exception
+            typer.echo(INTERRUPTED_MESSAGE, err=True)
+        if isinstance(status, int) and status:
+            return status
     except typer.Exit as exit_request:
         return exit_request.exit_code
     except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return 130
+        typer.echo(INTERRUPTED_MESSAGE, err=True)
+        return INTERRUPTED_EXIT_CODE
     except typer.TyperException as error:  # usage errors: a bad option or a missing argument
         error.show()
         return error.exit_code
@@ -432,8 +454,11 @@ def run(args: list[str] | None = None) -> int:
         typer.echo(f"error: {error}", err=True)
         return 1
     except KeyboardInterrupt:
-        typer.echo("interrupted: partial outputs were removed; run the command again to redo the work", err=True)
-        return 130
+        typer.echo(INTERRUPTED_MESSAGE, err=True)
+        return INTERRUPTED_EXIT_CODE
+    except Terminated:
+        typer.echo(INTERRUPTED_MESSAGE.replace("interrupted", "terminated"), err=True)
+        return TERMINATED_EXIT_CODE
     except OSError as error:
         typer.echo(f"error: {error}", err=True)
         return 1
@@ -443,7 +468,7 @@ def run(args: list[str] | None = None) -> int:
 def main() -> None:
     """Console entry point. Exits without interpreter teardown, which costs ~0.7 s once torch is loaded;
     every output is already closed (written atomically) by then."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     status = run()
     sys.stdout.flush()
     sys.stderr.flush()

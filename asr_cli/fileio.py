@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable, Iterator, Sequence
 
 from .errors import AsrCliError
 
@@ -18,9 +20,19 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     """Open a temporary sibling of `path` for writing; rename it over `path` on success.
 
     On any exception (a full disk, Ctrl-C) the temporary file is removed and `path`
-    keeps its previous content.
+    keeps its previous content. A symbolic link is written through: its target is
+    replaced (in the target's folder), never the link; a target that is not a regular
+    file (a terminal, a pipe, /dev/null) is written to directly.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+        return
+    if path.is_dir():
+        raise AsrCliError(f"{path} is a folder; give a file name to write to")
     ensure_writable_dir(path.parent)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -68,30 +80,139 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, object, str | None]
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_writes(paths: Sequence[str | Path]) -> Iterator[list[IO]]:
+    """Write several text files that appear together or not at all: all are written to temporary
+    siblings first, and renamed into place only once every one is complete."""
+    with contextlib.ExitStack() as stack:
+        renames: list[tuple[str, Path]] = []
+        handles = []
+        for path in paths:
+            handle = stack.enter_context(_temporary_sibling(Path(path), renames))
+            handles.append(handle)
+        yield handles
+    for done, (temp_name, path) in enumerate(renames):
+        try:
+            os.replace(temp_name, path)
+        except OSError:
+            for _, written in renames[:done]:  # undo the part that appeared: all or nothing
+                written.unlink(missing_ok=True)
+            for remaining, _ in renames[done:]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(remaining)
+            raise
+
+
+@contextlib.contextmanager
+def _temporary_sibling(path: Path, renames: list[tuple[str, Path]]) -> Iterator[IO]:
+    """A temporary file beside `path`, kept for a later rename (appended to `renames`) or removed on error."""
+    ensure_writable_dir(path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(temp_name, 0o666 & ~_current_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        renames.append((temp_name, path))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, overwrite: bool = False, marker: str | None = None,
+                     what: str = "output folder") -> Iterator[Path]:
     """Build a directory in a temporary sibling and rename it to `path` at the end.
 
-    An existing `path` is refused unless `overwrite`; with it, the old directory is
-    replaced only once the new one is complete.
+    An existing `path` is refused unless `overwrite`, and even then unless it holds
+    `marker` (the file that makes it one of ours, e.g. a store's store.json): a folder
+    of anything else is never deleted. With it, the old directory is replaced only
+    once the new one is complete. When `path` did not exist at the start, the final
+    rename fails if another run created it meanwhile: one of two racing runs wins, the
+    other reports it. Temporaries left by a killed run on the same `path` are removed.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise AsrCliError(f"{path} already exists; pass --overwrite to replace it")
+    replacing = check_replaceable_directory(path, overwrite, marker, what)
     ensure_writable_dir(path.parent)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_stale_temporaries(path)
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         os.chmod(temp_dir, 0o777 & ~_current_umask())
         yield temp_dir
-        if path.exists():
+        if replacing:
             old_dir = temp_dir.with_name(temp_dir.name + ".old")
             os.replace(path, old_dir)
             os.replace(temp_dir, path)
             shutil.rmtree(old_dir, ignore_errors=True)
         else:
-            os.replace(temp_dir, path)
+            _rename_unless_taken(temp_dir, path)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
+
+
+def check_replaceable_directory(path: Path, overwrite: bool, marker: str | None, what: str) -> bool:
+    """Whether `path` exists (to be replaced); an error if it may not be: no --overwrite, or not one of ours."""
+    exists = path.exists() or path.is_symlink()
+    if exists and not overwrite:
+        raise AsrCliError(f"{path} already exists; pass --overwrite to replace it")
+    if exists and (path.is_symlink() or not path.is_dir() or (marker and not (path / marker).is_file())):
+        raise AsrCliError(f"{path} exists and is not {what} (no {marker} in it): refusing to replace it with "
+                          "--overwrite; choose another output path, or remove it yourself")
+    return exists
+
+
+def _rename_unless_taken(source: Path, destination: Path) -> None:
+    """Rename a new, non-empty folder to a name nobody has taken (rename onto a non-empty folder fails)."""
+    try:
+        if destination.exists() and not destination.is_dir():
+            raise FileExistsError
+        os.rename(source, destination)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as error:
+        raise AsrCliError(f"{destination} was created by another run while this one worked; this run's output "
+                          "was discarded (use another output path, or --overwrite)") from error
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise AsrCliError(f"{destination} was created by another run while this one worked; this run's "
+                              "output was discarded (use another output path, or --overwrite)") from error
+        raise
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove `.NAME.PID.*.tmp` folders beside `path` whose process no longer runs (a kill -9, a power cut)."""
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        pid_field = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if candidate.is_dir() and pid_field.isdigit() and not _process_alive(int(pid_field)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_distinct_paths(inputs: Iterable[str | Path | None], outputs: Iterable[str | Path | None]) -> None:
+    """Refuse, before any work, an output that is (after symbolic links) one of the inputs, or two outputs
+    that are the same file: writing them would destroy the input or one of the outputs."""
+    input_paths = {os.path.realpath(p): str(p) for p in inputs if p is not None}
+    seen: dict[str, str] = {}
+    for output in (p for p in outputs if p is not None):
+        resolved = os.path.realpath(output)
+        if resolved in input_paths:
+            raise AsrCliError(f"the output {output} is the input {input_paths[resolved]}: writing it would destroy "
+                              "the input; choose another output path")
+        if resolved in seen:
+            raise AsrCliError(f"two outputs are the same file ({seen[resolved]} and {output}); give each its own path")
+        inside = [source for real, source in input_paths.items() if real.startswith(resolved + os.sep)]
+        if inside and Path(resolved).is_dir():
+            raise AsrCliError(f"the output {output} holds the input {inside[0]}; choose another output path")
+        seen[resolved] = str(output)
 
 
 def _current_umask() -> int:

@@ -9,13 +9,14 @@ A relative ``audio`` path is relative to the manifest's folder.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from .errors import AsrCliError, format_problems
-from .fileio import iter_json_lines, write_jsonl
+from .fileio import atomic_writes, iter_json_lines, write_jsonl
 
 REQUIRED_FIELDS = ("id", "audio")
 
@@ -148,6 +149,14 @@ def load_manifest(path: str | Path) -> list[Utterance]:
     if problems:
         raise AsrCliError(format_problems(f"{path}: {len(problems)} bad line(s):", [str(p) for p in problems]))
     return utterances
+
+
+def write_manifests(outputs: Sequence[tuple[str | Path, Iterable[Utterance]]]) -> None:
+    """Write several manifests that appear together or not at all (e.g. the two sides of a split)."""
+    with atomic_writes([path for path, _ in outputs]) as handles:
+        for handle, (_, utterances) in zip(handles, outputs):
+            for utterance in utterances:
+                handle.write(json.dumps(utterance.to_dict(), ensure_ascii=False) + "\n")
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:

@@ -8,12 +8,17 @@ store is not written.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import errno
 import heapq
 import json
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -27,10 +32,12 @@ from tqdm import tqdm
 from .audio import AudioError, audio_info, load_audio
 from .errors import AsrCliError, format_problems
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
-from .fileio import atomic_directory, write_json
+from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, write_json
 from .manifest import BadItem, Utterance, check_manifest
 from .store import (CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, STORE_DTYPES, ArrayWriter, IndexEntry,
                     StoreMetadata)
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
 
 # Small batches keep the (frames, 512) FFT buffer in cache: measured here, 20 s of audio per
 # batch runs about 1.3x faster than 64 utterances at a time.
@@ -107,8 +114,8 @@ def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareO
     """Compute features for every utterance of a manifest (or one shard of it) into a new store."""
     started = time.perf_counter()
     store_path = Path(store_path)
-    if store_path.exists() and not options.overwrite:
-        raise AsrCliError(f"{store_path} already exists; pass --overwrite to replace it")
+    check_distinct_paths([manifest_path], [store_path])
+    check_replaceable_directory(store_path, options.overwrite, METADATA_FILE, "a feature store")
     utterances, bad_items = check_manifest(manifest_path)
     utterances = utterances[options.shard_index - 1 :: options.num_shards]
     bad_items += check_audio(utterances, options.feature_config)
@@ -117,7 +124,7 @@ def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareO
     numbered = [(position, u) for position, u in enumerate(utterances) if u.id not in bad_ids]
     if not numbered:
         raise AsrCliError(f"{manifest_path}: no usable utterances")
-    with atomic_directory(store_path, overwrite=options.overwrite) as folder:
+    with atomic_directory(store_path, options.overwrite, METADATA_FILE, "a feature store") as folder:
         shares = [numbered[worker::options.jobs] for worker in range(min(options.jobs, len(numbered)))]
         results = _run_shares(shares, folder, options)
         decode_failures = [BadItem(item_id, reason) for result in results for item_id, reason in result["bad"]]
@@ -204,11 +211,17 @@ def _run_worker_processes(
     context = multiprocessing.get_context("fork" if "fork" in start_methods else "spawn")
     messages = context.Queue()
     workers = [
-        context.Process(target=_worker_main, args=(share, index, folder, options, messages), daemon=True)
+        context.Process(target=_worker_main, args=(share, index, folder, options, messages, os.getpid()), daemon=True)
         for index, share in enumerate(shares)
     ]
-    for worker in workers:
-        worker.start()
+    # Signals wait until each worker has set its own handlers; a Ctrl-C during the fork would raise in it.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        for worker in workers:
+            worker.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
     results: dict[int, dict] = {}
     try:
         while len(results) < len(workers):
@@ -240,18 +253,37 @@ def _check_workers_alive(workers: list, results: dict[int, dict]) -> None:
             )
 
 
-def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messages) -> None:
+def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messages, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides and terminates the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _die_with_parent(parent_pid)
     torch.set_num_threads(1)
     try:
         result = _process_share(share, index, folder, options, lambda count: messages.put(("progress", index, count)))
         messages.put(("done", index, result))
-    except Exception as error:  # handed to the parent, which reports it and removes the partial store
+    except (AsrCliError, OSError) as error:  # handed to the parent, which reports it and removes the partial store
+        messages.put(("error", index, _describe_os_error(error) if isinstance(error, OSError) else str(error)))
+    except Exception as error:  # a bug: keep the traceback for the report
         import traceback
 
         messages.put(("error", index, f"{error}\n{traceback.format_exc()}"))
+
+
+def _describe_os_error(error: OSError) -> str:
+    where = f" writing {error.filename}" if error.filename else ""
+    advice = "; free some disk space and run again" if error.errno == errno.ENOSPC else ""
+    return f"{error.strerror or error}{where}{advice}"
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have Linux kill this worker when prepare dies, even by kill -9, so no orphan keeps writing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _process_share(

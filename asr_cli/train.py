@@ -154,6 +154,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: int | None = None
         self._previous = {}
 
     def __enter__(self) -> "StopRequest":
@@ -169,6 +170,7 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal = signum
         print("\nstopping after the current step and writing a checkpoint (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
@@ -314,7 +316,7 @@ def train(
                     if env.is_main:
                         print(f"stopped in epoch {epoch + 1} after batch {state['batch']}; resume with the same command "
                               f"and --resume (checkpoint: {exp_dir / LAST_CHECKPOINT})", file=sys.stderr)
-                    return {"stopped": True, **_public_state(state)}
+                    return {"stopped": True, "stop_signal": stop.signal or signal.SIGINT, **_public_state(state)}
             progress.close()
 
             # End of epoch: validate, keep the best model, checkpoint, log, plot.

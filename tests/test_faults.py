@@ -1,0 +1,198 @@
+"""The fault catalogue (issue #12): every case runs through the command line and checks the exit code, that
+the message names the bad item, that no traceback is printed, and that no input or earlier output is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asr_cli.cli import run
+from asr_cli.errors import AsrCliError
+from asr_cli.fileio import atomic_directory
+from asr_cli.manifest import write_manifest
+from tests.conftest import make_store
+
+
+def checksums(*paths: Path) -> dict[str, str]:
+    """Content digests of files, and of every file under folders."""
+    digests = {}
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digests[str(file)] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digests
+
+
+def refused(capsys, *args: str, names: str, code: int = 1) -> str:
+    """Run asr-cli in-process; assert it fails with `code`, naming `names`, without a traceback."""
+    status = run([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    message = captured.out + captured.err
+    assert status == code, message
+    assert names in message and "Traceback" not in message, message
+    return message
+
+
+@pytest.fixture
+def manifest(tmp_path: Path, speechocean_utterances) -> Path:
+    path = tmp_path / "corpus" / "all.jsonl"
+    path.parent.mkdir()
+    write_manifest(path, speechocean_utterances[:30])
+    return path
+
+
+# --- Data loss ---------------------------------------------------------------------------------------------------
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, manifest: Path, capsys):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("months of work")
+    before = checksums(precious, manifest)
+    refused(capsys, "prepare", manifest, "-o", precious, "--overwrite", "--no-progress", names=str(precious))
+    # The folder that holds the manifest itself.
+    refused(capsys, "prepare", manifest, "-o", manifest.parent, "--overwrite", "--no-progress", names=str(manifest.parent))
+    assert checksums(precious, manifest) == before
+
+
+def test_overwrite_replaces_a_store(tmp_path: Path, manifest: Path, capsys):
+    store = tmp_path / "train.store"
+    assert run(["prepare", str(manifest), "-o", str(store), "--no-progress"]) == 0
+    assert run(["prepare", str(manifest), "-o", str(store), "--overwrite", "--no-progress", "--dtype", "float32"]) == 0
+    assert '"float32"' in (store / "store.json").read_text()
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, manifest: Path, capsys):
+    before = checksums(manifest)
+    refused(capsys, "split", manifest, "--train-output", manifest, "--dev-output", tmp_path / "dev.jsonl",
+            "--dev-speakers", 1, names=str(manifest))
+    refused(capsys, "split", manifest, "--train-output", tmp_path / "same.jsonl", "--dev-output",
+            tmp_path / "same.jsonl", "--dev-speakers", 1, names="same.jsonl")
+    refused(capsys, "lm", manifest, "-o", manifest, names=str(manifest))
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(manifest)
+    refused(capsys, "lm", manifest, "-o", link, names=str(manifest))  # the same file through a symbolic link
+    hypotheses = tmp_path / "hyp.txt"
+    hypotheses.write_text("x HELLO\n")
+    refused(capsys, "score", manifest, hypotheses, "--json", hypotheses, names=str(hypotheses))
+    assert checksums(manifest) == before and hypotheses.read_text() == "x HELLO\n"
+    assert not (tmp_path / "dev.jsonl").exists() and not (tmp_path / "same.jsonl").exists()
+
+
+def test_decode_output_that_is_its_input(tmp_path: Path, tiny_model: Path, manifest: Path, capsys):
+    before = checksums(manifest, tiny_model)
+    refused(capsys, "decode", tiny_model, manifest, "-o", manifest, "--no-progress", names=str(manifest))
+    refused(capsys, "decode", tiny_model, manifest, "-o", tiny_model, "--no-progress", names=str(tiny_model))
+    assert checksums(manifest, tiny_model) == before
+
+
+def test_a_symlinked_output_is_written_through(tmp_path: Path, manifest: Path):
+    target = tmp_path / "models" / "words.arpa"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "current.arpa"
+    link.symlink_to(target)
+    assert run(["lm", str(manifest), "-o", str(link)]) == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text().startswith("\\data\\")
+
+
+def test_split_outputs_appear_together_or_not_at_all(tmp_path: Path, manifest: Path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    refused(capsys, "split", manifest, "--train-output", tmp_path / "train.jsonl", "--dev-output",
+            blocker / "dev.jsonl", "--dev-speakers", 1, names="a-file")
+    assert not (tmp_path / "train.jsonl").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_of_two_runs_into_one_new_folder_one_wins_and_the_other_says_so(tmp_path: Path):
+    target = tmp_path / "store"
+    with pytest.raises(AsrCliError, match="created by another run"):
+        with atomic_directory(target, marker="store.json") as loser:
+            (loser / "store.json").write_text("loser")
+            with atomic_directory(target, marker="store.json") as winner:
+                (winner / "store.json").write_text("winner")
+    assert (target / "store.json").read_text() == "winner"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_rerun_removes_temporaries_left_by_a_killed_run(tmp_path: Path, manifest: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".train.store.{dead.pid}.abcd.tmp"
+    (stale / "feats-000.bin").parent.mkdir()
+    (stale / "feats-000.bin").write_bytes(b"\0" * 1000)
+    alive = tmp_path / f".train.store.{os.getpid()}.efgh.tmp"  # a run still working: not touched
+    alive.mkdir()
+    assert run(["prepare", str(manifest), "-o", str(tmp_path / "train.store"), "--no-progress"]) == 0
+    assert not stale.exists() and alive.exists()
+
+
+# --- Exit codes and interrupts ------------------------------------------------------------------------------------
+
+def start_prepare(manifest: Path, store: Path, *options: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from asr_cli.cli import main; main()", "prepare", str(manifest), "-o", str(store),
+         "--no-progress", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_temporary(folder: Path, name: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while not list(folder.glob(f".{name}.*.tmp")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_prepare_exits_nonzero_and_keeps_the_old_store(tmp_path: Path, speechocean_utterances,
+                                                                      signum, code):
+    manifest = tmp_path / "all.jsonl"
+    write_manifest(manifest, speechocean_utterances)
+    store = make_store(tmp_path / "old", speechocean_utterances[:5])
+    before = checksums(store)
+    process = start_prepare(manifest, store, "--overwrite", "--jobs", "2")
+    wait_for_temporary(store.parent, store.name, process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert "kept" in stderr and "Traceback" not in stderr
+    assert checksums(store) == before
+    assert not list(store.parent.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_kill_9_of_prepare_takes_its_workers_with_it(tmp_path: Path, speechocean_utterances):
+    manifest = tmp_path / "all.jsonl"
+    write_manifest(manifest, speechocean_utterances)
+    process = start_prepare(manifest, tmp_path / "store", "--jobs", "2")
+    wait_for_temporary(tmp_path, "store", process)
+    children_file = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    if not children_file.exists():
+        pytest.skip("needs /proc/PID/task/PID/children (Linux)")
+    deadline = time.monotonic() + 30
+    while len(children_file.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = [int(pid) for pid in children_file.read_text().split()]
+    assert workers
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their parent"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
