@@ -120,6 +120,8 @@ def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
     for order, count in declared.items():
         if (max_order is None or order <= max_order) and len(lm.ngrams[order - 1]) != count:
             raise AsrCliError(f"{path}: \\data\\ declares {count} {order}-grams but {len(lm.ngrams[order - 1])} are listed")
+    if not lm.ngrams or not lm.ngrams[0]:
+        raise AsrCliError(f"{path}: the ARPA file lists no 1-grams; it is empty or truncated")
     return lm
 
 

@@ -330,6 +330,27 @@ def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticM
         raise AsrCliError(f"{path} is not an asr-cli model file (a training checkpoint? use EXP_DIR/model.pt)")
     if contents.get("format_version") != MODEL_FORMAT_VERSION:
         raise AsrCliError(f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})")
-    model = AcousticModel(ModelConfig.from_dict(contents["model_config"]))
-    model.load_state_dict(contents["state_dict"])
+    model = _model_from_contents(contents, path)
     return model.to(device).eval(), contents
+
+
+def _model_from_contents(contents: dict, path) -> AcousticModel:
+    """The model a model file describes; an inconsistent file is an error naming what is wrong (never code)."""
+    from .errors import AsrCliError
+
+    problem = None
+    try:
+        config = ModelConfig.from_dict(contents["model_config"])
+        vocabulary = contents.get("vocabulary")
+        if not isinstance(contents.get("feature_config"), dict):
+            problem = "it has no feature configuration"
+        elif not isinstance(vocabulary, list) or len(vocabulary) + 1 != config.vocab_size:
+            problem = f"its vocabulary does not match its output layer ({config.vocab_size} outputs)"
+        else:
+            model = AcousticModel(config)
+            model.load_state_dict(contents["state_dict"])
+            return model
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as error:
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    raise AsrCliError(f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
+                      "edited: use another copy, or train again")

@@ -157,9 +157,42 @@ class FeatureStore:
             raise AsrCliError(f"{metadata_path}: damaged store metadata ({error})") from error
         if self.metadata.format_version != STORE_FORMAT_VERSION:
             raise AsrCliError(f"{self.path}: store format {self.metadata.format_version} is not supported (expected {STORE_FORMAT_VERSION})")
-        self.entries = [IndexEntry.from_dict(json.loads(line)) for line in _nonblank_lines(self.path / INDEX_FILE)]
+        self.entries = self._read_index()
+        self._check_array_sizes()
         self._position_of = {entry.id: position for position, entry in enumerate(self.entries)}
         self._arrays: list[np.memmap] | None = None
+
+    def _read_index(self) -> list[IndexEntry]:
+        index_path = self.path / INDEX_FILE
+        entries = []
+        try:
+            with open(index_path, encoding="utf-8") as handle:
+                for line_number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        entries.append(_index_entry(line, index_path, line_number))
+        except UnicodeDecodeError as error:
+            raise AsrCliError(f"{index_path}: not valid UTF-8 ({error.reason}); the store is damaged: "
+                              "prepare it again") from error
+        except FileNotFoundError as error:
+            raise AsrCliError(f"{self.path}: {INDEX_FILE} is missing; the store is damaged: prepare it again") from error
+        return entries
+
+    def _check_array_sizes(self) -> None:
+        """A truncated array file would fail on the first read of its last utterances; say so at once."""
+        itemsize = np.dtype(self.metadata.dtype).itemsize
+        for array_index, num_frames in enumerate(self.metadata.array_frames):
+            array_path = self.path / array_file_name(array_index)
+            expected = num_frames * self.dim * itemsize
+            actual = array_path.stat().st_size if array_path.is_file() else None
+            if num_frames and actual != expected:
+                found = "missing" if actual is None else f"{actual:,} bytes, expected {expected:,}"
+                raise AsrCliError(f"{array_path}: {found}; the store is damaged (truncated copy or full disk): "
+                                  "prepare it again")
+        for entry in self.entries:
+            if not (0 <= entry.array < len(self.metadata.array_frames)
+                    and 0 <= entry.start and entry.start + entry.num_frames <= self.metadata.array_frames[entry.array]):
+                raise AsrCliError(f"{self.path / INDEX_FILE}: utterance {entry.id} points outside the arrays; "
+                                  "the store is damaged: prepare it again")
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -228,11 +261,15 @@ class FeatureStore:
         return self._arrays
 
 
-def _nonblank_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield line
+def _index_entry(line: str, index_path: Path, line_number: int) -> IndexEntry:
+    try:
+        entry = IndexEntry.from_dict(json.loads(line))
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+        raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry ({error}); "
+                          "prepare the store again") from error
+    if not isinstance(entry.id, str) or not all(isinstance(v, int) for v in (entry.array, entry.start, entry.num_frames)):
+        raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry; prepare the store again")
+    return entry
 
 
 def combine_cmvn(stores: list[FeatureStore]) -> CmvnStats:

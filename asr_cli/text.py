@@ -86,7 +86,14 @@ class Vocabulary:
         from .errors import AsrCliError
 
         characters = []
-        for line_number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise AsrCliError(f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the "
+                              "vocabulary as UTF-8") from error
+        except OSError as error:
+            raise AsrCliError(f"cannot read the vocabulary {path}: {error.strerror}") from error
+        for line_number, line in enumerate(lines, start=1):
             token = " " if line == SPACE_TOKEN else line
             if not token:
                 continue

@@ -74,8 +74,18 @@ class TrainConfig:
             raise AsrCliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise AsrCliError(f"--precision must be one of {', '.join(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_frames < 1 or self.learning_rate <= 0:
-            raise AsrCliError("--epochs, --batch-frames and --lr must be positive")
+        if self.epochs < 1 or self.batch_frames < 1 or not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise AsrCliError("--epochs, --batch-frames and --lr must be positive (and finite)")
+        for option, value in (("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip),
+                              ("--final-lr-scale", self.final_lr_scale)):
+            if not (math.isfinite(value) and value >= 0):
+                raise AsrCliError(f"{option} must be a finite number >= 0, not {value}")
+        if self.grad_clip <= 0:
+            raise AsrCliError(f"--grad-clip must be positive, not {self.grad_clip}")
+        if not 0.0 <= self.hold_fraction <= 1.0:
+            raise AsrCliError(f"--hold-fraction must be in [0, 1], not {self.hold_fraction}")
+        if self.num_workers < 0 or self.warmup_steps < 0 or self.max_bad_steps < 1:
+            raise AsrCliError("--num-workers and --warmup-steps must be >= 0, --max-bad-steps >= 1")
         if not 0.0 <= self.intermediate_ctc < 1.0:
             raise AsrCliError(f"--intermediate-ctc must be in [0, 1), not {self.intermediate_ctc}")
         if not 0.0 <= self.vtlp_warp < 0.5:
@@ -422,6 +432,9 @@ def _load_checkpoint(path: Path) -> dict:
     except Exception as error:
         raise AsrCliError(f"{path} is damaged or not a checkpoint ({type(error).__name__}); "
                           f"try {path.with_name(BEST_CHECKPOINT)}, or start anew") from error
+    if not isinstance(checkpoint, dict):
+        raise AsrCliError(f"{path} is not an asr-cli training checkpoint; try {path.with_name(BEST_CHECKPOINT)}, "
+                          "or start anew")
     if checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
         raise AsrCliError(f"{path}: checkpoint format {checkpoint.get('format_version')} is not supported")
     return checkpoint

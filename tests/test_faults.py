@@ -196,3 +196,77 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):
         return "Z"
+
+
+# --- Tracebacks become one line --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path: Path, speechocean_utterances) -> Path:
+    return make_store(tmp_path / "damaged", speechocean_utterances[:6])
+
+
+def test_a_truncated_feature_array(tmp_path: Path, store: Path, tiny_model: Path, capsys):
+    array = store / "feats-000.bin"
+    array.write_bytes(array.read_bytes()[:-1000])
+    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=str(array))
+    assert not (tmp_path / "hyp.jsonl").exists()
+
+
+def test_a_damaged_index_line(tmp_path: Path, store: Path, tiny_model: Path, capsys):
+    index = store / "index.jsonl"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(lines[:2] + ['{"id": "x", "array": 0'] + lines[3:]) + "\n")
+    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
+            names=f"{index}, line 3")
+
+
+@pytest.mark.parametrize("damage, names", [
+    (lambda c: c["state_dict"].update({"output.weight": c["state_dict"]["output.weight"][:3]}), "inconsistent"),
+    (lambda c: c["model_config"].update({"colour": "blue"}), "colour"),
+    (lambda c: c.pop("feature_config"), "no feature configuration"),
+    (lambda c: c.update({"vocabulary": c["vocabulary"][:3]}), "vocabulary"),
+])
+def test_a_model_file_with_inconsistent_contents(tmp_path: Path, tiny_model: Path, store: Path, capsys, damage, names):
+    import torch
+
+    contents = torch.load(tiny_model, weights_only=True)
+    damage(contents)
+    damaged = tmp_path / "model.pt"
+    torch.save(contents, damaged)
+    message = refused(capsys, "decode", damaged, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=names)
+    assert str(damaged) in message and "weights_only" not in message
+
+
+def test_a_bare_tensor_as_model_or_checkpoint(tmp_path: Path, tiny_stores, store: Path, capsys):
+    import torch
+
+    torch.save(torch.zeros(3), tmp_path / "model.pt")
+    refused(capsys, "decode", tmp_path / "model.pt", store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
+            names="not an asr-cli model file")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save(torch.zeros(3), exp / "checkpoint.last.pt")
+    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", exp, "--resume",
+            "--no-progress", names="not an asr-cli training checkpoint")
+
+
+def test_an_arpa_file_with_only_its_header_and_end(tmp_path: Path, tiny_model: Path, store: Path, capsys):
+    arpa = tmp_path / "empty.arpa"
+    arpa.write_text("\\data\\\n\\end\\\n")
+    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm", arpa,
+            "--no-progress", names=str(arpa))
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--num-workers", "-1"),
+                                           ("--grad-clip", "-5"), ("--hold-fraction", "2")])
+def test_out_of_range_training_options(tmp_path: Path, tiny_stores, capsys, option, value):
+    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp", option,
+            value, "--no-progress", names=option)
+    assert not (tmp_path / "exp" / "checkpoint.last.pt").exists()
+
+
+def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, tiny_stores, capsys):
+    vocabulary = tmp_path / "chars.txt"
+    vocabulary.write_bytes(b"\xff\xfe\n")
+    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
+            "--vocabulary", vocabulary, "--no-progress", names=str(vocabulary))
