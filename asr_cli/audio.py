@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from .errors import missing_file_problem
+
 
 class AudioError(Exception):
     """Audio that cannot be used; the message names the file and the reason."""
@@ -15,8 +17,9 @@ class AudioError(Exception):
 def audio_info(path: str | Path) -> tuple[int, int]:
     """(sample rate in Hz, number of samples) from the header only; raises AudioError."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: file not found")
+    problem = missing_file_problem(path, "audio")
+    if problem:
+        raise AudioError(problem)
     try:
         with soundfile.SoundFile(str(path)) as sound:
             return int(sound.samplerate), int(sound.frames)
@@ -37,8 +40,9 @@ def load_audio(
     Returns (samples of shape (num_samples,), sample rate in Hz).
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: file not found")
+    problem = missing_file_problem(path, "audio")
+    if problem:
+        raise AudioError(problem)
     try:
         with soundfile.SoundFile(str(path)) as sound:
             native_rate_hz = sound.samplerate

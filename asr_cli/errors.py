@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 MAX_LISTED_PROBLEMS = 20
@@ -18,3 +19,21 @@ def format_problems(header: str, problems: Sequence[str], limit: int = MAX_LISTE
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more ({len(problems)} in all)")
     return "\n".join(lines)
+
+
+def missing_file_problem(path: Path, what: str) -> str | None:
+    """Why `path` cannot be read as a `what` file (missing, or a folder), or None if it is a file."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a folder, not a {what} file"
+    return f"{what} not found: {path}"
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """`path` as a Path if it is a file; else an error that says whether it is missing or a folder."""
+    path = Path(path)
+    problem = missing_file_problem(path, what)
+    if problem:
+        raise AsrCliError(problem)
+    return path

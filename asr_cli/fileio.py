@@ -51,7 +51,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
 def write_json(path: str | Path, obj: object) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_write(path) as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        json.dump(obj, handle, indent=2, ensure_ascii=False, allow_nan=False)  # NaN is not JSON
         handle.write("\n")
 
 
@@ -60,7 +60,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     count = 0
     with atomic_write(path) as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
             count += 1
     return count
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Iterator
 
-from .errors import AsrCliError, format_problems
+from .errors import AsrCliError, format_problems, require_file
 from .manifest import Utterance
 
 
@@ -66,6 +67,9 @@ def _read_segments(path: Path, recordings: dict[str, str]) -> dict[str, tuple[st
             start_s, end_s = float(fields[2]), float(fields[3])
         except ValueError as error:
             raise AsrCliError(f"{path}, line {line_number}: start and end must be numbers") from error
+        if not (math.isfinite(start_s) and math.isfinite(end_s)) or start_s < 0:
+            raise AsrCliError(f"{path}, line {line_number}: start must be a number >= 0 and end a number "
+                              f"(-1 for the end of the recording), not {fields[2]!r} and {fields[3]!r}")
         if recording_id not in recordings:
             raise AsrCliError(f"{path}, line {line_number}: recording {recording_id!r} is not in wav.scp")
         if end_s >= 0 and end_s <= start_s:
@@ -80,6 +84,8 @@ def import_kaldi(data_dir: str | Path) -> list[Utterance]:
     if not (data_dir / "wav.scp").is_file():
         raise AsrCliError(f"{data_dir} is not a Kaldi data directory: wav.scp not found")
     recordings = _read_wav_scp(data_dir)
+    if not recordings:
+        raise AsrCliError(f"{data_dir / 'wav.scp'} lists no recordings")
     if (data_dir / "segments").is_file():
         segments = _read_segments(data_dir / "segments", recordings)
     else:
@@ -144,23 +150,31 @@ def import_csv(
     the audio file's name without extension; relative audio paths resolve against
     `audio_dir`, by default the table's folder.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AsrCliError(f"table not found: {path}")
+    path = require_file(path, "table")
     delimiter = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     base_dir = Path(audio_dir) if audio_dir is not None else path.parent
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a column
             reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
             columns = reader.fieldnames or []
             wanted = [c for c in (audio_column, text_column, id_column, speaker_column) if c is not None]
             absent = [c for c in wanted if c not in columns]
             if absent:
                 raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(columns)}")
-            return [
-                _utterance_from_row(row, line_number, path, base_dir, audio_column, text_column, id_column, speaker_column)
-                for line_number, row in enumerate(reader, start=2)
-            ]
+            utterances, first_line_of = [], {}
+            for line_number, row in enumerate(reader, start=2):
+                if None in row.values() or None in row:
+                    raise AsrCliError(f"{path}, line {line_number}: {len(columns)} fields expected (the header's), "
+                                      f"got {sum(v is not None for v in row.values()) + len(row.get(None) or [])}")
+                utterance = _utterance_from_row(row, line_number, path, base_dir, audio_column, text_column, id_column,
+                                                speaker_column)
+                if utterance.id in first_line_of:
+                    raise AsrCliError(f"{path}, line {line_number}: id {utterance.id!r} is also on line "
+                                      f"{first_line_of[utterance.id]}" + ("" if id_column else
+                                      " (ids are audio file names without extension: pass --id-column)"))
+                first_line_of[utterance.id] = line_number
+                utterances.append(utterance)
+            return utterances
     except UnicodeDecodeError as error:
         raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
 
@@ -175,9 +189,13 @@ def _utterance_from_row(
     audio_path = Path(audio)
     if not audio_path.is_absolute():
         audio_path = (base_dir / audio_path).resolve()
-    return Utterance(
-        id=(row.get(id_column) or "").strip() if id_column else audio_path.stem,
-        audio=str(audio_path),
-        text=row.get(text_column) if text_column else None,
-        speaker=(row.get(speaker_column) or None) if speaker_column else None,
-    )
+    record = {
+        "id": (row.get(id_column) or "").strip() if id_column else audio_path.stem,
+        "audio": str(audio_path),
+        "text": row.get(text_column) if text_column else None,
+        "speaker": (row.get(speaker_column) or None) if speaker_column else None,
+    }
+    try:
+        return Utterance.from_dict(record)
+    except ValueError as error:
+        raise AsrCliError(f"{path}, line {line_number}: {error}") from error

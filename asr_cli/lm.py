@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import AsrCliError
+from .errors import AsrCliError, require_file
 from .fileio import atomic_write
 
 SENTENCE_START = "<s>"
@@ -69,9 +69,7 @@ class KenlmScorer:
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        if not path.is_file():
-            raise AsrCliError(f"language model not found: {path}")
+        path = require_file(path, "language model")
         try:
             import kenlm
         except ImportError as error:
@@ -95,9 +93,7 @@ def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
     With `max_order`, reading stops before the first longer n-grams (e.g. 1: the
     vocabulary and unigram probabilities of a model too big to load whole).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AsrCliError(f"language model not found: {path}")
+    path = require_file(path, "language model")
     if is_kenlm_binary(path):
         raise AsrCliError(f"{path} is a KenLM binary model: decode it with --lm-backend kenlm (needs pip install kenlm)")
     declared: dict[int, int] = {}
@@ -158,6 +154,8 @@ def _parse_arpa_line(line: str, line_number: int, path: Path, section, declared:
         backoff = float(fields[section + 1]) if len(fields) == section + 2 else 0.0
     except ValueError as error:
         raise AsrCliError(f"{where}: probability or back-off is not a number: {line!r}") from error
+    if not (math.isfinite(backoff) and (math.isfinite(log_prob) or log_prob == -math.inf)):
+        raise AsrCliError(f"{where}: probability or back-off is NaN or infinite: {line!r}")
     lm.ngrams[section - 1][tuple(fields[1 : section + 1])] = (log_prob, backoff)
     return section
 

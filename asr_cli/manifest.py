@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .errors import AsrCliError, format_problems
+from .errors import AsrCliError, format_problems, require_file
 from .fileio import atomic_writes, iter_json_lines, write_jsonl
 
 REQUIRED_FIELDS = ("id", "audio")
@@ -64,6 +64,9 @@ class Utterance:
                 raise ValueError(f"field {name!r} must be a non-negative number")
         if record.get("duration") == 0:
             raise ValueError("duration is 0: the segment is empty")
+        if any(character.isspace() for character in record["id"]) or any(
+                character.isspace() for character in record.get("speaker") or ""):
+            raise ValueError("ids and speakers cannot contain white space (Kaldi text and CTM files are split at it)")
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in known})
 
@@ -89,9 +92,7 @@ def scan_manifest(path: str | Path) -> Iterator[ManifestLine]:
 
     Blank lines are skipped. Audio paths come back absolute.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AsrCliError(f"manifest not found: {path}")
+    path = require_file(path, "manifest")
     base_dir = path.resolve().parent
     for line_number, record, problem in iter_json_lines(path):
         if problem is not None:

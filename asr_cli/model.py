@@ -315,13 +315,9 @@ def model_file_contents(model: AcousticModel, feature_config: dict, vocabulary: 
 
 def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticModel, dict]:
     """(model in eval mode, the file's contents) from a `model.pt`; loads no code (weights_only)."""
-    from pathlib import Path
+    from .errors import AsrCliError, require_file
 
-    from .errors import AsrCliError
-
-    path = Path(path)
-    if not path.is_file():
-        raise AsrCliError(f"model file not found: {path}")
+    path = require_file(path, "model")
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated, foreign or unsafe files

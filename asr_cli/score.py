@@ -17,7 +17,7 @@ from typing import Iterable
 import jiwer
 import numpy as np
 
-from .errors import AsrCliError
+from .errors import AsrCliError, require_file
 from .fileio import iter_json_lines
 from .importers import read_kaldi_table
 from .text import NormalizeOptions, normalize_text
@@ -113,9 +113,7 @@ def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcri
 
 def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcript]:
     """Hypotheses from `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise AsrCliError(f"hypotheses not found: {path}")
+    path = require_file(path, "hypotheses")
     detected = _detect_format(path) if hyp_format == "auto" else hyp_format
     if detected == "jsonl":
         records = _read_jsonl(path)

@@ -158,7 +158,7 @@ def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str
     ordered = [results[index] for index in range(len(sources))]
     with atomic_write(output) as handle:
         for record in ordered:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
     if ctm_path is not None:
         write_ctm(ctm_path, ordered)
     summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings)}

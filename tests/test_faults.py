@@ -270,3 +270,43 @@ def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, tiny_stores, capsys):
     vocabulary.write_bytes(b"\xff\xfe\n")
     refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
             "--vocabulary", vocabulary, "--no-progress", names=str(vocabulary))
+
+
+# --- Silent wrong results and misleading messages --------------------------------------------------------------------
+
+def test_a_folder_where_a_file_is_expected_is_called_a_folder(tmp_path: Path, tiny_stores, capsys):
+    refused(capsys, "decode", tmp_path, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", names="is a folder")
+    refused(capsys, "split", tmp_path, "--train-output", tmp_path / "t.jsonl", "--dev-output", tmp_path / "d.jsonl",
+            names="is a folder")
+
+
+def test_csv_byte_order_mark_duplicate_ids_short_rows_and_spaces_in_ids(tmp_path: Path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"")
+    table = tmp_path / "t.csv"
+    table.write_bytes("\ufeffpath,sentence\na.wav,HELLO\n".encode("utf-8"))
+    assert run(["import", "csv", str(table), "-o", str(tmp_path / "ok.jsonl")]) == 0  # 'path' found despite the BOM
+    table.write_text("path,sentence\na.wav,HELLO\nsub/a.wav,WORLD\n")
+    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 3")
+    table.write_text("path,sentence\na.wav\n")
+    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 2")
+    table.write_text("path,sentence,id\na.wav,HELLO,my utterance\n")
+    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", "--id-column", "id", names="white space")
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_kaldi_empty_wav_scp_and_bad_segments(tmp_path: Path, capsys):
+    (tmp_path / "wav.scp").write_text("")
+    refused(capsys, "import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="lists no recordings")
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "wav.scp").write_text("rec a.wav\n")
+    for start, end in (("-1", "2"), ("nan", "2"), ("0", "nan")):
+        (tmp_path / "segments").write_text(f"seg rec {start} {end}\n")
+        refused(capsys, "import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="segments, line 1")
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_nan_in_an_arpa_file(tmp_path: Path, tiny_model: Path, tiny_stores, capsys):
+    arpa = tmp_path / "nan.arpa"
+    arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\nnan\tA\n-1.0\tB\n\n\\end\\\n")
+    refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm",
+            arpa, "--no-progress", names=f"{arpa}, line 5")
