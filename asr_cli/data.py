@@ -70,10 +70,19 @@ def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
                 f"{role} store {store.path}: {len(untranscribed)} utterance(s) without text (e.g. {shown}); "
                 "training needs a transcript for every utterance"
             )
-    dims = {store.dim for store in stores}
-    if len(dims) > 1:
-        raise AsrCliError(f"{role} stores have different feature dimensions: {sorted(dims)}")
+    for store in stores[1:]:
+        require_same_features(stores[0], store)
     return stores
+
+
+def require_same_features(reference: FeatureStore, other: FeatureStore) -> None:
+    """Stores trained or validated together must hold the same features, not just the same dimension."""
+    first, second = reference.feature_config.to_dict(), other.feature_config.to_dict()
+    differing = [f"{name}: {first[name]!r} in {reference.path}, {second.get(name)!r} in {other.path}"
+                 for name in first if first[name] != second.get(name)]
+    if differing:
+        raise AsrCliError("the stores were prepared with different feature options (" + "; ".join(differing) +
+                          "); prepare them with the same options")
 
 
 def build_examples(

@@ -22,6 +22,7 @@ LOG_FLOOR = float(np.finfo(np.float32).eps)
 POVEY_WINDOW_EXPONENT = 0.85
 DELTA_WINDOW_FRAMES = 2
 FEATURE_KINDS = ("fbank", "mfcc")
+MIN_SAMPLE_RATE_HZ = 4000
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,15 @@ class FeatureConfig:
             raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
         if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
             raise ValueError(f"num_ceps ({self.num_ceps}) cannot exceed num_mel_bins ({self.num_mel_bins})")
-        if self.sample_rate_hz <= 0 or self.num_mel_bins <= 0:
-            raise ValueError("sample rate and number of mel bins must be positive")
+        if self.sample_rate_hz < MIN_SAMPLE_RATE_HZ or self.num_mel_bins <= 0:
+            raise ValueError(f"the sample rate must be at least {MIN_SAMPLE_RATE_HZ} Hz and the mel bins positive")
+        if self.num_mel_bins > self.fft_length // 4:
+            raise ValueError(f"{self.num_mel_bins} mel bins are too many for a {self.fft_length}-point FFT at "
+                             f"{self.sample_rate_hz} Hz (at most {self.fft_length // 4}): some filters would be empty")
+        if not (math.isfinite(self.dither) and self.dither >= 0):
+            raise ValueError(f"dither must be a finite number >= 0, not {self.dither}")
+        if not (0 <= self.preemphasis <= 1) or not (self.frame_length_ms > 0 and self.frame_shift_ms > 0):
+            raise ValueError("pre-emphasis must be in [0, 1] and frame length and shift positive")
 
     @classmethod
     def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":

@@ -42,9 +42,11 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+        if isinstance(error, OSError) and error.filename is None:  # a write error names no file: name ours
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
 
 

@@ -192,6 +192,9 @@ def kneser_ney_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, 
     return tuple(min(max(d, 0.0), k) for d, k in zip(discounts, (1, 2, 3)))
 
 
+MAX_LM_ORDER = 10  # beyond this, n-grams of a few hours of transcripts are all singletons
+
+
 def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
                      discounts: Sequence[tuple[float, float, float]] | None = None) -> NgramLM:
     """Interpolated modified Kneser-Ney n-gram model of tokenised sentences.
@@ -202,8 +205,8 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
     interpolated with a uniform one over the vocabulary (with <unk>, </s>).
     `discounts` (per order, from unigrams up) override the estimates.
     """
-    if order < 1:
-        raise AsrCliError("--order must be at least 1")
+    if not 1 <= order <= MAX_LM_ORDER:
+        raise AsrCliError(f"--order must be between 1 and {MAX_LM_ORDER}, not {order}")
     counts = _raw_counts(sentences, order)
     if not counts[0]:
         raise AsrCliError("the language-model text is empty")

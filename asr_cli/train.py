@@ -7,7 +7,6 @@ save and restore state, evaluate, and draw the curves.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -26,10 +25,10 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, SpeakerCmvn, Vtlp, build_examples, data_fingerprint,
-                   epoch_batch_seeds, make_batches, open_stores, padding_waste, require_speakers)
+                   epoch_batch_seeds, make_batches, open_stores, padding_waste, require_same_features, require_speakers)
 from .decode import greedy_decode
 from .errors import AsrCliError
-from .fileio import atomic_write, ensure_writable_dir, write_json
+from .fileio import atomic_write, ensure_writable_dir, write_json, write_jsonl
 from .model import AcousticModel, ModelConfig, model_file_contents
 from .score import ScoreOptions, Transcript, score
 from .store import FeatureStore, combine_cmvn
@@ -203,9 +202,7 @@ def train(
         _check_output_folder(exp_dir, resume)
     train_stores = open_stores([str(p) for p in train_paths], "training")
     valid_stores = open_stores([str(valid_path)], "validation")
-    if valid_stores[0].dim != train_stores[0].dim:
-        raise AsrCliError(f"feature dimension differs: training stores have {train_stores[0].dim}, "
-                          f"the validation store {valid_stores[0].dim}; prepare both with the same options")
+    require_same_features(train_stores[0], valid_stores[0])
     feature_config = train_stores[0].feature_config.to_dict()
     fingerprint = data_fingerprint(train_stores)
 
@@ -257,14 +254,16 @@ def train(
         state = checkpoint["state"]
         _restore_rng(checkpoint["rng"], env)
     network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    if state["epoch"] >= config.epochs:  # before anything is written: the finished run's records stay as they are
+        raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
     if env.is_main:
-        _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path, training, env)
+        _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path, training,
+                          validation, env)
         print(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
               f"(blank + {''.join(vocabulary.characters)!r}); {len(training.examples):,} training utterances "
-              f"(skipped: {training.skipped_summary()}); {batches_per_epoch} batches/epoch x {env.world_size} process(es)",
-              file=sys.stderr)
-    if state["epoch"] >= config.epochs:
-        raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
+              f"(skipped: {training.skipped_summary()}); {len(validation.examples):,} validation utterances "
+              f"(skipped: {validation.skipped_summary()}); {batches_per_epoch} batches/epoch x {env.world_size} "
+              "process(es)", file=sys.stderr)
 
     autocast_device = "cuda" if env.device.type == "cuda" else "cpu"
     intermediate_layer = model_config.num_layers // 2 if config.intermediate_ctc > 0 else 0
@@ -347,7 +346,7 @@ def train(
                 if improved:
                     state["best_cer"] = valid["valid_cer"]
                     _save_model(exp_dir / MODEL_FILE, model, feature_config, vocabulary, record)
-                _append_metrics(exp_dir, record)
+                write_jsonl(exp_dir / METRICS_FILE, state["history"])  # rewritten whole: a resume never duplicates
                 _plot_curves(exp_dir, state["history"])
                 print(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
                       f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
@@ -407,8 +406,9 @@ def _save_torch_atomically(path: Path, obj: dict) -> None:
     try:
         with atomic_write(path, "wb") as handle:
             torch.save(obj, handle)
-    except OSError as error:
-        raise AsrCliError(f"could not write {path} ({error.strerror or error}); the previous version, if any, "
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise AsrCliError(f"could not write {path} ({reason}); the previous version, if any, "
                           "is intact. Free some disk space and resume with --resume") from error
 
 
@@ -472,21 +472,17 @@ def _public_state(state: dict) -> dict:
 
 
 def _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path,
-                      training: ExampleSet, env: Distributed) -> None:
+                      training: ExampleSet, validation: ExampleSet, env: Distributed) -> None:
     write_json(exp_dir / CONFIG_FILE, {
         "command": sys.argv, "train_stores": [str(Path(p).resolve()) for p in train_paths],
         "valid_store": str(Path(valid_path).resolve()), "model_config": model_config.to_dict(),
         "train_config": config.to_dict(), "feature_config": feature_config,
         "vocabulary": list(vocabulary.characters), "skipped_utterances": training.skipped,
+        "skipped_validation_utterances": validation.skipped,
         "world_size": env.world_size, "device": str(env.device),
         "versions": {"asr_cli": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},
     })
-
-
-def _append_metrics(exp_dir: Path, record: dict) -> None:
-    with open(exp_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
 
 
 def _plot_curves(exp_dir: Path, history: list[dict]) -> None:

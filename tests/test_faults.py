@@ -310,3 +310,43 @@ def test_nan_in_an_arpa_file(tmp_path: Path, tiny_model: Path, tiny_stores, caps
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\nnan\tA\n-1.0\tB\n\n\\end\\\n")
     refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm",
             arpa, "--no-progress", names=f"{arpa}, line 5")
+
+
+def test_resume_keeps_the_records_true(tmp_path: Path, tiny_stores, capsys):
+    args = ["train", "--train", str(tiny_stores[0]), "--valid", str(tiny_stores[1]), "-o", str(tmp_path / "exp"),
+            "--layers", "1", "--hidden-size", "8", "--epochs", "2", "--num-workers", "0", "--no-progress"]
+    assert run(args) == 0
+    config_before = (tmp_path / "exp" / "config.json").read_text()
+    refused(capsys, *args, "--resume", names="already finished")
+    assert (tmp_path / "exp" / "config.json").read_text() == config_before
+    epochs = [line for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 2 and '"epoch": 2' in epochs[1]
+
+
+@pytest.mark.parametrize("option, value", [("--sample-rate", "0"), ("--num-mel-bins", "400"), ("--dither", "nan"),
+                                           ("--dither", "-1")])
+def test_out_of_range_feature_options(tmp_path: Path, manifest: Path, capsys, option, value):
+    refused(capsys, "prepare", manifest, "-o", tmp_path / "store", option, value, "--no-progress",
+            names=option.lstrip("-").replace("-", " ").split()[-1])
+    assert not (tmp_path / "store").exists()
+
+
+def test_lm_order_out_of_range(tmp_path: Path, manifest: Path, capsys):
+    refused(capsys, "lm", manifest, "-o", tmp_path / "lm.arpa", "--order", "20", names="--order")
+    assert not (tmp_path / "lm.arpa").exists()
+
+
+def test_disk_errors_name_the_file(tmp_path: Path, monkeypatch):
+    import errno
+
+    from asr_cli.fileio import atomic_write
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "out.txt"
+    with pytest.raises(OSError, match="out.txt"):
+        with atomic_write(target) as handle:
+            handle.write("x")
+            monkeypatch.setattr(os, "fsync", full_disk)
+    assert not target.exists() and not list(tmp_path.iterdir())

@@ -220,11 +220,17 @@ def test_empty_store_and_store_without_text(tmp_path: Path, tiny_stores):
         run(empty, valid_store, tmp_path / "exp")
 
 
-def test_feature_dimension_mismatch(tmp_path: Path, tiny_stores, speechocean_utterances):
+def test_feature_mismatch(tmp_path: Path, tiny_stores, speechocean_utterances):
     train_store, _ = tiny_stores
     mfcc_valid = make_store(tmp_path / "mfcc", speechocean_utterances[20:24], feature_config=FeatureConfig.for_kind("mfcc"))
-    with pytest.raises(AsrCliError, match="feature dimension differs: training stores have 80, the validation store 13"):
+    with pytest.raises(AsrCliError, match="different feature options.*kind: 'fbank'"):
         run(train_store, mfcc_valid, tmp_path / "exp")
+    # Same dimension, other features: 80 bins at 8 kHz are not 80 bins at 16 kHz.
+    other_rate = make_store(tmp_path / "8k", speechocean_utterances[20:24],
+                            feature_config=FeatureConfig(sample_rate_hz=8000, num_mel_bins=40))
+    same_dim = make_store(tmp_path / "16k", speechocean_utterances[20:24], feature_config=FeatureConfig(num_mel_bins=40))
+    with pytest.raises(AsrCliError, match="sample_rate_hz: 16000"):
+        run(same_dim, other_rate, tmp_path / "exp2")
 
 
 def test_resume_refuses_other_data_and_existing_runs(tmp_path: Path, tiny_stores):
