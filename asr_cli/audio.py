@@ -17,7 +17,7 @@ class AudioError(Exception):
 def audio_info(path: str | Path) -> tuple[int, int]:
     """(sample rate in Hz, number of samples) from the header only; raises AudioError."""
     path = Path(path)
-    problem = missing_file_problem(path, "audio")
+    problem = missing_file_problem(path, "audio file")
     if problem:
         raise AudioError(problem)
     try:
@@ -40,7 +40,7 @@ def load_audio(
     Returns (samples of shape (num_samples,), sample rate in Hz).
     """
     path = Path(path)
-    problem = missing_file_problem(path, "audio")
+    problem = missing_file_problem(path, "audio file")
     if problem:
         raise AudioError(problem)
     try:

@@ -365,6 +365,7 @@ def decode(
     ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr.")] = True,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
@@ -377,11 +378,12 @@ def decode(
                              oov_penalty=oov_penalty, nbest=nbest),
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
         batch_frames=batch_frames,
-        device=device.value, timestamps=timestamps, show_progress=progress,
+        device=device.value, timestamps=timestamps, show_progress=progress, skip_bad=skip_bad,
     )
     check_distinct_paths([model, *inputs, lm], [output, ctm])
     summary = transcribe(model, inputs, output, options, ctm_path=ctm)
-    typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else ""))
+    typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
+               + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""))
 
 
 @app.command("lm")

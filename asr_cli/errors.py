@@ -26,7 +26,7 @@ def missing_file_problem(path: Path, what: str) -> str | None:
     if path.is_file():
         return None
     if path.is_dir():
-        return f"{path} is a folder, not a {what} file"
+        return f"{path} is a folder, not a {what}"
     return f"{what} not found: {path}"
 
 

@@ -150,7 +150,7 @@ def import_csv(
     the audio file's name without extension; relative audio paths resolve against
     `audio_dir`, by default the table's folder.
     """
-    path = require_file(path, "table")
+    path = require_file(path, "table file")
     delimiter = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     base_dir = Path(audio_dir) if audio_dir is not None else path.parent
     try:

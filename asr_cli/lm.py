@@ -69,7 +69,7 @@ class KenlmScorer:
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = require_file(path, "language model")
+        path = require_file(path, "language model file")
         try:
             import kenlm
         except ImportError as error:
@@ -93,7 +93,7 @@ def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
     With `max_order`, reading stops before the first longer n-grams (e.g. 1: the
     vocabulary and unigram probabilities of a model too big to load whole).
     """
-    path = require_file(path, "language model")
+    path = require_file(path, "language model file")
     if is_kenlm_binary(path):
         raise AsrCliError(f"{path} is a KenLM binary model: decode it with --lm-backend kenlm (needs pip install kenlm)")
     declared: dict[int, int] = {}

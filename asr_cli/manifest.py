@@ -92,7 +92,7 @@ def scan_manifest(path: str | Path) -> Iterator[ManifestLine]:
 
     Blank lines are skipped. Audio paths come back absolute.
     """
-    path = require_file(path, "manifest")
+    path = require_file(path, "manifest file")
     base_dir = path.resolve().parent
     for line_number, record, problem in iter_json_lines(path):
         if problem is not None:

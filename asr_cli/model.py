@@ -317,7 +317,7 @@ def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticM
     """(model in eval mode, the file's contents) from a `model.pt`; loads no code (weights_only)."""
     from .errors import AsrCliError, require_file
 
-    path = require_file(path, "model")
+    path = require_file(path, "model file")
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated, foreign or unsafe files

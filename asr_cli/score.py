@@ -113,7 +113,7 @@ def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcri
 
 def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcript]:
     """Hypotheses from `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."""
-    path = require_file(path, "hypotheses")
+    path = require_file(path, "hypotheses file")
     detected = _detect_format(path) if hyp_format == "auto" else hyp_format
     if detected == "jsonl":
         records = _read_jsonl(path)

@@ -48,6 +48,7 @@ class TranscribeOptions:
     batch_frames: int = 30000
     device: str = "auto"
     timestamps: bool = False
+    skip_bad: bool = False  # leave out (and list) audio that cannot be decoded, instead of stopping
     show_progress: bool = True
 
 
@@ -141,27 +142,27 @@ def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str
     speaker_cmvn = _speaker_cmvn(sources, store, extractor, feature_config) if model.config.cmvn == "speaker" else None
     seconds_per_frame = model.config.subsample * feature_config.frame_shift_ms / 1000
     results: dict[int, dict] = {}
-    warnings = []
+    warnings, skipped = [], []
     with tqdm(total=len(sources), unit="utt", desc="decode", disable=not options.show_progress, dynamic_ncols=True) as bar:
         for batch in length_batches(sources, options.batch_frames):
-            features = [_features(sources[i], store, extractor, feature_config) for i in batch]
+            bar.update(len(batch))
+            batch, features = _batch_features(batch, sources, store, extractor, feature_config, options, skipped)
             if speaker_cmvn is not None:
                 features = [speaker_cmvn(0, _speaker(sources[i], store), f) for i, f in zip(batch, features)]
-            decoded = _decode_batch(model, features, vocabulary, options, lm_tables, device)
+            decoded = _decode_batch(model, features, vocabulary, options, lm_tables, device) if batch else []
             for index, utterance_features, hypotheses in zip(batch, features, decoded):
                 if utterance_features.shape[0] == 0:
-                    warnings.append(f"{sources[index].id}: empty or too-short audio; its hypothesis is empty")
+                    warnings.append(f"{sources[index].id}: shorter than one frame; its hypothesis is empty")
                 results[index] = _result(sources[index], hypotheses, vocabulary, seconds_per_frame, options)
-            bar.update(len(batch))
-    for warning in warnings:
+    for warning in warnings + [f"left out (--skip-bad): {problem}" for problem in skipped]:
         print(f"warning: {warning}", file=sys.stderr)
-    ordered = [results[index] for index in range(len(sources))]
+    ordered = [results[index] for index in range(len(sources)) if index in results]
     with atomic_write(output) as handle:
         for record in ordered:
             handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
     if ctm_path is not None:
         write_ctm(ctm_path, ordered)
-    summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings)}
+    summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings), "skipped": skipped}
     if lm_tables is not None and lm_tables.lm_tokens:
         summary["lm_oov_rate"] = lm_tables.oov_rate
     return summary
@@ -215,19 +216,38 @@ def _speaker_cmvn(sources: Sequence[Source], store: FeatureStore | None, extract
     stats: dict[str, CmvnStats] = {}
     for source in sources:
         if source.utterance.speaker is not None:
-            frames = _features(source, None, extractor, config)
+            try:
+                frames = _features(source, None, extractor, config)
+            except AudioError:  # reported (or skipped) when it is decoded
+                continue
             stats.setdefault(source.utterance.speaker, CmvnStats.zeros(config.dim)).accumulate(frames)
     return SpeakerCmvn([{speaker: s for speaker, s in stats.items() if s.count > 0}])
 
 
+def _batch_features(batch: list[int], sources: Sequence[Source], store: FeatureStore | None,
+                    extractor: FeatureExtractor, config: FeatureConfig, options: TranscribeOptions,
+                    skipped: list[str]) -> tuple[list[int], list[np.ndarray]]:
+    """(the decodable sources of a batch, their features); audio that cannot be decoded (corrupt, NaN samples)
+    is an error, or with `skip_bad` left out and listed in `skipped`."""
+    kept, features = [], []
+    for index in batch:
+        try:
+            features.append(_features(sources[index], store, extractor, config))
+        except AudioError as error:
+            if not options.skip_bad:
+                raise AsrCliError(f"{sources[index].id}: {error}; pass --skip-bad to leave such inputs out") from error
+            skipped.append(f"{sources[index].id}: {error}")
+            continue
+        kept.append(index)
+    return kept, features
+
+
 def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtractor, config: FeatureConfig) -> np.ndarray:
+    """Frames of a store entry, or of audio (AudioError if it cannot be decoded)."""
     if source.store_position is not None:
         return store.features(source.store_position)
     utterance = source.utterance
-    try:
-        samples, _ = load_audio(utterance.audio, config.sample_rate_hz, utterance.offset, utterance.duration)
-    except AudioError:
-        return np.zeros((0, config.dim), np.float32)  # empty audio: an empty hypothesis and a warning
+    samples, _ = load_audio(utterance.audio, config.sample_rate_hz, utterance.offset, utterance.duration)
     return extractor([samples])[0]
 
 

@@ -61,7 +61,7 @@ def test_import_and_prepare_from_the_command_line(tmp_path: Path):
 def test_user_errors_are_one_clear_message(tmp_path: Path):
     result = run_cli("prepare", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "s"), check=False)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: manifest not found")
+    assert result.stderr.startswith("error: manifest file not found")
     assert "Traceback" not in result.stderr
     (tmp_path / "wav.scp").write_text("a sox a.wav -t wav - |\n")
     result = run_cli("import", "kaldi", str(tmp_path), "-o", str(tmp_path / "m.jsonl"), check=False)

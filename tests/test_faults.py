@@ -350,3 +350,25 @@ def test_disk_errors_name_the_file(tmp_path: Path, monkeypatch):
             handle.write("x")
             monkeypatch.setattr(os, "fsync", full_disk)
     assert not target.exists() and not list(tmp_path.iterdir())
+
+
+def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path, tiny_model: Path, capsys):
+    import numpy as np
+    import soundfile
+
+    from tests.conftest import write_tone
+
+    write_tone(tmp_path / "good.wav")
+    soundfile.write(str(tmp_path / "nan.wav"), np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
+    flac = tmp_path / "truncated.flac"
+    write_tone(flac, seconds=2.0)
+    flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
+    for bad in ("nan.wav", "truncated.flac"):
+        refused(capsys, "decode", tiny_model, tmp_path / "good.wav", tmp_path / bad, "-o", tmp_path / "hyp.jsonl",
+                "--no-progress", names=bad)
+        assert not (tmp_path / "hyp.jsonl").exists()
+    assert run(["decode", str(tiny_model), str(tmp_path / "good.wav"), str(tmp_path / "nan.wav"),
+                str(flac), "-o", str(tmp_path / "hyp.jsonl"), "--skip-bad", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "nan.wav" in captured.err and "truncated.flac" in captured.err and "2 left out" in captured.out
+    assert [line.split('"')[3] for line in (tmp_path / "hyp.jsonl").read_text().splitlines()] == ["good"]

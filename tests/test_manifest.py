@@ -54,7 +54,7 @@ def test_read_manifest_is_lazy_and_stops_at_first_bad_line(tmp_path: Path):
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(AsrCliError, match="manifest not found"):
+    with pytest.raises(AsrCliError, match="manifest file not found"):
         load_manifest(tmp_path / "nope.jsonl")
 
 

@@ -60,15 +60,17 @@ def test_overfits_fifty_real_utterances(tmp_path: Path, speechocean_utterances):
 def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch):
     train_store, valid_store = tiny_stores
     run(train_store, valid_store, tmp_path / "straight")
-    # Ask for a stop when the first epoch's metrics are written: training stops one step into epoch 2.
-    original = train_module._append_metrics
-    monkeypatch.setattr(train_module, "_append_metrics",
+    # Ask for a stop when the first epoch's curves are drawn: training stops one step into epoch 2.
+    original = train_module._plot_curves
+    monkeypatch.setattr(train_module, "_plot_curves",
                         lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
     summary = run(train_store, valid_store, tmp_path / "resumed")
     assert summary["stopped"] and summary["epoch"] == 1
-    monkeypatch.setattr(train_module, "_append_metrics", original)
+    monkeypatch.setattr(train_module, "_plot_curves", original)
     summary = run(train_store, valid_store, tmp_path / "resumed", resume=True)
     assert not summary["stopped"] and summary["epoch"] == 2
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
 
 
