@@ -13,7 +13,7 @@ import typer
 
 from . import __version__
 from .errors import AsrCliError
-from .fileio import check_distinct_paths
+from .fileio import check_distinct_paths, has_undecodable_bytes
 
 app = typer.Typer(
     name="asr-cli",
@@ -435,10 +435,20 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated
 
 
+def _refuse_undecodable_arguments(args: list[str]) -> None:
+    """A file name that is not valid UTF-8 (Python keeps its bytes as surrogates) cannot go into a JSON manifest,
+    index or hypothesis file: say so at once rather than fail half-way."""
+    for arg in args:
+        if has_undecodable_bytes(arg):
+            raise AsrCliError(f"{arg.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
+                              "rename the file or folder (asr-cli writes names into UTF-8 JSON files)")
+
+
 def run(args: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. User errors become one clear message."""
     command = typer.main.get_command(app)
     try:
+        _refuse_undecodable_arguments(sys.argv[1:] if args is None else args)
         status = command.main(args=args, prog_name="asr-cli", standalone_mode=False)
         if status == INTERRUPTED_EXIT_CODE:  # Typer turns Ctrl-C into this return value, not an exception
             typer.echo(INTERRUPTED_MESSAGE, err=True)

@@ -199,6 +199,11 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def has_undecodable_bytes(text: str) -> bool:
+    """True for a name read from the system whose bytes were not UTF-8 (kept by Python as lone surrogates)."""
+    return any("\udc80" <= character <= "\udcff" for character in text)
+
+
 def check_distinct_paths(inputs: Iterable[str | Path | None], outputs: Iterable[str | Path | None]) -> None:
     """Refuse, before any work, an output that is (after symbolic links) one of the inputs, or two outputs
     that are the same file: writing them would destroy the input or one of the outputs."""

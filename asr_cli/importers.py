@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Iterator
 
 from .errors import AsrCliError, format_problems, require_file
+from .fileio import has_undecodable_bytes
 from .manifest import Utterance
 
 
@@ -116,6 +118,10 @@ def import_librispeech(root: str | Path) -> list[Utterance]:
     if not transcripts:
         raise AsrCliError(f"no *.trans.txt files under {root}: not a LibriSpeech tree")
     utterances, missing = [], []
+    undecodable = [repr(os.fsencode(path)) for path in transcripts if has_undecodable_bytes(str(path))]
+    if undecodable:
+        raise AsrCliError(format_problems(f"{len(undecodable)} path(s) under {root} are not valid UTF-8; rename them "
+                                          "(manifests are UTF-8 JSON):", undecodable))
     for transcript in transcripts:
         for _, utterance_id, text in read_kaldi_table(transcript):
             audio_path = transcript.parent / f"{utterance_id}.flac"

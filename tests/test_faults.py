@@ -372,3 +372,55 @@ def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path,
     captured = capsys.readouterr()
     assert "nan.wav" in captured.err and "truncated.flac" in captured.err and "2 left out" in captured.out
     assert [line.split('"')[3] for line in (tmp_path / "hyp.jsonl").read_text().splitlines()] == ["good"]
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path, tiny_model: Path, capsys):
+    from tests.conftest import write_tone
+
+    bad_name = os.fsdecode(b"\xffbad.wav")
+    try:
+        (tmp_path / bad_name).write_bytes(b"")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses non-UTF-8 names")
+    write_tone(tmp_path / "good.wav")
+    refused(capsys, "decode", tiny_model, tmp_path / bad_name, "-o", tmp_path / "hyp.jsonl", names="not valid UTF-8")
+    refused(capsys, "prepare", tmp_path / bad_name, "-o", tmp_path / "store", names="not valid UTF-8")
+    chapter = tmp_path / "libri" / "1" / os.fsdecode(b"\xff2")
+    chapter.mkdir(parents=True)
+    (chapter / "1-2.trans.txt").write_text("1-2-0001 HELLO\n")
+    refused(capsys, "import", "librispeech", tmp_path / "libri", "-o", tmp_path / "m.jsonl", names="not valid UTF-8")
+    assert not (tmp_path / "hyp.jsonl").exists() and not (tmp_path / "m.jsonl").exists()
+
+
+def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_path: Path, capsys):
+    from asr_cli.manifest import Utterance
+    from tests.conftest import write_tone
+
+    write_tone(tmp_path / "whole.wav", seconds=2.0)
+    truncated = tmp_path / "truncated.wav"
+    write_tone(truncated, seconds=2.0)
+    truncated.write_bytes(truncated.read_bytes()[:40000])  # the header still says 2 s
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, [Utterance("past-end", str(tmp_path / "whole.wav"), "A", duration=1.5, offset=1.0),
+                              Utterance("truncated", str(truncated), "B")])
+    message = refused(capsys, "prepare", manifest, "-o", tmp_path / "store", "--no-progress", names="past-end")
+    assert "runs past the end" in message and "truncated" in message and "header promises" in message
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, tiny_stores):
+    exp = tmp_path / "exp"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from asr_cli.cli import main; main()", "train", "--train", str(tiny_stores[0]),
+         "--valid", str(tiny_stores[1]), "-o", str(exp), "--layers", "1", "--hidden-size", "16", "--epochs", "200",
+         "--num-workers", "0", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (exp / "metrics.jsonl").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert (exp / "checkpoint.last.pt").is_file()
