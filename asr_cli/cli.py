@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import AsrCliError
+from .errors import AsrCliError, describe_os_error
 from .fileio import check_distinct_paths, has_undecodable_bytes
 
 app = typer.Typer(
@@ -472,7 +472,7 @@ def run(args: list[str] | None = None) -> int:
         typer.echo(INTERRUPTED_MESSAGE.replace("interrupted", "terminated"), err=True)
         return TERMINATED_EXIT_CODE
     except OSError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
         return 1
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Sequence
 
@@ -37,3 +38,10 @@ def require_file(path: str | Path, what: str) -> Path:
     if problem:
         raise AsrCliError(problem)
     return path
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a system error: what failed, on which file, and what to do about a full disk."""
+    where = f": {error.filename}" if error.filename else ""
+    advice = "; free some disk space (partial outputs were removed) and run again" if error.errno == errno.ENOSPC else ""
+    return f"{error.strerror or error}{where}{advice}"

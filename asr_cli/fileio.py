@@ -149,8 +149,10 @@ def atomic_directory(path: str | Path, overwrite: bool = False, marker: str | No
             shutil.rmtree(old_dir, ignore_errors=True)
         else:
             _rename_unless_taken(temp_dir, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temp_dir, ignore_errors=True)
+        if isinstance(error, OSError) and error.filename is None:  # e.g. a flush on close: name the output
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
         raise
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import errno
 import heapq
 import json
 import multiprocessing
@@ -30,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
-from .errors import AsrCliError, format_problems
+from .errors import AsrCliError, describe_os_error, format_problems
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, write_json
 from .manifest import BadItem, Utterance, check_manifest
@@ -264,17 +263,13 @@ def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messa
         result = _process_share(share, index, folder, options, lambda count: messages.put(("progress", index, count)))
         messages.put(("done", index, result))
     except (AsrCliError, OSError) as error:  # handed to the parent, which reports it and removes the partial store
-        messages.put(("error", index, _describe_os_error(error) if isinstance(error, OSError) else str(error)))
+        if isinstance(error, OSError) and error.filename is None:  # a flush on close names no file
+            error = OSError(error.errno, error.strerror, str(folder))
+        messages.put(("error", index, describe_os_error(error) if isinstance(error, OSError) else str(error)))
     except Exception as error:  # a bug: keep the traceback for the report
         import traceback
 
         messages.put(("error", index, f"{error}\n{traceback.format_exc()}"))
-
-
-def _describe_os_error(error: OSError) -> str:
-    where = f" writing {error.filename}" if error.filename else ""
-    advice = "; free some disk space and run again" if error.errno == errno.ENOSPC else ""
-    return f"{error.strerror or error}{where}{advice}"
 
 
 def _die_with_parent(parent_pid: int) -> None:

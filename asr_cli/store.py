@@ -75,7 +75,10 @@ class ArrayWriter:
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise ValueError(f"expected features of shape (N, {self.dim}), got {features.shape}")
         stored = np.ascontiguousarray(features, dtype=self.dtype)
-        stored.tofile(self._handle)
+        try:
+            stored.tofile(self._handle)
+        except OSError as error:  # numpy's write error names no file
+            raise OSError(error.errno, error.strerror, self._handle.name) from error
         # CMVN describes the frames a model will read back, so it is taken after the cast.
         self.cmvn.accumulate(stored)
         start = self.num_frames

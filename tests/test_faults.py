@@ -424,3 +424,43 @@ def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, t
     assert process.returncode == 143, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     assert (exp / "checkpoint.last.pt").is_file()
+
+
+# --- A full disk ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A folder on a tmpfs of the size asked for (root only; skipped elsewhere)."""
+    mounted = []
+
+    def mount(size_kb: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or 'not root'})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_prepare_on_a_full_disk(small_disk, manifest: Path, capsys, jobs):
+    disk = small_disk(256)
+    message = refused(capsys, "prepare", manifest, "-o", disk / "store", "--jobs", jobs, "--no-progress",
+                      names=str(disk))
+    assert "No space left" in message
+    assert list(disk.iterdir()) == []  # no store, no temporary
+
+
+def test_training_checkpoint_on_a_full_disk(small_disk, tiny_stores, capsys):
+    disk = small_disk(160)
+    message = refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", disk / "exp",
+                      "--layers", "1", "--hidden-size", "32", "--epochs", "1", "--num-workers", "0", "--no-progress",
+                      names=str(disk / "exp"))
+    assert "--resume" in message and "Free some disk space" in message
+    assert not [p for p in (disk / "exp").iterdir() if p.name.endswith(".tmp")]
