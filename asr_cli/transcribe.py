@@ -172,7 +172,7 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
     if options.lm_path is None:
         return None
     tables = _lm_tables(options, vocabulary)
-    if not tables.lm_tokens:  # a KenLM binary file: its vocabulary cannot be listed
+    if is_kenlm_binary(options.lm_path):  # its vocabulary cannot be listed
         print(f"LM {options.lm_path}: KenLM binary, order {tables.order} (no OOV rate, no look-ahead for unfinished "
               "words: pass the ARPA file for those)", file=sys.stderr)
         return tables
@@ -182,6 +182,8 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
           file=sys.stderr)
     if tables.unmodelled:
         print(f"warning: the character LM has no probability for model characters {tables.unmodelled!r}", file=sys.stderr)
+    if not tables.lm_tokens:
+        raise AsrCliError(f"{options.lm_path}: the LM has no {what} besides <s>, </s> and <unk>")
     if tables.oov_rate > 0.5:
         print("warning: most of the LM's vocabulary is out of reach of the model: was it built on other text "
               "or with other normalisation?", file=sys.stderr)
