@@ -52,6 +52,13 @@ class DecodeOptions:
             raise AsrCliError("--beam-size, --nbest and the token pruning size must be at least 1")
         if self.nbest > self.beam_size:
             raise AsrCliError(f"--nbest ({self.nbest}) cannot exceed --beam-size ({self.beam_size})")
+        for option, value in (("--token-prune-threshold", self.token_prune_threshold),
+                              ("--beam-threshold", self.beam_threshold), ("--lm-weight", self.lm_weight),
+                              ("--oov-penalty", self.oov_penalty), ("--word-bonus", self.word_bonus)):
+            if not math.isfinite(value):
+                raise AsrCliError(f"{option} must be a finite number, not {value}")
+        if self.token_prune_threshold <= 0 or self.beam_threshold <= 0 or self.lm_weight < 0 or self.oov_penalty < 0:
+            raise AsrCliError("the pruning thresholds must be positive, --lm-weight and --oov-penalty >= 0")
 
 
 @dataclass(frozen=True)

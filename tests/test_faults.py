@@ -464,3 +464,47 @@ def test_training_checkpoint_on_a_full_disk(small_disk, tiny_stores, capsys):
                       names=str(disk / "exp"))
     assert "--resume" in message and "Free some disk space" in message
     assert not [p for p in (disk / "exp").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path, tiny_model: Path, tiny_stores,
+                                                                  capsys):
+    for option in ("--lm-weight", "--word-bonus", "--beam-threshold"):
+        refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", option, "nan",
+                "--no-progress", names=option)
+    arpa = tmp_path / "specials.arpa"
+    arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n\n\\end\\\n")
+    message = refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4",
+                      "--lm", arpa, "--no-progress", names="has no words")
+    assert "KenLM" not in message and not (tmp_path / "hyp.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, tiny_model: Path, speechocean_utterances):
+    manifest = tmp_path / "all.jsonl"
+    write_manifest(manifest, speechocean_utterances)
+    output = tmp_path / "hyp.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from asr_cli.cli import main; main()", "decode", str(tiny_model), str(manifest),
+         "-o", str(output), "--beam-size", "16", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(5)
+    assert process.poll() is None, "decode finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == [manifest]
+
+
+def test_validation_utterances_left_out_are_counted(tmp_path: Path, tiny_stores, speechocean_utterances, capsys):
+    import json
+
+    from asr_cli.manifest import Utterance
+
+    valid = [Utterance(u.id, u.audio, u.text, u.speaker) for u in speechocean_utterances[30:34]]
+    valid[0] = Utterance(valid[0].id, valid[0].audio, "ÉTÉ", valid[0].speaker)  # characters training never saw
+    valid_store = make_store(tmp_path / "valid", valid)
+    assert run(["train", "--train", str(tiny_stores[0]), "--valid", str(valid_store), "-o", str(tmp_path / "exp"),
+                "--layers", "1", "--hidden-size", "8", "--epochs", "1", "--num-workers", "0", "--no-progress"]) == 0
+    assert "3 validation utterances (skipped: 1 unknown characters)" in capsys.readouterr().err
+    config = json.loads((tmp_path / "exp" / "config.json").read_text())
+    assert config["skipped_validation_utterances"]["unknown characters"] == [valid[0].id]
