@@ -500,8 +500,8 @@ def test_validation_utterances_left_out_are_counted(tmp_path: Path, tiny_stores,
 
     from asr_cli.manifest import Utterance
 
-    valid = [Utterance(u.id, u.audio, u.text, u.speaker) for u in speechocean_utterances[30:34]]
-    valid[0] = Utterance(valid[0].id, valid[0].audio, "ÉTÉ", valid[0].speaker)  # characters training never saw
+    texts = ["ÉTÉ", "HELLO", "HELLO", "HELLO"]  # É: a character training never saw
+    valid = [Utterance(u.id, u.audio, text, u.speaker) for u, text in zip(speechocean_utterances[30:34], texts)]
     valid_store = make_store(tmp_path / "valid", valid)
     assert run(["train", "--train", str(tiny_stores[0]), "--valid", str(valid_store), "-o", str(tmp_path / "exp"),
                 "--layers", "1", "--hidden-size", "8", "--epochs", "1", "--num-workers", "0", "--no-progress"]) == 0
