@@ -480,15 +480,18 @@ def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path,
 
 @pytest.mark.slow
 def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, tiny_model: Path, speechocean_utterances):
-    manifest = tmp_path / "all.jsonl"
-    write_manifest(manifest, speechocean_utterances)
+    import dataclasses
+
+    manifest = tmp_path / "all.jsonl"  # four passes over the corpus: far more than the seconds before the signal
+    write_manifest(manifest, [dataclasses.replace(u, id=f"{u.id}-{copy}") for copy in range(4)
+                              for u in speechocean_utterances])
     output = tmp_path / "hyp.jsonl"
     process = subprocess.Popen(
         [sys.executable, "-c", "from asr_cli.cli import main; main()", "decode", str(tiny_model), str(manifest),
          "-o", str(output), "--beam-size", "16", "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(5)
-    assert process.poll() is None, "decode finished before it could be interrupted"
+    time.sleep(4)
+    assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
