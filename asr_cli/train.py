@@ -278,6 +278,7 @@ def train(
                 dataset, batch_size=None, sampler=range(state["batch"], len(batches)),
                 num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
                 persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
+                worker_init_fn=_ignore_stop_signals,
             )
             network.train()
             progress = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -360,6 +361,13 @@ def train(
     if env.is_main:
         write_json(exp_dir / "summary.json", summary)
     return summary
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM (sent to the whole process group) to the training process,
+    which stops cleanly and ends them; a worker killed by them would crash the step with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ctc_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:

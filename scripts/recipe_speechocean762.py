@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_common import Recipe  # noqa: E402
+from recipe_common import LM_WEIGHTS, WORD_BONUSES, Recipe  # noqa: E402
 
 # Chosen on the dev speakers (docs/RESULTS.md, lever table): normalise each speaker's features,
 # and perturb vocal tract lengths in training.
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path, help="speechocean762 training folder (Kaldi layout)")
     parser.add_argument("test", type=Path, nargs="?", help="the official test folder (Kaldi layout), scored once")
     parser.add_argument("-o", "--output", type=Path, default=Path("exp/speechocean762"))
-    parser.add_argument("--epochs", type=int, default=20, help="20 epochs of 3x speed-perturbed data: about 70 min here")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the 3x speed-perturbed data (12: about 70 min here)")
     parser.add_argument("--speed-perturb", default="0.9,1.0,1.1", help="factors for the training data ('' for none)")
     parser.add_argument("--dev-speakers", type=int, default=15)
     parser.add_argument("--lm-order", type=int, default=3)
@@ -56,8 +56,7 @@ def main() -> None:
     lm = out / f"words.{args.lm_order}gram.arpa"
     recipe.run("lm", out / "train.jsonl", "-o", lm, "--order", args.lm_order)
     recipe.run("decode", model, out / "dev.store", "-o", out / "dev_greedy.jsonl", "--no-progress")
-    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.5, 0.8, 1.2), (0.0, 1.0, 2.0),
-                                           args.beam_size)
+    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, LM_WEIGHTS, WORD_BONUSES, args.beam_size)
     search = ["--beam-size", args.beam_size, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus]
     recipe.run("decode", model, out / "dev.store", "-o", out / "dev_beam_lm.jsonl", *search, "--no-progress")
     results = {

@@ -409,17 +409,19 @@ def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, tiny_stores):
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, tiny_stores, workers):
     exp = tmp_path / "exp"
     process = subprocess.Popen(
         [sys.executable, "-c", "from asr_cli.cli import main; main()", "train", "--train", str(tiny_stores[0]),
          "--valid", str(tiny_stores[1]), "-o", str(exp), "--layers", "1", "--hidden-size", "16", "--epochs", "200",
-         "--num-workers", "0", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--num-workers", workers, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
     deadline = time.monotonic() + 120
     while not (exp / "metrics.jsonl").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)  # the whole group, as a service manager or a shell's kill does
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
