@@ -76,11 +76,18 @@ def load_audio(
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     if sample_rate_hz is not None and sample_rate_hz != native_rate_hz:
-        import librosa  # deferred: importing librosa costs about a second
-
-        mono = librosa.resample(mono, orig_sr=native_rate_hz, target_sr=sample_rate_hz, res_type="soxr_hq")
-        return np.ascontiguousarray(mono, dtype=np.float32), sample_rate_hz
+        return resample(mono, native_rate_hz, sample_rate_hz), sample_rate_hz
     return np.ascontiguousarray(mono), native_rate_hz
+
+
+def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndarray:
+    """(num_samples,) float32 audio at `from_rate_hz` -> the same at `to_rate_hz` (soxr, high quality)."""
+    if from_rate_hz == to_rate_hz:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    import librosa  # deferred: importing librosa costs about a second
+
+    resampled = librosa.resample(samples, orig_sr=from_rate_hz, target_sr=to_rate_hz, res_type="soxr_hq")
+    return np.ascontiguousarray(resampled, dtype=np.float32)
 
 
 def _refuse_truncated_header(sound: soundfile.SoundFile, path: Path) -> None:

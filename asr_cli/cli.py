@@ -370,7 +370,7 @@ def decode(
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
     from .decode import DecodeOptions
-    from .transcribe import TranscribeOptions, transcribe
+    from .decode_step import TranscribeOptions, decode_inputs
 
     options = TranscribeOptions(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
@@ -381,9 +381,70 @@ def decode(
         device=device.value, timestamps=timestamps, show_progress=progress, skip_bad=skip_bad,
     )
     check_distinct_paths([model, *inputs, lm], [output, ctm])
-    summary = transcribe(model, inputs, output, options, ctm_path=ctm)
+    summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
                + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""))
+
+
+class OutputFormat(str, Enum):
+    txt = "txt"
+    json = "json"
+    srt = "srt"
+    vtt = "vtt"
+    tsv = "tsv"
+    kaldi = "kaldi"
+    ctm = "ctm"
+    all = "all"
+
+
+@app.command("transcribe")
+def transcribe_command(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
+    output_format: Annotated[Optional[OutputFormat], typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help="Prefixes kept per frame (default: 1, greedy; 16 with --lm).")] = None,
+    lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) fused in the beam search.")] = None,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
+    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
+    word_bonus: Annotated[float, typer.Option(help="Score added per LM token, against short outputs.")] = 1.0,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
+) -> None:
+    """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
+    txt/json/srt/vtt/tsv/kaldi/ctm files. An unreadable recording is reported and the others are still transcribed."""
+    from .audio import AudioError
+    from .recognizer import load_model
+    from .writers import WRITERS
+
+    check_distinct_paths([model, *audio, lm], [])
+    recognizer = load_model(model, device.value)
+    search = {"beam_size": beam_size} if beam_size is not None else {}
+    formats = [] if output_format is None else list(WRITERS) if output_format == OutputFormat.all else [output_format.value]
+    folder = output_dir if output_dir is not None else Path(".")
+    failures = []
+    for path in audio:
+        try:
+            transcription = recognizer.transcribe(path, lm=lm, lm_unit=lm_unit.value, lm_weight=lm_weight,
+                                                  word_bonus=word_bonus, **search)
+        except (AudioError, AsrCliError) as error:
+            failures.append(str(error))
+            typer.echo(f"error: {error}", err=True)
+            continue
+        typer.echo(transcription.text if len(audio) == 1 else f"{path}: {transcription.text}")
+        _write_transcript_files(folder, path, transcription, formats)
+    if failures:
+        typer.echo(f"{len(failures)} of {len(audio)} recording(s) could not be transcribed", err=True)
+        raise typer.Exit(1)
+
+
+def _write_transcript_files(folder: Path, audio_path: Path, transcription, formats: list[str]) -> None:
+    from .fileio import atomic_write
+    from .writers import WRITERS
+
+    for name in formats:
+        extension, formatter = WRITERS[name]
+        with atomic_write(folder / f"{audio_path.stem}.{extension}") as handle:
+            handle.write(formatter(transcription, audio_path.stem))
 
 
 @app.command("lm")

@@ -17,7 +17,7 @@ from asr_cli.manifest import Utterance, write_manifest
 from asr_cli.model import load_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
-from asr_cli.transcribe import TranscribeOptions, transcribe
+from asr_cli.decode_step import TranscribeOptions, decode_inputs
 from tests.conftest import make_store, write_tone
 
 VOCABULARY = Vocabulary(tuple("ab "))  # labels: 0 blank, 1 a, 2 b, 3 space
@@ -129,7 +129,7 @@ def test_greedy_collapses_repeats_and_drops_blanks():
 
 def test_beam_size_one_gives_the_greedy_text(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
-    transcribe(tiny_model, [valid_store], tmp_path / "beam1.jsonl",
+    decode_inputs(tiny_model, [valid_store], tmp_path / "beam1.jsonl",
                TranscribeOptions(search=DecodeOptions(beam_size=1), show_progress=False))
     model, _ = load_model_file(tiny_model)
     store = FeatureStore(valid_store)
@@ -144,7 +144,7 @@ def test_beam_size_one_gives_the_greedy_text(tmp_path: Path, tiny_model, tiny_st
 
 def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
-    transcribe(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
+    decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
                TranscribeOptions(search=DecodeOptions(beam_size=4, nbest=2), show_progress=False),
                ctm_path=tmp_path / "hyp.ctm")
     store = FeatureStore(valid_store)
@@ -163,7 +163,7 @@ def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_mode
 
 def test_decoding_from_audio_uses_the_models_features(tmp_path: Path, tiny_model, tiny_stores, speechocean_utterances):
     from asr_cli.features import FeatureConfig, FeatureExtractor
-    from asr_cli.transcribe import _features, collect_sources
+    from asr_cli.decode_step import _features, collect_sources
 
     _, valid_store = tiny_stores
     store = FeatureStore(valid_store)
@@ -176,7 +176,7 @@ def test_decoding_from_audio_uses_the_models_features(tmp_path: Path, tiny_model
         assert source.num_frames == store.entry(source.id).num_frames
         from_audio = _features(source, None, FeatureExtractor(config), config)
         np.testing.assert_allclose(from_audio, store.features(source.id), atol=0.02, rtol=0.002)  # float16 storage
-    transcribe(tiny_model, [tmp_path / "audio.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+    decode_inputs(tiny_model, [tmp_path / "audio.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [u.id for u in utterances]
 
@@ -186,7 +186,7 @@ def test_decoding_from_audio_uses_the_models_features(tmp_path: Path, tiny_model
 def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_model, capsys):
     write_tone(tmp_path / "short.wav", seconds=0.01)
     write_tone(tmp_path / "ok.wav", seconds=0.5)
-    transcribe(tiny_model, [tmp_path / "short.wav", tmp_path / "ok.wav"], tmp_path / "hyp.jsonl",
+    decode_inputs(tiny_model, [tmp_path / "short.wav", tmp_path / "ok.wav"], tmp_path / "hyp.jsonl",
                TranscribeOptions(show_progress=False))
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert records[0] == {"id": "short", "text": "", "score": 0.0}
@@ -196,7 +196,7 @@ def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_mo
 def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
     write_manifest(tmp_path / "m.jsonl", [Utterance("x", "nope.wav")])
     with pytest.raises(AsrCliError, match=r"1 input\(s\) cannot be read:\n.*audio file not found: .*nope.wav"):
-        transcribe(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+        decode_inputs(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
     assert not (tmp_path / "hyp.jsonl").exists()
 
 
@@ -205,7 +205,7 @@ def test_audio_files_with_the_same_name_are_refused(tmp_path: Path, tiny_model):
         (tmp_path / folder).mkdir()
         write_tone(tmp_path / folder / "take1.wav")
     with pytest.raises(AsrCliError, match="same name would get the same id: take1"):
-        transcribe(tiny_model, [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"], tmp_path / "hyp.jsonl",
+        decode_inputs(tiny_model, [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"], tmp_path / "hyp.jsonl",
                    TranscribeOptions(show_progress=False))
 
 
@@ -237,13 +237,13 @@ def test_store_with_other_features_than_the_model(tmp_path: Path, tiny_model, sp
 
     mfcc = make_store(tmp_path / "mfcc", speechocean_utterances[:2], feature_config=FeatureConfig.for_kind("mfcc"))
     with pytest.raises(AsrCliError, match="other features than the model.*kind: store 'mfcc', model 'fbank'"):
-        transcribe(tiny_model, [mfcc], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+        decode_inputs(tiny_model, [mfcc], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
 
 
 def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model, tiny_stores, capsys):
     _, valid_store = tiny_stores
     write_arpa(build_kneser_ney([["привет", "мир"], ["hello", "мир"]], 2), tmp_path / "other.arpa")
-    transcribe(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
+    decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
                TranscribeOptions(search=DecodeOptions(beam_size=2), lm_path=str(tmp_path / "other.arpa"),
                                  show_progress=False))
     err = capsys.readouterr().err
@@ -253,7 +253,7 @@ def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model,
 def test_malformed_arpa_through_decode(tmp_path: Path, tiny_model, tiny_stores):
     (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nx\n")
     with pytest.raises(AsrCliError, match="bad.arpa, line 5"):
-        transcribe(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
+        decode_inputs(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
                    TranscribeOptions(lm_path=str(tmp_path / "bad.arpa"), show_progress=False))
 
 
@@ -303,7 +303,7 @@ def test_decode_with_the_kenlm_backend_writes_what_the_arpa_backend_writes(tmp_p
     outputs = {}
     for backend in ("arpa", "kenlm"):
         outputs[backend] = tmp_path / f"{backend}.jsonl"
-        summary = transcribe(tiny_model, [valid_store], outputs[backend], TranscribeOptions(
+        summary = decode_inputs(tiny_model, [valid_store], outputs[backend], TranscribeOptions(
             search=DecodeOptions(beam_size=8, lm_weight=0.8, nbest=3), lm_path=str(tmp_path / "words.arpa"),
             lm_backend=backend, show_progress=False))
         assert 0 <= summary["lm_oov_rate"] < 0.5

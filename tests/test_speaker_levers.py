@@ -15,7 +15,7 @@ from asr_cli.manifest import Utterance
 from asr_cli.model import AcousticModel, ModelConfig, load_model_file, stack_and_subsample
 from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
 from asr_cli.train import TrainConfig, train
-from asr_cli.transcribe import TranscribeOptions, transcribe
+from asr_cli.decode_step import TranscribeOptions, decode_inputs
 from tests.conftest import make_store
 
 TINY_TRAINING = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
@@ -123,8 +123,8 @@ def test_train_and_decode_with_speaker_cmvn_vtlp_and_conv(tmp_path: Path, tiny_s
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("".join(json.dumps(u.to_dict()) + "\n" for u in speechocean_utterances if u.id in valid_ids))
     options = TranscribeOptions(show_progress=False)
-    transcribe(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
-    transcribe(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
+    decode_inputs(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
+    decode_inputs(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
     from_store = [json.loads(line) for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
     from_manifest = [json.loads(line) for line in (tmp_path / "from_manifest.jsonl").read_text().splitlines()]
     assert [(r["id"], r["text"]) for r in from_store] == [(r["id"], r["text"]) for r in from_manifest]

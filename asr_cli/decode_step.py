@@ -121,7 +121,7 @@ def length_batches(sources: Sequence[Source], batch_frames: int) -> Iterator[lis
         yield batch
 
 
-def transcribe(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
+def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
                options: TranscribeOptions = TranscribeOptions(), ctm_path: str | Path | None = None) -> dict:
     """Decode every input utterance into `output` (JSONL, in input order); returns a summary.
 

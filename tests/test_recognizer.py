@@ -1,0 +1,109 @@
+"""The Python API (`asr_cli.load_model(...).transcribe(...)`), `asr-cli transcribe` and the transcript writers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import asr_cli
+from asr_cli.cli import run
+from asr_cli.decode import DecodeOptions
+from asr_cli.decode_step import TranscribeOptions, decode_inputs
+from asr_cli.errors import AsrCliError
+from asr_cli.recognizer import Transcription
+from asr_cli.writers import format_ctm, format_kaldi, format_srt, format_tsv, format_vtt, subtitle_cues
+from tests.conftest import write_tone
+
+
+@pytest.fixture(scope="module")
+def recording(speechocean_utterances, tmp_path_factory) -> Path:
+    """A real utterance as a 16 kHz WAV file."""
+    samples, rate_hz = soundfile.read(speechocean_utterances[40].audio, dtype="float32")
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    soundfile.write(str(path), samples, rate_hz)
+    return path
+
+
+def test_the_api_transcribes_like_decode(tmp_path: Path, tiny_model: Path, recording: Path):
+    model = asr_cli.load_model(tiny_model)
+    result = model.transcribe(recording)
+    greedy = TranscribeOptions(search=DecodeOptions(beam_size=1), show_progress=False, timestamps=True)
+    decode_inputs(tiny_model, [recording], tmp_path / "hyp.jsonl", greedy)
+    decoded = json.loads((tmp_path / "hyp.jsonl").read_text())
+    assert result.text == decoded["text"] and result.words == decoded["words"]
+    assert result.score == pytest.approx(decoded["score"], abs=1e-3)
+    assert asr_cli.transcribe(tiny_model, recording).text == result.text
+
+
+def test_arrays_tensors_and_other_rates(tiny_model: Path, recording: Path):
+    model = asr_cli.load_model(tiny_model)
+    samples, rate_hz = soundfile.read(str(recording), dtype="int16")
+    from_path = model.transcribe(recording)
+    assert model.transcribe(samples, rate_hz).text == from_path.text  # int16
+    floats = samples.astype(np.float32) / 32768
+    assert model.transcribe(torch.from_numpy(floats)).score == pytest.approx(from_path.score, abs=1e-3)
+    assert model.transcribe(np.stack([floats, floats], axis=1), 16000).score == pytest.approx(from_path.score, abs=1e-3)
+    import librosa
+
+    at_8k = librosa.resample(floats, orig_sr=16000, target_sr=8000)
+    assert model.transcribe(at_8k, 8000).duration_s == pytest.approx(from_path.duration_s, abs=1e-3)
+
+
+def test_bad_api_inputs(tiny_model: Path, recording: Path):
+    model = asr_cli.load_model(tiny_model)
+    with pytest.raises(AsrCliError, match="shape"):
+        model.transcribe(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(AsrCliError, match="NaN"):
+        model.transcribe(np.full(16000, np.nan, np.float32))
+    with pytest.raises(AsrCliError, match="sample_rate is for arrays"):
+        model.transcribe(recording, 8000)
+    with pytest.raises(AsrCliError, match="model file not found"):
+        asr_cli.load_model("missing.pt")
+    silence = model.transcribe(np.zeros(16000, np.float32))  # digital silence: finite features, times inside
+    assert silence.duration_s == 1.0 and all(0 <= w["start"] <= w["end"] <= 1.0 for w in silence.words)
+
+
+def test_importing_the_package_does_not_load_torch():
+    code = "import sys, asr_cli; print('torch' in sys.modules, callable(asr_cli.load_model))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "True"]
+
+
+def test_transcribe_command_prints_text_and_writes_every_format(tmp_path: Path, tiny_model: Path, recording: Path,
+                                                                capsys):
+    assert run(["transcribe", str(tiny_model), str(recording)]) == 0
+    expected = asr_cli.load_model(tiny_model).transcribe(recording).text
+    assert capsys.readouterr().out == expected + "\n"  # one recording: just the text
+    write_tone(tmp_path / "tone.wav")
+    status = run(["transcribe", str(tiny_model), str(recording), str(tmp_path / "missing.wav"), str(tmp_path / "tone.wav"),
+                  "--output-format", "all", "--output-dir", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert status == 1 and "1 of 3 recording(s) could not be transcribed" in captured.err
+    assert "missing.wav" in captured.err and "Traceback" not in captured.err
+    assert captured.out.splitlines()[0] == f"{recording}: {expected}" and captured.out.splitlines()[1].startswith(
+        f"{tmp_path / 'tone.wav'}: ")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted(f"{stem}.{ext}" for stem in ("speech", "tone")
+                           for ext in ("txt", "json", "srt", "vtt", "tsv", "text", "ctm"))
+    record = json.loads((tmp_path / "out" / "speech.json").read_text())
+    assert record["text"] == expected and record["id"] == "speech"
+
+
+def test_writers_on_a_known_transcription():
+    words = [{"word": f"w{i}", "start": 0.5 * i, "end": 0.5 * i + 0.4} for i in range(30)]
+    transcription = Transcription("text", words, -1.0, 15.0)
+    cues = subtitle_cues(transcription)
+    assert [len(text.split()) for _, _, text in cues] == [12, 12, 6]
+    assert cues[1][0] == 6.0 and cues[1][1] == pytest.approx(11.9)
+    srt = format_srt(transcription, "rec")
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:05,900\nw0 w1") and "\n3\n00:00:12,000 --> 00:00:14,900\n" in srt
+    assert format_vtt(transcription, "rec").startswith("WEBVTT\n\n00:00:00.000 --> 00:00:05.900\n")
+    assert format_tsv(transcription, "rec").splitlines()[1] == "0\t5900\t" + " ".join(f"w{i}" for i in range(12))
+    assert format_kaldi(Transcription("hello world"), "rec") == "rec hello world\n"
+    assert format_ctm(transcription, "rec").splitlines()[2] == "rec 1 1.000 0.400 w2"
+    long = Transcription("x", [{"word": "x", "start": 3661.5, "end": 3662.0}], 0.0, 3700.0)
+    assert "01:01:01,500 --> 01:01:02,000" in format_srt(long, "rec")
