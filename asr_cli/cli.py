@@ -13,7 +13,7 @@ import typer
 
 from . import __version__
 from .errors import AsrCliError, describe_os_error
-from .fileio import check_distinct_paths, has_undecodable_bytes
+from .fileio import STDOUT_NAME, check_distinct_paths, has_undecodable_bytes
 
 app = typer.Typer(
     name="asr-cli",
@@ -54,7 +54,7 @@ def _root(
     """Speech recognition from your own recordings: import -> prepare -> train -> decode -> score."""
 
 
-OutputManifest = Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (JSONL; written atomically).")]
+OutputManifest = Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (JSONL; written atomically; - for standard output).")]
 
 
 def _write_imported(utterances, output: Path) -> None:
@@ -62,7 +62,7 @@ def _write_imported(utterances, output: Path) -> None:
 
     count = write_manifest(output, utterances)
     with_text = sum(1 for u in utterances if u.text is not None)
-    typer.echo(f"wrote {output}: {count:,} utterances ({with_text:,} with text)")
+    typer.echo(f"wrote {output}: {count:,} utterances ({with_text:,} with text)", err=str(output) == STDOUT_NAME)
 
 
 @import_app.command("kaldi")
@@ -146,7 +146,7 @@ def prepare(
              "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Compute Kaldi-style features for a manifest into a memory-mapped feature store, with CMVN statistics."""
     from .features import FeatureConfig
@@ -163,7 +163,7 @@ def prepare(
         raise AsrCliError(str(error)) from error
     options = PrepareOptions(
         feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
-        num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=progress,
+        num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=progress and sys.stderr.isatty(),
         speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else (1.0,),
     )
     summary = run_prepare(manifest, output, options)
@@ -299,7 +299,7 @@ def train(
     vocabulary: Annotated[Optional[Path], typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
     skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
     from .data import SpecAugmentConfig
@@ -325,7 +325,7 @@ def train(
         intermediate_ctc=intermediate_ctc,
     )
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
-                        device_name=device.value, show_progress=progress,
+                        device_name=device.value, show_progress=progress and sys.stderr.isatty(),
                         vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None)
     if summary["stopped"]:  # a clean stop, checkpoint written: still not a finished run
         raise typer.Exit(TERMINATED_EXIT_CODE if summary["stop_signal"] == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
@@ -347,7 +347,7 @@ class LmBackend(str, Enum):
 def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.")],
     beam_size: Annotated[int, typer.Option(help="Prefixes kept per frame; 1 without --lm is greedy best-path decoding.")] = 1,
     lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = None,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit.word,
@@ -366,7 +366,7 @@ def decode(
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
     skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
     from .decode import DecodeOptions
@@ -378,12 +378,13 @@ def decode(
                              oov_penalty=oov_penalty, nbest=nbest),
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
         batch_frames=batch_frames,
-        device=device.value, timestamps=timestamps, show_progress=progress, skip_bad=skip_bad,
+        device=device.value, timestamps=timestamps, show_progress=progress and sys.stderr.isatty(), skip_bad=skip_bad,
     )
     check_distinct_paths([model, *inputs, lm], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
-               + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""))
+               + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""),
+               err=STDOUT_NAME in (str(output), str(ctm)))
 
 
 class OutputFormat(str, Enum):
@@ -450,10 +451,10 @@ def _write_transcript_files(folder: Path, audio_path: Path, transcription, forma
 @app.command("lm")
 def build_lm(
     texts: Annotated[list[Path], typer.Argument(help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write (atomically).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write (atomically; - for standard output).")],
     order: Annotated[int, typer.Option(help="N-gram order.")] = 3,
     unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit.word,
-    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line.")] = False,
+    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this).")] = False,
 ) -> None:
     """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
     from .lm import build_kneser_ney, read_sentences, write_arpa
@@ -463,7 +464,7 @@ def build_lm(
     model = build_kneser_ney(sentences, order)
     write_arpa(model, output)
     counts = ", ".join(f"{len(table):,} {n}-grams" for n, table in enumerate(model.ngrams, start=1))
-    typer.echo(f"wrote {output}: {len(sentences):,} sentences; {counts}")
+    typer.echo(f"wrote {output}: {len(sentences):,} sentences; {counts}", err=str(output) == STDOUT_NAME)
 
 
 @app.command()
@@ -473,12 +474,12 @@ def synth(
     num_dev: Annotated[int, typer.Option(help="Development utterances (voices unseen in training).")] = 150,
     num_test: Annotated[int, typer.Option(help="Test utterances (voices unseen in training and development).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same corpus.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Synthesise the built-in demo corpus with eSpeak NG: commands, times and numbers from a small grammar."""
     from .synth import CorpusSpec, make_corpus
 
-    counts = make_corpus(output, CorpusSpec(num_train, num_dev, num_test, seed), show_progress=progress)
+    counts = make_corpus(output, CorpusSpec(num_train, num_dev, num_test, seed), show_progress=progress and sys.stderr.isatty())
     typer.echo(f"wrote {output}: " + ", ".join(f"{split}.jsonl ({count:,} utterances)" for split, count in counts.items()))
 
 

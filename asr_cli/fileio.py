@@ -8,11 +8,14 @@ import glob
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
 from .errors import AsrCliError
+
+STDOUT_NAME = "-"  # as an output path: standard output
 
 
 @contextlib.contextmanager
@@ -22,8 +25,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     On any exception (a full disk, Ctrl-C) the temporary file is removed and `path`
     keeps its previous content. A symbolic link is written through: its target is
     replaced (in the target's folder), never the link; a target that is not a regular
-    file (a terminal, a pipe, /dev/null) is written to directly.
+    file (a terminal, a pipe, /dev/null) is written to directly. `-` is standard output.
     """
+    if str(path) == STDOUT_NAME:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
@@ -211,7 +218,7 @@ def check_distinct_paths(inputs: Iterable[str | Path | None], outputs: Iterable[
     that are the same file: writing them would destroy the input or one of the outputs."""
     input_paths = {os.path.realpath(p): str(p) for p in inputs if p is not None}
     seen: dict[str, str] = {}
-    for output in (p for p in outputs if p is not None):
+    for output in (p for p in outputs if p is not None and str(p) != STDOUT_NAME):
         resolved = os.path.realpath(output)
         if resolved in input_paths:
             raise AsrCliError(f"the output {output} is the input {input_paths[resolved]}: writing it would destroy "

@@ -297,6 +297,11 @@ def tokenize(text: str, unit: str) -> list[str]:
     return [SPACE_TOKEN if character == " " else character for character in text]
 
 
+def is_kaldi_text(path: Path) -> bool:
+    """A Kaldi data directory's `text` file (utterance id, then the words), recognised by its name."""
+    return path.name == "text" and any((path.parent / name).is_file() for name in ("wav.scp", "utt2spk", "segments"))
+
+
 def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = False) -> list[list[str]]:
     """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores."""
     from .manifest import load_manifest
@@ -314,7 +319,8 @@ def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = False) ->
                 lines = path.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError as error:
                 raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
-            texts += [line.split(maxsplit=1)[1] if strip_ids and len(line.split()) > 1 else ("" if strip_ids else line)
+            ids_first = strip_ids or is_kaldi_text(path)
+            texts += [line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)
                       for line in lines]
         else:
             raise AsrCliError(f"LM text not found: {path}")

@@ -107,3 +107,19 @@ def test_writers_on_a_known_transcription():
     assert format_ctm(transcription, "rec").splitlines()[2] == "rec 1 1.000 0.400 w2"
     long = Transcription("x", [{"word": "x", "start": 3661.5, "end": 3662.0}], 0.0, 3700.0)
     assert "01:01:01,500 --> 01:01:02,000" in format_srt(long, "rec")
+
+
+def test_dash_means_standard_output_and_lm_reads_kaldi_text(tmp_path: Path, tiny_model: Path, tiny_stores):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from asr_cli.cli import main; main()", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    decoded = cli("decode", str(tiny_model), str(tiny_stores[1]), "-o", "-")
+    assert decoded.returncode == 0 and "wrote -" in decoded.stderr
+    assert [json.loads(line)["id"] for line in decoded.stdout.splitlines()][:1] and not (Path.cwd() / "-").exists()
+    data_dir = tmp_path / "kaldi"
+    data_dir.mkdir()
+    (data_dir / "wav.scp").write_text("utt1 a.wav\n")
+    (data_dir / "text").write_text("utt1 HELLO WORLD\nutt2 HELLO THERE\n")
+    arpa = cli("lm", str(data_dir / "text"), "-o", "-", "--order", "1").stdout
+    assert "\tutt1" not in arpa and "\thello" in arpa
