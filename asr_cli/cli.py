@@ -448,6 +448,34 @@ def _write_transcript_files(folder: Path, audio_path: Path, transcription, forma
             handle.write(formatter(transcription, audio_path.stem))
 
 
+@app.command()
+def info(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object instead.")] = False,
+) -> None:
+    """Say what a model is: architecture, parameters, units, features, normalisation, training data, dev scores, versions."""
+    import json
+
+    from .model import describe_model_file
+
+    summary = describe_model_file(model)
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    training = summary["training"]
+    lines = [f"{key}: {summary[key]:,}" if isinstance(summary[key], int) else f"{key}: {summary[key]}"
+             for key in ("file", "architecture", "parameters", "units", "features", "normalisation")]
+    if "train_utterances" in training:
+        lines.append(f"trained on: {training['train_utterances']:,} utterances, {training['train_hours']:.2f} h, "
+                     f"{training['train_speakers']:,} speakers ({', '.join(training['train_stores'])})")
+    if "valid_cer" in training:
+        lines.append(f"best epoch: {training['epoch']}, validation greedy CER {100 * training['valid_cer']:.2f}%, "
+                     f"WER {100 * training['valid_wer']:.2f}%" + (f" ({training['valid_store']})" if "valid_store" in training else ""))
+    lines.append("versions: asr-cli " + training.get("asr_cli_version", "?")
+                 + (f", torch {training['torch_version']}" if "torch_version" in training else ""))
+    typer.echo("\n".join(lines))
+
+
 @app.command("lm")
 def build_lm(
     texts: Annotated[list[Path], typer.Argument(help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores.")],

@@ -321,7 +321,11 @@ def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticM
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated, foreign or unsafe files
-        raise AsrCliError(f"{path} is not a readable asr-cli model file ({type(error).__name__}: {str(error)[:200]})") from error
+        if "Weights only load failed" in str(error):  # torch's own text goes on to suggest unsafe loading: not ours
+            reason = "it holds objects other than plain data and tensors, which asr-cli never loads"
+        else:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        raise AsrCliError(f"{path} is not a readable asr-cli model file ({reason})") from error
     if not isinstance(contents, dict) or "model_config" not in contents or "state_dict" not in contents:
         raise AsrCliError(f"{path} is not an asr-cli model file (a training checkpoint? use EXP_DIR/model.pt)")
     if contents.get("format_version") != MODEL_FORMAT_VERSION:
@@ -350,3 +354,29 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
         problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     raise AsrCliError(f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
                       "edited: use another copy, or train again")
+
+
+def describe_model_file(path) -> dict:
+    """What a model file holds, for `asr-cli info`: architecture, size, units, features and training record."""
+    model, contents = load_model_file(path)
+    config, features = model.config, contents["feature_config"]
+    front = (f"conv front-end ({config.conv_channels} channels)" if config.frontend == "conv"
+             else f"{config.stack_frames} frames stacked")
+    body = ("DNN" if config.architecture == "dnn" else f"{config.architecture.upper()}"
+            + (f"P (projection {config.projection_size})" if config.projection_size else "")
+            + (" with peepholes" if config.peepholes else ""))
+    return {
+        "file": str(path),
+        "architecture": f"{config.num_layers}x{config.hidden_size} {body}, {front}, subsampled {config.subsample}, "
+                        f"dropout {config.dropout:g}",
+        "parameters": model.num_parameters(),
+        "units": f"{len(contents['vocabulary'])} characters + blank: "
+                 + "".join(contents["vocabulary"]).replace(" ", "<space>"),
+        "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
+                    f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
+                    f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
+        "normalisation": "per speaker (per utterance when no speaker is known)" if config.cmvn == "speaker"
+                         else "global CMVN of the training data",
+        "training": contents.get("info", {}),
+        "model_config": config.to_dict(), "feature_config": features,
+    }

@@ -346,7 +346,8 @@ def train(
                 improved = valid["valid_cer"] < state["best_cer"]
                 if improved:
                     state["best_cer"] = valid["valid_cer"]
-                    _save_model(exp_dir / MODEL_FILE, model, feature_config, vocabulary, record)
+                    _save_model(exp_dir / MODEL_FILE, model, feature_config, vocabulary,
+                                {**record, **_data_summary(train_stores, training, valid_stores)})
                 write_jsonl(exp_dir / METRICS_FILE, state["history"])  # rewritten whole: a resume never duplicates
                 _plot_curves(exp_dir, state["history"])
                 print(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
@@ -463,9 +464,21 @@ def _restore_rng(state: dict, env: Distributed) -> None:
         torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + env.rank)
 
 
+def _data_summary(train_stores: Sequence[FeatureStore], training: ExampleSet,
+                  valid_stores: Sequence[FeatureStore]) -> dict:
+    """What the model was trained on, for `asr-cli info`."""
+    entries = [train_stores[e.store].entry(e.position) for e in training.examples]
+    return {"train_stores": [str(store.path.resolve()) for store in train_stores],
+            "train_utterances": len(entries), "train_hours": round(sum(e.duration for e in entries) / 3600, 3),
+            "train_speakers": len({e.speaker for e in entries if e.speaker is not None}),
+            "valid_store": str(valid_stores[0].path.resolve())}
+
+
 def _save_model(path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict) -> None:
     info = {"epoch": record["epoch"], "valid_cer": record["valid_cer"], "valid_wer": record["valid_wer"],
-            "asr_cli_version": __version__}
+            "asr_cli_version": __version__, "torch_version": str(torch.__version__),
+            **{key: record[key] for key in ("train_stores", "train_utterances", "train_hours", "train_speakers",
+                                            "valid_store") if key in record}}
     _save_torch_atomically(path, model_file_contents(model, feature_config, list(vocabulary.characters), info))
 
 

@@ -219,8 +219,9 @@ def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
             return (print, ("code ran",))
 
     (tmp_path / "pickle.pt").write_bytes(pickle.dumps({"model_config": Payload()}))
-    with pytest.raises(AsrCliError, match="not a readable asr-cli model file"):
+    with pytest.raises(AsrCliError, match="not a readable asr-cli model file") as refusal:
         load_model_file(tmp_path / "pickle.pt")  # weights_only refuses to run code
+    assert "weights_only" not in str(refusal.value) and "never loads" in str(refusal.value)
     torch.save({"something": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(AsrCliError, match="not an asr-cli model file"):
         load_model_file(tmp_path / "other.pt")

@@ -123,3 +123,16 @@ def test_dash_means_standard_output_and_lm_reads_kaldi_text(tmp_path: Path, tiny
     (data_dir / "text").write_text("utt1 HELLO WORLD\nutt2 HELLO THERE\n")
     arpa = cli("lm", str(data_dir / "text"), "-o", "-", "--order", "1").stdout
     assert "\tutt1" not in arpa and "\thello" in arpa
+
+
+def test_info_says_what_a_model_is(tmp_path: Path, tiny_model: Path, capsys):
+    assert run(["info", str(tiny_model)]) == 0
+    text = capsys.readouterr().out
+    assert "architecture: 1x24 BLSTM, 3 frames stacked, subsampled 3" in text
+    assert "trained on: 16 utterances" in text and "1 speakers" in text and "best epoch: 1" in text
+    assert run(["info", str(tiny_model), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parameters"] == asr_cli.load_model(tiny_model).model.num_parameters()
+    assert summary["feature_config"]["num_mel_bins"] == 80
+    status = run(["info", str(tmp_path)])
+    assert status == 1 and "is a folder" in capsys.readouterr().err
