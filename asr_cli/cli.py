@@ -263,7 +263,7 @@ def train(
     train_stores: Annotated[list[Path], typer.Option("--train", help="Training feature store (repeat for several; their CMVN statistics are combined).")],
     valid_store: Annotated[Path, typer.Option("--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.")],
-    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 20,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data (default 20). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = 3000,
     architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture.blstm,
     layers: Annotated[int, typer.Option(help="Stacked LSTM (or DNN) layers.")] = 3,
@@ -299,6 +299,7 @@ def train(
     vocabulary: Annotated[Optional[Path], typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
     skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
@@ -318,7 +319,7 @@ def train(
         raise AsrCliError(str(error)) from error
     augment = SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width) if spec_augment else SpecAugmentConfig(0, 0, 0, 0)
     config = TrainConfig(
-        epochs=epochs, batch_frames=batch_frames, optimizer=optimizer.value, learning_rate=lr, weight_decay=weight_decay,
+        epochs=epochs if epochs is not None else TrainConfig.epochs, batch_frames=batch_frames, optimizer=optimizer.value, learning_rate=lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
         max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
         skip_oov_utts=skip_oov_utts, spec_augment=augment, vtlp_warp=vtlp,
@@ -326,7 +327,8 @@ def train(
     )
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress and sys.stderr.isatty(),
-                        vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None)
+                        vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
+                        init_from=init_from, extend_to_epochs=epochs if resume else None)
     if summary["stopped"]:  # a clean stop, checkpoint written: still not a finished run
         raise typer.Exit(TERMINATED_EXIT_CODE if summary["stop_signal"] == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
     typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")

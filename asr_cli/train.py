@@ -188,11 +188,14 @@ def train(
     train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: str | Path,
     model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
     resume: bool = False, device_name: str = "auto", show_progress: bool = True,
-    vocabulary: Vocabulary | None = None,
+    vocabulary: Vocabulary | None = None, init_from: str | Path | None = None, extend_to_epochs: int | None = None,
 ) -> dict:
     """Train an acoustic model; returns the summary also written to EXP_DIR/summary.json.
 
     The vocabulary is every character of the normalised training text unless one is given.
+    `init_from` (a model file) gives the architecture, vocabulary, CMVN and starting weights, for
+    fine-tuning; with `resume`, `extend_to_epochs` continues a run (finished or not) to that many epochs,
+    the learning-rate schedule stretched over the new total.
     """
     exp_dir = Path(exp_dir)
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
@@ -214,11 +217,14 @@ def train(
                               "resume with the same --train stores, or start a new experiment folder")
         vocabulary = Vocabulary(tuple(checkpoint["vocabulary"]))
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = TrainConfig.from_dict(checkpoint["train_config"])
-    elif vocabulary is None:
+        config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, exp_dir)
+    initial = _initial_weights(init_from, feature_config) if init_from is not None and checkpoint is None else None
+    if initial is not None:
+        vocabulary, model_config = initial.vocabulary, initial.model_config
+    elif checkpoint is None and vocabulary is None:
         texts = (normalize_text(entry.text, config.normalize) for store in train_stores for entry in store)
         vocabulary = Vocabulary.from_texts(texts)
-    if checkpoint is None:
+    if checkpoint is None and initial is None:
         model_config = dataclasses.replace(model_config, input_dim=train_stores[0].dim, vocab_size=vocabulary.size)
     training = build_examples(train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts)
     validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True)
@@ -236,6 +242,8 @@ def train(
         train_cmvn = valid_cmvn = None
         mean, std = combine_cmvn(train_stores).mean_and_std()
         model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+    if initial is not None:  # its CMVN too: a few minutes of a new speaker should not redefine the input scale
+        model.load_state_dict(initial.state_dict)
     mean = model.cmvn_mean.clone().numpy()
     vtlp = Vtlp(train_stores[0].feature_config, config.vtlp_warp) if config.vtlp_warp > 0 else None
     model.to(env.device)
@@ -400,6 +408,37 @@ def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: Exa
     report = score(references, hypotheses, ScoreOptions(normalize=config.normalize, bootstrap_draws=0)).overall()
     model.train()
     return {"valid_loss": loss_sum / max(tokens, 1), "valid_cer": report["cer"], "valid_wer": report["wer"]}
+
+
+@dataclass(frozen=True)
+class InitialWeights:
+    """A trained model to start from (`--init-from`): its architecture, units and weights."""
+
+    model_config: ModelConfig
+    vocabulary: Vocabulary
+    state_dict: dict
+
+
+def _initial_weights(path: str | Path, feature_config: dict) -> InitialWeights:
+    """The model file's weights for fine-tuning; its features must be the training stores'."""
+    from .model import load_model_file
+
+    model, contents = load_model_file(path)
+    differing = [name for name, value in contents["feature_config"].items() if feature_config.get(name) != value]
+    if differing:
+        raise AsrCliError(f"--init-from {path}: the model was trained on other features than the training stores "
+                          f"hold ({', '.join(differing)}); prepare the stores with the model's feature options")
+    return InitialWeights(model.config, Vocabulary(tuple(contents["vocabulary"])), model.state_dict())
+
+
+def _extended(config: TrainConfig, epochs: int | None, checkpoint: dict, exp_dir: Path) -> TrainConfig:
+    """The resumed run's configuration, with its epochs raised to `epochs` when asked (extending a run)."""
+    if epochs is None or epochs == config.epochs:
+        return config
+    if epochs < checkpoint["state"]["epoch"]:
+        raise AsrCliError(f"{exp_dir}: --epochs {epochs} is fewer than the {checkpoint['state']['epoch']} epochs "
+                          "already trained")
+    return dataclasses.replace(config, epochs=epochs)
 
 
 def _check_output_folder(exp_dir: Path, resume: bool) -> None:

@@ -292,3 +292,37 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path: Path, tiny_stores, m
     with pytest.raises(AsrCliError, match="3 non-finite losses in a row"):
         run(train_store, valid_store, tmp_path / "all",
             config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0, max_bad_steps=3))
+
+
+def test_init_from_starts_at_a_trained_models_weights(tmp_path: Path, tiny_stores, tiny_model, speechocean_utterances):
+    train_store, valid_store = tiny_stores
+    config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, learning_rate=1e-9)
+    # Architecture options are ignored; with a vanishing learning rate the weights stay the source's.
+    train([train_store], valid_store, tmp_path / "tuned", ModelConfig(num_layers=3, hidden_size=64), config,
+          show_progress=False, init_from=tiny_model)
+    source, _ = load_model_file(tiny_model)
+    tuned, contents = load_model_file(tmp_path / "tuned" / "model.pt")
+    assert tuned.config == source.config
+    assert_same_weights({k: v for k, v in source.state_dict().items()},
+                        {k: v for k, v in tuned.state_dict().items()})
+    other = make_store(tmp_path / "mfcc", speechocean_utterances[:4], feature_config=FeatureConfig.for_kind("mfcc"))
+    with pytest.raises(AsrCliError, match="--init-from .*other features"):
+        train([other], other, tmp_path / "bad", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
+    foreign = make_store(tmp_path / "foreign", [Utterance(u.id, u.audio, "QUIZ JAZZ", u.speaker)
+                                                for u in speechocean_utterances[:4]])
+    with pytest.raises(AsrCliError, match="outside the vocabulary"):  # the tiny model never saw q, j, z
+        train([foreign], valid_store, tmp_path / "oov", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, tiny_stores):
+    train_store, valid_store = tiny_stores
+    run(train_store, valid_store, tmp_path / "exp")  # 2 epochs
+    with pytest.raises(AsrCliError, match="already finished"):
+        run(train_store, valid_store, tmp_path / "exp", resume=True)
+    with pytest.raises(AsrCliError, match="fewer than the 2 epochs"):
+        run(train_store, valid_store, tmp_path / "exp", resume=True, extend_to_epochs=1)
+    summary = run(train_store, valid_store, tmp_path / "exp", resume=True, extend_to_epochs=3)
+    assert summary["epoch"] == 3
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    assert json.loads((tmp_path / "exp" / "config.json").read_text())["train_config"]["epochs"] == 3
