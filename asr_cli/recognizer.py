@@ -13,16 +13,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import load_audio, resample
-from .data import utterance_mean_and_std
+from .audio import audio_info, load_audio, resample
+from .data import MIN_CMVN_STD, utterance_mean_and_std
 from .decode import DecodeOptions, LanguageModelTables
 from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, word_timings
 from .errors import AsrCliError
-from .features import FeatureConfig, FeatureExtractor
+from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .model import load_model_file
+from .segment import SegmentationOptions, file_energies_db, frame_energies_db, speech_segments
 from .text import Vocabulary
 
 INT16_FULL_SCALE = 32768.0
+SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together
 
 
 @dataclass(frozen=True)
@@ -55,38 +57,88 @@ class Recognizer:
         return self.feature_config.sample_rate_hz
 
     def transcribe(self, audio, sample_rate: int | None = None, *, lm: str | Path | None = None,
-                   lm_unit: str = "word", **search_options) -> Transcription:
+                   lm_unit: str = "word", segmentation: SegmentationOptions = SegmentationOptions(),
+                   **search_options) -> Transcription:
         """Transcribe one recording.
 
         `audio`: a file path, or samples (numpy array or torch tensor; 1-D, or (samples, channels)
         which is averaged to mono; floats in [-1, 1] or int16) at `sample_rate` Hz (default: the
         model's). `search_options` are those of `DecodeOptions` (beam_size=1 is greedy; with `lm`,
         a word or character ARPA file, the beam search fuses it: beam_size defaults to 16 then).
+        A recording longer than `segmentation.long_recording_s` is cut at pauses and decoded a few
+        segments at a time (a file is read one segment at a time); times stay recording times.
         """
-        samples = self._samples(audio, sample_rate)
-        frames = self._extractor([samples])[0]
-        if self.model.config.cmvn == "speaker":  # one recording of an unknown speaker: its own statistics
-            mean, std = utterance_mean_and_std(frames)
-            frames = (frames - mean) / std
         if lm is not None:
             search_options.setdefault("beam_size", 16)
         options = TranscribeOptions(search=DecodeOptions(**{"beam_size": 1, **search_options}),
                                     lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit)
-        hypothesis = _decode_batch(self.model, [frames], self.vocabulary, options, self._lm(options), self.device)[0][0]
-        duration_s = len(samples) / self.sample_rate_hz
-        seconds_per_frame = self.model.config.subsample * self.feature_config.frame_shift_ms / 1000
-        return Transcription(
-            text=" ".join(self.vocabulary.decode(hypothesis.label_ids).split()),
-            words=word_timings(hypothesis, self.vocabulary, seconds_per_frame, duration_s),
-            score=float(hypothesis.score), duration_s=duration_s,
-        )
+        lm_tables = self._lm(options)
+        duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
+        cmvn = self._recording_cmvn(segments, load) if self.model.config.cmvn == "speaker" else None
+        texts, words, score = [], [], 0.0
+        batch: list[tuple[float, np.ndarray]] = []
+        for segment in [*segments, None]:  # None: flush the last batch
+            if segment is not None:
+                batch.append((segment[0], load(*segment)))
+            if batch and (segment is None or len(batch) == SEGMENTS_PER_BATCH):
+                for offset_s, hypothesis, piece_s in self._decode_pieces(batch, options, lm_tables, cmvn):
+                    texts.append(" ".join(self.vocabulary.decode(hypothesis.label_ids).split()))
+                    words += [{**w, "start": round(w["start"] + offset_s, 3), "end": round(w["end"] + offset_s, 3)}
+                              for w in word_timings(hypothesis, self.vocabulary, self._seconds_per_frame, piece_s)]
+                    score += float(hypothesis.score)
+                batch = []
+        return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
 
-    def _samples(self, audio, sample_rate: int | None) -> np.ndarray:
-        """Mono float32 samples at the model's rate from a path, an array or a tensor."""
+    @property
+    def _seconds_per_frame(self) -> float:
+        return self.model.config.subsample * self.feature_config.frame_shift_ms / 1000
+
+    def _decode_pieces(self, pieces: list[tuple[float, np.ndarray]], options: TranscribeOptions,
+                       lm_tables: LanguageModelTables | None, cmvn: tuple[np.ndarray, np.ndarray] | None):
+        """(offset s, best hypothesis, piece duration s) for each (offset s, samples) piece, in one batch.
+
+        `cmvn` (mean, std) normalises every piece, for a model trained with per-speaker CMVN.
+        """
+        features = []
+        for _, samples in pieces:
+            frames = self._extractor([samples])[0]
+            if cmvn is not None:
+                frames = (frames - cmvn[0]) / cmvn[1]
+            features.append(frames)
+        decoded = _decode_batch(self.model, features, self.vocabulary, options, lm_tables, self.device)
+        return [(offset_s, hypotheses[0], len(samples) / self.sample_rate_hz)
+                for (offset_s, samples), hypotheses in zip(pieces, decoded)]
+
+    def _recording(self, audio, sample_rate: int | None, segmentation: SegmentationOptions):
+        """(duration s, [(start s, end s)] to decode, load(start, end) -> samples at the model's rate): the whole
+        recording, or for a long one its speech segments; a file's samples are read only when asked for."""
+        rate_hz = self.sample_rate_hz
         if isinstance(audio, (str, Path)):
             if sample_rate is not None:
                 raise AsrCliError("sample_rate is for arrays; a file's own rate is read from its header")
-            return load_audio(audio, self.sample_rate_hz)[0]
+            native_rate_hz, num_samples = audio_info(audio)
+            duration_s = num_samples / native_rate_hz
+            long = duration_s > segmentation.long_recording_s
+            segments = speech_segments(file_energies_db(audio)[0], segmentation) if long else [(0.0, duration_s)]
+            return duration_s, segments, lambda start, end: load_audio(audio, rate_hz, start, end - start)[0]
+        samples = self._samples(audio, sample_rate)
+        duration_s = len(samples) / rate_hz
+        long = duration_s > segmentation.long_recording_s
+        segments = speech_segments(frame_energies_db(samples, rate_hz), segmentation) if long else [(0.0, duration_s)]
+        return duration_s, segments, lambda start, end: samples[int(round(start * rate_hz)) : int(round(end * rate_hz))]
+
+    def _recording_cmvn(self, segments: list[tuple[float, float]], load) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of a recording's frames (its segments'), taken as one unknown speaker's: a first pass
+        that keeps only sums, so a long file stays out of memory."""
+        stats = CmvnStats.zeros(self.feature_config.dim)
+        for start, end in segments:
+            stats.accumulate(self._extractor([load(start, end)])[0])
+        if stats.count == 0:  # only pieces shorter than a frame
+            return utterance_mean_and_std(np.zeros((0, self.feature_config.dim), np.float32))
+        return stats.mean_and_std(MIN_CMVN_STD)
+
+    def _samples(self, audio, sample_rate: int | None) -> np.ndarray:
+        """Mono float32 samples at the model's rate from an array or a tensor."""
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
         samples = np.asarray(audio)
