@@ -47,10 +47,26 @@ def long_recordings(manifest: Path, work: Path) -> tuple[dict[str, Path], dict[s
     return files, texts, utterances
 
 
+def write_long_file(recordings: list[Path], path: Path, hours: float) -> Path:
+    """The recordings over and over until `hours` of audio, written piece by piece."""
+    rate_hz = soundfile.info(str(recordings[0])).samplerate
+    remaining = int(hours * 3600 * rate_hz)
+    with soundfile.SoundFile(str(path), "w", rate_hz, 1) as output:
+        while remaining > 0:
+            for recording in recordings:
+                samples = soundfile.read(str(recording), dtype="float32")[0][:remaining]
+                output.write(samples)
+                remaining -= len(samples)
+                if remaining <= 0:
+                    break
+    return path
+
+
 def peak_rss_mb(model: Path, audio: Path) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of a child process transcribing `audio`."""
-    code = ("import sys, resource, asr_cli; asr_cli.load_model(sys.argv[1]).transcribe(sys.argv[2]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    # VmHWM, not ru_maxrss: the latter carries over the forking parent's size across exec.
+    code = ("import sys, asr_cli; asr_cli.load_model(sys.argv[1]).transcribe(sys.argv[2]); "
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     started = time.perf_counter()
     output = subprocess.run([sys.executable, "-c", code, str(model), str(audio)], capture_output=True, text=True,
                             check=True).stdout
@@ -76,12 +92,7 @@ def main() -> None:
               "wer_per_utterance": round(one_by_one["wer"], 4), "wer_long_recordings": round(joined["wer"], 4),
               "wer_ratio": round(joined["wer"] / one_by_one["wer"], 3)}
     if args.hours > 0:
-        rate_hz = soundfile.info(str(next(iter(files.values())))).samplerate
-        joined_audio = np.concatenate([soundfile.read(str(p), dtype="float32")[0] for p in files.values()])
-        repeats = int(np.ceil(args.hours * 3600 * rate_hz / len(joined_audio)))
-        long_file = args.work / "long.flac"
-        soundfile.write(str(long_file), np.tile(joined_audio, repeats)[: int(args.hours * 3600 * rate_hz)], rate_hz)
-        del joined_audio
+        long_file = write_long_file(list(files.values()), args.work / "long.flac", args.hours)
         rss_mb, seconds = peak_rss_mb(args.model, long_file)
         result.update({"long_file_hours": args.hours, "peak_rss_mb": round(rss_mb), "transcribe_s": round(seconds, 1),
                        "x_real_time": round(args.hours * 3600 / seconds, 1)})
