@@ -406,11 +406,11 @@ def transcribe_command(
     audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
     output_format: Annotated[Optional[OutputFormat], typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help="Prefixes kept per frame (default: 1, greedy; 16 with --lm).")] = None,
-    lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) fused in the beam search.")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help="Prefixes kept per frame (default: 1, greedy; 16 with an LM, or the stored value).")] = None,
+    lm: Annotated[Optional[str], typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
-    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
-    word_bonus: Annotated[float, typer.Option(help="Score added per LM token, against short outputs.")] = 1.0,
+    lm_weight: Annotated[Optional[float], typer.Option(help="Weight of the LM's natural-log probability (default: the stored value, else 0.5).", show_default=False)] = None,
+    word_bonus: Annotated[Optional[float], typer.Option(help="Score added per LM token, against short outputs (default: the stored value, else 1.0).", show_default=False)] = None,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
@@ -419,16 +419,19 @@ def transcribe_command(
     from .recognizer import load_model
     from .writers import WRITERS
 
-    check_distinct_paths([model, *audio, lm], [])
+    from .recognizer import STORED_IF_ANY
+
+    check_distinct_paths([model, *audio], [])
     recognizer = load_model(model, device.value)
-    search = {"beam_size": beam_size} if beam_size is not None else {}
+    lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
+    search = {name: value for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight),
+                                              ("word_bonus", word_bonus)) if value is not None}
     formats = [] if output_format is None else list(WRITERS) if output_format == OutputFormat.all else [output_format.value]
     folder = output_dir if output_dir is not None else Path(".")
     failures = []
     for path in audio:
         try:
-            transcription = recognizer.transcribe(path, lm=lm, lm_unit=lm_unit.value, lm_weight=lm_weight,
-                                                  word_bonus=word_bonus, **search)
+            transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, **search)
         except (AudioError, AsrCliError) as error:
             failures.append(str(error))
             typer.echo(f"error: {error}", err=True)
@@ -438,6 +441,27 @@ def transcribe_command(
     if failures:
         typer.echo(f"{len(failures)} of {len(audio)} recording(s) could not be transcribed", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def pack(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    lm: Annotated[Path, typer.Option(help="N-gram LM (ARPA) to copy into the model's folder as lm.arpa.")],
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
+    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = 0.5,
+    word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = 1.0,
+    beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = 16,
+) -> None:
+    """Store an LM and its search settings beside a model, so that `transcribe MODEL` uses them without flags."""
+    from .decode import DecodeOptions
+    from .recognizer import StoredDecoding
+    from .recognizer import pack as run_pack
+
+    DecodeOptions(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)  # the same checks as decode
+    target = run_pack(model, lm, StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus,
+                                                beam_size=beam_size))
+    typer.echo(f"stored {target} and {target.parent / 'decoding.json'}: `asr-cli transcribe {model} AUDIO` now "
+               f"decodes with beam {beam_size}, LM weight {lm_weight:g}, word bonus {word_bonus:g}")
 
 
 def _write_transcript_files(folder: Path, audio_path: Path, transcription, formats: list[str]) -> None:

@@ -7,6 +7,9 @@ tensor (resampled to the model's rate when `sample_rate` differs).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +22,18 @@ from .decode import DecodeOptions, LanguageModelTables
 from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, word_timings
 from .errors import AsrCliError
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
+from .fileio import atomic_write, write_json
+from .lm import read_arpa
 from .model import load_model_file
 from .segment import SegmentationOptions, file_energies_db, frame_energies_db, speech_segments
 from .text import Vocabulary
 
 INT16_FULL_SCALE = 32768.0
 SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together
+STORED = "stored"  # as `lm`: the LM stored beside the model
+STORED_IF_ANY = object()  # as `lm` (the default): the stored LM when there is one, else none
+STORED_DECODING_FILE = "decoding.json"
+STORED_LM_FILE = "lm.arpa"
 
 
 @dataclass(frozen=True)
@@ -51,12 +60,14 @@ class Recognizer:
         self.info = contents.get("info", {})
         self._extractor = FeatureExtractor(self.feature_config)
         self._lms: dict[tuple[str, str], LanguageModelTables] = {}
+        self.model_path = Path(model_path)
+        self.stored_decoding = read_stored_decoding(self.model_path)
 
     @property
     def sample_rate_hz(self) -> int:
         return self.feature_config.sample_rate_hz
 
-    def transcribe(self, audio, sample_rate: int | None = None, *, lm: str | Path | None = None,
+    def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
                    lm_unit: str = "word", segmentation: SegmentationOptions = SegmentationOptions(),
                    **search_options) -> Transcription:
         """Transcribe one recording.
@@ -67,7 +78,10 @@ class Recognizer:
         a word or character ARPA file, the beam search fuses it: beam_size defaults to 16 then).
         A recording longer than `segmentation.long_recording_s` is cut at pauses and decoded a few
         segments at a time (a file is read one segment at a time); times stay recording times.
+        `lm`: by default the LM stored beside the model (`asr-cli pack`), with its weights, if there is
+        one; `None` for none; "stored" to insist on the stored one; or an ARPA file's path.
         """
+        lm, lm_unit, search_options = self._search_defaults(lm, lm_unit, search_options)
         if lm is not None:
             search_options.setdefault("beam_size", 16)
         options = TranscribeOptions(search=DecodeOptions(**{"beam_size": 1, **search_options}),
@@ -88,6 +102,19 @@ class Recognizer:
                     score += float(hypothesis.score)
                 batch = []
         return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
+
+    def _search_defaults(self, lm, lm_unit: str, search_options: dict):
+        """(LM path or None, its unit, search options) once the stored defaults are applied."""
+        stored = self.stored_decoding
+        if lm is STORED_IF_ANY:
+            lm = STORED if stored is not None else None
+        if not (isinstance(lm, str) and lm == STORED):
+            return lm, lm_unit, search_options
+        if stored is None:
+            raise AsrCliError(f"{self.model_path.parent} holds no stored LM ({STORED_DECODING_FILE}); store one with "
+                              "`asr-cli pack MODEL --lm FILE`, or give an LM file")
+        defaults = {"beam_size": stored.beam_size, "lm_weight": stored.lm_weight, "word_bonus": stored.word_bonus}
+        return self.model_path.parent / stored.lm_file, stored.lm_unit, {**defaults, **search_options}
 
     @property
     def _seconds_per_frame(self) -> float:
@@ -161,6 +188,48 @@ class Recognizer:
         if key not in self._lms:
             self._lms[key] = _lm_tables(options, self.vocabulary)
         return self._lms[key]
+
+
+@dataclass(frozen=True)
+class StoredDecoding:
+    """Search defaults kept beside a model file (`asr-cli pack`): an LM in the model's folder and its weights."""
+
+    lm_file: str = STORED_LM_FILE
+    lm_unit: str = "word"
+    lm_weight: float = 0.5
+    word_bonus: float = 1.0
+    beam_size: int = 16
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def read_stored_decoding(model_path: Path) -> StoredDecoding | None:
+    path = model_path.parent / STORED_DECODING_FILE
+    if not path.is_file():
+        return None
+    try:
+        stored = StoredDecoding(**json.loads(path.read_text(encoding="utf-8")))
+    except (TypeError, ValueError) as error:
+        raise AsrCliError(f"{path}: damaged stored decoding defaults ({error}); write them again with "
+                          "`asr-cli pack`, or remove the file") from error
+    if not (model_path.parent / stored.lm_file).is_file():
+        raise AsrCliError(f"{path} names {stored.lm_file}, which is not in {model_path.parent}")
+    return stored
+
+
+def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding) -> Path:
+    """Store an LM (copied into the model's folder) and its search settings beside a model file, so that
+    `load_model(model).transcribe(...)` and `asr-cli transcribe MODEL` use them without being told."""
+    model_path, lm_path = Path(model_path), Path(lm_path)
+    load_model_file(model_path)  # a model file it is
+    read_arpa(lm_path, max_order=1)  # an LM it is
+    target = model_path.parent / stored.lm_file
+    if lm_path.resolve() != target.resolve():
+        with open(lm_path, "rb") as reader, atomic_write(target, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+    write_json(model_path.parent / STORED_DECODING_FILE, stored.to_dict())
+    return target
 
 
 def load_model(path: str | Path, device: str = "auto") -> Recognizer:

@@ -136,3 +136,29 @@ def test_info_says_what_a_model_is(tmp_path: Path, tiny_model: Path, capsys):
     assert summary["feature_config"]["num_mel_bins"] == 80
     status = run(["info", str(tmp_path)])
     assert status == 1 and "is a folder" in capsys.readouterr().err
+
+
+def test_a_stored_lm_is_used_without_flags(tmp_path: Path, tiny_model: Path, tiny_stores, recording: Path, capsys):
+    import shutil
+
+    folder = tmp_path / "packaged"
+    folder.mkdir()
+    shutil.copy(tiny_model, folder / "model.pt")
+    model_file = folder / "model.pt"
+    assert run(["lm", str(tiny_stores[0]), "-o", str(tmp_path / "words.arpa"), "--order", "2"]) == 0
+    status = run(["transcribe", str(model_file), str(recording), "--lm", "stored"])  # nothing stored yet
+    assert status == 1 and "holds no stored LM" in capsys.readouterr().err
+    plain = asr_cli.load_model(model_file).transcribe(recording)
+    assert run(["pack", str(model_file), "--lm", str(tmp_path / "words.arpa"), "--lm-weight", "2.0",
+                "--word-bonus", "1.5", "--beam-size", "8"]) == 0
+    assert (folder / "lm.arpa").is_file() and json.loads((folder / "decoding.json").read_text())["lm_weight"] == 2.0
+    model = asr_cli.load_model(model_file)
+    stored = model.transcribe(recording)
+    explicit = model.transcribe(recording, lm=tmp_path / "words.arpa", lm_weight=2.0, word_bonus=1.5, beam_size=8)
+    assert stored == explicit and stored != plain
+    assert model.transcribe(recording, lm=None) == plain
+    capsys.readouterr()
+    assert run(["transcribe", str(model_file), str(recording)]) == 0
+    assert capsys.readouterr().out.strip() == stored.text
+    assert run(["transcribe", str(model_file), str(recording), "--lm", "none"]) == 0
+    assert capsys.readouterr().out.strip() == plain.text
