@@ -444,6 +444,20 @@ def transcribe_command(
 
 
 @app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="TorchScript file to write (load with torch.jit.load; no asr-cli needed).")],
+) -> None:
+    """Export the acoustic model as TorchScript, with its feature configuration and characters inside (asr_cli.json)."""
+    from .model import export_torchscript
+
+    check_distinct_paths([model], [output])
+    export_torchscript(model, output)
+    typer.echo(f"wrote {output}: (features, lengths) -> (log_probs, lengths); the feature configuration and "
+               "characters are in its extra file asr_cli.json")
+
+
+@app.command()
 def pack(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     lm: Annotated[Path, typer.Option(help="N-gram LM (ARPA) to copy into the model's folder as lm.arpa.")],

@@ -380,3 +380,47 @@ def describe_model_file(path) -> dict:
         "training": contents.get("info", {}),
         "model_config": config.to_dict(), "feature_config": features,
     }
+
+
+EXPORT_METADATA_FILE = "asr_cli.json"  # inside a TorchScript export: what the module expects and produces
+EXPORT_TOLERANCE = 1e-4
+
+
+def export_torchscript(model_path, output) -> dict:
+    """Write a model file's acoustic model as TorchScript (traced), with its feature pipeline's configuration,
+    vocabulary and normalisation in the extra file `asr_cli.json`; checked against the model on a batch of
+    another shape than the trace's. Returns that metadata.
+
+    The module maps (B, T, F) features and (B,) lengths to (log_probs (B, T', V), lengths (B,)).
+    """
+    import json
+    import warnings
+
+    from .errors import AsrCliError
+    from .fileio import atomic_write
+
+    model, contents = load_model_file(model_path)
+    if model.config.peepholes:
+        raise AsrCliError(f"{model_path}: peephole layers run a Python loop over time, which TorchScript tracing "
+                          "cannot capture; export models built on torch's LSTM (trained without --peepholes)")
+    generator = torch.Generator().manual_seed(0)
+    example = (torch.randn(2, 60, model.config.input_dim, generator=generator), torch.tensor([60, 41]))
+    check = (torch.randn(3, 97, model.config.input_dim, generator=generator), torch.tensor([97, 50, 13]))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps as constants
+        traced = torch.jit.trace(model, example)
+        expected, traced_output = model(*check), traced(*check)
+    difference = float((expected[0] - traced_output[0]).abs().max())
+    if difference > EXPORT_TOLERANCE or not torch.equal(expected[1], traced_output[1]):
+        raise AsrCliError(f"{model_path}: the traced model differs from the model ({difference:.2g}); not exported")
+    metadata = {
+        "format": "asr-cli torchscript 1", "inputs": "features (batch, frames, dim) float32, lengths (batch,) int64",
+        "outputs": "log_probs (batch, frames / subsample, vocabulary + 1; blank 0), lengths (batch,)",
+        "feature_config": contents["feature_config"], "vocabulary": contents["vocabulary"],
+        "model_config": model.config.to_dict(),
+        "normalisation": ("features must arrive normalised by their speaker's (or utterance's) mean and std"
+                          if model.config.cmvn == "speaker" else "global CMVN is inside the module"),
+    }
+    with atomic_write(output, "wb") as handle:
+        torch.jit.save(traced, handle, _extra_files={EXPORT_METADATA_FILE: json.dumps(metadata)})
+    return metadata

@@ -162,3 +162,33 @@ def test_a_stored_lm_is_used_without_flags(tmp_path: Path, tiny_model: Path, tin
     assert capsys.readouterr().out.strip() == stored.text
     assert run(["transcribe", str(model_file), str(recording), "--lm", "none"]) == 0
     assert capsys.readouterr().out.strip() == plain.text
+
+
+def test_export_gives_the_models_log_probabilities(tmp_path: Path, tiny_model: Path, tiny_stores, capsys):
+    from asr_cli.model import load_model_file
+    from asr_cli.store import FeatureStore
+
+    assert run(["export", str(tiny_model), "-o", str(tmp_path / "model.ts")]) == 0
+    extra = {"asr_cli.json": ""}
+    module = torch.jit.load(str(tmp_path / "model.ts"), _extra_files=extra)
+    metadata = json.loads(extra["asr_cli.json"])
+    assert metadata["feature_config"]["num_mel_bins"] == 80 and len(metadata["vocabulary"]) == 26
+    store = FeatureStore(tiny_stores[1])
+    frames = [torch.from_numpy(store.features(i)) for i in range(3)]
+    lengths = torch.tensor([len(f) for f in frames])
+    batch = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
+    model, _ = load_model_file(tiny_model)
+    with torch.no_grad():
+        expected, exported = model(batch, lengths), module(batch, lengths)
+    torch.testing.assert_close(exported[0], expected[0], atol=1e-4, rtol=0)
+    assert torch.equal(exported[1], expected[1])
+
+
+def test_export_of_a_peephole_model_is_refused_clearly(tmp_path: Path, tiny_stores, capsys):
+    from asr_cli.model import ModelConfig
+    from asr_cli.train import TrainConfig, train
+
+    train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=1, hidden_size=8, peepholes=True),
+          TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)
+    assert run(["export", str(tmp_path / "exp" / "model.pt"), "-o", str(tmp_path / "model.ts")]) == 1
+    assert "peephole" in capsys.readouterr().err and not (tmp_path / "model.ts").exists()
