@@ -41,6 +41,7 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 CONFIG_FILE = "config.json"
+MAX_WARMUP_FRACTION_INVERSE = 4  # warm-up takes at most a quarter of the steps
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("fp32", "bf16")
 
@@ -101,11 +102,18 @@ class TrainConfig:
         return cls(**record)
 
 
+def warmup_steps(total_steps: int, config: TrainConfig) -> int:
+    """The warm-up, capped at a quarter of the run: a short run should not spend itself warming up."""
+    return min(config.warmup_steps, total_steps // MAX_WARMUP_FRACTION_INVERSE)
+
+
 def learning_rate_scale(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Linear warm-up, a hold at the peak, then exponential decay to `final_lr_scale`."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    decay_start = config.warmup_steps + config.hold_fraction * max(total_steps - config.warmup_steps, 0)
+    """Linear warm-up (capped at a quarter of the run), a hold at the peak, then exponential decay
+    to `final_lr_scale`."""
+    warmup = warmup_steps(total_steps, config)
+    if step < warmup:
+        return (step + 1) / warmup
+    decay_start = warmup + config.hold_fraction * max(total_steps - warmup, 0)
     if step < decay_start or total_steps <= decay_start:
         return 1.0
     progress = min((step - decay_start) / (total_steps - decay_start), 1.0)
@@ -262,6 +270,9 @@ def train(
         state = checkpoint["state"]
         _restore_rng(checkpoint["rng"], env)
     network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+    if warmup_steps(total_steps, config) < config.warmup_steps and env.is_main and checkpoint is None:
+        print(f"warning: --warmup-steps {config.warmup_steps} is over a quarter of this run's {total_steps} steps; "
+              f"warming up over {warmup_steps(total_steps, config)}", file=sys.stderr)
     if state["epoch"] >= config.epochs:  # before anything is written: the finished run's records stay as they are
         raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
     if env.is_main:

@@ -140,6 +140,9 @@ def test_learning_rate_schedule():
     assert scales[0] == pytest.approx(0.1) and scales[9] == 1.0
     assert scales[10:60] == [1.0] * 50
     assert scales[85] == pytest.approx(0.01**0.5) and scales[109] == pytest.approx(0.01, rel=0.1)
+    # A warm-up longer than a quarter of the run is cut to a quarter (8 of 32 steps).
+    short = [learning_rate_scale(step, 32, TrainConfig(warmup_steps=300)) for step in range(32)]
+    assert short[7] == 1.0 and short[3] == pytest.approx(0.5)
 
 
 def test_batches_respect_the_budget_and_cover_every_example():
