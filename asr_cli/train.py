@@ -41,6 +41,8 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 CONFIG_FILE = "config.json"
+EXPERIMENT_FILES = {LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE, METRICS_FILE, CURVES_FILE, CONFIG_FILE, "summary.json",
+                    "decoding.json", "lm.arpa", "dev_eval"}  # what train (and pack) write, and recipes' evaluations
 MAX_WARMUP_FRACTION_INVERSE = 4  # warm-up takes at most a quarter of the steps
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("fp32", "bf16")
@@ -453,6 +455,11 @@ def _extended(config: TrainConfig, epochs: int | None, checkpoint: dict, exp_dir
 
 
 def _check_output_folder(exp_dir: Path, resume: bool) -> None:
+    """An experiment folder is new, empty, or ours: training never writes over another folder's files."""
+    foreign = sorted(p.name for p in exp_dir.iterdir() if p.name not in EXPERIMENT_FILES) if exp_dir.is_dir() else []
+    if foreign:
+        raise AsrCliError(f"{exp_dir} holds files that are not a training run's (e.g. {', '.join(foreign[:3])}); "
+                          "choose a new or empty experiment folder")
     ensure_writable_dir(exp_dir, "experiment folder")
     if resume and not (exp_dir / LAST_CHECKPOINT).is_file():
         raise AsrCliError(f"--resume: no checkpoint in {exp_dir} ({LAST_CHECKPOINT} not found)")

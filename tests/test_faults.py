@@ -513,3 +513,14 @@ def test_validation_utterances_left_out_are_counted(tmp_path: Path, tiny_stores,
     assert "3 validation utterances (skipped: 1 unknown characters)" in capsys.readouterr().err
     config = json.loads((tmp_path / "exp" / "config.json").read_text())
     assert config["skipped_validation_utterances"]["unknown characters"] == [valid[0].id]
+
+
+def test_training_never_writes_into_a_folder_of_other_files(tmp_path: Path, tiny_stores, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"mine": true}')
+    (project / "notes.txt").write_text("keep")
+    before = checksums(project)
+    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", project, "--no-progress",
+            names="notes.txt")
+    assert checksums(project) == before
