@@ -88,7 +88,9 @@ class Recognizer:
                                     lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit)
         lm_tables = self._lm(options)
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
-        cmvn = self._recording_cmvn(segments, load) if self.model.config.cmvn == "speaker" else None
+        # One segment is normalised by its own statistics when decoded; several need a first pass for the recording's.
+        speaker_mode = self.model.config.cmvn == "speaker"
+        cmvn = self._recording_cmvn(segments, load) if speaker_mode and len(segments) > 1 else None
         texts, words, score = [], [], 0.0
         batch: list[tuple[float, np.ndarray]] = []
         for segment in [*segments, None]:  # None: flush the last batch
@@ -124,13 +126,15 @@ class Recognizer:
                        lm_tables: LanguageModelTables | None, cmvn: tuple[np.ndarray, np.ndarray] | None):
         """(offset s, best hypothesis, piece duration s) for each (offset s, samples) piece, in one batch.
 
-        `cmvn` (mean, std) normalises every piece, for a model trained with per-speaker CMVN.
+        A model trained with per-speaker CMVN normalises every piece by `cmvn` (mean, std), or without it
+        by the piece's own statistics.
         """
         features = []
         for _, samples in pieces:
             frames = self._extractor([samples])[0]
-            if cmvn is not None:
-                frames = (frames - cmvn[0]) / cmvn[1]
+            if self.model.config.cmvn == "speaker":
+                mean, std = cmvn if cmvn is not None else utterance_mean_and_std(frames)
+                frames = (frames - mean) / std
             features.append(frames)
         decoded = _decode_batch(self.model, features, self.vocabulary, options, lm_tables, self.device)
         return [(offset_s, hypotheses[0], len(samples) / self.sample_rate_hz)
