@@ -76,9 +76,10 @@ class ArrayWriter:
             raise ValueError(f"expected features of shape (N, {self.dim}), got {features.shape}")
         stored = np.ascontiguousarray(features, dtype=self.dtype)
         try:
-            stored.tofile(self._handle)
-        except OSError as error:  # numpy's write error names no file
-            raise OSError(error.errno, error.strerror, self._handle.name) from error
+            # A file write, not ndarray.tofile: numpy reports a short write without errno ("No space left").
+            self._handle.write(memoryview(stored).cast("B"))
+        except OSError as error:  # a buffered write's error names no file
+            raise OSError(error.errno, error.strerror or str(error), self._handle.name) from error
         # CMVN describes the frames a model will read back, so it is taken after the cast.
         self.cmvn.accumulate(stored)
         start = self.num_frames

@@ -3,6 +3,7 @@ the message names the bad item, that no traceback is printed, and that no input 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -458,6 +459,23 @@ def test_prepare_on_a_full_disk(small_disk, manifest: Path, capsys, jobs):
     assert "No space left" in message
     assert list(disk.iterdir()) == []  # no store, no temporary
 
+
+
+def test_a_feature_array_filling_the_disk_says_so(small_disk):
+    # numpy's own tofile reported a short write as "[Errno None] None"; the writer must keep the reason.
+    import numpy as np
+
+    from asr_cli.store import ArrayWriter
+
+    disk = small_disk(64)
+    writer = ArrayWriter(disk, 0, 80, "float32")
+    with pytest.raises(OSError) as caught:
+        for _ in range(10):
+            writer.append(np.ones((100, 80), dtype=np.float32))  # 32 kB each
+        writer.close()
+    with contextlib.suppress(OSError):  # release the tmpfs for unmounting
+        writer.close()
+    assert "No space left" in str(caught.value.strerror) and "feats-000.bin" in str(caught.value.filename)
 
 def test_training_checkpoint_on_a_full_disk(small_disk, tiny_stores, capsys):
     disk = small_disk(160)
