@@ -604,7 +604,26 @@ def run(args: list[str] | None = None) -> int:
     except OSError as error:
         typer.echo(f"error: {describe_os_error(error)}", err=True)
         return 1
+    except SystemError as error:
+        # numba wraps a Ctrl-C that lands while it loads compiled code in SystemErrors; it is still an interrupt.
+        if not _caused_by(error, (KeyboardInterrupt, Terminated)):
+            raise
+        terminated = _caused_by(error, (Terminated,))
+        typer.echo(INTERRUPTED_MESSAGE.replace("interrupted", "terminated") if terminated else INTERRUPTED_MESSAGE,
+                   err=True)
+        return TERMINATED_EXIT_CODE if terminated else INTERRUPTED_EXIT_CODE
     return 0
+
+
+def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether `error` or anything in its chain of causes is one of `kinds`."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kinds):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def main() -> None:

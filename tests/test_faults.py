@@ -542,3 +542,25 @@ def test_training_never_writes_into_a_folder_of_other_files(tmp_path: Path, tiny
     refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", project, "--no-progress",
             names="notes.txt")
     assert checksums(project) == before
+
+
+def test_an_interrupt_wrapped_by_numba_is_still_an_interrupt(monkeypatch, capsys):
+    # numba turns a Ctrl-C that lands while it unpickles compiled code into a chain of SystemErrors.
+    import asr_cli.cli as cli
+
+    def interrupted_inside_numba(_arguments):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("<function _numba_unpickle> returned a result with an exception set") from interrupt
+
+    monkeypatch.setattr(cli, "_refuse_undecodable_arguments", interrupted_inside_numba)
+    assert run(["info", "model.pt"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+    def broken(_arguments):
+        raise SystemError("a real internal error")
+
+    monkeypatch.setattr(cli, "_refuse_undecodable_arguments", broken)
+    with pytest.raises(SystemError):  # anything else stays a bug with its traceback
+        run(["info", "model.pt"])
