@@ -359,6 +359,8 @@ def decode(
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
     word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
     oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = 10.0,
+    lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end; give a --beam-size (e.g. 16).")] = None,
+    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = None,
     nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = 1,
     token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 10,
     token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 6.0,
@@ -377,12 +379,12 @@ def decode(
     options = TranscribeOptions(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
                              beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus,
-                             oov_penalty=oov_penalty, nbest=nbest),
+                             oov_penalty=oov_penalty, nbest=nbest, unlisted_word_penalty=unlisted_word_penalty),
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
-        batch_frames=batch_frames,
+        lexicon_path=str(lexicon) if lexicon is not None else None, batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress and sys.stderr.isatty(), skip_bad=skip_bad,
     )
-    check_distinct_paths([model, *inputs, lm], [output, ctm])
+    check_distinct_paths([model, *inputs, lm, lexicon], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
                + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""),
@@ -411,6 +413,7 @@ def transcribe_command(
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
     lm_weight: Annotated[Optional[float], typer.Option(help="Weight of the LM's natural-log probability (default: the stored value, else 0.5).", show_default=False)] = None,
     word_bonus: Annotated[Optional[float], typer.Option(help="Score added per LM token, against short outputs (default: the stored value, else 1.0).", show_default=False)] = None,
+    lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
@@ -431,7 +434,7 @@ def transcribe_command(
     failures = []
     for path in audio:
         try:
-            transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, **search)
+            transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, lexicon=lexicon, **search)
         except (AudioError, AsrCliError) as error:
             failures.append(str(error))
             typer.echo(f"error: {error}", err=True)

@@ -13,6 +13,7 @@ tokens or frames.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class DecodeOptions:
     oov_penalty: float = 10.0  # word LM: times lm_weight, for a word no LM word begins with, and an OOV word
     word_bonus: float = 1.0
     nbest: int = 1
+    unlisted_word_penalty: float | None = None  # with a lexicon: nats for a word outside it (None: never output)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.nbest < 1 or self.token_prune_k < 1:
@@ -59,6 +61,8 @@ class DecodeOptions:
                 raise AsrCliError(f"{option} must be a finite number, not {value}")
         if self.token_prune_threshold <= 0 or self.beam_threshold <= 0 or self.lm_weight < 0 or self.oov_penalty < 0:
             raise AsrCliError("the pruning thresholds must be positive, --lm-weight and --oov-penalty >= 0")
+        if self.unlisted_word_penalty is not None and not 0 <= self.unlisted_word_penalty < math.inf:
+            raise AsrCliError(f"--unlisted-word-penalty must be a finite number >= 0, not {self.unlisted_word_penalty}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,10 @@ class LanguageModelTables:
     # natural-log probability (minus the OOV penalty for an OOV word); see `beam_search`.
     scorer: object | None = None
     cache: Dict | None = None
+    # With a lexicon (`restrict_to_lexicon`), `prefix_hashes` holds the prefixes of its words' spellings only, and
+    # `lexicon_words` the hashes of their complete spellings: other words are refused or penalised.
+    restricted: bool = False
+    lexicon_words: Dict | None = None
 
     @property
     def oov_rate(self) -> float:
@@ -233,6 +241,35 @@ def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = 
     return tables
 
 
+def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabulary,
+                        oov_penalty: float) -> LanguageModelTables:
+    """Tables whose search outputs only the lexicon's words (a trie of their spellings, as hashed prefixes).
+
+    With a word LM, an unfinished word is ranked by the best unigram ln P of
+    the lexicon words it begins (a word the LM does not know counts as minus the
+    OOV penalty, as in the search without a lexicon), so the look-ahead only sees words the search may finish.
+    """
+    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
+    no_context = np.full(max(tables.order - 1, 1), -1, np.int64)
+    lexicon_words = Dict.empty(key_type=types.int64, value_type=types.int64)
+    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
+    for spellings in lexicon.pronunciations.values():
+        for units in spellings:
+            labels = [label_of[unit] for unit in units]
+            word_hash = sequence_hash(labels)
+            lexicon_words[word_hash] = 1
+            look_ahead = 0.0
+            if tables.mode == WORD_LM and word_hash in tables.word_of_hash:
+                look_ahead = _lm_log_prob(no_context, tables.word_of_hash[word_hash], tables.keys, tables.log_probs,
+                                          tables.backoffs, tables.unknown_log_prob)
+            elif tables.mode == WORD_LM and len(tables.word_of_hash) > 0:  # as for prefixes no LM word begins
+                look_ahead = -oov_penalty
+            for end in range(1, len(labels) + 1):
+                prefix = sequence_hash(labels[:end])
+                prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), look_ahead)
+    return dataclasses.replace(tables, prefix_hashes=prefix_hashes, lexicon_words=lexicon_words, restricted=True)
+
+
 # --- the search ---
 
 @numba.njit(cache=True)
@@ -304,7 +341,7 @@ def _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candid
 @numba.njit(cache=True)
 def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_score, partial_penalty, keys,
                  lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes, token_of_label,
-                 lm_weight, word_bonus, oov_penalty, external, cache):
+                 lm_weight, word_bonus, oov_penalty, external, cache, restricted, lexicon_words, unlisted_penalty):
     """Set a new prefix's LM context, partial-word hash and LM scores from its parent's.
 
     `partial_penalty` is the look-ahead score of an unfinished word: the best
@@ -315,35 +352,36 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
     just paid for a complete word (measured on speechocean762 dev: 78.6% ->
     76.8% WER at each one's best weights, beam 16).
 
+    With a lexicon (`restricted`), a prefix that no lexicon word begins with,
+    or a finished word outside it, costs `unlisted_penalty` (inf: refused).
+
     With an `external` scorer, contexts hold word hashes, scores come from
     `cache`, and the return value says whether one was missing there.
     """
     contexts[child] = contexts[node]
     lm_score[child] = lm_score[node]
     missing = False
-    if mode == 1:
+    if mode == 1 or restricted:
         if label != space_id:
             word_hash[child] = extend_hash(word_hash[node] if word_hash[node] != 0 else np.int64(HASH_SEED), label)
-            if external and len(prefix_hashes) == 0:  # no word list: no look-ahead
+            if restricted and word_hash[child] not in prefix_hashes:
+                partial_penalty[child] = -unlisted_penalty
+            elif mode != 1:
+                partial_penalty[child] = 0.0
+            elif external and len(prefix_hashes) == 0:  # no word list: no look-ahead
                 partial_penalty[child] = word_bonus
             elif word_hash[child] not in prefix_hashes:
                 partial_penalty[child] = -lm_weight * oov_penalty
             else:
                 partial_penalty[child] = lm_weight * prefix_hashes[word_hash[child]] + word_bonus
         elif word_hash[node] != 0:  # a space ends a word: score it
-            if external:
-                word = word_hash[node]
-                score, missing = _cached_score(cache, contexts[node], word, missing)
-                lm_score[child] += lm_weight * score + word_bonus
-            else:
-                word = _lookup(word_of_hash, word_hash[node], unknown_id)
-                lm_score[child] += lm_weight * _lm_log_prob(
-                    contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
-                if word_hash[node] not in word_of_hash:
-                    lm_score[child] -= lm_weight * oov_penalty
-            contexts[child, :-1] = contexts[node, 1:]
-            contexts[child, -1] = word
-    elif mode == 2:
+            if restricted and word_hash[node] not in lexicon_words:
+                lm_score[child] -= unlisted_penalty
+            if mode == 1:
+                missing = _score_word(node, child, contexts, word_hash, lm_score, keys, lm_log_probs, lm_backoffs,
+                                      unknown_log_prob, unknown_id, word_of_hash, lm_weight, word_bonus, oov_penalty,
+                                      external, cache)
+    if mode == 2:
         lm_token = token_of_label[label] if token_of_label[label] >= 0 else unknown_id
         lm_score[child] += lm_weight * _lm_log_prob(
             contexts[node], lm_token, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
@@ -353,9 +391,30 @@ def _score_child(node, child, label, mode, space_id, contexts, word_hash, lm_sco
 
 
 @numba.njit(cache=True)
+def _score_word(node, child, contexts, word_hash, lm_score, keys, lm_log_probs, lm_backoffs, unknown_log_prob,
+                unknown_id, word_of_hash, lm_weight, word_bonus, oov_penalty, external, cache):
+    """Word LM: add the n-gram score of the word `node` ends to `child` and move the word into its context."""
+    missing = False
+    if external:
+        word = word_hash[node]
+        score, missing = _cached_score(cache, contexts[node], word, missing)
+        lm_score[child] += lm_weight * score + word_bonus
+    else:
+        word = _lookup(word_of_hash, word_hash[node], unknown_id)
+        lm_score[child] += lm_weight * _lm_log_prob(
+            contexts[node], word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+        if word_hash[node] not in word_of_hash:
+            lm_score[child] -= lm_weight * oov_penalty
+    contexts[child, :-1] = contexts[node, 1:]
+    contexts[child, -1] = word
+    return missing
+
+
+@numba.njit(cache=True)
 def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_threshold, space_id, mode, order, keys,
                         lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id, word_of_hash,
-                        prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty, nbest, external, cache):
+                        prefix_hashes, token_of_label, lm_weight, word_bonus, oov_penalty, nbest, external, cache,
+                        restricted, lexicon_words, unlisted_penalty):
     num_frames, vocab_size = log_probs.shape
     context_size = max(order - 1, 1)
     capacity = 1024
@@ -388,11 +447,14 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
         for b in range(beam_nodes.shape[0]):
             node, p_blank, p_nonblank = beam_nodes[b], beam_blank[b], beam_nonblank[b]
             p_total = _log_add(p_blank, p_nonblank)
+            # A lexicon can forbid every token pruning leaves; a blank keeps each prefix alive through such frames.
+            blank_tried = not restricted
             for k in range(order_of_tokens.shape[0]):
                 label = order_of_tokens[k]
                 p = row[label]
                 if p < best_log_prob - prune_threshold:
                     break
+                blank_tried = blank_tried or label == 0
                 target = node
                 if label != 0:
                     key = node * vocab_size + label
@@ -418,7 +480,8 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                         missed[child] = _score_child(
                             node, child, label, mode, space_id, contexts, word_hash, lm_score, partial_penalty, keys,
                             lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
-                            token_of_label, lm_weight, word_bonus, oov_penalty, external, cache)
+                            token_of_label, lm_weight, word_bonus, oov_penalty, external, cache, restricted,
+                            lexicon_words, unlisted_penalty)
                     target = child
                 slot, num_candidates = _claim_slot(target, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
                 if label == 0:
@@ -431,6 +494,9 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
                     cand_nonblank[same] = _log_add(cand_nonblank[same], p_nonblank + p)
                 else:
                     cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_total + p)
+            if not blank_tried:
+                slot, num_candidates = _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
+                cand_blank[slot] = _log_add(cand_blank[slot], p_total + row[0])
         totals = np.empty(num_candidates)
         for c in range(num_candidates):
             totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[cand_nodes[c]] + partial_penalty[cand_nodes[c]]
@@ -453,6 +519,8 @@ def _prefix_beam_search(log_probs, beam_size, prune_k, prune_threshold, beam_thr
             score += _final_lm_score(node, mode, contexts[node].copy(), word_hash, keys, lm_log_probs, lm_backoffs,
                                      unknown_log_prob, end_id, unknown_id, word_of_hash, lm_weight, word_bonus,
                                      oov_penalty, external, cache, missed)
+        if restricted and word_hash[node] != 0 and word_hash[node] not in lexicon_words:
+            score -= unlisted_penalty  # the utterance cannot end in mid-word
         finals[b] = score
     best = np.argsort(-finals)[:nbest]
     missed_nodes = np.nonzero(missed[:num_nodes])[0]
@@ -514,7 +582,9 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOp
             space_id, tables.mode, tables.order, tables.keys, tables.log_probs, tables.backoffs,
             tables.unknown_log_prob, tables.start_id, tables.end_id, tables.unknown_id, tables.word_of_hash,
             tables.prefix_hashes, tables.token_of_label, options.lm_weight, options.word_bonus, options.oov_penalty,
-            options.nbest, tables.external, cache,
+            options.nbest, tables.external, cache, tables.restricted,
+            tables.lexicon_words if tables.lexicon_words is not None else _empty_word_set(),
+            np.inf if options.unlisted_word_penalty is None else options.unlisted_word_penalty,
         )
         if missed.shape[0] == 0:
             break
@@ -522,7 +592,29 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeOp
                     options.oov_penalty)
     else:
         raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
-    return [Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score)) for node, score in zip(nodes, scores)]
+    hypotheses = [Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score))
+                  for node, score in zip(nodes, scores)]
+    if tables.restricted:  # every prefix left broke the lexicon (a narrow beam): keep the lexicon words it has
+        hypotheses = [_lexicon_words_only(h, space_id, tables.lexicon_words) if h.score == -np.inf else h
+                      for h in hypotheses]
+    return hypotheses
+
+
+def _lexicon_words_only(hypothesis: Hypothesis, space_id: int, lexicon_words: Dict) -> Hypothesis:
+    """The hypothesis without its words (and their spaces) that are not complete lexicon words."""
+    kept_labels, kept_frames, word = [], [], []
+    for label, frame in [*zip(hypothesis.label_ids, hypothesis.frames), (space_id, -1)]:
+        if label != space_id:
+            word.append((label, frame))
+            continue
+        if word and sequence_hash([label for label, _ in word]) in lexicon_words:
+            if kept_labels:
+                kept_labels.append(space_id)
+                kept_frames.append(word[0][1])
+            kept_labels += [label for label, _ in word]
+            kept_frames += [frame for _, frame in word]
+        word = []
+    return Hypothesis(kept_labels, kept_frames, hypothesis.score)
 
 
 def _labels_and_frames(node: int, parent: np.ndarray, token: np.ndarray, frame: np.ndarray) -> tuple[list[int], list[int]]:
@@ -532,6 +624,10 @@ def _labels_and_frames(node: int, parent: np.ndarray, token: np.ndarray, frame: 
         frames.append(int(frame[node]))
         node = parent[node]
     return label_ids[::-1], frames[::-1]
+
+
+def _empty_word_set() -> Dict:
+    return Dict.empty(key_type=types.int64, value_type=types.int64)
 
 
 def _empty_cache() -> Dict:

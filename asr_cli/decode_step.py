@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
 from .data import SpeakerCmvn
-from .decode import (DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables, greedy_hypotheses,
-                     scorer_lm_tables)
+from .decode import (WORD_LM, DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables,
+                     empty_lm_tables, greedy_hypotheses, restrict_to_lexicon, scorer_lm_tables)
 from .errors import AsrCliError, format_problems
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_write
 from .lm import KenlmScorer, is_kenlm_binary, read_arpa
+from .lexicon import check_units, read_lexicon
 from .manifest import Utterance, load_manifest
 from .model import load_model_file
 from .store import FeatureStore
@@ -45,6 +47,7 @@ class TranscribeOptions:
     lm_path: str | None = None
     lm_unit: str = "word"
     lm_backend: str = "auto"  # auto: KenLM binary files through KenLM, ARPA files through our reader
+    lexicon_path: str | None = None  # the words the search may output (see lexicon.py)
     batch_frames: int = 30000
     device: str = "auto"
     timestamps: bool = False
@@ -134,7 +137,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     model, contents = load_model_file(model_path, device)
     feature_config = FeatureConfig.from_dict(contents["feature_config"])
     vocabulary = Vocabulary(tuple(contents["vocabulary"]))
-    lm_tables = _load_lm(options, vocabulary)
+    lm_tables = with_lexicon(options, vocabulary, _load_lm(options, vocabulary), verbose=True)
     sources, store = collect_sources([Path(p) for p in inputs], feature_config)
     if not sources:
         raise AsrCliError("nothing to decode: the inputs hold no utterances")
@@ -188,6 +191,24 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
         print("warning: most of the LM's vocabulary is out of reach of the model: was it built on other text "
               "or with other normalisation?", file=sys.stderr)
     return tables
+
+
+def with_lexicon(options: TranscribeOptions, vocabulary: Vocabulary, lm_tables: LanguageModelTables | None,
+                 verbose: bool = False) -> LanguageModelTables | None:
+    """The search tables restricted to `options.lexicon_path`'s words (unchanged without a lexicon)."""
+    if options.lexicon_path is None:
+        return lm_tables
+    lexicon = read_lexicon(options.lexicon_path)
+    check_units(lexicon, set(vocabulary.characters))
+    lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.mode == WORD_LM else set()
+    if lm_words and not lm_words & set(lexicon.words):
+        raise AsrCliError(f"{options.lexicon_path} shares no word with the LM {options.lm_path}: were they written "
+                          "for the same language, with the same normalisation?")
+    if verbose:
+        unknown = f"; {len(set(lexicon.words) - lm_words):,} of them unknown to the LM" if lm_words else ""
+        print(f"lexicon {options.lexicon_path}: {len(lexicon.words):,} words{unknown}", file=sys.stderr)
+    base = lm_tables if lm_tables is not None else empty_lm_tables(vocabulary.size)
+    return restrict_to_lexicon(base, lexicon, vocabulary, options.search.oov_penalty)
 
 
 def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables:
@@ -271,13 +292,18 @@ def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, opt
 def _result(source: Source, hypotheses: list[Hypothesis], vocabulary: Vocabulary, seconds_per_frame: float,
             options: TranscribeOptions) -> dict:
     best = hypotheses[0]
-    record = {"id": source.id, "text": " ".join(vocabulary.decode(best.label_ids).split()), "score": round(best.score, 4)}
+    record = {"id": source.id, "text": " ".join(vocabulary.decode(best.label_ids).split()), "score": _score(best)}
     if options.search.nbest > 1:
-        record["nbest"] = [{"text": " ".join(vocabulary.decode(h.label_ids).split()), "score": round(h.score, 4)}
+        record["nbest"] = [{"text": " ".join(vocabulary.decode(h.label_ids).split()), "score": _score(h)}
                            for h in hypotheses]
     if options.timestamps:
         record["words"] = word_timings(best, vocabulary, seconds_per_frame, source.duration_s)
     return record
+
+
+def _score(hypothesis: Hypothesis) -> float | None:
+    """The rounded score; None (JSON null) for a lexicon search whose every path broke the lexicon."""
+    return round(hypothesis.score, 4) if math.isfinite(hypothesis.score) else None
 
 
 def word_timings(hypothesis: Hypothesis, vocabulary: Vocabulary, seconds_per_frame: float, duration_s: float) -> list[dict]:

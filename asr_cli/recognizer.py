@@ -19,7 +19,7 @@ import torch
 from .audio import audio_info, load_audio, resample
 from .data import MIN_CMVN_STD, utterance_mean_and_std
 from .decode import DecodeOptions, LanguageModelTables
-from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, word_timings
+from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, with_lexicon, word_timings
 from .errors import AsrCliError
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_write, write_json
@@ -59,7 +59,7 @@ class Recognizer:
         self.vocabulary = Vocabulary(tuple(contents["vocabulary"]))
         self.info = contents.get("info", {})
         self._extractor = FeatureExtractor(self.feature_config)
-        self._lms: dict[tuple[str, str], LanguageModelTables] = {}
+        self._lms: dict[tuple, LanguageModelTables | None] = {}
         self.model_path = Path(model_path)
         self.stored_decoding = read_stored_decoding(self.model_path)
 
@@ -68,7 +68,7 @@ class Recognizer:
         return self.feature_config.sample_rate_hz
 
     def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
-                   lm_unit: str = "word", segmentation: SegmentationOptions = SegmentationOptions(),
+                   lm_unit: str = "word", lexicon: str | Path | None = None, segmentation: SegmentationOptions = SegmentationOptions(),
                    **search_options) -> Transcription:
         """Transcribe one recording.
 
@@ -80,12 +80,15 @@ class Recognizer:
         segments at a time (a file is read one segment at a time); times stay recording times.
         `lm`: by default the LM stored beside the model (`asr-cli pack`), with its weights, if there is
         one; `None` for none; "stored" to insist on the stored one; or an ARPA file's path.
+        `lexicon`: a word list or Kaldi lexicon; the beam search then outputs only its words
+        (`unlisted_word_penalty` in `search_options` allows others at that cost).
         """
         lm, lm_unit, search_options = self._search_defaults(lm, lm_unit, search_options)
-        if lm is not None:
+        if lm is not None or lexicon is not None:
             search_options.setdefault("beam_size", 16)
         options = TranscribeOptions(search=DecodeOptions(**{"beam_size": 1, **search_options}),
-                                    lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit)
+                                    lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit,
+                                    lexicon_path=str(lexicon) if lexicon is not None else None)
         lm_tables = self._lm(options)
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
         # One segment is normalised by its own statistics when decoded; several need a first pass for the recording's.
@@ -185,12 +188,13 @@ class Recognizer:
         return resample(samples.astype(np.float32), sample_rate or self.sample_rate_hz, self.sample_rate_hz)
 
     def _lm(self, options: TranscribeOptions) -> LanguageModelTables | None:
-        """The LM tables, read once per (file, unit)."""
-        if options.lm_path is None:
+        """The search tables (LM and lexicon), read once per (LM file, unit, lexicon, OOV penalty)."""
+        if options.lm_path is None and options.lexicon_path is None:
             return None
-        key = (options.lm_path, options.lm_unit)
+        key = (options.lm_path, options.lm_unit, options.lexicon_path, options.search.oov_penalty)
         if key not in self._lms:
-            self._lms[key] = _lm_tables(options, self.vocabulary)
+            lm_tables = _lm_tables(options, self.vocabulary) if options.lm_path is not None else None
+            self._lms[key] = with_lexicon(options, self.vocabulary, lm_tables)
         return self._lms[key]
 
 

@@ -10,6 +10,11 @@ compared without an LM). Utterances/s count the search only (the model's
 forward pass is done once, beforehand). Targets: >= 5x pyctcdecode's
 utterances/s at equal beam with equal or better WER; within 2x of flashlight.
 
+With --lexicon (a word list), also our lexicon-constrained search and
+flashlight-text's LexiconDecoder (a Python LM class over the same ARPA file,
+since the wheel has no KenLM: its LM calls cost Python time, so its speed is
+a lower bound), each with its own best weights from the grid.
+
 LM weight and word bonus: each LM decoder gets its own best pair from the
 same grid at beam 16 (the two searches score partial words differently, so
 one decoder's best is not the other's), then runs at beams 16 and 64 with it.
@@ -34,15 +39,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
     """(per-utterance (T, V) log-probabilities, ids, reference texts, characters)."""
+    from asr_cli.data import SpeakerCmvn
     from asr_cli.model import load_model_file
     from asr_cli.store import FeatureStore
 
     model, contents = load_model_file(model_path)
     store = FeatureStore(store_path)
+    speaker_cmvn = SpeakerCmvn.of_stores([store]) if model.config.cmvn == "speaker" else None
     outputs, ids, references = [], [], []
     with torch.no_grad():
         for entry in store:
-            features = torch.from_numpy(store.features(entry.id))[None]
+            frames = store.features(entry.id)
+            if speaker_cmvn is not None:  # as `decode` does for a model trained with per-speaker CMVN
+                frames = speaker_cmvn(0, entry.speaker, frames)
+            features = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))[None]
             log_probs, lengths = model(features, torch.tensor([features.shape[1]]))
             outputs.append(log_probs[0, : int(lengths[0])].numpy())
             ids.append(entry.id)
@@ -66,9 +76,11 @@ def main() -> None:
     parser.add_argument("--lm-weights", default="0.5,0.8,1.2,1.6", help="grid of LM weights")
     parser.add_argument("--word-bonuses", default="0,1,2,3", help="grid of word bonuses")
     parser.add_argument("--reference-python", help="python of an environment with pyctcdecode, kenlm and flashlight-text")
+    parser.add_argument("--lexicon", type=Path, help="word list for the lexicon-constrained rows")
     args = parser.parse_args()
 
-    from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_hypotheses
+    from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_hypotheses, restrict_to_lexicon
+    from asr_cli.lexicon import read_lexicon
     from asr_cli.lm import read_arpa
     from asr_cli.text import Vocabulary
 
@@ -97,6 +109,12 @@ def main() -> None:
         runs[f"ours_beam{beam}_lm"] = ours(beam, *our_weights, tables)
     summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
                "ours_lm_weight_bonus": list(our_weights)}
+    if args.lexicon:
+        lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, DecodeOptions().oov_penalty)
+        lexicon_weights = best_pair({pair: ours(16, *pair, lexicon_tables)[1] for pair in grid})
+        summary["ours_lexicon_lm_weight_bonus"] = list(lexicon_weights)
+        for beam in (16, 64):
+            runs[f"ours_lexicon_beam{beam}_lm"] = ours(beam, *lexicon_weights, lexicon_tables)
     if args.reference_python:
         with tempfile.TemporaryDirectory() as work_dir:
             saved = Path(work_dir) / "log_probs.npz"
@@ -107,6 +125,14 @@ def main() -> None:
             summary["pyctcdecode_lm_weight_bonus"] = list(their_weights)
             timed = run_reference(args.reference_python, saved, args.lm, [
                 "--lm-weight", str(their_weights[0]), "--word-bonus", str(their_weights[1])])
+            if args.lexicon:
+                lexicon_option = ["--lexicon", str(args.lexicon)]
+                tuning = run_reference(args.reference_python, saved, args.lm, ["--grid", json.dumps(grid), *lexicon_option])
+                flashlight_weights = best_pair({tuple(pair): hyps for pair, hyps in tuning["grid"]})
+                summary["flashlight_lexicon_lm_weight_bonus"] = list(flashlight_weights)
+                timed.update(run_reference(args.reference_python, saved, args.lm, [
+                    "--lm-weight", str(flashlight_weights[0]), "--word-bonus", str(flashlight_weights[1]),
+                    *lexicon_option]))
         for name, result in timed.items():
             runs[name] = (result["seconds"], result["hypotheses"])
     for name, (seconds, hypotheses) in runs.items():
@@ -118,6 +144,10 @@ def main() -> None:
                 summary[f"ours_beam{beam}_lm"]["utt_per_s"] / summary[f"pyctcdecode_beam{beam}_lm"]["utt_per_s"], 2)
             summary[f"speed_vs_flashlight_beam{beam}"] = round(
                 summary[f"ours_beam{beam}_nolm"]["utt_per_s"] / summary[f"flashlight_beam{beam}_nolm"]["utt_per_s"], 2)
+        if f"flashlight_lexicon_beam{beam}_lm" in summary:
+            summary[f"lexicon_speed_vs_flashlight_beam{beam}"] = round(
+                summary[f"ours_lexicon_beam{beam}_lm"]["utt_per_s"]
+                / summary[f"flashlight_lexicon_beam{beam}_lm"]["utt_per_s"], 2)
     print(json.dumps(summary))
 
 
