@@ -468,17 +468,20 @@ def pack(
     lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = 0.5,
     word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = 1.0,
     beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = 16,
+    lexicon: Annotated[Optional[Path], typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
 ) -> None:
-    """Store an LM and its search settings beside a model, so that `transcribe MODEL` uses them without flags."""
+    """Store an LM (and a lexicon) with search settings beside a model, so that `transcribe MODEL` uses them without flags."""
     from .decode import DecodeOptions
     from .recognizer import StoredDecoding
     from .recognizer import pack as run_pack
 
     DecodeOptions(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)  # the same checks as decode
+    check_distinct_paths([model, lm, lexicon], [])
     target = run_pack(model, lm, StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus,
-                                                beam_size=beam_size))
+                                                beam_size=beam_size), lexicon)
     typer.echo(f"stored {target} and {target.parent / 'decoding.json'}: `asr-cli transcribe {model} AUDIO` now "
-               f"decodes with beam {beam_size}, LM weight {lm_weight:g}, word bonus {word_bonus:g}")
+               f"decodes with beam {beam_size}, LM weight {lm_weight:g}, word bonus {word_bonus:g}"
+               + (f", and only the words of {target.parent / 'lexicon.txt'}" if lexicon else ""))
 
 
 def _write_transcript_files(folder: Path, audio_path: Path, transcription, formats: list[str]) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from .audio import audio_info, load_audio, resample
 from .data import MIN_CMVN_STD, utterance_mean_and_std
-from .decode import DecodeOptions, LanguageModelTables
+from .decode import DecodeOptions, LanguageModelTables, build_lm_tables
 from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, with_lexicon, word_timings
 from .errors import AsrCliError
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
@@ -34,6 +34,7 @@ STORED = "stored"  # as `lm`: the LM stored beside the model
 STORED_IF_ANY = object()  # as `lm` (the default): the stored LM when there is one, else none
 STORED_DECODING_FILE = "decoding.json"
 STORED_LM_FILE = "lm.arpa"
+STORED_LEXICON_FILE = "lexicon.txt"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Recognizer:
         `lexicon`: a word list or Kaldi lexicon; the beam search then outputs only its words
         (`unlisted_word_penalty` in `search_options` allows others at that cost).
         """
-        lm, lm_unit, search_options = self._search_defaults(lm, lm_unit, search_options)
+        lm, lm_unit, search_options, lexicon = self._search_defaults(lm, lm_unit, search_options, lexicon)
         if lm is not None or lexicon is not None:
             search_options.setdefault("beam_size", 16)
         options = TranscribeOptions(search=DecodeOptions(**{"beam_size": 1, **search_options}),
@@ -108,18 +109,21 @@ class Recognizer:
                 batch = []
         return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
 
-    def _search_defaults(self, lm, lm_unit: str, search_options: dict):
-        """(LM path or None, its unit, search options) once the stored defaults are applied."""
+    def _search_defaults(self, lm, lm_unit: str, search_options: dict, lexicon):
+        """(LM path or None, its unit, search options, lexicon path or None) once the stored defaults are applied;
+        a stored lexicon comes with the stored LM unless `lexicon` names another."""
         stored = self.stored_decoding
         if lm is STORED_IF_ANY:
             lm = STORED if stored is not None else None
         if not (isinstance(lm, str) and lm == STORED):
-            return lm, lm_unit, search_options
+            return lm, lm_unit, search_options, lexicon
         if stored is None:
             raise AsrCliError(f"{self.model_path.parent} holds no stored LM ({STORED_DECODING_FILE}); store one with "
                               "`asr-cli pack MODEL --lm FILE`, or give an LM file")
         defaults = {"beam_size": stored.beam_size, "lm_weight": stored.lm_weight, "word_bonus": stored.word_bonus}
-        return self.model_path.parent / stored.lm_file, stored.lm_unit, {**defaults, **search_options}
+        if lexicon is None and stored.lexicon_file is not None:
+            lexicon = self.model_path.parent / stored.lexicon_file
+        return self.model_path.parent / stored.lm_file, stored.lm_unit, {**defaults, **search_options}, lexicon
 
     @property
     def _seconds_per_frame(self) -> float:
@@ -207,6 +211,7 @@ class StoredDecoding:
     lm_weight: float = 0.5
     word_bonus: float = 1.0
     beam_size: int = 16
+    lexicon_file: str | None = None  # in the model's folder: the words the stored search may output
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -221,23 +226,36 @@ def read_stored_decoding(model_path: Path) -> StoredDecoding | None:
     except (TypeError, ValueError) as error:
         raise AsrCliError(f"{path}: damaged stored decoding defaults ({error}); write them again with "
                           "`asr-cli pack`, or remove the file") from error
-    if not (model_path.parent / stored.lm_file).is_file():
-        raise AsrCliError(f"{path} names {stored.lm_file}, which is not in {model_path.parent}")
+    for name in (stored.lm_file, stored.lexicon_file):
+        if name is not None and not (model_path.parent / name).is_file():
+            raise AsrCliError(f"{path} names {name}, which is not in {model_path.parent}")
     return stored
 
 
-def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding) -> Path:
-    """Store an LM (copied into the model's folder) and its search settings beside a model file, so that
-    `load_model(model).transcribe(...)` and `asr-cli transcribe MODEL` use them without being told."""
+def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding,
+         lexicon_path: str | Path | None = None) -> Path:
+    """Store an LM (copied into the model's folder), optionally a lexicon, and their search settings beside a
+    model file, so that `load_model(model).transcribe(...)` and `asr-cli transcribe MODEL` use them untold."""
     model_path, lm_path = Path(model_path), Path(lm_path)
-    load_model_file(model_path)  # a model file it is
-    read_arpa(lm_path, max_order=1)  # an LM it is
+    _, contents = load_model_file(model_path)  # a model file it is
+    lm = read_arpa(lm_path, max_order=1)  # an LM it is (its words suffice for the checks)
+    if lexicon_path is not None:  # checked as decoding will check it
+        vocabulary = Vocabulary(tuple(contents["vocabulary"]))
+        options = TranscribeOptions(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=str(lexicon_path))
+        with_lexicon(options, vocabulary, build_lm_tables(lm, vocabulary, stored.lm_unit))
+        stored = dataclasses.replace(stored, lexicon_file=STORED_LEXICON_FILE)
     target = model_path.parent / stored.lm_file
-    if lm_path.resolve() != target.resolve():
-        with open(lm_path, "rb") as reader, atomic_write(target, "wb") as writer:
-            shutil.copyfileobj(reader, writer)
+    _copy_into(lm_path, target)
+    if lexicon_path is not None:
+        _copy_into(Path(lexicon_path), model_path.parent / STORED_LEXICON_FILE)
     write_json(model_path.parent / STORED_DECODING_FILE, stored.to_dict())
     return target
+
+
+def _copy_into(source: Path, target: Path) -> None:
+    if source.resolve() != target.resolve():
+        with open(source, "rb") as reader, atomic_write(target, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
 
 
 def load_model(path: str | Path, device: str = "auto") -> Recognizer:

@@ -164,6 +164,28 @@ def test_a_stored_lm_is_used_without_flags(tmp_path: Path, tiny_model: Path, tin
     assert capsys.readouterr().out.strip() == plain.text
 
 
+def test_a_stored_lexicon_comes_with_the_stored_lm(tmp_path: Path, tiny_model: Path, tiny_stores, recording: Path,
+                                                   capsys):
+    import shutil
+
+    folder = tmp_path / "packaged"
+    folder.mkdir()
+    model_file = Path(shutil.copy(tiny_model, folder / "model.pt"))
+    assert run(["lm", str(tiny_stores[0]), "-o", str(tmp_path / "words.arpa"), "--order", "2"]) == 0
+    words = ["go", "tom", "bus"]
+    (tmp_path / "words.txt").write_text("\n".join(words) + "\n")
+    (tmp_path / "other.txt").write_text("zebra\n")
+    pack = ["pack", str(model_file), "--lm", str(tmp_path / "words.arpa"), "--beam-size", "8"]
+    assert run([*pack, "--lexicon", str(tmp_path / "other.txt")]) == 1  # checked before anything is stored
+    assert "shares no word with the LM" in capsys.readouterr().err and not (folder / "decoding.json").exists()
+    assert run([*pack, "--lexicon", str(tmp_path / "words.txt")]) == 0
+    assert (folder / "lexicon.txt").read_text() == (tmp_path / "words.txt").read_text()
+    model = asr_cli.load_model(model_file)
+    stored = model.transcribe(recording)
+    assert stored == model.transcribe(recording, lm=tmp_path / "words.arpa", beam_size=8, lexicon=tmp_path / "words.txt")
+    assert set(stored.text.split()) <= set(words)
+
+
 def test_export_gives_the_models_log_probabilities(tmp_path: Path, tiny_model: Path, tiny_stores, capsys):
     from asr_cli.model import load_model_file
     from asr_cli.store import FeatureStore
