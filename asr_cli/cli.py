@@ -15,6 +15,10 @@ from . import __version__
 from .errors import AsrCliError, describe_os_error
 from .fileio import STDOUT_NAME, check_distinct_paths, has_undecodable_bytes
 
+THREADS_HELP = ("CPU threads for the computation (default: one per physical core, divided among worker processes; "
+                "train and decode give back the cores other processes are using, down to one thread).")
+ThreadsOption = Annotated[Optional[int], typer.Option(help=THREADS_HELP, show_default=False)]
+
 app = typer.Typer(
     name="asr-cli",
     help="Speech recognition from your own recordings: import -> prepare -> train -> decode -> score.",
@@ -146,6 +150,7 @@ def prepare(
              "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
+    threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Compute Kaldi-style features for a manifest into a memory-mapped feature store, with CMVN statistics."""
@@ -164,7 +169,7 @@ def prepare(
     options = PrepareOptions(
         feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
         num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=progress and sys.stderr.isatty(),
-        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else (1.0,),
+        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else (1.0,), threads=threads,
     )
     summary = run_prepare(manifest, output, options)
     typer.echo(summary.describe())
@@ -300,6 +305,7 @@ def train(
     skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
+    threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
@@ -328,7 +334,7 @@ def train(
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress and sys.stderr.isatty(),
                         vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
-                        init_from=init_from, extend_to_epochs=epochs if resume else None)
+                        init_from=init_from, extend_to_epochs=epochs if resume else None, threads=threads)
     if summary["stopped"]:  # a clean stop, checkpoint written: still not a finished run
         raise typer.Exit(TERMINATED_EXIT_CODE if summary["stop_signal"] == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
     typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
@@ -370,12 +376,12 @@ def decode(
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
     skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = False,
+    threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = True,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
     from .decode import DecodeOptions
     from .decode_step import TranscribeOptions, decode_inputs
-
     options = TranscribeOptions(
         search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
                              beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus,
@@ -383,6 +389,7 @@ def decode(
         lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
         lexicon_path=str(lexicon) if lexicon is not None else None, batch_frames=batch_frames,
         device=device.value, timestamps=timestamps, show_progress=progress and sys.stderr.isatty(), skip_bad=skip_bad,
+        threads=threads,
     )
     check_distinct_paths([model, *inputs, lm, lexicon], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
@@ -415,6 +422,7 @@ def transcribe_command(
     word_bonus: Annotated[Optional[float], typer.Option(help="Score added per LM token, against short outputs (default: the stored value, else 1.0).", show_default=False)] = None,
     lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
+    threads: ThreadsOption = None,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
     txt/json/srt/vtt/tsv/kaldi/ctm files. An unreadable recording is reported and the others are still transcribed."""
@@ -423,7 +431,9 @@ def transcribe_command(
     from .writers import WRITERS
 
     from .recognizer import STORED_IF_ANY
+    from .threads import use_threads
 
+    use_threads(threads)
     check_distinct_paths([model, *audio], [])
     recognizer = load_model(model, device.value)
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one

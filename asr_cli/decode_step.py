@@ -33,6 +33,7 @@ from .manifest import Utterance, load_manifest
 from .model import load_model_file
 from .store import FeatureStore
 from .text import Vocabulary
+from .threads import ThreadGovernor
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".sph", ".opus", ".aiff", ".aif"}
 COMPARED_FEATURE_FIELDS = ("kind", "sample_rate_hz", "num_mel_bins", "num_ceps", "deltas", "frame_shift_ms",
@@ -53,6 +54,7 @@ class TranscribeOptions:
     timestamps: bool = False
     skip_bad: bool = False  # leave out (and list) audio that cannot be decoded, instead of stopping
     show_progress: bool = True
+    threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     model, contents = load_model_file(model_path, device)
     feature_config = FeatureConfig.from_dict(contents["feature_config"])
     vocabulary = Vocabulary(tuple(contents["vocabulary"]))
+    governor = ThreadGovernor(options.threads)
     lm_tables = with_lexicon(options, vocabulary, _load_lm(options, vocabulary), verbose=True)
     sources, store = collect_sources([Path(p) for p in inputs], feature_config)
     if not sources:
@@ -148,6 +151,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     warnings, skipped = [], []
     with tqdm(total=len(sources), unit="utt", desc="decode", disable=not options.show_progress, dynamic_ncols=True) as bar:
         for batch in length_batches(sources, options.batch_frames):
+            governor.update()
             bar.update(len(batch))
             batch, features = _batch_features(batch, sources, store, extractor, feature_config, options, skipped)
             if speaker_cmvn is not None:

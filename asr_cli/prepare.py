@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
@@ -35,6 +34,7 @@ from .fileio import atomic_directory, check_distinct_paths, check_replaceable_di
 from .manifest import BadItem, Utterance, check_manifest
 from .store import (CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, STORE_DTYPES, ArrayWriter, IndexEntry,
                     StoreMetadata)
+from .threads import use_threads
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
 
@@ -62,8 +62,11 @@ class PrepareOptions:
     # Speed perturbation: each factor f adds a copy of every utterance played f times as fast
     # (tempo and pitch, like `sox speed`), named "sp{f}-{id}" with speaker "sp{f}-{speaker}".
     speed_factors: tuple[float, ...] = (1.0,)
+    threads: int | None = None  # per worker process; None: the physical cores divided among the workers
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise AsrCliError(f"--threads must be at least 1, not {self.threads}")
         if not self.speed_factors or len(set(self.speed_factors)) != len(self.speed_factors):
             raise AsrCliError(f"--speed-perturb needs distinct factors, got {list(self.speed_factors)}")
         for factor in self.speed_factors:
@@ -199,6 +202,7 @@ def _run_shares(shares: list[list[tuple[int, Utterance]]], folder: Path, options
     total = sum(len(share) for share in shares)
     with tqdm(total=total, unit="utt", desc="prepare", disable=not options.show_progress, dynamic_ncols=True) as bar:
         if len(shares) == 1:
+            use_threads(options.threads)
             return [_process_share(shares[0], 0, folder, options, bar.update)]
         return _run_worker_processes(shares, folder, options, bar.update)
 
@@ -258,7 +262,7 @@ def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messa
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     _die_with_parent(parent_pid)
-    torch.set_num_threads(1)
+    use_threads(options.threads, options.jobs)
     try:
         result = _process_share(share, index, folder, options, lambda count: messages.put(("progress", index, count)))
         messages.put(("done", index, result))

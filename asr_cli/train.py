@@ -33,6 +33,7 @@ from .model import AcousticModel, ModelConfig, model_file_contents
 from .score import ScoreOptions, Transcript, score
 from .store import FeatureStore, combine_cmvn
 from .text import NormalizeOptions, Vocabulary, normalize_text
+from .threads import ThreadGovernor
 
 CHECKPOINT_FORMAT_VERSION = 1
 LAST_CHECKPOINT = "checkpoint.last.pt"
@@ -162,8 +163,6 @@ def setup_distributed(device_name: str) -> Distributed:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
     else:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
         device = torch.device("cpu")
     return Distributed(rank=dist.get_rank(), world_size=world_size, device=device)
 
@@ -199,6 +198,7 @@ def train(
     model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
     resume: bool = False, device_name: str = "auto", show_progress: bool = True,
     vocabulary: Vocabulary | None = None, init_from: str | Path | None = None, extend_to_epochs: int | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train an acoustic model; returns the summary also written to EXP_DIR/summary.json.
 
@@ -210,6 +210,8 @@ def train(
     exp_dir = Path(exp_dir)
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
         raise AsrCliError("--intermediate-ctc needs at least two recurrent layers")
+    # Processes of this machine (torchrun) share its cores.
+    governor = ThreadGovernor(threads, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
     env = setup_distributed(device_name)
     if env.is_main:
         _check_output_folder(exp_dir, resume)
@@ -306,6 +308,7 @@ def train(
                             unit="batch", disable=not (show_progress and env.is_main), dynamic_ncols=True)
             epoch_started, epoch_frames, loss_sum, loss_tokens = time.perf_counter(), 0, 0.0, 0
             for batch in loader:
+                governor.update()
                 features = batch["features"].to(env.device, non_blocking=True)
                 with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                     outputs = network(features, batch["lengths"], intermediate_layer)
