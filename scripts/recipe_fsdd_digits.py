@@ -8,6 +8,17 @@ written at FSDD's 8 kHz (prepare resamples to 16 kHz). Training utterances
 use recordings with index 10-49, dev 5-9, test 0-4 (FSDD's own test
 convention), so no recording is in two sets. The word LM is built from the
 training transcripts; weights are tuned on dev.
+
+    python scripts/recipe_fsdd_digits.py ../shared/data/fsdd -o exp/fsdd_loso --leave-one-speaker-out
+
+trains six models instead, each on five speakers (recordings 10-49; dev
+5-9 of the same five) and tests it on the sixth, who is never heard in
+training (all 50 recordings per digit), and reports the WER of each and their
+mean. Test utterances there have real noise between the digits: the pauses
+and edges are filled with the recording's own quietest frames, as a real
+recording has room noise between words. `--pause-noise` fills training and
+dev pauses the same way (by default they are digital zeros);
+`--train-options` adds levers such as `--cmvn speaker`.
 """
 
 from __future__ import annotations
@@ -31,35 +42,103 @@ TRAIN_OPTIONS = ["--layers", "2", "--hidden-size", "192", "--batch-frames", "400
                  "--freq-width", "15", "--time-width", "40"]
 
 
-def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0) -> None:
-    """Write OUT/audio/*.wav and OUT/{split}.jsonl of connected-digit utterances."""
+QUIET_FRAME_S = 0.01
+QUIET_QUANTILE = 0.2  # frames at or below this quantile of a recording's frame energies count as its background
+
+
+def speakers_of(fsdd: Path) -> list[str]:
+    return sorted({path.stem.split("_")[1] for path in (fsdd / "recordings").glob("*.wav")})
+
+
+def background_noise(samples: np.ndarray, length: int, rate_hz: int, rng: random.Random) -> np.ndarray:
+    """`length` samples of the recording's own background: its quietest 10 ms frames, looped from a random start."""
+    frame = int(QUIET_FRAME_S * rate_hz)
+    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    if len(frames) == 0:
+        return np.zeros(length, np.float32)
+    energies = (frames ** 2).mean(axis=1)
+    quiet = frames[energies <= np.quantile(energies, QUIET_QUANTILE)].reshape(-1)
+    start = rng.randrange(len(quiet))
+    return np.resize(np.roll(quiet, -start), length).astype(np.float32)
+
+
+def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0,
+             splits: dict[str, tuple[list[str], range]] | None = None, noisy_splits: tuple[str, ...] = ()) -> None:
+    """Write OUT/audio/*.wav and OUT/{split}.jsonl of connected-digit utterances.
+
+    `splits`: per split, its speakers and recording indices (default: every speaker, SPLITS' indices).
+    Pauses and edges are digital zeros, or in `noisy_splits` the adjacent recording's background noise.
+    """
     from asr_cli.manifest import Utterance, write_manifest
 
+    every_speaker = speakers_of(fsdd)
+    splits = splits or {split: (every_speaker, indices) for split, indices in SPLITS.items()}
     recordings: dict[tuple[str, str], list[Path]] = defaultdict(list)  # (split, speaker) -> files
     for path in sorted((fsdd / "recordings").glob("*.wav")):
         digit, speaker, index = path.stem.split("_")
-        for split, indices in SPLITS.items():
-            if int(index) in indices:
+        for split, (speakers, indices) in splits.items():
+            if speaker in speakers and int(index) in indices:
                 recordings[(split, speaker)].append(path)
-    speakers = sorted({speaker for _, speaker in recordings})
     rng = random.Random(seed)
     (output / "audio").mkdir(parents=True, exist_ok=True)
     for split, count in counts.items():
         utterances = []
         for number in range(count):
-            speaker = rng.choice(speakers)
+            speaker = rng.choice(splits[split][0])
             chosen = [rng.choice(recordings[(split, speaker)]) for _ in range(rng.randint(2, 7))]
             pieces = []
             for path in chosen:
                 samples, rate_hz = soundfile.read(str(path), dtype="float32")
-                pause = np.zeros(int(rng.uniform(0.05, 0.3) * rate_hz), np.float32)
+                pause_length = int(rng.uniform(0.05, 0.3) * rate_hz)
+                pause = (background_noise(samples, pause_length, rate_hz, rng) if split in noisy_splits
+                         else np.zeros(pause_length, np.float32))
                 pieces += [pause, samples]
-            pieces.append(np.zeros(int(0.1 * rate_hz), np.float32))
+            tail = int(0.1 * rate_hz)
+            pieces.append(background_noise(samples, tail, rate_hz, rng) if split in noisy_splits
+                          else np.zeros(tail, np.float32))
             audio = output / "audio" / f"{split}-{number:05d}.wav"
             soundfile.write(str(audio), np.concatenate(pieces), rate_hz, subtype="PCM_16")
             text = " ".join(DIGIT_WORDS[int(path.stem.split("_")[0])] for path in chosen)
             utterances.append(Utterance(audio.stem, f"audio/{audio.name}", text=text, speaker=speaker))
         write_manifest(output / f"{split}.jsonl", utterances)
+
+
+def leave_one_speaker_out(args) -> None:
+    """Six models, each tested on the speaker it never heard; results.json holds each and the mean."""
+    speakers = speakers_of(args.fsdd)
+    per_speaker = {}
+    for held_out in speakers:
+        others = [speaker for speaker in speakers if speaker != held_out]
+        out = args.output / held_out
+        recipe = Recipe(out)
+        noisy = ("train", "dev", "test") if args.pause_noise else ("test",)
+        assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 150},
+                 splits={"train": (others, SPLITS["train"]), "dev": (others, SPLITS["dev"]),
+                         "test": ([held_out], range(0, 50))}, noisy_splits=noisy)
+        for name in ("train", "dev", "test"):
+            recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
+                       "--overwrite", "--no-progress")
+        train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
+                             "--epochs", args.epochs, *TRAIN_OPTIONS, *args.train_options.split(), "--no-progress")
+        model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
+        recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
+        weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
+        recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", "--beam-size", 16, "--lm", lm,
+                   "--lm-weight", weight, "--word-bonus", bonus, "--no-progress")
+        recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
+        per_speaker[held_out] = {
+            "training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
+            "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
+            "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm")}
+        print(f"{held_out}: WER {100 * per_speaker[held_out]['test_beam_lm']['wer']:.1f}% (beam + LM), "
+              f"{100 * per_speaker[held_out]['test_greedy']['wer']:.1f}% (greedy)", flush=True)
+    mean = {kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
+            for kind in ("test_greedy", "test_beam_lm")}
+    Recipe(args.output).write_results({"pause_noise": args.pause_noise, "train_options": args.train_options,
+                                       "epochs": args.epochs, "train_utterances": args.train_utterances,
+                                       "mean_wer": mean, "speakers": per_speaker})
+    print(f"mean WER over the six held-out speakers: {100 * mean['test_beam_lm']:.1f}% (beam + LM), "
+          f"{100 * mean['test_greedy']:.1f}% (greedy)")
 
 
 def main() -> None:
@@ -68,7 +147,14 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("exp/fsdd"))
     parser.add_argument("--train-utterances", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--leave-one-speaker-out", action="store_true", help="six models, each tested on an unseen speaker")
+    parser.add_argument("--pause-noise", action="store_true", help="fill training pauses with recorded background noise")
+    parser.add_argument("--train-options", default="", help="more `asr-cli train` options, e.g. '--cmvn speaker'")
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    if args.leave_one_speaker_out:
+        leave_one_speaker_out(args)
+        return
     out = args.output
     recipe = Recipe(out)
     assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 300})

@@ -25,6 +25,16 @@ from recipe_common import LM_WEIGHTS, WORD_BONUSES, Recipe  # noqa: E402
 TRAIN_OPTIONS = ["--cmvn", "speaker", "--vtlp", "0.1"]
 
 
+def write_word_list(manifest: Path, output: Path) -> Path:
+    """Every word of a manifest's normalised transcripts, one per line: the lexicon of the training words."""
+    from asr_cli.manifest import load_manifest
+    from asr_cli.text import normalize_text
+
+    words = {word for utterance in load_manifest(manifest) for word in normalize_text(utterance.text).split()}
+    output.write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
+    return output
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path, help="speechocean762 training folder (Kaldi layout)")
@@ -59,11 +69,23 @@ def main() -> None:
     weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, LM_WEIGHTS, WORD_BONUSES, args.beam_size)
     search = ["--beam-size", args.beam_size, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus]
     recipe.run("decode", model, out / "dev.store", "-o", out / "dev_beam_lm.jsonl", *search, "--no-progress")
+    # The same search restricted to the training words, with its own weights.
+    lexicon = write_word_list(out / "train.jsonl", out / "train_words.txt")
+    lexicon_weight, lexicon_bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, LM_WEIGHTS, WORD_BONUSES,
+                                                           args.beam_size, ("--lexicon", lexicon), "_lexicon")
+    lexicon_search = ["--beam-size", args.beam_size, "--lm", lm, "--lm-weight", lexicon_weight, "--word-bonus",
+                      lexicon_bonus, "--lexicon", lexicon]
+    recipe.run("decode", model, out / "dev.store", "-o", out / "dev_beam_lm_lexicon.jsonl", *lexicon_search,
+               "--no-progress")
     results = {
         "training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
+        "lexicon_lm_weight": lexicon_weight, "lexicon_word_bonus": lexicon_bonus,
         "dev_greedy": recipe.score(out / "dev.store", out / "dev_greedy.jsonl", "dev_greedy"),
         "dev_beam_lm": recipe.score(out / "dev.store", out / "dev_beam_lm.jsonl", "dev_beam_lm"),
+        "dev_beam_lm_lexicon": recipe.score(out / "dev.store", out / "dev_beam_lm_lexicon.jsonl", "dev_beam_lm_lexicon"),
     }
+    if results["dev_beam_lm_lexicon"]["wer"] < results["dev_beam_lm"]["wer"]:  # the test set gets dev's best
+        search = lexicon_search
     if args.test is not None:
         recipe.run("import", "kaldi", args.test, "-o", out / "test.jsonl")
         recipe.run("prepare", out / "test.jsonl", "-o", out / "test.store", "--jobs", args.jobs, "--overwrite",
