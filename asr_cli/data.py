@@ -158,6 +158,25 @@ def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: in
     return batches
 
 
+def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """This process's share of an epoch's batches, so that every utterance is in some share and every share
+    has as many batches as the largest (DDP processes step together): a share that is short splits its
+    largest batches in two (halves stay within the frame budget); a batch of one utterance is repeated."""
+    if not batches:
+        return []
+    shares = [batches[r::world_size] for r in range(world_size)]
+    target = max(len(share) for share in shares)
+    share = [list(batch) for batch in shares[rank]] or [list(batches[rank % len(batches)])]
+    while len(share) < target:
+        largest = max(range(len(share)), key=lambda i: len(share[i]))
+        batch = share[largest]
+        if len(batch) < 2:
+            share.append(list(batch))
+            continue
+        share[largest: largest + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2:]]
+    return share
+
+
 def padding_waste(batches: list[list[int]], lengths: Sequence[int]) -> float:
     """Fraction of the padded frames of these batches that are padding."""
     real = sum(lengths[i] for batch in batches for i in batch)

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, SpeakerCmvn, Vtlp, build_examples, data_fingerprint,
-                   epoch_batch_seeds, make_batches, open_stores, padding_waste, require_same_features, require_speakers)
+                   epoch_batch_seeds, make_batches, open_stores, padding_waste, rank_batches, require_same_features,
+                   require_speakers)
 from .decode import greedy_decode
 from .errors import AsrCliError
 from .fileio import atomic_write, ensure_writable_dir, write_json, write_jsonl
@@ -263,7 +264,9 @@ def train(
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
                                 weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0)
     lengths = [example.num_frames for example in training.examples]
-    batches_per_epoch = len(make_batches(lengths, config.batch_frames, config.seed, 0)) // env.world_size
+    # An estimate for the schedule: later epochs pack a few batches more or fewer, and all of them are used.
+    batches_per_epoch = len(rank_batches(make_batches(lengths, config.batch_frames, config.seed, 0), env.rank,
+                                         env.world_size))
     total_steps = batches_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(step, total_steps, config))
     state = {"epoch": 0, "batch": 0, "step": 0, "best_cer": math.inf, "bad_steps": 0, "skipped_steps": 0, "history": []}
@@ -294,7 +297,7 @@ def train(
         while state["epoch"] < config.epochs:
             epoch = state["epoch"]
             all_batches = make_batches(lengths, config.batch_frames, config.seed, epoch)
-            batches = all_batches[env.rank :: env.world_size][:batches_per_epoch]
+            batches = rank_batches(all_batches, env.rank, env.world_size)
             dataset = BatchDataset(train_stores, training.examples, batches, mean, config.spec_augment,
                                    epoch_batch_seeds(config.seed, epoch, len(batches)), train_cmvn, vtlp)
             loader = torch.utils.data.DataLoader(

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import asr_cli.train as train_module
-from asr_cli.data import SpecAugmentConfig, apply_spec_augment, make_batches, padding_waste
+from asr_cli.data import SpecAugmentConfig, apply_spec_augment, make_batches, padding_waste, rank_batches
 from asr_cli.errors import AsrCliError
 from asr_cli.features import FeatureConfig
 from asr_cli.manifest import Utterance
@@ -154,6 +154,24 @@ def test_batches_respect_the_budget_and_cover_every_example():
     assert batches != make_batches(lengths, 4000, seed=0, epoch=1)
     assert padding_waste(batches, lengths) < 0.1
     assert make_batches([5000, 10], 4000, 0, 0, shuffle=False) == [[1], [0]]  # too long: a batch of its own
+
+
+def test_every_epoch_trains_on_every_utterance_and_processes_stay_in_step():
+    # Epochs pack into different numbers of batches; training once kept only epoch 0's count of them.
+    lengths = np.random.default_rng(1).integers(100, 1000, size=300).tolist()
+    counts = {len(make_batches(lengths, 4000, seed=0, epoch=epoch)) for epoch in range(20)}
+    assert len(counts) > 1  # the case that lost utterances exists
+    for epoch in range(20):
+        batches = make_batches(lengths, 4000, seed=0, epoch=epoch)
+        for world_size in (1, 2, 3):
+            shares = [rank_batches(batches, rank, world_size) for rank in range(world_size)]
+            assert len({len(share) for share in shares}) == 1
+            covered = sorted(i for share in shares for batch in share for i in batch)
+            assert covered == list(range(300))  # each utterance once: only splitting, no repeats needed here
+            assert all(max(lengths[i] for i in batch) * len(batch) <= 4000 for share in shares for batch in share)
+    assert rank_batches([[0], [1], [2]], 1, 2) == [[1], [1]]  # a short share of single utterances repeats one
+    assert rank_batches([[0, 1]], 1, 2) == [[0, 1]]  # more processes than batches: each still steps
+    assert rank_batches([], 0, 2) == []
 
 
 def test_spec_augment_masks_within_limits_and_is_seeded():
