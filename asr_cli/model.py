@@ -25,6 +25,7 @@ from torch import nn
 ARCHITECTURES = ("blstm", "lstm", "dnn")
 FRONTENDS = ("stack", "conv")
 CMVN_MODES = ("global", "speaker")
+UNITS = ("chars", "phones")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ModelConfig:
     cmvn: str = "global"  # speaker: features arrive normalised per speaker (or per utterance), see data.py
     input_dim: int = 80
     vocab_size: int = 30  # characters + the CTC blank
+    units: str = "chars"  # phones: the characters stand for `phones` (lexicon.PhoneSet), decoded through a lexicon
+    phones: tuple[str, ...] = ()  # set by training from its lexicon
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -59,6 +62,8 @@ class ModelConfig:
             raise ValueError(f"unknown front-end {self.frontend!r}; choose one of {', '.join(FRONTENDS)}")
         if self.cmvn not in CMVN_MODES:
             raise ValueError(f"unknown CMVN mode {self.cmvn!r}; choose one of {', '.join(CMVN_MODES)}")
+        if self.units not in UNITS or (self.units == "chars" and self.phones):
+            raise ValueError(f"units must be one of {', '.join(UNITS)}; phones are listed only for phone units")
         if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
             raise ValueError("the convolutional front-end needs a recurrent architecture and at least one channel")
 
@@ -71,7 +76,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, record: dict) -> "ModelConfig":
-        return cls(**record)
+        return cls(**{**record, "phones": tuple(record.get("phones", ()))})
 
     @property
     def conv_time_strides(self) -> tuple[int, int]:
@@ -356,6 +361,12 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
                       "edited: use another copy, or train again")
 
 
+def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:
+    if config.units == "phones":
+        return f"{len(config.phones)} phones + word boundary + blank: {' '.join(config.phones)}"
+    return f"{len(vocabulary)} characters + blank: " + "".join(vocabulary).replace(" ", "<space>")
+
+
 def describe_model_file(path) -> dict:
     """What a model file holds, for `asr-cli info`: architecture, size, units, features and training record."""
     model, contents = load_model_file(path)
@@ -370,8 +381,7 @@ def describe_model_file(path) -> dict:
         "architecture": f"{config.num_layers}x{config.hidden_size} {body}, {front}, subsampled {config.subsample}, "
                         f"dropout {config.dropout:g}",
         "parameters": model.num_parameters(),
-        "units": f"{len(contents['vocabulary'])} characters + blank: "
-                 + "".join(contents["vocabulary"]).replace(" ", "<space>"),
+        "units": _describe_units(config, contents["vocabulary"]),
         "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
                     f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
                     f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",

@@ -18,11 +18,12 @@ import torch
 
 from .audio import audio_info, load_audio, resample
 from .data import MIN_CMVN_STD, utterance_mean_and_std
-from .decode import DecodeOptions, LanguageModelTables, build_lm_tables
-from .decode_step import TranscribeOptions, _decode_batch, _lm_tables, with_lexicon, word_timings
+from .decode import DecodeOptions, LanguageModelTables
+from .decode_step import TranscribeOptions, _decode_batch, output_text, search_tables, word_timings
 from .errors import AsrCliError
 from .features import CmvnStats, FeatureConfig, FeatureExtractor
 from .fileio import atomic_write, write_json
+from .lexicon import PhoneSet
 from .lm import read_arpa
 from .model import load_model_file
 from .segment import SegmentationOptions, file_energies_db, frame_energies_db, speech_segments
@@ -101,10 +102,12 @@ class Recognizer:
             if segment is not None:
                 batch.append((segment[0], load(*segment)))
             if batch and (segment is None or len(batch) == SEGMENTS_PER_BATCH):
+                spoken = lm_tables.spoken_words if lm_tables is not None else None
                 for offset_s, hypothesis, piece_s in self._decode_pieces(batch, options, lm_tables, cmvn):
-                    texts.append(" ".join(self.vocabulary.decode(hypothesis.label_ids).split()))
+                    texts.append(output_text(hypothesis.label_ids, self.vocabulary, spoken))
                     words += [{**w, "start": round(w["start"] + offset_s, 3), "end": round(w["end"] + offset_s, 3)}
-                              for w in word_timings(hypothesis, self.vocabulary, self._seconds_per_frame, piece_s)]
+                              for w in word_timings(hypothesis, self.vocabulary, self._seconds_per_frame, piece_s,
+                                                    spoken)]
                     score += float(hypothesis.score)
                 batch = []
         return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
@@ -193,13 +196,14 @@ class Recognizer:
 
     def _lm(self, options: TranscribeOptions) -> LanguageModelTables | None:
         """The search tables (LM and lexicon), read once per (LM file, unit, lexicon, OOV penalty)."""
-        if options.lm_path is None and options.lexicon_path is None:
-            return None
         key = (options.lm_path, options.lm_unit, options.lexicon_path, options.search.oov_penalty)
         if key not in self._lms:
-            lm_tables = _lm_tables(options, self.vocabulary) if options.lm_path is not None else None
-            self._lms[key] = with_lexicon(options, self.vocabulary, lm_tables)
+            self._lms[key] = search_tables(options, self.vocabulary, self._phones)
         return self._lms[key]
+
+    @property
+    def _phones(self) -> PhoneSet | None:
+        return PhoneSet(self.model.config.phones) if self.model.config.units == "phones" else None
 
 
 @dataclass(frozen=True)
@@ -237,12 +241,12 @@ def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding,
     """Store an LM (copied into the model's folder), optionally a lexicon, and their search settings beside a
     model file, so that `load_model(model).transcribe(...)` and `asr-cli transcribe MODEL` use them untold."""
     model_path, lm_path = Path(model_path), Path(lm_path)
-    _, contents = load_model_file(model_path)  # a model file it is
-    lm = read_arpa(lm_path, max_order=1)  # an LM it is (its words suffice for the checks)
+    model, contents = load_model_file(model_path)  # a model file it is
+    read_arpa(lm_path, max_order=1)  # an LM it is
     if lexicon_path is not None:  # checked as decoding will check it
-        vocabulary = Vocabulary(tuple(contents["vocabulary"]))
         options = TranscribeOptions(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=str(lexicon_path))
-        with_lexicon(options, vocabulary, build_lm_tables(lm, vocabulary, stored.lm_unit))
+        phones = PhoneSet(model.config.phones) if model.config.units == "phones" else None
+        search_tables(options, Vocabulary(tuple(contents["vocabulary"])), phones)
         stored = dataclasses.replace(stored, lexicon_file=STORED_LEXICON_FILE)
     target = model_path.parent / stored.lm_file
     _copy_into(lm_path, target)

@@ -7,6 +7,7 @@ save and restore state, evaluate, and draw the curves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -33,6 +34,7 @@ from .fileio import atomic_write, ensure_writable_dir, write_json, write_jsonl
 from .model import AcousticModel, ModelConfig, model_file_contents
 from .score import ScoreOptions, Transcript, score
 from .store import FeatureStore, combine_cmvn
+from .lexicon import PHONE_UNITS, Lexicon, PhoneSet, load_lexicon, phone_transcript
 from .text import NormalizeOptions, Vocabulary, normalize_text
 from .threads import ThreadGovernor
 
@@ -70,6 +72,7 @@ class TrainConfig:
     skip_oov_utts: bool = False
     vtlp_warp: float = 0.0  # VTLP: warp factors drawn from [1 - vtlp_warp, 1 + vtlp_warp]; 0 for none
     intermediate_ctc: float = 0.0  # weight of a CTC loss after the middle layer (Lee & Watanabe 2021); 0 for none
+    lexicon: str | None = None  # phone units: the pronunciation lexicon (a file, or "cmudict")
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
 
@@ -203,7 +206,8 @@ def train(
 ) -> dict:
     """Train an acoustic model; returns the summary also written to EXP_DIR/summary.json.
 
-    The vocabulary is every character of the normalised training text unless one is given.
+    The vocabulary is every character of the normalised training text unless one is given; with phone
+    units (`model_config.units`), the phones of `config.lexicon` and the space between words.
     `init_from` (a model file) gives the architecture, vocabulary, CMVN and starting weights, for
     fine-tuning; with `resume`, `extend_to_epochs` continues a run (finished or not) to that many epochs,
     the learning-rate schedule stretched over the new total.
@@ -211,6 +215,10 @@ def train(
     exp_dir = Path(exp_dir)
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
         raise AsrCliError("--intermediate-ctc needs at least two recurrent layers")
+    if model_config.units == "phones" and vocabulary is not None:
+        raise AsrCliError("--vocabulary lists characters; a phone model's units come from its --lexicon")
+    if model_config.units == "chars" and config.lexicon is not None and init_from is None:
+        raise AsrCliError("--lexicon in training is for --units phones; character models take a lexicon when decoding")
     # Processes of this machine (torchrun) share its cores.
     governor = ThreadGovernor(threads, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
     env = setup_distributed(device_name)
@@ -237,10 +245,18 @@ def train(
     elif checkpoint is None and vocabulary is None:
         texts = (normalize_text(entry.text, config.normalize) for store in train_stores for entry in store)
         vocabulary = Vocabulary.from_texts(texts)
+    to_units = None
+    if model_config.units == "phones":
+        lexicon, phones = _phone_lexicon(config, model_config)
+        vocabulary = Vocabulary(tuple(phones.character(name) for name in phones.names) + (" ",))
+        model_config = dataclasses.replace(model_config, phones=phones.names)
+        to_units = functools.partial(phone_transcript, lexicon=lexicon, phones=phones)
     if checkpoint is None and initial is None:
         model_config = dataclasses.replace(model_config, input_dim=train_stores[0].dim, vocab_size=vocabulary.size)
-    training = build_examples(train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts)
-    validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True)
+    training = build_examples(train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts,
+                              to_units)
+    validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True,
+                                to_units=to_units)
     if not training.examples:
         raise AsrCliError(f"no usable training utterances (skipped: {training.skipped_summary()})")
     if not validation.examples:
@@ -286,7 +302,7 @@ def train(
         _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path, training,
                           validation, env)
         print(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
-              f"(blank + {''.join(vocabulary.characters)!r}); {len(training.examples):,} training utterances "
+              f"(blank + {_describe_vocabulary(vocabulary, model_config)}); {len(training.examples):,} training utterances "
               f"(skipped: {training.skipped_summary()}); {len(validation.examples):,} validation utterances "
               f"(skipped: {validation.skipped_summary()}); {batches_per_epoch} batches/epoch x {env.world_size} "
               "process(es)", file=sys.stderr)
@@ -436,6 +452,25 @@ class InitialWeights:
     model_config: ModelConfig
     vocabulary: Vocabulary
     state_dict: dict
+
+
+def _describe_vocabulary(vocabulary: Vocabulary, model_config: ModelConfig) -> str:
+    if model_config.units == "phones":
+        return f"word boundary + {len(model_config.phones)} phones: {' '.join(model_config.phones)}"
+    return repr("".join(vocabulary.characters))
+
+
+def _phone_lexicon(config: TrainConfig, model_config: ModelConfig) -> tuple[Lexicon, PhoneSet]:
+    """The lexicon of a phone-unit run and its phones (those of the model being resumed or fine-tuned, if any)."""
+    if config.lexicon is None:
+        raise AsrCliError("--units phones needs --lexicon: a Kaldi lexicon.txt (WORD PHONE PHONE ...) or cmudict")
+    lexicon = load_lexicon(config.lexicon, PHONE_UNITS)
+    phones = PhoneSet(model_config.phones) if model_config.phones else PhoneSet.of(lexicon)
+    unknown = {unit for spellings in lexicon.pronunciations.values() for units in spellings for unit in units
+               } - set(phones.names)
+    if unknown:
+        raise AsrCliError(f"{config.lexicon} uses phones the model lacks: {', '.join(sorted(unknown)[:10])}")
+    return lexicon, phones
 
 
 def _initial_weights(path: str | Path, feature_config: dict) -> InitialWeights:
