@@ -1,0 +1,49 @@
+"""The recipes' own data handling: FSDD utterances assembled with recorded background noise, held-out speakers."""
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from asr_cli.manifest import load_manifest
+from tests.conftest import FSDD, REPO_ROOT, require
+
+
+def fsdd_recipe():
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("recipe_fsdd_digits", REPO_ROOT / "scripts" / "recipe_fsdd_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_background_noise_is_the_recordings_own_quietest_frames():
+    recipe = fsdd_recipe()
+    rate_hz = 8000
+    rng = np.random.default_rng(0)
+    quiet, loud = 0.001 * rng.standard_normal(4000), 0.3 * rng.standard_normal(4000)
+    recording = np.concatenate([loud, quiet, loud]).astype(np.float32)
+    noise = recipe.background_noise(recording, 12345, rate_hz, random.Random(0))
+    assert noise.shape == (12345,) and noise.dtype == np.float32
+    assert 0.0005 < np.sqrt(np.mean(noise ** 2)) < 0.002  # the quiet middle, looped; none of the loud parts
+    assert not np.any(recipe.background_noise(np.zeros(10, np.float32), 50, rate_hz, random.Random(0)))
+
+
+def test_leave_one_speaker_out_splits_and_noisy_pauses(tmp_path: Path):
+    recipe = fsdd_recipe()
+    fsdd = require(FSDD)
+    speakers = recipe.speakers_of(fsdd)
+    held_out, others = speakers[0], speakers[1:]
+    recipe.assemble(fsdd, tmp_path, {"train": 6, "test": 4},
+                    splits={"train": (others, recipe.SPLITS["train"]), "test": ([held_out], range(0, 50))},
+                    noisy_splits=("test",))
+    train, test = load_manifest(tmp_path / "train.jsonl"), load_manifest(tmp_path / "test.jsonl")
+    assert {u.speaker for u in train} <= set(others) and {u.speaker for u in test} == {held_out}
+    for utterances, noisy in ((train, False), (test, True)):
+        for utterance in utterances:
+            samples, _ = soundfile.read(str(tmp_path / utterance.audio), dtype="float32")
+            tail = samples[-400:]  # the last 50 ms: pause after the last digit
+            assert np.any(tail != 0) == noisy
