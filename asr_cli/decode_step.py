@@ -187,8 +187,10 @@ def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary, spellings: dict
               "words: pass the ARPA file for those)", file=sys.stderr)
         return tables
     what = "words" if options.lm_unit == "word" else "tokens"
-    print(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them use "
-          f"characters the model cannot produce" + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
+    cannot = ("have no pronunciation in the lexicon" if spellings is not None
+              else "use characters the model cannot produce")
+    print(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
+          + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
           file=sys.stderr)
     if tables.unmodelled:
         print(f"warning: the character LM has no probability for model characters {tables.unmodelled!r}", file=sys.stderr)
