@@ -105,6 +105,24 @@ def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0,
         write_manifest(output / f"{split}.jsonl", utterances)
 
 
+def train_and_test(recipe: Recipe, out: Path, args) -> dict:
+    """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split."""
+    for name in ("train", "dev", "test"):
+        recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
+                   "--overwrite", "--no-progress")
+    train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
+                         "--epochs", args.epochs, *TRAIN_OPTIONS, *args.train_options.split(), "--no-progress")
+    model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
+    recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
+    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
+    recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
+    recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", "--beam-size", 16, "--lm", lm,
+               "--lm-weight", weight, "--word-bonus", bonus, "--no-progress")
+    return {"training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
+            "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
+            "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm")}
+
+
 def leave_one_speaker_out(args) -> None:
     """Six models, each tested on the speaker it never heard; results.json holds each and the mean."""
     speakers = speakers_of(args.fsdd)
@@ -117,21 +135,7 @@ def leave_one_speaker_out(args) -> None:
         assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 150},
                  splits={"train": (others, SPLITS["train"]), "dev": (others, SPLITS["dev"]),
                          "test": ([held_out], range(0, 50))}, noisy_splits=noisy)
-        for name in ("train", "dev", "test"):
-            recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
-                       "--overwrite", "--no-progress")
-        train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
-                             "--epochs", args.epochs, *TRAIN_OPTIONS, *args.train_options.split(), "--no-progress")
-        model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
-        recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
-        weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
-        recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", "--beam-size", 16, "--lm", lm,
-                   "--lm-weight", weight, "--word-bonus", bonus, "--no-progress")
-        recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
-        per_speaker[held_out] = {
-            "training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
-            "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
-            "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm")}
+        per_speaker[held_out] = train_and_test(recipe, out, args)
         print(f"{held_out}: WER {100 * per_speaker[held_out]['test_beam_lm']['wer']:.1f}% (beam + LM), "
               f"{100 * per_speaker[held_out]['test_greedy']['wer']:.1f}% (greedy)", flush=True)
     mean = {kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
@@ -163,22 +167,7 @@ def main() -> None:
     recipe = Recipe(out)
     assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 300},
              noisy_splits=("train", "dev", "test") if args.pause_noise else ())
-    for name in ("train", "dev", "test"):
-        recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", 2,
-                   "--overwrite", "--no-progress")
-    train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
-                         "--epochs", args.epochs, *TRAIN_OPTIONS, *args.train_options.split(), "--no-progress")
-    model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
-    recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
-    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
-    recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
-    recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", "--beam-size", 16, "--lm", lm,
-               "--lm-weight", weight, "--word-bonus", bonus, "--no-progress")
-    recipe.write_results({
-        "training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
-        "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
-        "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm"),
-    })
+    recipe.write_results(train_and_test(recipe, out, args))
 
 
 if __name__ == "__main__":
