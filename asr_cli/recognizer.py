@@ -70,8 +70,8 @@ class Recognizer:
         return self.feature_config.sample_rate_hz
 
     def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
-                   lm_unit: str = "word", lexicon: str | Path | None = None, segmentation: SegmentationOptions = SegmentationOptions(),
-                   **search_options) -> Transcription:
+                   lm_unit: str = "word", lexicon: str | Path | None = None,
+                   segmentation: SegmentationOptions = SegmentationOptions(), **search_options) -> Transcription:
         """Transcribe one recording.
 
         `audio`: a file path, or samples (numpy array or torch tensor; 1-D, or (samples, channels)
@@ -92,6 +92,7 @@ class Recognizer:
                                     lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit,
                                     lexicon_path=str(lexicon) if lexicon is not None else None)
         lm_tables = self._lm(options)
+        spoken = lm_tables.spoken_words if lm_tables is not None else None  # a phone model's words
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
         # One segment is normalised by its own statistics when decoded; several need a first pass for the recording's.
         speaker_mode = self.model.config.cmvn == "speaker"
@@ -102,7 +103,6 @@ class Recognizer:
             if segment is not None:
                 batch.append((segment[0], load(*segment)))
             if batch and (segment is None or len(batch) == SEGMENTS_PER_BATCH):
-                spoken = lm_tables.spoken_words if lm_tables is not None else None
                 for offset_s, hypothesis, piece_s in self._decode_pieces(batch, options, lm_tables, cmvn):
                     texts.append(output_text(hypothesis.label_ids, self.vocabulary, spoken))
                     words += [{**w, "start": round(w["start"] + offset_s, 3), "end": round(w["end"] + offset_s, 3)}

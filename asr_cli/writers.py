@@ -7,6 +7,7 @@ times are seconds from the start of the recording.
 from __future__ import annotations
 
 import json
+import math
 from typing import Callable
 
 from .recognizer import Transcription
@@ -41,7 +42,8 @@ def format_txt(transcription: Transcription, recording_id: str) -> str:
 
 
 def format_json(transcription: Transcription, recording_id: str) -> str:
-    record = {"id": recording_id, "text": transcription.text, "score": round(transcription.score, 4),
+    score = round(transcription.score, 4) if math.isfinite(transcription.score) else None  # a lexicon dead end
+    record = {"id": recording_id, "text": transcription.text, "score": score,
               "duration": round(transcription.duration_s, 3), "words": transcription.words}
     return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
 
