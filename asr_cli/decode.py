@@ -200,9 +200,7 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
                 word_hash = sequence_hash(labels)
                 if unigram_log_prob > unigram_of_hash.get(word_hash, -np.inf):
                     word_of_hash[word_hash], unigram_of_hash[word_hash] = word_id[word], unigram_log_prob
-                for end in range(1, len(labels) + 1):
-                    prefix = sequence_hash(labels[:end])
-                    prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), unigram_log_prob)
+                _raise_prefix_scores(prefix_hashes, labels, unigram_log_prob)
         unmodelled = []
     else:
         for word in words:
@@ -224,6 +222,14 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
         unreachable=unreachable, unmodelled=unmodelled, lm_tokens=[w for w in words if w not in special],
         lm_vocabulary=list(words),
     )
+
+
+def _raise_prefix_scores(prefix_hashes: Dict, labels: list[int], score: float) -> None:
+    """Make every prefix of `labels` (by its hash) score at least `score`: the best continuation below it."""
+    prefix = np.int64(HASH_SEED)
+    for label in labels:
+        prefix = extend_hash(prefix, label)
+        prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), score)
 
 
 def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
@@ -263,13 +269,12 @@ def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabu
     the lexicon words it begins (a word the LM does not know counts as minus the
     OOV penalty, as in the search without a lexicon), so the look-ahead only sees words the search may finish.
     """
-    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
     no_context = np.full(max(tables.order - 1, 1), -1, np.int64)
     lexicon_words = Dict.empty(key_type=types.int64, value_type=types.int64)
     prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
     for spellings in lexicon.pronunciations.values():
         for units in spellings:
-            labels = [label_of[unit] for unit in units]
+            labels = vocabulary.encode("".join(units))
             word_hash = sequence_hash(labels)
             lexicon_words[word_hash] = 1
             look_ahead = 0.0
@@ -278,9 +283,7 @@ def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabu
                                           tables.backoffs, tables.unknown_log_prob)
             elif tables.mode == WORD_LM and len(tables.word_of_hash) > 0:  # as for prefixes no LM word begins
                 look_ahead = -oov_penalty
-            for end in range(1, len(labels) + 1):
-                prefix = sequence_hash(labels[:end])
-                prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), look_ahead)
+            _raise_prefix_scores(prefix_hashes, labels, look_ahead)
     return dataclasses.replace(tables, prefix_hashes=prefix_hashes, lexicon_words=lexicon_words, restricted=True)
 
 

@@ -251,12 +251,11 @@ def _in_phone_characters(lexicon: Lexicon, phones: PhoneSet) -> Lexicon:
 def _spoken_words(lexicon: Lexicon, vocabulary: Vocabulary, tables: LanguageModelTables) -> dict[str, str]:
     """Phone spelling -> the word to write: the homophone the search scored (the LM's likelier one), else the
     first the lexicon lists."""
-    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
     spoken: dict[str, str] = {}
     for word, forms in lexicon.pronunciations.items():
         for units in forms:
             spelling = "".join(units)
-            scored = tables.word_of_hash.get(sequence_hash([label_of[c] for c in spelling]), -1)
+            scored = tables.word_of_hash.get(sequence_hash(vocabulary.encode(spelling)), -1)
             if scored >= 0 and tables.lm_vocabulary is not None:
                 spoken[spelling] = tables.lm_vocabulary[scored]
             else:
