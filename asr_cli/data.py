@@ -16,24 +16,11 @@ import numpy as np
 import torch
 
 from .errors import AsrCliError
-from .features import CmvnStats, FeatureConfig, vtlp_source_bins
+from .features import CmvnStats, vtlp_source_bins
+from .config import ConfigError, FeatureConfig, NormalizeConfig, SpecAugmentConfig
 from .store import FeatureStore
-from .text import NormalizeOptions, Vocabulary, normalize_text
+from .text import Vocabulary, normalize_text
 
-
-@dataclass(frozen=True)
-class SpecAugmentConfig:
-    """Frequency and time masking (Park et al., 2019); masked values become the CMVN mean."""
-
-    freq_masks: int = 2
-    freq_width: int = 10  # bins, at most
-    time_masks: int = 2
-    time_width: int = 20  # frames, at most
-    max_time_fraction: float = 0.2  # of each utterance, per mask
-
-    @property
-    def enabled(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
 
 
 @dataclass(frozen=True)
@@ -91,7 +78,7 @@ def require_same_features(reference: FeatureStore, other: FeatureStore) -> None:
 
 
 def build_examples(
-    stores: Sequence[FeatureStore], vocabulary: Vocabulary, normalize: NormalizeOptions,
+    stores: Sequence[FeatureStore], vocabulary: Vocabulary, normalize: NormalizeConfig,
     subsample: int, skip_oov: bool, to_units: Callable[[str], tuple[str | None, list[str]]] | None = None,
 ) -> ExampleSet:
     """Encode every transcript; leave out (and count) what CTC cannot learn from.
@@ -253,7 +240,7 @@ class Vtlp:
 
     def __init__(self, feature_config: FeatureConfig, max_warp: float) -> None:
         if feature_config.kind != "fbank" or feature_config.deltas:
-            raise AsrCliError("--vtlp warps the mel filterbank: it needs fbank features without deltas "
+            raise ConfigError("vtlp_warp", "{0} warps the mel filterbank: it needs fbank features without deltas "
                               f"(the stores hold {feature_config.kind}{' with deltas' if feature_config.deltas else ''})")
         self.feature_config = feature_config
         self.max_warp = max_warp

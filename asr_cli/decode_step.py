@@ -10,28 +10,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
 from .data import SpeakerCmvn
-from .decode import (WORD_LM, DecodeOptions, Hypothesis, LanguageModelTables, beam_search, build_lm_tables,
-                     empty_lm_tables, greedy_hypotheses, restrict_to_lexicon, scorer_lm_tables, sequence_hash)
+from .decode import Hypothesis, beam_search, greedy_hypotheses
+from .lm_tables import (WORD_LM, LanguageModelTables, build_lm_tables, empty_lm_tables, restrict_to_lexicon,
+    scorer_lm_tables, sequence_hash)
+from .config import CHARACTER_UNITS, PHONE_UNITS, ConfigError, FeatureConfig, TranscribeConfig
 from .errors import AsrCliError, format_problems
-from .features import CmvnStats, FeatureConfig, FeatureExtractor
+from .features import CmvnStats, FeatureExtractor
 from .fileio import atomic_write
 from .lm import KenlmScorer, is_kenlm_binary, read_arpa
-from .lexicon import CHARACTER_UNITS, PHONE_UNITS, Lexicon, PhoneSet, check_units, load_lexicon
+from .lexicon import Lexicon, PhoneSet, check_units, load_lexicon
 from .manifest import Utterance, load_manifest
-from .model import load_model_file
+from .model import load_model_file, resolve_device
 from .store import FeatureStore
+from .report import log, progress_bar
 from .text import Vocabulary
 from .threads import ThreadGovernor
 
@@ -39,22 +40,6 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".sph", ".opus", ".aiff", ".a
 COMPARED_FEATURE_FIELDS = ("kind", "sample_rate_hz", "num_mel_bins", "num_ceps", "deltas", "frame_shift_ms",
                            "frame_length_ms")
 
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """How to run decoding (the search itself is `decode`)."""
-
-    search: DecodeOptions = field(default_factory=DecodeOptions)
-    lm_path: str | None = None
-    lm_unit: str = "word"
-    lm_backend: str = "auto"  # auto: KenLM binary files through KenLM, ARPA files through our reader
-    lexicon_path: str | None = None  # the words the search may output (see lexicon.py)
-    batch_frames: int = 30000
-    device: str = "auto"
-    timestamps: bool = False
-    skip_bad: bool = False  # leave out (and list) audio that cannot be decoded, instead of stopping
-    show_progress: bool = True
-    threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
 
 
 @dataclass(frozen=True)
@@ -127,18 +112,18 @@ def length_batches(sources: Sequence[Source], batch_frames: int) -> Iterator[lis
 
 
 def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
-               options: TranscribeOptions = TranscribeOptions(), ctm_path: str | Path | None = None) -> dict:
+               options: TranscribeConfig = TranscribeConfig(), ctm_path: str | Path | None = None) -> dict:
     """Decode every input utterance into `output` (JSONL, in input order); returns a summary.
 
     A CTM file needs word timings, so asking for one turns them on.
     """
     if ctm_path is not None and not options.timestamps:
         options = dataclasses.replace(options, timestamps=True)
-    device = torch.device("cuda" if options.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if options.device == "auto" else options.device))
-    model, contents = load_model_file(model_path, device)
-    feature_config = FeatureConfig.from_dict(contents["feature_config"])
-    vocabulary = Vocabulary(tuple(contents["vocabulary"]))
+    searching = options.lm_path is not None or options.lexicon_path is not None
+    options = dataclasses.replace(options, search=options.search.with_beam(searching))
+    device = resolve_device(options.device)
+    loaded = load_model_file(model_path, device)
+    model, feature_config, vocabulary = loaded.model, loaded.feature_config, loaded.vocabulary
     governor = ThreadGovernor(options.threads)
     phones = PhoneSet(model.config.phones) if model.config.units == "phones" else None
     lm_tables = search_tables(options, vocabulary, phones, verbose=True)
@@ -150,7 +135,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     seconds_per_frame = model.config.subsample * feature_config.frame_shift_ms / 1000
     results: dict[int, dict] = {}
     warnings, skipped = [], []
-    with tqdm(total=len(sources), unit="utt", desc="decode", disable=not options.show_progress, dynamic_ncols=True) as bar:
+    with progress_bar(len(sources), "decode", options.show_progress, unit="utt") as bar:
         for batch in length_batches(sources, options.batch_frames):
             governor.update()
             bar.update(len(batch))
@@ -164,7 +149,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
                 results[index] = _result(sources[index], hypotheses, vocabulary, seconds_per_frame, options,
                                          lm_tables.spoken_words if lm_tables is not None else None)
     for warning in warnings + [f"left out (--skip-bad): {problem}" for problem in skipped]:
-        print(f"warning: {warning}", file=sys.stderr)
+        log.warning(warning)
     ordered = [results[index] for index in range(len(sources)) if index in results]
     with atomic_write(output) as handle:
         for record in ordered:
@@ -177,32 +162,31 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     return summary
 
 
-def _load_lm(options: TranscribeOptions, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None,
+def _load_lm(options: TranscribeConfig, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None,
              verbose: bool = True) -> LanguageModelTables:
     tables = _lm_tables(options, vocabulary, spellings)
     if not verbose:
         return tables
     if is_kenlm_binary(options.lm_path):  # its vocabulary cannot be listed
-        print(f"LM {options.lm_path}: KenLM binary, order {tables.order} (no OOV rate, no look-ahead for unfinished "
-              "words: pass the ARPA file for those)", file=sys.stderr)
+        log.info(f"LM {options.lm_path}: KenLM binary, order {tables.arrays.order} (no OOV rate, no look-ahead for unfinished "
+                 "words: pass the ARPA file for those)")
         return tables
     what = "words" if options.lm_unit == "word" else "tokens"
     cannot = ("have no pronunciation in the lexicon" if spellings is not None
               else "use characters the model cannot produce")
-    print(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
-          + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""),
-          file=sys.stderr)
+    log.info(f"LM {options.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
+             + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""))
     if tables.unmodelled:
-        print(f"warning: the character LM has no probability for model characters {tables.unmodelled!r}", file=sys.stderr)
+        log.warning(f"the character LM has no probability for model characters {tables.unmodelled!r}")
     if not tables.lm_tokens:
         raise AsrCliError(f"{options.lm_path}: the LM has no {what} besides <s>, </s> and <unk>")
     if tables.oov_rate > 0.5:
-        print("warning: most of the LM's vocabulary is out of reach of the model: was it built on other text "
-              "or with other normalisation?", file=sys.stderr)
+        log.warning("most of the LM's vocabulary is out of reach of the model: was it built on other text "
+                    "or with other normalisation?")
     return tables
 
 
-def search_tables(options: TranscribeOptions, vocabulary: Vocabulary, phones: PhoneSet | None = None,
+def search_tables(options: TranscribeConfig, vocabulary: Vocabulary, phones: PhoneSet | None = None,
                   verbose: bool = False) -> LanguageModelTables | None:
     """The LM and the lexicon of `options` as search tables; None for a plain search.
 
@@ -221,13 +205,13 @@ def search_tables(options: TranscribeOptions, vocabulary: Vocabulary, phones: Ph
     lm_tables = _load_lm(options, vocabulary, spellings, verbose) if options.lm_path is not None else None
     if lexicon is None:
         return lm_tables
-    lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.mode == WORD_LM else set()
+    lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.arrays.mode == WORD_LM else set()
     if lm_words and not lm_words & set(lexicon.words):
         raise AsrCliError(f"{options.lexicon_path} shares no word with the LM {options.lm_path}: were they written "
                           "for the same language, with the same normalisation?")
     if verbose:
         unknown = f"; {len(set(lexicon.words) - lm_words):,} of them unknown to the LM" if lm_words else ""
-        print(f"lexicon {options.lexicon_path}: {len(lexicon.words):,} words{unknown}", file=sys.stderr)
+        log.info(f"lexicon {options.lexicon_path}: {len(lexicon.words):,} words{unknown}")
     base = lm_tables if lm_tables is not None else empty_lm_tables(vocabulary.size)
     tables = restrict_to_lexicon(base, lexicon, vocabulary, options.search.oov_penalty)
     if phones is not None:
@@ -255,7 +239,7 @@ def _spoken_words(lexicon: Lexicon, vocabulary: Vocabulary, tables: LanguageMode
     for word, forms in lexicon.pronunciations.items():
         for units in forms:
             spelling = "".join(units)
-            scored = tables.word_of_hash.get(sequence_hash(vocabulary.encode(spelling)), -1)
+            scored = tables.arrays.word_of_hash.get(sequence_hash(vocabulary.encode(spelling)), -1)
             if scored >= 0 and tables.lm_vocabulary is not None:
                 spoken[spelling] = tables.lm_vocabulary[scored]
             else:
@@ -272,21 +256,17 @@ def output_text(label_ids: Sequence[int], vocabulary: Vocabulary, spoken_words: 
     return " ".join(words)
 
 
-def _lm_tables(options: TranscribeOptions, vocabulary: Vocabulary,
+def _lm_tables(options: TranscribeConfig, vocabulary: Vocabulary,
                spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
     """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files); `spellings` spell
     its words for a phone model (see `build_lm_tables`)."""
-    if options.lm_unit not in ("word", "char"):
-        raise AsrCliError(f"--lm-unit must be word or char, not {options.lm_unit!r}")
-    if options.lm_backend not in ("auto", "arpa", "kenlm"):
-        raise AsrCliError(f"--lm-backend must be auto, arpa or kenlm, not {options.lm_backend!r}")
     binary = Path(options.lm_path).is_file() and is_kenlm_binary(options.lm_path)
     if spellings is not None and (options.lm_backend == "kenlm" or binary or options.lm_unit != "word"):
         raise AsrCliError("a phone model takes a word LM in ARPA form, read by the built-in reader (--lm-backend arpa)")
     if options.lm_backend == "arpa" or (options.lm_backend == "auto" and not binary):
         return build_lm_tables(read_arpa(options.lm_path), vocabulary, options.lm_unit, spellings)
     if options.lm_unit != "word":
-        raise AsrCliError("--lm-backend kenlm serves word LMs; read a character LM's ARPA file with --lm-backend arpa")
+        raise ConfigError("lm_backend", "{0} kenlm serves word LMs; read a character LM's ARPA file with {0} arpa")
     scorer = KenlmScorer(options.lm_path)
     return scorer_lm_tables(scorer, vocabulary, None if binary else read_arpa(options.lm_path, max_order=1))
 
@@ -313,7 +293,7 @@ def _speaker_cmvn(sources: Sequence[Source], store: FeatureStore | None, extract
 
 
 def _batch_features(batch: list[int], sources: Sequence[Source], store: FeatureStore | None,
-                    extractor: FeatureExtractor, config: FeatureConfig, options: TranscribeOptions,
+                    extractor: FeatureExtractor, config: FeatureConfig, options: TranscribeConfig,
                     skipped: list[str]) -> tuple[list[int], list[np.ndarray]]:
     """(the decodable sources of a batch, their features); audio that cannot be decoded (corrupt, NaN samples)
     is an error, or with `skip_bad` left out and listed in `skipped`."""
@@ -339,7 +319,7 @@ def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtr
     return extractor([samples])[0]
 
 
-def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, options: TranscribeOptions,
+def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, options: TranscribeConfig,
                   lm_tables: LanguageModelTables | None, device: torch.device) -> list[list[Hypothesis]]:
     lengths = torch.tensor([f.shape[0] for f in features])
     padded = torch.zeros(len(features), max(int(lengths.max()), 1), model.config.input_dim)
@@ -355,7 +335,7 @@ def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, opt
 
 
 def _result(source: Source, hypotheses: list[Hypothesis], vocabulary: Vocabulary, seconds_per_frame: float,
-            options: TranscribeOptions, spoken_words: dict[str, str] | None) -> dict:
+            options: TranscribeConfig, spoken_words: dict[str, str] | None) -> dict:
     best = hypotheses[0]
     record = {"id": source.id, "text": output_text(best.label_ids, vocabulary, spoken_words), "score": _score(best)}
     if options.search.nbest > 1:

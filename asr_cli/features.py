@@ -9,95 +9,18 @@ as Kaldi reads them, so the numbers agree with Kaldi's tools.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
+from .config import FeatureConfig
 
 INT16_SCALE = 32768.0
 LOG_FLOOR = float(np.finfo(np.float32).eps)
 POVEY_WINDOW_EXPONENT = 0.85
 DELTA_WINDOW_FRAMES = 2
-FEATURE_KINDS = ("fbank", "mfcc")
-MIN_SAMPLE_RATE_HZ = 4000
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """How features are computed; saved with every feature store and model."""
-
-    kind: str = "fbank"
-    sample_rate_hz: int = 16000
-    num_mel_bins: int = 80
-    num_ceps: int = 13
-    cepstral_lifter: float = 22.0
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    preemphasis: float = 0.97
-    dither: float = 0.0
-    low_freq_hz: float = 20.0
-    high_freq_hz: float = 0.0  # <= 0: offset from the Nyquist frequency, as in Kaldi
-    deltas: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in FEATURE_KINDS:
-            raise ValueError(f"unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}")
-        if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
-            raise ValueError(f"num_ceps ({self.num_ceps}) cannot exceed num_mel_bins ({self.num_mel_bins})")
-        if self.sample_rate_hz < MIN_SAMPLE_RATE_HZ or self.num_mel_bins <= 0:
-            raise ValueError(f"the sample rate must be at least {MIN_SAMPLE_RATE_HZ} Hz and the mel bins positive")
-        if self.num_mel_bins > self.fft_length // 4:
-            raise ValueError(f"{self.num_mel_bins} mel bins are too many for a {self.fft_length}-point FFT at "
-                             f"{self.sample_rate_hz} Hz (at most {self.fft_length // 4}): some filters would be empty")
-        if not (math.isfinite(self.dither) and self.dither >= 0):
-            raise ValueError(f"dither must be a finite number >= 0, not {self.dither}")
-        if not (0 <= self.preemphasis <= 1) or not (self.frame_length_ms > 0 and self.frame_shift_ms > 0):
-            raise ValueError("pre-emphasis must be in [0, 1] and frame length and shift positive")
-
-    @classmethod
-    def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":
-        """Defaults per kind: 80 mel bins for fbank, 23 bins and 13 cepstra for MFCC."""
-        defaults = {"num_mel_bins": 23} if kind == "mfcc" else {}
-        defaults.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(kind=kind, **defaults)
-
-    @property
-    def window_length_samples(self) -> int:
-        return int(self.sample_rate_hz * self.frame_length_ms / 1000)
-
-    @property
-    def hop_length_samples(self) -> int:
-        return int(self.sample_rate_hz * self.frame_shift_ms / 1000)
-
-    @property
-    def fft_length(self) -> int:
-        return 1 << (self.window_length_samples - 1).bit_length()
-
-    @property
-    def base_dim(self) -> int:
-        return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
-
-    @property
-    def dim(self) -> int:
-        """Feature dimension per frame, deltas included."""
-        return self.base_dim * (3 if self.deltas else 1)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames Kaldi's snip_edges framing yields for `num_samples` samples."""
-        if num_samples < self.window_length_samples:
-            return 0
-        return 1 + (num_samples - self.window_length_samples) // self.hop_length_samples
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "FeatureConfig":
-        return cls(**record)
-
 
 def hz_to_mel(frequency_hz: np.ndarray) -> np.ndarray:
     """HTK/Kaldi mel scale, 1127 ln(1 + f / 700); equal to librosa.hz_to_mel(f, htk=True).

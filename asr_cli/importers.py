@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from .config import CsvImportConfig
 from .errors import AsrCliError, format_problems, require_file
 from .fileio import has_undecodable_bytes
 from .manifest import Utterance
@@ -142,41 +143,34 @@ def import_librispeech(root: str | Path) -> list[Utterance]:
 
 
 def import_csv(
-    path: str | Path,
-    audio_column: str,
-    text_column: str | None = None,
-    id_column: str | None = None,
-    speaker_column: str | None = None,
-    delimiter: str | None = None,
-    audio_dir: str | Path | None = None,
+    path: str | Path, columns: CsvImportConfig = CsvImportConfig(), audio_dir: str | Path | None = None
 ) -> list[Utterance]:
     """Read a CSV/TSV with a header row (Common Voice's TSVs work with `audio_dir=clips`).
 
-    `delimiter` defaults to a tab for `.tsv` files and a comma otherwise; ids default to
-    the audio file's name without extension; relative audio paths resolve against
-    `audio_dir`, by default the table's folder.
+    The columns' defaults fit Common Voice; ids default to the audio file's name without extension;
+    relative audio paths resolve against `audio_dir`, by default the table's folder.
     """
     path = require_file(path, "table file")
-    delimiter = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    delimiter = columns.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
     base_dir = Path(audio_dir) if audio_dir is not None else path.parent
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a column
             reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-            columns = reader.fieldnames or []
-            wanted = [c for c in (audio_column, text_column, id_column, speaker_column) if c is not None]
-            absent = [c for c in wanted if c not in columns]
+            header = reader.fieldnames or []
+            wanted = [c for c in (columns.audio_column, columns.text_column, columns.id_column, columns.speaker_column)
+                      if c is not None]
+            absent = [c for c in wanted if c not in header]
             if absent:
-                raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(columns)}")
+                raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(header)}")
             utterances, first_line_of = [], {}
             for line_number, row in enumerate(reader, start=2):
                 if None in row.values() or None in row:
-                    raise AsrCliError(f"{path}, line {line_number}: {len(columns)} fields expected (the header's), "
+                    raise AsrCliError(f"{path}, line {line_number}: {len(header)} fields expected (the header's), "
                                       f"got {sum(v is not None for v in row.values()) + len(row.get(None) or [])}")
-                utterance = _utterance_from_row(row, line_number, path, base_dir, audio_column, text_column, id_column,
-                                                speaker_column)
+                utterance = _utterance_from_row(row, line_number, path, base_dir, columns)
                 if utterance.id in first_line_of:
                     raise AsrCliError(f"{path}, line {line_number}: id {utterance.id!r} is also on line "
-                                      f"{first_line_of[utterance.id]}" + ("" if id_column else
+                                      f"{first_line_of[utterance.id]}" + ("" if columns.id_column else
                                       " (ids are audio file names without extension: pass --id-column)"))
                 first_line_of[utterance.id] = line_number
                 utterances.append(utterance)
@@ -185,21 +179,18 @@ def import_csv(
         raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
 
 
-def _utterance_from_row(
-    row: dict, line_number: int, path: Path, base_dir: Path,
-    audio_column: str, text_column: str | None, id_column: str | None, speaker_column: str | None,
-) -> Utterance:
-    audio = (row.get(audio_column) or "").strip()
+def _utterance_from_row(row: dict, line_number: int, path: Path, base_dir: Path, columns: CsvImportConfig) -> Utterance:
+    audio = (row.get(columns.audio_column) or "").strip()
     if not audio:
-        raise AsrCliError(f"{path}, line {line_number}: empty {audio_column!r}")
+        raise AsrCliError(f"{path}, line {line_number}: empty {columns.audio_column!r}")
     audio_path = Path(audio)
     if not audio_path.is_absolute():
         audio_path = (base_dir / audio_path).resolve()
     record = {
-        "id": (row.get(id_column) or "").strip() if id_column else audio_path.stem,
+        "id": (row.get(columns.id_column) or "").strip() if columns.id_column else audio_path.stem,
         "audio": str(audio_path),
-        "text": row.get(text_column) if text_column else None,
-        "speaker": (row.get(speaker_column) or None) if speaker_column else None,
+        "text": row.get(columns.text_column) if columns.text_column else None,
+        "speaker": (row.get(columns.speaker_column) or None) if columns.speaker_column else None,
     }
     try:
         return Utterance.from_dict(record)

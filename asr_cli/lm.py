@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .config import MAX_LM_ORDER, ConfigError
 from .errors import AsrCliError, require_file
 from .fileio import atomic_write
 
@@ -192,7 +193,6 @@ def kneser_ney_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, 
     return tuple(min(max(d, 0.0), k) for d, k in zip(discounts, (1, 2, 3)))
 
 
-MAX_LM_ORDER = 10  # beyond this, n-grams of a few hours of transcripts are all singletons
 
 
 def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
@@ -206,7 +206,7 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
     `discounts` (per order, from unigrams up) override the estimates.
     """
     if not 1 <= order <= MAX_LM_ORDER:
-        raise AsrCliError(f"--order must be between 1 and {MAX_LM_ORDER}, not {order}")
+        raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {order}")
     counts = _raw_counts(sentences, order)
     if not counts[0]:
         raise AsrCliError("the language-model text is empty")

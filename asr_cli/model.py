@@ -13,7 +13,6 @@ own length, and its outputs are reversed back.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -21,68 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-ARCHITECTURES = ("blstm", "lstm", "dnn")
-FRONTENDS = ("stack", "conv")
-CMVN_MODES = ("global", "speaker")
-UNITS = ("chars", "phones")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The architecture; saved with every checkpoint and model file."""
-
-    architecture: str = "blstm"
-    num_layers: int = 3
-    hidden_size: int = 256  # per direction
-    projection_size: int = 0  # 0: no recurrent projection (LSTM), else LSTMP
-    peepholes: bool = False
-    dropout: float = 0.1
-    stack_frames: int = 3
-    subsample: int = 3
-    dnn_context: int = 5  # DNN only: stacked frames on each side of the centre
-    frontend: str = "stack"  # stack: frame stacking; conv: two 2-D convolutions striding over time and frequency
-    conv_channels: int = 32
-    cmvn: str = "global"  # speaker: features arrive normalised per speaker (or per utterance), see data.py
-    input_dim: int = 80
-    vocab_size: int = 30  # characters + the CTC blank
-    units: str = "chars"  # phones: the characters stand for `phones` (lexicon.PhoneSet), decoded through a lexicon
-    phones: tuple[str, ...] = ()  # set by training from its lexicon
-
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if min(self.num_layers, self.hidden_size, self.stack_frames, self.subsample) < 1:
-            raise ValueError("layers, hidden size, frame stacking and subsampling must be at least 1")
-        if self.projection_size < 0 or self.projection_size >= self.hidden_size and self.projection_size:
-            raise ValueError(f"projection size must be 0 or below the hidden size ({self.hidden_size})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-        if self.frontend not in FRONTENDS:
-            raise ValueError(f"unknown front-end {self.frontend!r}; choose one of {', '.join(FRONTENDS)}")
-        if self.cmvn not in CMVN_MODES:
-            raise ValueError(f"unknown CMVN mode {self.cmvn!r}; choose one of {', '.join(CMVN_MODES)}")
-        if self.units not in UNITS or (self.units == "chars" and self.phones):
-            raise ValueError(f"units must be one of {', '.join(UNITS)}; phones are listed only for phone units")
-        if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
-            raise ValueError("the convolutional front-end needs a recurrent architecture and at least one channel")
-
-    @property
-    def directions(self) -> int:
-        return 2 if self.architecture == "blstm" else 1
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "ModelConfig":
-        return cls(**{**record, "phones": tuple(record.get("phones", ()))})
-
-    @property
-    def conv_time_strides(self) -> tuple[int, int]:
-        """Time strides of the two convolutions; their product is `subsample`, the larger first."""
-        second = 2 if self.subsample % 2 == 0 and self.subsample > 2 else 1
-        return self.subsample // second, second
+from .config import ConfigError, FeatureConfig, ModelConfig
+from .text import Vocabulary
 
 
 def stack_and_subsample(features: torch.Tensor, lengths: torch.Tensor, stack: int, subsample: int):
@@ -318,8 +257,22 @@ def model_file_contents(model: AcousticModel, feature_config: dict, vocabulary: 
     }
 
 
-def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticModel, dict]:
-    """(model in eval mode, the file's contents) from a `model.pt`; loads no code (weights_only)."""
+@dataclass(frozen=True)
+class ModelFile:
+    """A loaded model file: the model (eval mode, on its device) and what decoding needs besides."""
+
+    model: AcousticModel
+    feature_config: FeatureConfig
+    vocabulary: Vocabulary
+    info: dict  # the training record: data, best epoch and its validation scores, versions
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
+    """The model file at `path` (a `model.pt`); loads no code (weights_only)."""
     from .errors import AsrCliError, require_file
 
     path = require_file(path, "model file")
@@ -336,7 +289,17 @@ def load_model_file(path, device: str | torch.device = "cpu") -> tuple[AcousticM
     if contents.get("format_version") != MODEL_FORMAT_VERSION:
         raise AsrCliError(f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})")
     model = _model_from_contents(contents, path)
-    return model.to(device).eval(), contents
+    return ModelFile(model.to(device).eval(), FeatureConfig.from_dict(contents["feature_config"]),
+                     Vocabulary(tuple(contents["vocabulary"])), contents.get("info", {}))
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto`: CUDA when available, else the CPU. Asking for CUDA where there is none is an error that says so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", "{0} cuda: no CUDA device is available; use {0} cpu")
+    return torch.device(name)
 
 
 def _model_from_contents(contents: dict, path) -> AcousticModel:
@@ -369,8 +332,8 @@ def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:
 
 def describe_model_file(path) -> dict:
     """What a model file holds, for `asr-cli info`: architecture, size, units, features and training record."""
-    model, contents = load_model_file(path)
-    config, features = model.config, contents["feature_config"]
+    loaded = load_model_file(path)
+    model, config, features = loaded.model, loaded.config, loaded.feature_config.to_dict()
     front = (f"conv front-end ({config.conv_channels} channels)" if config.frontend == "conv"
              else f"{config.stack_frames} frames stacked")
     body = ("DNN" if config.architecture == "dnn" else f"{config.architecture.upper()}"
@@ -381,13 +344,13 @@ def describe_model_file(path) -> dict:
         "architecture": f"{config.num_layers}x{config.hidden_size} {body}, {front}, subsampled {config.subsample}, "
                         f"dropout {config.dropout:g}",
         "parameters": model.num_parameters(),
-        "units": _describe_units(config, contents["vocabulary"]),
+        "units": _describe_units(config, list(loaded.vocabulary.characters)),
         "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
                     f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
                     f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
         "normalisation": "per speaker (per utterance when no speaker is known)" if config.cmvn == "speaker"
                          else "global CMVN of the training data",
-        "training": contents.get("info", {}),
+        "training": loaded.info,
         "model_config": config.to_dict(), "feature_config": features,
     }
 
@@ -409,7 +372,8 @@ def export_torchscript(model_path, output) -> dict:
     from .errors import AsrCliError
     from .fileio import atomic_write
 
-    model, contents = load_model_file(model_path)
+    loaded = load_model_file(model_path)
+    model = loaded.model
     if model.config.peepholes:
         raise AsrCliError(f"{model_path}: peephole layers run a Python loop over time, which TorchScript tracing "
                           "cannot capture; export models built on torch's LSTM (trained without --peepholes)")
@@ -426,7 +390,7 @@ def export_torchscript(model_path, output) -> dict:
     metadata = {
         "format": "asr-cli torchscript 1", "inputs": "features (batch, frames, dim) float32, lengths (batch,) int64",
         "outputs": "log_probs (batch, frames / subsample, vocabulary + 1; blank 0), lengths (batch,)",
-        "feature_config": contents["feature_config"], "vocabulary": contents["vocabulary"],
+        "feature_config": loaded.feature_config.to_dict(), "vocabulary": list(loaded.vocabulary.characters),
         "model_config": model.config.to_dict(),
         "normalisation": ("features must arrive normalised by their speaker's (or utterance's) mean and std"
                           if model.config.cmvn == "speaker" else "global CMVN is inside the module"),

@@ -20,20 +20,20 @@ import signal
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from .audio import AudioError, audio_info, load_audio
 from .errors import AsrCliError, describe_os_error, format_problems
-from .features import CmvnStats, FeatureConfig, FeatureExtractor
+from .features import CmvnStats, FeatureExtractor
+from .config import ConfigError, FeatureConfig, PrepareConfig
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, write_json
 from .manifest import BadItem, Utterance, check_manifest
-from .store import (CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, STORE_DTYPES, ArrayWriter, IndexEntry,
-                    StoreMetadata)
+from .report import progress_bar
+from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
 from .threads import use_threads
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
@@ -46,38 +46,6 @@ WORKER_POLL_S = 1.0
 KALDI_SPEED_FACTORS = (0.9, 1.0, 1.1)
 MIN_SPEED_FACTOR, MAX_SPEED_FACTOR = 0.5, 2.0
 
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """How `prepare` runs; the feature configuration itself is saved in the store."""
-
-    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
-    dtype: str = "float16"
-    jobs: int = 1
-    shard_index: int = 1  # K of K/N, counted from 1
-    num_shards: int = 1
-    skip_bad: bool = False
-    overwrite: bool = False
-    show_progress: bool = True
-    # Speed perturbation: each factor f adds a copy of every utterance played f times as fast
-    # (tempo and pitch, like `sox speed`), named "sp{f}-{id}" with speaker "sp{f}-{speaker}".
-    speed_factors: tuple[float, ...] = (1.0,)
-    threads: int | None = None  # per worker process; None: the physical cores divided among the workers
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise AsrCliError(f"--threads must be at least 1, not {self.threads}")
-        if not self.speed_factors or len(set(self.speed_factors)) != len(self.speed_factors):
-            raise AsrCliError(f"--speed-perturb needs distinct factors, got {list(self.speed_factors)}")
-        for factor in self.speed_factors:
-            if not MIN_SPEED_FACTOR <= factor <= MAX_SPEED_FACTOR:
-                raise AsrCliError(f"--speed-perturb factor {factor:g} is outside [{MIN_SPEED_FACTOR}, {MAX_SPEED_FACTOR}]")
-        if self.dtype not in STORE_DTYPES:
-            raise AsrCliError(f"--dtype must be one of {', '.join(STORE_DTYPES)}, not {self.dtype!r}")
-        if self.jobs < 1:
-            raise AsrCliError("--jobs must be at least 1")
-        if not 1 <= self.shard_index <= self.num_shards:
-            raise AsrCliError(f"--shard {self.shard_index}/{self.num_shards}: K must be between 1 and N")
 
 
 @dataclass
@@ -109,10 +77,10 @@ def parse_shard(text: str) -> tuple[int, int]:
         k_text, n_text = text.split("/")
         return int(k_text), int(n_text)
     except ValueError as error:
-        raise AsrCliError(f"--shard takes K/N, e.g. 1/4; got {text!r}") from error
+        raise ConfigError("shard_index", f"{{0}} takes K/N, e.g. 1/4; got {text!r}") from error
 
 
-def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareOptions) -> PrepareSummary:
+def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareConfig) -> PrepareSummary:
     """Compute features for every utterance of a manifest (or one shard of it) into a new store."""
     started = time.perf_counter()
     store_path = Path(store_path)
@@ -144,7 +112,7 @@ def parse_speed_factors(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError as error:
-        raise AsrCliError(f"--speed-perturb takes comma-separated factors, e.g. 0.9,1.0,1.1; got {text!r}") from error
+        raise ConfigError("speed_factors", f"{{0}} takes comma-separated factors, e.g. 0.9,1.0,1.1; got {text!r}") from error
 
 
 def speed_perturbed_id(name: str, factor: float) -> str:
@@ -188,7 +156,7 @@ def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[
     return [item for item in map(problem, utterances) if item is not None]
 
 
-def _stop_unless_skipping(bad_items: list[BadItem], options: PrepareOptions, before_writing: bool) -> None:
+def _stop_unless_skipping(bad_items: list[BadItem], options: PrepareConfig, before_writing: bool) -> None:
     if bad_items and not options.skip_bad:
         when = "nothing was written" if before_writing else "the store was not written"
         raise AsrCliError(
@@ -197,10 +165,10 @@ def _stop_unless_skipping(bad_items: list[BadItem], options: PrepareOptions, bef
         )
 
 
-def _run_shares(shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareOptions) -> list[dict]:
+def _run_shares(shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareConfig) -> list[dict]:
     """Process each share into its own array, in worker processes when there are several."""
     total = sum(len(share) for share in shares)
-    with tqdm(total=total, unit="utt", desc="prepare", disable=not options.show_progress, dynamic_ncols=True) as bar:
+    with progress_bar(total, "prepare", options.show_progress, unit="utt") as bar:
         if len(shares) == 1:
             use_threads(options.threads)
             return [_process_share(shares[0], 0, folder, options, bar.update)]
@@ -208,7 +176,7 @@ def _run_shares(shares: list[list[tuple[int, Utterance]]], folder: Path, options
 
 
 def _run_worker_processes(
-    shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareOptions, report: Callable[[int], object]
+    shares: list[list[tuple[int, Utterance]]], folder: Path, options: PrepareConfig, report: Callable[[int], object]
 ) -> list[dict]:
     start_methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in start_methods else "spawn")
@@ -256,7 +224,7 @@ def _check_workers_alive(workers: list, results: dict[int, dict]) -> None:
             )
 
 
-def _worker_main(share, index: int, folder: Path, options: PrepareOptions, messages, parent_pid: int) -> None:
+def _worker_main(share, index: int, folder: Path, options: PrepareConfig, messages, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides and terminates the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -286,7 +254,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _process_share(
-    share: list[tuple[int, Utterance]], array_index: int, folder: Path, options: PrepareOptions,
+    share: list[tuple[int, Utterance]], array_index: int, folder: Path, options: PrepareConfig,
     report: Callable[[int], object],
 ) -> dict:
     """Decode, featurise and append one share's utterances to array `array_index`.
@@ -358,7 +326,7 @@ def _speed_perturbed_utterance(utterance: Utterance, factor: float) -> Utterance
     return dataclasses.replace(utterance, id=speed_perturbed_id(utterance.id, factor), speaker=speaker)
 
 
-def _finish_store(folder: Path, results: list[dict], options: PrepareOptions, bad_items: list[BadItem]) -> StoreMetadata:
+def _finish_store(folder: Path, results: list[dict], options: PrepareConfig, bad_items: list[BadItem]) -> StoreMetadata:
     """Merge the index parts in manifest order, then write CMVN stats and metadata."""
     part_paths = sorted(folder.glob("index-*.part"))
     num_utterances = 0

@@ -18,16 +18,16 @@ import torch
 
 from .audio import audio_info, load_audio, resample
 from .data import MIN_CMVN_STD, utterance_mean_and_std
-from .decode import DecodeOptions, LanguageModelTables
-from .decode_step import TranscribeOptions, _decode_batch, output_text, search_tables, word_timings
+from .lm_tables import LanguageModelTables
+from .config import DecodeConfig, SegmentationConfig, TranscribeConfig
+from .decode_step import _decode_batch, output_text, search_tables, word_timings
 from .errors import AsrCliError
-from .features import CmvnStats, FeatureConfig, FeatureExtractor
+from .features import CmvnStats, FeatureExtractor
 from .fileio import atomic_write, write_json
 from .lexicon import PhoneSet
 from .lm import read_arpa
-from .model import load_model_file
-from .segment import SegmentationOptions, file_energies_db, frame_energies_db, speech_segments
-from .text import Vocabulary
+from .model import load_model_file, resolve_device
+from .segment import file_energies_db, frame_energies_db, speech_segments
 
 INT16_FULL_SCALE = 32768.0
 SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together
@@ -52,14 +52,10 @@ class Recognizer:
     """A model file loaded once, ready to transcribe recordings one after another."""
 
     def __init__(self, model_path: str | Path, device: str = "auto") -> None:
-        device_name = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if device_name.startswith("cuda") and not torch.cuda.is_available():
-            raise AsrCliError("device cuda: no CUDA device is available; use device='cpu'")
-        self.device = torch.device(device_name)
-        self.model, contents = load_model_file(model_path, self.device)
-        self.feature_config = FeatureConfig.from_dict(contents["feature_config"])
-        self.vocabulary = Vocabulary(tuple(contents["vocabulary"]))
-        self.info = contents.get("info", {})
+        self.device = resolve_device(device)
+        loaded = load_model_file(model_path, self.device)
+        self.model, self.feature_config, self.vocabulary, self.info = (loaded.model, loaded.feature_config,
+                                                                       loaded.vocabulary, loaded.info)
         self._extractor = FeatureExtractor(self.feature_config)
         self._lms: dict[tuple, LanguageModelTables | None] = {}
         self.model_path = Path(model_path)
@@ -71,13 +67,13 @@ class Recognizer:
 
     def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
                    lm_unit: str = "word", lexicon: str | Path | None = None,
-                   segmentation: SegmentationOptions = SegmentationOptions(), **search_options) -> Transcription:
+                   segmentation: SegmentationConfig = SegmentationConfig(), **search_options) -> Transcription:
         """Transcribe one recording.
 
         `audio`: a file path, or samples (numpy array or torch tensor; 1-D, or (samples, channels)
         which is averaged to mono; floats in [-1, 1] or int16) at `sample_rate` Hz (default: the
-        model's). `search_options` are those of `DecodeOptions` (beam_size=1 is greedy; with `lm`,
-        a word or character ARPA file, the beam search fuses it: beam_size defaults to 16 then).
+        model's). `search_options` are those of `DecodeConfig` (beam_size=1 is greedy; with `lm`,
+        a word or character ARPA file, the beam search fuses it: beam_size defaults to LM_BEAM_SIZE then).
         A recording longer than `segmentation.long_recording_s` is cut at pauses and decoded a few
         segments at a time (a file is read one segment at a time); times stay recording times.
         `lm`: by default the LM stored beside the model (`asr-cli pack`), with its weights, if there is
@@ -86,9 +82,8 @@ class Recognizer:
         (`unlisted_word_penalty` in `search_options` allows others at that cost).
         """
         lm, lm_unit, search_options, lexicon = self._search_defaults(lm, lm_unit, search_options, lexicon)
-        if lm is not None or lexicon is not None:
-            search_options.setdefault("beam_size", 16)
-        options = TranscribeOptions(search=DecodeOptions(**{"beam_size": 1, **search_options}),
+        search = DecodeConfig(**search_options).with_beam(searching=lm is not None or lexicon is not None)
+        options = TranscribeConfig(search=search,
                                     lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit,
                                     lexicon_path=str(lexicon) if lexicon is not None else None)
         lm_tables = self._lm(options)
@@ -132,7 +127,7 @@ class Recognizer:
     def _seconds_per_frame(self) -> float:
         return self.model.config.subsample * self.feature_config.frame_shift_ms / 1000
 
-    def _decode_pieces(self, pieces: list[tuple[float, np.ndarray]], options: TranscribeOptions,
+    def _decode_pieces(self, pieces: list[tuple[float, np.ndarray]], options: TranscribeConfig,
                        lm_tables: LanguageModelTables | None, cmvn: tuple[np.ndarray, np.ndarray] | None):
         """(offset s, best hypothesis, piece duration s) for each (offset s, samples) piece, in one batch.
 
@@ -150,7 +145,7 @@ class Recognizer:
         return [(offset_s, hypotheses[0], len(samples) / self.sample_rate_hz)
                 for (offset_s, samples), hypotheses in zip(pieces, decoded)]
 
-    def _recording(self, audio, sample_rate: int | None, segmentation: SegmentationOptions):
+    def _recording(self, audio, sample_rate: int | None, segmentation: SegmentationConfig):
         """(duration s, [(start s, end s)] to decode, load(start, end) -> samples at the model's rate): the whole
         recording, or for a long one its speech segments; a file's samples are read only when asked for."""
         rate_hz = self.sample_rate_hz
@@ -194,7 +189,7 @@ class Recognizer:
             raise AsrCliError("audio holds NaN or infinite samples")
         return resample(samples.astype(np.float32), sample_rate or self.sample_rate_hz, self.sample_rate_hz)
 
-    def _lm(self, options: TranscribeOptions) -> LanguageModelTables | None:
+    def _lm(self, options: TranscribeConfig) -> LanguageModelTables | None:
         """The search tables (LM and lexicon), read once per (LM file, unit, lexicon, OOV penalty)."""
         key = (options.lm_path, options.lm_unit, options.lexicon_path, options.search.oov_penalty)
         if key not in self._lms:
@@ -241,12 +236,12 @@ def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding,
     """Store an LM (copied into the model's folder), optionally a lexicon, and their search settings beside a
     model file, so that `load_model(model).transcribe(...)` and `asr-cli transcribe MODEL` use them untold."""
     model_path, lm_path = Path(model_path), Path(lm_path)
-    model, contents = load_model_file(model_path)  # a model file it is
+    loaded = load_model_file(model_path)  # a model file it is
     read_arpa(lm_path, max_order=1)  # an LM it is
     if lexicon_path is not None:  # checked as decoding will check it
-        options = TranscribeOptions(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=str(lexicon_path))
-        phones = PhoneSet(model.config.phones) if model.config.units == "phones" else None
-        search_tables(options, Vocabulary(tuple(contents["vocabulary"])), phones)
+        options = TranscribeConfig(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=str(lexicon_path))
+        phones = PhoneSet(loaded.config.phones) if loaded.config.units == "phones" else None
+        search_tables(options, loaded.vocabulary, phones)
         stored = dataclasses.replace(stored, lexicon_file=STORED_LEXICON_FILE)
     target = model_path.parent / stored.lm_file
     _copy_into(lm_path, target)

@@ -20,11 +20,9 @@ import numpy as np
 from .errors import AsrCliError, require_file
 from .fileio import iter_json_lines
 from .importers import read_kaldi_table
-from .text import NormalizeOptions, normalize_text
+from .text import normalize_text
+from .config import HYP_FORMATS, REF_FORMATS, ReportConfig, ScoreConfig
 
-REF_FORMATS = ("auto", "manifest", "store", "kaldi")
-HYP_FORMATS = ("auto", "jsonl", "kaldi")
-MISSING_POLICIES = ("error", "deletion")
 MAX_IDS_IN_MESSAGE = 10
 BOOTSTRAP_CHUNK_DRAWS = 50
 
@@ -37,21 +35,6 @@ class Transcript:
     text: str
     speaker: str | None = None
 
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    """How hypotheses are matched to references and scored."""
-
-    normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
-    missing: str = "error"  # or "deletion": a missing hypothesis scores as empty
-    ignore_extra: bool = False
-    compute_cer: bool = True
-    bootstrap_draws: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.missing not in MISSING_POLICIES:
-            raise AsrCliError(f"--missing must be one of {', '.join(MISSING_POLICIES)}, not {self.missing!r}")
 
 
 def _id_list(ids: Iterable[str]) -> str:
@@ -145,7 +128,7 @@ def _read_utt2spk(path: Path) -> dict[str, str]:
 
 
 def pair_up(
-    references: list[Transcript], hypotheses: list[Transcript], options: ScoreOptions
+    references: list[Transcript], hypotheses: list[Transcript], options: ScoreConfig
 ) -> list[tuple[Transcript, str]]:
     """(reference, hypothesis text) by id, in reference order; unmatched ids are errors unless allowed."""
     hypothesis_text = {h.id: h.text for h in hypotheses}
@@ -202,101 +185,28 @@ def bootstrap_wer_interval(errors: np.ndarray, ref_words: np.ndarray, draws: int
 
 @dataclass
 class ScoreReport:
-    """Everything `score` computed; `to_dict` for JSON, `format_text` for people."""
+    """Everything `score` computed, once: per-utterance counts, jiwer's word alignments, the totals and the
+    per-speaker table. `render_text` and `render_json` present it."""
 
     ids: list[str]
     speakers: list[str | None]
-    references: list[str]
-    hypotheses: list[str]
+    words: jiwer.WordOutput  # normalised words of each side and their alignment, per utterance
     word_counts: np.ndarray  # (num_utterances, 4): hits, substitutions, deletions, insertions
     char_counts: np.ndarray | None
     wer_ci95: tuple[float, float] | None
-    options: ScoreOptions
+    options: ScoreConfig
+    overall: dict = field(default_factory=dict)  # group statistics of every utterance (see group_stats)
+    per_speaker: dict[str, dict] = field(default_factory=dict)  # ... of each speaker's; unknown speakers left out
     missing_scored_as_deletion: int = 0
 
-    @property
-    def ref_words(self) -> int:
-        return int(self.word_counts[:, :3].sum())
-
-    def totals(self, counts: np.ndarray) -> dict:
-        hits, substitutions, deletions, insertions = (int(x) for x in counts.sum(axis=0))
-        reference = hits + substitutions + deletions
-        return {
-            "reference": reference, "hits": hits, "substitutions": substitutions, "deletions": deletions,
-            "insertions": insertions, "errors": substitutions + deletions + insertions,
-            "error_rate": _rate(substitutions + deletions + insertions, reference),
-        }
-
-    def _group_stats(self, word_counts: np.ndarray, char_counts: np.ndarray | None) -> dict:
-        """sclite-style summary of a group of utterances, from summed [H, S, D, I] and per-utterance errors."""
-        words = self.totals(word_counts)
-        return {
-            "num_utterances": int(word_counts.shape[0]), "ref_words": words["reference"], "wer": words["error_rate"],
-            "substitutions": words["substitutions"], "deletions": words["deletions"],
-            "insertions": words["insertions"], "hits": words["hits"],
-            "ser": float(np.mean(word_counts[:, 1:].sum(axis=1) > 0)) if len(word_counts) else 0.0,
-            "cer": self.totals(char_counts)["error_rate"] if char_counts is not None else None,
-        }
-
-    def overall(self) -> dict:
-        return self._group_stats(self.word_counts, self.char_counts)
-
-    def per_speaker(self) -> dict[str, dict]:
-        """Summary per speaker; utterances without a speaker are left out."""
-        known = np.array([s is not None for s in self.speakers], dtype=bool)
-        if not known.any():
-            return {}
-        names, group = np.unique(np.array([s for s in self.speakers if s is not None], dtype=object).astype(str),
-                                 return_inverse=True)
-        rows = np.flatnonzero(known)
-        order = np.argsort(group, kind="stable")
-        boundaries = np.searchsorted(group[order], np.arange(len(names) + 1))
-        table = {}
-        for index, name in enumerate(names):
-            members = rows[order[boundaries[index] : boundaries[index + 1]]]
-            chars = self.char_counts[members] if self.char_counts is not None else None
-            table[str(name)] = self._group_stats(self.word_counts[members], chars)
-        return table
-
-    def to_dict(self, top_substitutions: int = 10) -> dict:
-        """Machine-readable report; `utterances` holds per-utterance counts."""
-        overall = self.overall()
-        chars = self.totals(self.char_counts) if self.char_counts is not None else None
-        counts = self.word_counts
-        utterances = [
-            {"id": utterance_id, "speaker": speaker, "ref_words": int(h + s + d), "substitutions": int(s),
-             "deletions": int(d), "insertions": int(i), "errors": int(s + d + i)}
-            for utterance_id, speaker, (h, s, d, i) in zip(self.ids, self.speakers, counts.tolist())
-        ]
-        if self.char_counts is not None:
-            for entry, (h, s, d, i) in zip(utterances, self.char_counts.tolist()):
-                entry["ref_chars"] = h + s + d
-                entry["char_errors"] = s + d + i
-        return {
-            "wer": overall["wer"], "cer": overall["cer"],
-            "substitutions": overall["substitutions"], "deletions": overall["deletions"],
-            "insertions": overall["insertions"], "hits": overall["hits"], "ref_words": overall["ref_words"],
-            "num_utterances": overall["num_utterances"], "ser": overall["ser"],
-            "wer_ci95": list(self.wer_ci95) if self.wer_ci95 else None,
-            "chars": chars,
-            "per_speaker": self.per_speaker(),
-            "top_substitutions": [
-                {"ref": ref, "hyp": hyp, "count": count} for (ref, hyp), count in self.top_substitutions(top_substitutions)
-            ],
-            "missing_scored_as_deletion": self.missing_scored_as_deletion,
-            "normalization": self.options.normalize.describe(),
-            "utterances": utterances,
-        }
-
-    def top_substitutions(self, limit: int) -> list[tuple[tuple[str, str], int]]:
+    def substitution_pairs(self, limit: int) -> list[tuple[tuple[str, str], int]]:
         """The most frequent (reference word, hypothesis word) substitutions."""
-        rows = np.flatnonzero(self.word_counts[:, 1] > 0)
-        if limit <= 0 or len(rows) == 0:
+        if limit <= 0:
             return []
-        output = jiwer.process_words([self.references[r] for r in rows], [self.hypotheses[r] for r in rows])
         pairs: collections.Counter = collections.Counter()
-        for ref_words, hyp_words, chunks in zip(output.references, output.hypotheses, output.alignments):
-            for chunk in chunks:
+        for row in np.flatnonzero(self.word_counts[:, 1] > 0):
+            ref_words, hyp_words = self.words.references[row], self.words.hypotheses[row]
+            for chunk in self.words.alignments[row]:
                 if chunk.type == "substitute":
                     pairs.update(zip(ref_words[chunk.ref_start_idx : chunk.ref_end_idx],
                                      hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]))
@@ -309,65 +219,132 @@ class ScoreReport:
         order = np.lexsort((-errors / ref_words, -errors))
         return [int(row) for row in order[:count] if errors[row] > 0]
 
-    def format_text(self, show_worst: int = 10, per_speaker: bool = True, top_substitutions: int = 10) -> str:
-        """The report for people: totals, per-speaker table, worst utterances aligned, substitutions."""
-        lines = self._summary_lines()
-        speakers = self.per_speaker() if per_speaker else {}
-        if speakers:
-            lines += ["", "Per speaker"] + _speaker_table(speakers, self.overall() if len(speakers) > 1 else None)
-        worst = self.worst(show_worst)
-        if worst:
-            lines += ["", f"Worst {len(worst)} utterance(s) (errors in UPPER CASE; S/D/I marks below)"]
-            for row in worst:
-                lines += [""] + self._alignment_lines(row)
-        substitutions = self.top_substitutions(top_substitutions)
-        if substitutions:
-            lines += ["", "Most frequent substitutions", f"{'count':>7}  reference -> hypothesis"]
-            lines += [f"{count:>7}  {ref} -> {hyp}" for (ref, hyp), count in substitutions]
-        return "\n".join(lines)
 
-    def _summary_lines(self) -> list[str]:
-        words = self.totals(self.word_counts)
-        errors_per_utterance = self.word_counts[:, 1:].sum(axis=1)
-        lines = [
-            f"utterances: {len(self.ids):,}   reference words: {words['reference']:,}   "
-            f"normalisation: {self.options.normalize.describe()}",
-        ]
-        if self.missing_scored_as_deletion:
-            lines.append(f"missing hypotheses scored as empty: {self.missing_scored_as_deletion:,}")
-        interval = (f"   95% CI [{_percent(self.wer_ci95[0])}, {_percent(self.wer_ci95[1])}]"
-                    if self.wer_ci95 else "")
-        lines.append(f"WER {_percent(words['error_rate']):>8}{interval}")
-        lines.append("    " + _sdi_line(words))
-        if self.char_counts is not None:
-            chars = self.totals(self.char_counts)
-            lines.append(f"CER {_percent(chars['error_rate']):>8}   over {chars['reference']:,} reference characters")
-            lines.append("    " + _sdi_line(chars))
-        lines.append(f"SER {_percent(float(np.mean(errors_per_utterance > 0))):>8}   "
-                     f"({int((errors_per_utterance > 0).sum()):,} of {len(self.ids):,} utterances with an error)")
-        return lines
+def totals(counts: np.ndarray) -> dict:
+    """Summed [hits, substitutions, deletions, insertions] of (N, 4) counts, with the error rate."""
+    hits, substitutions, deletions, insertions = (int(x) for x in counts.sum(axis=0))
+    reference = hits + substitutions + deletions
+    return {
+        "reference": reference, "hits": hits, "substitutions": substitutions, "deletions": deletions,
+        "insertions": insertions, "errors": substitutions + deletions + insertions,
+        "error_rate": _rate(substitutions + deletions + insertions, reference),
+    }
 
-    def _alignment_lines(self, row: int) -> list[str]:
-        hits, substitutions, deletions, insertions = (int(x) for x in self.word_counts[row])
-        errors = substitutions + deletions + insertions
-        speaker = f" (speaker {self.speakers[row]})" if self.speakers[row] is not None else ""
-        header = f"{self.ids[row]}{speaker}: {errors} error(s) in {hits + substitutions + deletions} word(s)"
-        output = jiwer.process_words(self.references[row], self.hypotheses[row])
-        ref_cells, hyp_cells, marks = [], [], []
-        for chunk in output.alignments[0]:
-            ref_part = output.references[0][chunk.ref_start_idx : chunk.ref_end_idx]
-            hyp_part = output.hypotheses[0][chunk.hyp_start_idx : chunk.hyp_end_idx]
-            for index in range(max(len(ref_part), len(hyp_part))):
-                ref_word = ref_part[index] if index < len(ref_part) else None
-                hyp_word = hyp_part[index] if index < len(hyp_part) else None
-                mark = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}[chunk.type]
-                width = max(len(ref_word or "*"), len(hyp_word or "*"))
-                show = (lambda word: word) if mark == " " else (lambda word: word.upper())
-                ref_cells.append(show(ref_word).ljust(width) if ref_word else "*" * width)
-                hyp_cells.append(show(hyp_word).ljust(width) if hyp_word else "*" * width)
-                marks.append(mark.ljust(width))
-        return [header, "  REF: " + " ".join(ref_cells), "  HYP: " + " ".join(hyp_cells),
-                "       " + " ".join(marks).rstrip()]
+
+def group_stats(word_counts: np.ndarray, char_counts: np.ndarray | None) -> dict:
+    """sclite-style summary of a group of utterances, from their [H, S, D, I] word (and character) counts."""
+    words = totals(word_counts)
+    return {
+        "num_utterances": int(word_counts.shape[0]), "ref_words": words["reference"], "wer": words["error_rate"],
+        "substitutions": words["substitutions"], "deletions": words["deletions"],
+        "insertions": words["insertions"], "hits": words["hits"],
+        "ser": float(np.mean(word_counts[:, 1:].sum(axis=1) > 0)) if len(word_counts) else 0.0,
+        "cer": totals(char_counts)["error_rate"] if char_counts is not None else None,
+    }
+
+
+def speaker_stats(speakers: list[str | None], word_counts: np.ndarray, char_counts: np.ndarray | None) -> dict:
+    """group_stats per speaker (sorted by name); utterances without a speaker are left out."""
+    known = np.array([s is not None for s in speakers], dtype=bool)
+    if not known.any():
+        return {}
+    names, group = np.unique(np.array([s for s in speakers if s is not None], dtype=object).astype(str),
+                             return_inverse=True)
+    rows = np.flatnonzero(known)
+    order = np.argsort(group, kind="stable")
+    boundaries = np.searchsorted(group[order], np.arange(len(names) + 1))
+    table = {}
+    for index, name in enumerate(names):
+        members = rows[order[boundaries[index] : boundaries[index + 1]]]
+        table[str(name)] = group_stats(word_counts[members], char_counts[members] if char_counts is not None else None)
+    return table
+
+
+def render_json(report: ScoreReport, view: ReportConfig = ReportConfig()) -> dict:
+    """The machine-readable report; `utterances` holds per-utterance counts."""
+    overall = report.overall
+    utterances = [
+        {"id": utterance_id, "speaker": speaker, "ref_words": int(h + s + d), "substitutions": int(s),
+         "deletions": int(d), "insertions": int(i), "errors": int(s + d + i)}
+        for utterance_id, speaker, (h, s, d, i) in zip(report.ids, report.speakers, report.word_counts.tolist())
+    ]
+    if report.char_counts is not None:
+        for entry, (h, s, d, i) in zip(utterances, report.char_counts.tolist()):
+            entry["ref_chars"] = h + s + d
+            entry["char_errors"] = s + d + i
+    return {
+        **{key: overall[key] for key in ("wer", "cer", "substitutions", "deletions", "insertions", "hits",
+                                         "ref_words", "num_utterances", "ser")},
+        "wer_ci95": list(report.wer_ci95) if report.wer_ci95 else None,
+        "chars": totals(report.char_counts) if report.char_counts is not None else None,
+        "per_speaker": report.per_speaker,
+        "top_substitutions": [{"ref": ref, "hyp": hyp, "count": count}
+                              for (ref, hyp), count in report.substitution_pairs(view.top_substitutions)],
+        "missing_scored_as_deletion": report.missing_scored_as_deletion,
+        "normalization": report.options.normalize.describe(),
+        "utterances": utterances,
+    }
+
+
+def render_text(report: ScoreReport, view: ReportConfig = ReportConfig()) -> str:
+    """The report for people: totals, per-speaker table, worst utterances aligned, substitutions."""
+    lines = _summary_lines(report)
+    speakers = report.per_speaker if view.per_speaker else {}
+    if speakers:
+        lines += ["", "Per speaker"] + _speaker_table(speakers, report.overall if len(speakers) > 1 else None)
+    worst = report.worst(view.show_worst)
+    if worst:
+        lines += ["", f"Worst {len(worst)} utterance(s) (errors in UPPER CASE; S/D/I marks below)"]
+        for row in worst:
+            lines += [""] + _alignment_lines(report, row)
+    substitutions = report.substitution_pairs(view.top_substitutions)
+    if substitutions:
+        lines += ["", "Most frequent substitutions", f"{'count':>7}  reference -> hypothesis"]
+        lines += [f"{count:>7}  {ref} -> {hyp}" for (ref, hyp), count in substitutions]
+    return "\n".join(lines)
+
+
+def _summary_lines(report: ScoreReport) -> list[str]:
+    words = totals(report.word_counts)
+    lines = [f"utterances: {len(report.ids):,}   reference words: {words['reference']:,}   "
+             f"normalisation: {report.options.normalize.describe()}"]
+    if report.missing_scored_as_deletion:
+        lines.append(f"missing hypotheses scored as empty: {report.missing_scored_as_deletion:,}")
+    interval = (f"   95% CI [{_percent(report.wer_ci95[0])}, {_percent(report.wer_ci95[1])}]"
+                if report.wer_ci95 else "")
+    lines.append(f"WER {_percent(words['error_rate']):>8}{interval}")
+    lines.append("    " + _sdi_line(words))
+    if report.char_counts is not None:
+        chars = totals(report.char_counts)
+        lines.append(f"CER {_percent(chars['error_rate']):>8}   over {chars['reference']:,} reference characters")
+        lines.append("    " + _sdi_line(chars))
+    with_errors = int((report.word_counts[:, 1:].sum(axis=1) > 0).sum())
+    lines.append(f"SER {_percent(report.overall['ser']):>8}   ({with_errors:,} of {len(report.ids):,} utterances "
+                 "with an error)")
+    return lines
+
+
+def _alignment_lines(report: ScoreReport, row: int) -> list[str]:
+    hits, substitutions, deletions, insertions = (int(x) for x in report.word_counts[row])
+    speaker = f" (speaker {report.speakers[row]})" if report.speakers[row] is not None else ""
+    header = (f"{report.ids[row]}{speaker}: {substitutions + deletions + insertions} error(s) in "
+              f"{hits + substitutions + deletions} word(s)")
+    ref_words, hyp_words = report.words.references[row], report.words.hypotheses[row]
+    ref_cells, hyp_cells, marks = [], [], []
+    for chunk in report.words.alignments[row]:
+        ref_part = ref_words[chunk.ref_start_idx : chunk.ref_end_idx]
+        hyp_part = hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]
+        mark = {"equal": " ", "substitute": "S", "delete": "D", "insert": "I"}[chunk.type]
+        for index in range(max(len(ref_part), len(hyp_part))):
+            ref_word = ref_part[index] if index < len(ref_part) else None
+            hyp_word = hyp_part[index] if index < len(hyp_part) else None
+            width = max(len(ref_word or "*"), len(hyp_word or "*"))
+            shown = (lambda word: word) if mark == " " else str.upper
+            ref_cells.append(shown(ref_word).ljust(width) if ref_word else "*" * width)
+            hyp_cells.append(shown(hyp_word).ljust(width) if hyp_word else "*" * width)
+            marks.append(mark.ljust(width))
+    return [header, "  REF: " + " ".join(ref_cells), "  HYP: " + " ".join(hyp_cells),
+            "       " + " ".join(marks).rstrip()]
 
 
 def _percent(rate: float | None) -> str:
@@ -399,12 +376,13 @@ def _speaker_table(speakers: dict[str, dict], total: dict | None) -> list[str]:
     return rows
 
 
-def score(references: list[Transcript], hypotheses: list[Transcript], options: ScoreOptions = ScoreOptions()) -> ScoreReport:
+def score(references: list[Transcript], hypotheses: list[Transcript], options: ScoreConfig = ScoreConfig()) -> ScoreReport:
     """Normalise, match by id, and compute word (and character) error statistics."""
     pairs = pair_up(references, hypotheses, options)
     reference_texts = [normalize_text(r.text, options.normalize) for r, _ in pairs]
     hypothesis_texts = [normalize_text(h, options.normalize) for _, h in pairs]
-    word_counts = _edit_counts(jiwer.process_words(reference_texts, hypothesis_texts).alignments)
+    words = jiwer.process_words(reference_texts, hypothesis_texts)
+    word_counts = _edit_counts(words.alignments)
     char_counts = None
     if options.compute_cer:
         char_counts = _edit_counts(jiwer.process_characters(reference_texts, hypothesis_texts).alignments)
@@ -412,9 +390,10 @@ def score(references: list[Transcript], hypotheses: list[Transcript], options: S
         word_counts[:, 1:].sum(axis=1), word_counts[:, :3].sum(axis=1), options.bootstrap_draws, options.seed
     )
     hypothesis_ids = {h.id for h in hypotheses}
+    speakers = [r.speaker for r, _ in pairs]
     return ScoreReport(
-        ids=[r.id for r, _ in pairs], speakers=[r.speaker for r, _ in pairs],
-        references=reference_texts, hypotheses=hypothesis_texts,
-        word_counts=word_counts, char_counts=char_counts, wer_ci95=interval, options=options,
+        ids=[r.id for r, _ in pairs], speakers=speakers, words=words, word_counts=word_counts,
+        char_counts=char_counts, wer_ci95=interval, options=options,
+        overall=group_stats(word_counts, char_counts), per_speaker=speaker_stats(speakers, word_counts, char_counts),
         missing_scored_as_deletion=sum(1 for r, _ in pairs if r.id not in hypothesis_ids),
     )

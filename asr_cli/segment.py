@@ -10,30 +10,16 @@ segments' samples read, one segment at a time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
+from .config import SegmentationConfig
 
 ENERGY_FRAME_S = 0.01
 ENERGY_FLOOR = 1e-10  # of mean squared amplitude: digital silence is -100 dB, not -inf
 READ_BLOCK_S = 60.0
 
-
-@dataclass(frozen=True)
-class SegmentationOptions:
-    """How a long recording is cut; times in seconds."""
-
-    long_recording_s: float = 30.0  # recordings longer than this are segmented
-    max_segment_s: float = 20.0
-    min_pause_s: float = 0.3
-    padding_s: float = 0.2
-    threshold_db: float = 12.0  # above the noise floor (the 10th percentile of frame energies)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.max_segment_s <= self.long_recording_s or self.min_pause_s < 0 or self.padding_s < 0:
-            raise ValueError("segmentation needs 0 < max segment <= long recording, and pauses and padding >= 0")
 
 
 def frame_energies_db(samples: np.ndarray, rate_hz: int) -> np.ndarray:
@@ -55,7 +41,7 @@ def file_energies_db(path: str | Path) -> tuple[np.ndarray, int, int]:
         return (np.concatenate(energies) if energies else np.zeros(0)), rate_hz, sound.frames
 
 
-def speech_segments(energies_db: np.ndarray, options: SegmentationOptions = SegmentationOptions()) -> list[tuple[float, float]]:
+def speech_segments(energies_db: np.ndarray, options: SegmentationConfig = SegmentationConfig()) -> list[tuple[float, float]]:
     """(start s, end s) of the speech segments that frame energies show, in order, never overlapping."""
     if len(energies_db) == 0:
         return []

@@ -22,10 +22,10 @@ import numpy as np
 
 from . import __version__
 from .errors import AsrCliError
-from .features import CmvnStats, FeatureConfig
+from .features import CmvnStats
+from .config import FeatureConfig
 
 STORE_FORMAT_VERSION = 1
-STORE_DTYPES = ("float16", "float32")
 METADATA_FILE = "store.json"
 INDEX_FILE = "index.jsonl"
 CMVN_FILE = "cmvn.json"

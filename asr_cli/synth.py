@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import ctypes
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
+from .config import CorpusConfig
 from .errors import AsrCliError
 from .manifest import Utterance, write_manifest
+from .report import progress_bar
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 ESPEAK_CHARS_UTF8 = 1
@@ -138,20 +139,10 @@ def sentence(rng: random.Random) -> str:
     return f"it costs {say_number(rng.randint(2, 999))} dollars"
 
 
-@dataclass(frozen=True)
-class CorpusSpec:
-    """Size and seed of the built-in corpus."""
 
-    num_train: int = 1200
-    num_dev: int = 150
-    num_test: int = 200
-    seed: int = 0
-
-
-def make_corpus(output_dir: str | Path, spec: CorpusSpec = CorpusSpec(), show_progress: bool = True) -> dict:
+def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = True) -> dict:
     """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`."""
-    from tqdm import tqdm
-
+    
     output_dir = Path(output_dir)
     (output_dir / "audio").mkdir(parents=True, exist_ok=True)
     speaker = Speaker()
@@ -161,7 +152,7 @@ def make_corpus(output_dir: str | Path, spec: CorpusSpec = CorpusSpec(), show_pr
               ("test", spec.num_test, TEST_VARIANTS))
     for split, count, variants in splits:
         utterances = []
-        for index in tqdm(range(count), desc=f"synthesise {split}", unit="utt", disable=not show_progress):
+        for index in progress_bar(count, f"synthesise {split}", show_progress, iterable=range(count), unit="utt"):
             voice = f"{rng.choice(LANGUAGES)}+{rng.choice(variants)}"
             rate_wpm, pitch = rng.randint(*RATE_WPM), rng.randint(*PITCH)
             text = sentence(rng)

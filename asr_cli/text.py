@@ -13,26 +13,13 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+from .config import NormalizeConfig
 
 APOSTROPHES = "'\u2019"
 _IN_WORD_APOSTROPHE = re.compile(r"(?<=\w)[" + APOSTROPHES + r"](?=\w)")
 _KEPT_APOSTROPHE = "\ue000"  # a private-use character stands in for kept apostrophes while punctuation goes
 _WHITESPACE = re.compile(r"\s+")
 
-
-@dataclass(frozen=True)
-class NormalizeOptions:
-    """Which normalisation steps run; saved with every score report."""
-
-    case_fold: bool = True
-    remove_punctuation: bool = True
-    collapse_whitespace: bool = True
-
-    def describe(self) -> str:
-        steps = [name for name, on in (("case folding", self.case_fold),
-                                       ("punctuation removal (in-word apostrophes kept)", self.remove_punctuation),
-                                       ("whitespace collapsing", self.collapse_whitespace)) if on]
-        return ", ".join(steps) if steps else "none"
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +32,7 @@ def _punctuation_to_space() -> dict[int, str]:
     }
 
 
-def normalize_text(text: str, options: NormalizeOptions = NormalizeOptions()) -> str:
+def normalize_text(text: str, options: NormalizeConfig = NormalizeConfig()) -> str:
     """Normalise one transcript as described in the module docstring."""
     text = unicodedata.normalize("NFKC", text)
     if options.case_fold:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import AsrCliError
+from .config import ConfigError
 
 CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 MACHINE_CPU_TIMES = Path("/proc/stat")
@@ -60,7 +60,7 @@ def use_threads(threads: int | None, processes: int = 1) -> int:
 
     count = default_threads(processes) if threads is None else threads
     if count < 1:
-        raise AsrCliError(f"--threads must be at least 1, not {count}")
+        raise ConfigError("threads", f"{{0}} must be at least 1, not {count}")
     torch.set_num_threads(count)
     return count
 

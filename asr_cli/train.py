@@ -22,20 +22,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import __version__
-from .data import (BatchDataset, ExampleSet, SpecAugmentConfig, SpeakerCmvn, Vtlp, build_examples, data_fingerprint,
-                   epoch_batch_seeds, make_batches, open_stores, padding_waste, rank_batches, require_same_features,
-                   require_speakers)
+from .data import (BatchDataset, ExampleSet, SpeakerCmvn, Vtlp, build_examples, data_fingerprint, epoch_batch_seeds,
+    make_batches, open_stores, padding_waste, rank_batches, require_same_features, require_speakers)
+from .config import (CHARACTER_UNITS, DEFAULT_DEVICE, PHONE_UNITS, SHOW_PROGRESS, ConfigError, ModelConfig, ScoreConfig,
+                     TrainConfig)
 from .decode import greedy_decode
 from .errors import AsrCliError
 from .fileio import atomic_write, ensure_writable_dir, write_json, write_jsonl
-from .model import AcousticModel, ModelConfig, model_file_contents
-from .score import ScoreOptions, Transcript, score
+from .model import AcousticModel, model_file_contents, resolve_device
+from .score import Transcript, score
 from .store import FeatureStore, combine_cmvn
-from .lexicon import PHONE_UNITS, Lexicon, PhoneSet, load_lexicon, phone_transcript
-from .text import NormalizeOptions, Vocabulary, normalize_text
+from .lexicon import Lexicon, PhoneSet, load_lexicon, phone_transcript
+from .text import Vocabulary, normalize_text
+from .report import log, progress_bar
 from .threads import ThreadGovernor
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -48,66 +49,6 @@ CONFIG_FILE = "config.json"
 EXPERIMENT_FILES = {LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE, METRICS_FILE, CURVES_FILE, CONFIG_FILE, "summary.json",
                     "decoding.json", "lm.arpa", "dev_eval"}  # what train (and pack) write, and recipes' evaluations
 MAX_WARMUP_FRACTION_INVERSE = 4  # warm-up takes at most a quarter of the steps
-OPTIMIZERS = ("adam", "adamw")
-PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; saved in the experiment folder and every checkpoint."""
-
-    epochs: int = 20
-    batch_frames: int = 3000  # padded input frames per batch (per process under DDP)
-    optimizer: str = "adamw"
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 300
-    hold_fraction: float = 0.5  # of the steps after warm-up, at the peak rate
-    final_lr_scale: float = 0.05  # the rate decays exponentially to this fraction of the peak
-    grad_clip: float = 5.0
-    max_bad_steps: int = 10  # non-finite losses in a row before giving up
-    precision: str = "fp32"
-    seed: int = 0
-    num_workers: int = 1
-    skip_oov_utts: bool = False
-    vtlp_warp: float = 0.0  # VTLP: warp factors drawn from [1 - vtlp_warp, 1 + vtlp_warp]; 0 for none
-    intermediate_ctc: float = 0.0  # weight of a CTC loss after the middle layer (Lee & Watanabe 2021); 0 for none
-    lexicon: str | None = None  # phone units: the pronunciation lexicon (a file, or "cmudict")
-    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
-    normalize: NormalizeOptions = field(default_factory=NormalizeOptions)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise AsrCliError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.precision not in PRECISIONS:
-            raise AsrCliError(f"--precision must be one of {', '.join(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_frames < 1 or not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
-            raise AsrCliError("--epochs, --batch-frames and --lr must be positive (and finite)")
-        for option, value in (("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip),
-                              ("--final-lr-scale", self.final_lr_scale)):
-            if not (math.isfinite(value) and value >= 0):
-                raise AsrCliError(f"{option} must be a finite number >= 0, not {value}")
-        if self.grad_clip <= 0:
-            raise AsrCliError(f"--grad-clip must be positive, not {self.grad_clip}")
-        if not 0.0 <= self.hold_fraction <= 1.0:
-            raise AsrCliError(f"--hold-fraction must be in [0, 1], not {self.hold_fraction}")
-        if self.num_workers < 0 or self.warmup_steps < 0 or self.max_bad_steps < 1:
-            raise AsrCliError("--num-workers and --warmup-steps must be >= 0, --max-bad-steps >= 1")
-        if not 0.0 <= self.intermediate_ctc < 1.0:
-            raise AsrCliError(f"--intermediate-ctc must be in [0, 1), not {self.intermediate_ctc}")
-        if not 0.0 <= self.vtlp_warp < 0.5:
-            raise AsrCliError(f"--vtlp must be in [0, 0.5), not {self.vtlp_warp}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "TrainConfig":
-        record = dict(record)
-        record["spec_augment"] = SpecAugmentConfig(**record["spec_augment"])
-        record["normalize"] = NormalizeOptions(**record["normalize"])
-        return cls(**record)
-
 
 def warmup_steps(total_steps: int, config: TrainConfig) -> int:
     """The warm-up, capped at a quarter of the run: a short run should not spend itself warming up."""
@@ -154,10 +95,7 @@ class Distributed:
 
 def setup_distributed(device_name: str) -> Distributed:
     """Pick the device; join the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_name == "cuda" and not torch.cuda.is_available():
-        raise AsrCliError("--device cuda: no CUDA device is available; use --device cpu")
+    device_name = resolve_device(device_name).type
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Distributed(device=torch.device(device_name))
@@ -193,44 +131,157 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         self.signal = signum
-        print("\nstopping after the current step and writing a checkpoint (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        log.info("\nstopping after the current step and writing a checkpoint (Ctrl-C again to stop at once)")
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in every checkpoint, so a resumed run carries on exactly."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches of the current epoch finished
+    step: int = 0
+    best_cer: float = math.inf
+    bad_steps: int = 0  # non-finite losses in a row
+    skipped_steps: int = 0
+    history: list[dict] = field(default_factory=list)  # one metrics record per finished epoch
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "TrainState":
+        return cls(**record)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a `train` call ended; also written to EXP_DIR/summary.json when the run finishes."""
+
+    stopped: bool  # by SIGINT/SIGTERM, after writing a checkpoint: resume with resume=True
+    epoch: int
+    step: int
+    best_cer: float
+    skipped_steps: int
+    model: Path | None = None  # the best epoch's model file, once the run has finished
+    stop_signal: int | None = None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "model": str(self.model) if self.model is not None else None}
+
+
+@dataclass
+class TrainingData:
+    """The opened stores, their usable examples, and the vocabulary and configurations of the run."""
+
+    train_stores: list[FeatureStore]
+    valid_stores: list[FeatureStore]
+    training: ExampleSet
+    validation: ExampleSet
+    vocabulary: Vocabulary
+    model_config: ModelConfig
+    config: TrainConfig
+    fingerprint: str  # of the training data, checked on resume
+    checkpoint: dict | None = None  # the one being resumed
+    initial: InitialWeights | None = None  # the model being fine-tuned
+
+    @property
+    def feature_config(self) -> dict:
+        return self.train_stores[0].feature_config.to_dict()
+
+    @property
+    def lengths(self) -> list[int]:
+        return [example.num_frames for example in self.training.examples]
+
+
+@dataclass
+class TrainingRun:
+    """What the loop updates, and what it reads on every batch."""
+
+    model: AcousticModel
+    network: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    state: TrainState
+    total_steps: int
+    cmvn_mean: np.ndarray  # what SpecAugment masks with
+    train_cmvn: SpeakerCmvn | None  # per-speaker normalisation, when the model takes it
+    valid_cmvn: SpeakerCmvn | None
+    vtlp: Vtlp | None
+
+
+@dataclass
+class EpochStats:
+    """What one process saw of an epoch."""
+
+    batches: list[list[int]]
+    frames: int = 0
+    loss_sum: float = 0.0  # summed over tokens
+    tokens: int = 0
+    elapsed_s: float = 0.0
 
 
 def train(
     train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: str | Path,
     model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
-    resume: bool = False, device_name: str = "auto", show_progress: bool = True,
+    resume: bool = False, device_name: str = DEFAULT_DEVICE, show_progress: bool = SHOW_PROGRESS,
     vocabulary: Vocabulary | None = None, init_from: str | Path | None = None, extend_to_epochs: int | None = None,
     threads: int | None = None,
-) -> dict:
-    """Train an acoustic model; returns the summary also written to EXP_DIR/summary.json.
+) -> TrainResult:
+    """Train an acoustic model into `exp_dir` (checkpoints, model.pt of the best epoch, metrics, curves).
 
     The vocabulary is every character of the normalised training text unless one is given; with phone
     units (`model_config.units`), the phones of `config.lexicon` and the space between words.
     `init_from` (a model file) gives the architecture, vocabulary, CMVN and starting weights, for
     fine-tuning; with `resume`, `extend_to_epochs` continues a run (finished or not) to that many epochs,
-    the learning-rate schedule stretched over the new total.
+    the learning-rate schedule stretched over the new total. Progress goes to the "asr_cli" logger.
     """
     exp_dir = Path(exp_dir)
-    if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
-        raise AsrCliError("--intermediate-ctc needs at least two recurrent layers")
-    if model_config.units == "phones" and vocabulary is not None:
-        raise AsrCliError("--vocabulary lists characters; a phone model's units come from its --lexicon")
-    if model_config.units == "chars" and config.lexicon is not None and init_from is None:
-        raise AsrCliError("--lexicon in training is for --units phones; character models take a lexicon when decoding")
+    _check_options(model_config, config, vocabulary, init_from)
     # Processes of this machine (torchrun) share its cores.
     governor = ThreadGovernor(threads, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
     env = setup_distributed(device_name)
     if env.is_main:
         _check_output_folder(exp_dir, resume)
+    data = open_training_data(train_paths, valid_path, exp_dir, model_config, config, resume, vocabulary, init_from,
+                              extend_to_epochs)
+    run = build_run(data, env, exp_dir)
+    if env.is_main:
+        _write_run_config(exp_dir, data, train_paths, valid_path, env)
+    with StopRequest() as stop:
+        while run.state.epoch < data.config.epochs:
+            stats = train_one_epoch(run, data, env, governor, stop, show_progress, exp_dir)
+            if stop.requested:
+                return _stop(run, data, env, exp_dir, stop)
+            finish_epoch(run, data, env, exp_dir, stats)
+    result = TrainResult(False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps,
+                         exp_dir / MODEL_FILE)
+    if env.is_main:
+        write_json(exp_dir / "summary.json", result.to_dict())
+    return result
+
+
+def _check_options(model_config: ModelConfig, config: TrainConfig, vocabulary: Vocabulary | None,
+                   init_from: str | Path | None) -> None:
+    """Combinations of options no run can honour, refused before anything is opened."""
+    if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
+        raise ConfigError(("intermediate_ctc", "num_layers"), "{0} needs a recurrent model with {1} at least 2")
+    if model_config.units == PHONE_UNITS and vocabulary is not None:
+        raise ConfigError(("vocabulary", "lexicon"), "{0} lists characters; a phone model's units come from its {1}")
+    if model_config.units == CHARACTER_UNITS and config.lexicon is not None and init_from is None:
+        raise ConfigError(("lexicon", "units"), "{0} in training is for {1} phones; character models take a lexicon "
+                          "when decoding")
+
+
+def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: Path,
+                       model_config: ModelConfig, config: TrainConfig, resume: bool, vocabulary: Vocabulary | None,
+                       init_from: str | Path | None, extend_to_epochs: int | None) -> TrainingData:
+    """Open and check the stores; settle the vocabulary and configurations (new, fine-tuned, or exactly those of
+    the checkpoint being resumed); turn the utterances into examples, counting what is left out and why."""
     train_stores = open_stores([str(p) for p in train_paths], "training")
     valid_stores = open_stores([str(valid_path)], "validation")
     require_same_features(train_stores[0], valid_stores[0])
-    feature_config = train_stores[0].feature_config.to_dict()
     fingerprint = data_fingerprint(train_stores)
-
-    # Vocabulary and configuration: new, or exactly those of the checkpoint being resumed.
     checkpoint = _load_checkpoint(exp_dir / LAST_CHECKPOINT) if resume else None
     if checkpoint is not None:
         if checkpoint["data_fingerprint"] != fingerprint:
@@ -239,14 +290,15 @@ def train(
         vocabulary = Vocabulary(tuple(checkpoint["vocabulary"]))
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
         config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, exp_dir)
+    feature_config = train_stores[0].feature_config.to_dict()
     initial = _initial_weights(init_from, feature_config) if init_from is not None and checkpoint is None else None
     if initial is not None:
         vocabulary, model_config = initial.vocabulary, initial.model_config
     elif checkpoint is None and vocabulary is None:
-        texts = (normalize_text(entry.text, config.normalize) for store in train_stores for entry in store)
-        vocabulary = Vocabulary.from_texts(texts)
+        vocabulary = Vocabulary.from_texts(normalize_text(entry.text, config.normalize)
+                                           for store in train_stores for entry in store)
     to_units = None
-    if model_config.units == "phones":
+    if model_config.units == PHONE_UNITS:
         lexicon, phones = _phone_lexicon(config, model_config)
         vocabulary = Vocabulary(tuple(phones.character(name) for name in phones.names) + (" ",))
         model_config = dataclasses.replace(model_config, phones=phones.names)
@@ -257,154 +309,175 @@ def train(
                               to_units)
     validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True,
                                 to_units=to_units)
-    if not training.examples:
-        raise AsrCliError(f"no usable training utterances (skipped: {training.skipped_summary()})")
-    if not validation.examples:
-        raise AsrCliError(f"no usable validation utterances (skipped: {validation.skipped_summary()})")
+    for examples, role in ((training, "training"), (validation, "validation")):
+        if not examples.examples:
+            raise AsrCliError(f"no usable {role} utterances (skipped: {examples.skipped_summary()})")
+    return TrainingData(train_stores, valid_stores, training, validation, vocabulary, model_config, config,
+                        fingerprint, checkpoint, initial)
 
+
+def build_run(data: TrainingData, env: Distributed, exp_dir: Path) -> TrainingRun:
+    """The model (normalisation included), optimiser and schedule, with the resumed checkpoint's state restored."""
+    config, model_config = data.config, data.model_config
     torch.manual_seed(config.seed)
     model = AcousticModel(model_config)
+    train_cmvn = valid_cmvn = None
     if model_config.cmvn == "speaker":  # the data pipeline normalises; the model's own CMVN stays the identity
-        require_speakers(train_stores, "training")
-        train_cmvn, valid_cmvn = SpeakerCmvn.of_stores(train_stores), SpeakerCmvn.of_stores(valid_stores)
+        require_speakers(data.train_stores, "training")
+        train_cmvn, valid_cmvn = SpeakerCmvn.of_stores(data.train_stores), SpeakerCmvn.of_stores(data.valid_stores)
     else:
-        train_cmvn = valid_cmvn = None
-        mean, std = combine_cmvn(train_stores).mean_and_std()
+        mean, std = combine_cmvn(data.train_stores).mean_and_std()
         model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
-    if initial is not None:  # its CMVN too: a few minutes of a new speaker should not redefine the input scale
-        model.load_state_dict(initial.state_dict)
-    mean = model.cmvn_mean.clone().numpy()
-    vtlp = Vtlp(train_stores[0].feature_config, config.vtlp_warp) if config.vtlp_warp > 0 else None
+    if data.initial is not None:  # its CMVN too: a few minutes of a new speaker should not redefine the input scale
+        model.load_state_dict(data.initial.state_dict)
+    cmvn_mean = model.cmvn_mean.clone().numpy()
+    vtlp = Vtlp(data.train_stores[0].feature_config, config.vtlp_warp) if config.vtlp_warp > 0 else None
     model.to(env.device)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
                                 weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0)
-    lengths = [example.num_frames for example in training.examples]
     # An estimate for the schedule: later epochs pack a few batches more or fewer, and all of them are used.
-    batches_per_epoch = len(rank_batches(make_batches(lengths, config.batch_frames, config.seed, 0), env.rank,
+    batches_per_epoch = len(rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, 0), env.rank,
                                          env.world_size))
     total_steps = batches_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(step, total_steps, config))
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_cer": math.inf, "bad_steps": 0, "skipped_steps": 0, "history": []}
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        state = checkpoint["state"]
-        _restore_rng(checkpoint["rng"], env)
-    network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
-    if warmup_steps(total_steps, config) < config.warmup_steps and env.is_main and checkpoint is None:
-        print(f"warning: --warmup-steps {config.warmup_steps} is over a quarter of this run's {total_steps} steps; "
-              f"warming up over {warmup_steps(total_steps, config)}", file=sys.stderr)
-    if state["epoch"] >= config.epochs:  # before anything is written: the finished run's records stay as they are
+    state = TrainState()
+    if data.checkpoint is not None:
+        model.load_state_dict(data.checkpoint["model"])
+        optimizer.load_state_dict(data.checkpoint["optimizer"])
+        scheduler.load_state_dict(data.checkpoint["scheduler"])
+        state = TrainState.from_dict(data.checkpoint["state"])
+        _restore_rng(data.checkpoint["rng"], env)
+    if state.epoch >= config.epochs:  # before anything is written: the finished run's records stay as they are
         raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
+    network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     if env.is_main:
-        _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path, training,
-                          validation, env)
-        print(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
-              f"(blank + {_describe_vocabulary(vocabulary, model_config)}); {len(training.examples):,} training utterances "
-              f"(skipped: {training.skipped_summary()}); {len(validation.examples):,} validation utterances "
-              f"(skipped: {validation.skipped_summary()}); {batches_per_epoch} batches/epoch x {env.world_size} "
-              "process(es)", file=sys.stderr)
+        _report_run(data, model, total_steps, batches_per_epoch, env, resumed=data.checkpoint is not None)
+    return TrainingRun(model, network, optimizer, scheduler, state, total_steps, cmvn_mean, train_cmvn, valid_cmvn,
+                       vtlp)
 
-    autocast_device = "cuda" if env.device.type == "cuda" else "cpu"
-    intermediate_layer = model_config.num_layers // 2 if config.intermediate_ctc > 0 else 0
-    with StopRequest() as stop:
-        while state["epoch"] < config.epochs:
-            epoch = state["epoch"]
-            all_batches = make_batches(lengths, config.batch_frames, config.seed, epoch)
-            batches = rank_batches(all_batches, env.rank, env.world_size)
-            dataset = BatchDataset(train_stores, training.examples, batches, mean, config.spec_augment,
-                                   epoch_batch_seeds(config.seed, epoch, len(batches)), train_cmvn, vtlp)
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=None, sampler=range(state["batch"], len(batches)),
-                num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
-                persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
-                worker_init_fn=_ignore_stop_signals,
-            )
-            network.train()
-            progress = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch + 1}/{config.epochs}",
-                            unit="batch", disable=not (show_progress and env.is_main), dynamic_ncols=True)
-            epoch_started, epoch_frames, loss_sum, loss_tokens = time.perf_counter(), 0, 0.0, 0
-            for batch in loader:
-                governor.update()
-                features = batch["features"].to(env.device, non_blocking=True)
-                with torch.autocast(autocast_device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                    outputs = network(features, batch["lengths"], intermediate_layer)
-                tokens = int(batch["target_lengths"].sum())
-                loss = ctc_loss(outputs[0], outputs[1], batch, env.device) / tokens
-                if intermediate_layer:
-                    intermediate_loss = ctc_loss(outputs[2], outputs[1], batch, env.device) / tokens
-                    loss = (1 - config.intermediate_ctc) * loss + config.intermediate_ctc * intermediate_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
-                # With DDP the gradients are already averaged, so every process takes the same branch.
-                if torch.isfinite(grad_norm):
-                    optimizer.step()
-                    scheduler.step()
-                    state["bad_steps"] = 0
-                    loss_sum, loss_tokens = loss_sum + loss.item() * tokens, loss_tokens + tokens
-                else:
-                    optimizer.zero_grad(set_to_none=True)
-                    state["bad_steps"] += 1
-                    state["skipped_steps"] += 1
-                state["step"] += 1
-                state["batch"] += 1
-                epoch_frames += int(batch["lengths"].sum())
-                elapsed = time.perf_counter() - epoch_started
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss_sum / max(loss_tokens, 1):.3f}",
-                                     fps=f"{epoch_frames * env.world_size / max(elapsed, 1e-9):,.0f}", refresh=False)
-                if state["bad_steps"] >= config.max_bad_steps:
-                    progress.close()
-                    raise AsrCliError(
-                        f"{state['bad_steps']} non-finite losses in a row (epoch {epoch + 1}, batch {state['batch']}); "
-                        "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
-                        f"{exp_dir / LAST_CHECKPOINT}")
-                if env.any(stop.requested):
-                    progress.close()
-                    _save_checkpoint(exp_dir / LAST_CHECKPOINT, model, optimizer, scheduler, state, vocabulary,
-                                     model_config, config, fingerprint, env)
-                    if env.is_main:
-                        print(f"stopped in epoch {epoch + 1} after batch {state['batch']}; resume with the same command "
-                              f"and --resume (checkpoint: {exp_dir / LAST_CHECKPOINT})", file=sys.stderr)
-                    return {"stopped": True, "stop_signal": stop.signal or signal.SIGINT, **_public_state(state)}
-            progress.close()
 
-            # End of epoch: validate, keep the best model, checkpoint, log, plot.
-            epoch_time_s = time.perf_counter() - epoch_started
-            valid = evaluate(model, valid_stores, validation, vocabulary, config, env, valid_cmvn) if env.is_main else {}
-            record = {
-                "epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(loss_tokens, 1),
-                **valid, "learning_rate": scheduler.get_last_lr()[0], "epoch_time_s": round(epoch_time_s, 1),
-                "frames_per_s": round(epoch_frames * env.world_size / max(epoch_time_s, 1e-9)),
-                "padding_waste": round(padding_waste(batches, lengths), 4),
-                "skipped_steps": state["skipped_steps"],
-            }
-            state["history"].append(record)
-            state["epoch"], state["batch"] = epoch + 1, 0
-            improved = False
-            if env.is_main:
-                improved = valid["valid_cer"] < state["best_cer"]
-                if improved:
-                    state["best_cer"] = valid["valid_cer"]
-                    _save_model(exp_dir / MODEL_FILE, model, feature_config, vocabulary,
-                                {**record, **_data_summary(train_stores, training, valid_stores)})
-                write_jsonl(exp_dir / METRICS_FILE, state["history"])  # rewritten whole: a resume never duplicates
-                _plot_curves(exp_dir, state["history"])
-                print(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
-                      f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
-                      f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s", file=sys.stderr)
-            _save_checkpoint(exp_dir / LAST_CHECKPOINT, model, optimizer, scheduler, state, vocabulary,
-                             model_config, config, fingerprint, env)
-            if improved:
-                _copy_file(exp_dir / LAST_CHECKPOINT, exp_dir / BEST_CHECKPOINT)
-            env.barrier()
-    summary = {"stopped": False, **_public_state(state), "model": str(exp_dir / MODEL_FILE)}
+def _report_run(data: TrainingData, model: AcousticModel, total_steps: int, batches_per_epoch: int,
+                env: Distributed, resumed: bool) -> None:
+    config, model_config, vocabulary = data.config, data.model_config, data.vocabulary
+    if warmup_steps(total_steps, config) < config.warmup_steps and not resumed:
+        log.warning(f"--warmup-steps {config.warmup_steps} is over a quarter of this run's {total_steps} steps; "
+                    f"warming up over {warmup_steps(total_steps, config)}")
+    log.info(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
+             f"(blank + {_describe_vocabulary(vocabulary, model_config)}); {len(data.training.examples):,} training "
+             f"utterances (skipped: {data.training.skipped_summary()}); {len(data.validation.examples):,} validation "
+             f"utterances (skipped: {data.validation.skipped_summary()}); {batches_per_epoch} batches/epoch x "
+             f"{env.world_size} process(es)")
+
+
+def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, governor: ThreadGovernor,
+                    stop: StopRequest, show_progress: bool, exp_dir: Path) -> EpochStats:
+    """Train on this process's share of the epoch's batches, from where the run stands; returns early (after the
+    current step) when a stop is requested on any process."""
+    config, state, epoch = data.config, run.state, run.state.epoch
+    batches = rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, epoch), env.rank,
+                           env.world_size)
+    dataset = BatchDataset(data.train_stores, data.training.examples, batches, run.cmvn_mean, config.spec_augment,
+                           epoch_batch_seeds(config.seed, epoch, len(batches)), run.train_cmvn, run.vtlp)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=range(state.batch, len(batches)),
+        num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
+        persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
+        worker_init_fn=_ignore_stop_signals,
+    )
+    run.network.train()
+    stats, started = EpochStats(batches), time.perf_counter()
+    with progress_bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", show_progress and env.is_main,
+                      initial=state.batch, unit="batch") as bar:
+        for batch in loader:
+            governor.update()
+            loss, tokens = train_step(run, batch, config, env)
+            if loss is not None:
+                stats.loss_sum, stats.tokens = stats.loss_sum + loss * tokens, stats.tokens + tokens
+            stats.frames += int(batch["lengths"].sum())
+            stats.elapsed_s = time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats.loss_sum / max(stats.tokens, 1):.3f}",
+                            fps=f"{stats.frames * env.world_size / max(stats.elapsed_s, 1e-9):,.0f}", refresh=False)
+            if state.bad_steps >= config.max_bad_steps:
+                raise AsrCliError(
+                    f"{state.bad_steps} non-finite losses in a row (epoch {epoch + 1}, batch {state.batch}); "
+                    "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
+                    f"{exp_dir / LAST_CHECKPOINT}")
+            if env.any(stop.requested):
+                stop.requested = True  # on every process, so that all of them stop here
+                break
+    return stats
+
+
+def train_step(run: TrainingRun, batch: dict, config: TrainConfig, env: Distributed) -> tuple[float | None, int]:
+    """One optimiser step on a batch: (loss per token, or None when it was not finite and the step skipped;
+    tokens)."""
+    intermediate_layer = run.model.config.num_layers // 2 if config.intermediate_ctc > 0 else 0
+    features = batch["features"].to(env.device, non_blocking=True)
+    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        outputs = run.network(features, batch["lengths"], intermediate_layer)
+    tokens = int(batch["target_lengths"].sum())
+    loss = ctc_loss(outputs[0], outputs[1], batch, env.device) / tokens
+    if intermediate_layer:
+        intermediate_loss = ctc_loss(outputs[2], outputs[1], batch, env.device) / tokens
+        loss = (1 - config.intermediate_ctc) * loss + config.intermediate_ctc * intermediate_loss
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.network.parameters(), config.grad_clip)
+    run.state.step += 1
+    run.state.batch += 1
+    # With DDP the gradients are already averaged, so every process takes the same branch.
+    if not torch.isfinite(grad_norm):
+        run.optimizer.zero_grad(set_to_none=True)
+        run.state.bad_steps += 1
+        run.state.skipped_steps += 1
+        return None, tokens
+    run.optimizer.step()
+    run.scheduler.step()
+    run.state.bad_steps = 0
+    return loss.item(), tokens
+
+
+def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, exp_dir: Path, stats: EpochStats) -> None:
+    """Validate, keep the best model, write the metrics, curves and checkpoint; the state moves to the next epoch."""
+    state, epoch = run.state, run.state.epoch
+    valid = evaluate(run.model, data.valid_stores, data.validation, data.vocabulary, data.config, env,
+                     run.valid_cmvn) if env.is_main else {}
+    record = {
+        "epoch": epoch + 1, "step": state.step, "train_loss": stats.loss_sum / max(stats.tokens, 1),
+        **valid, "learning_rate": run.scheduler.get_last_lr()[0], "epoch_time_s": round(stats.elapsed_s, 1),
+        "frames_per_s": round(stats.frames * env.world_size / max(stats.elapsed_s, 1e-9)),
+        "padding_waste": round(padding_waste(stats.batches, data.lengths), 4), "skipped_steps": state.skipped_steps,
+    }
+    state.history.append(record)
+    state.epoch, state.batch = epoch + 1, 0
+    improved = env.is_main and valid["valid_cer"] < state.best_cer
     if env.is_main:
-        write_json(exp_dir / "summary.json", summary)
-    return summary
+        if improved:
+            state.best_cer = valid["valid_cer"]
+            _save_model(exp_dir / MODEL_FILE, run.model, data.feature_config, data.vocabulary,
+                        {**record, **_data_summary(data.train_stores, data.training, data.valid_stores)})
+        write_jsonl(exp_dir / METRICS_FILE, state.history)  # rewritten whole: a resume never duplicates
+        _plot_curves(exp_dir, state.history)
+        log.info(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
+                 f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
+                 f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s")
+    _save_checkpoint(exp_dir / LAST_CHECKPOINT, run, data, env)
+    if improved:
+        _copy_file(exp_dir / LAST_CHECKPOINT, exp_dir / BEST_CHECKPOINT)
+    env.barrier()
+
+
+def _stop(run: TrainingRun, data: TrainingData, env: Distributed, exp_dir: Path, stop: StopRequest) -> TrainResult:
+    """A clean stop mid-epoch: the checkpoint holds the exact place to resume from."""
+    _save_checkpoint(exp_dir / LAST_CHECKPOINT, run, data, env)
+    state = run.state
+    if env.is_main:
+        log.info(f"stopped in epoch {state.epoch + 1} after batch {state.batch}; resume with the same command "
+                 f"and --resume (checkpoint: {exp_dir / LAST_CHECKPOINT})")
+    return TrainResult(True, state.epoch, state.step, state.best_cer, state.skipped_steps,
+                       stop_signal=stop.signal or signal.SIGINT)
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -440,7 +513,7 @@ def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: Exa
                 utterance_id = stores[example.store].entry(example.position).id
                 references.append(Transcript(utterance_id, vocabulary.decode(example.labels)))
                 hypotheses.append(Transcript(utterance_id, vocabulary.decode(label_ids)))
-    report = score(references, hypotheses, ScoreOptions(normalize=config.normalize, bootstrap_draws=0)).overall()
+    report = score(references, hypotheses, ScoreConfig(normalize=config.normalize, bootstrap_draws=0)).overall
     model.train()
     return {"valid_loss": loss_sum / max(tokens, 1), "valid_cer": report["cer"], "valid_wer": report["wer"]}
 
@@ -463,7 +536,7 @@ def _describe_vocabulary(vocabulary: Vocabulary, model_config: ModelConfig) -> s
 def _phone_lexicon(config: TrainConfig, model_config: ModelConfig) -> tuple[Lexicon, PhoneSet]:
     """The lexicon of a phone-unit run and its phones (those of the model being resumed or fine-tuned, if any)."""
     if config.lexicon is None:
-        raise AsrCliError("--units phones needs --lexicon: a Kaldi lexicon.txt (WORD PHONE PHONE ...) or cmudict")
+        raise ConfigError(("units", "lexicon"), "{0} phones needs {1}: a Kaldi lexicon.txt (WORD PHONE PHONE ...) or cmudict")
     lexicon = load_lexicon(config.lexicon, PHONE_UNITS)
     phones = PhoneSet(model_config.phones) if model_config.phones else PhoneSet.of(lexicon)
     unknown = {unit for spellings in lexicon.pronunciations.values() for units in spellings for unit in units
@@ -477,12 +550,12 @@ def _initial_weights(path: str | Path, feature_config: dict) -> InitialWeights:
     """The model file's weights for fine-tuning; its features must be the training stores'."""
     from .model import load_model_file
 
-    model, contents = load_model_file(path)
-    differing = [name for name, value in contents["feature_config"].items() if feature_config.get(name) != value]
+    loaded = load_model_file(path)
+    differing = [name for name, value in loaded.feature_config.to_dict().items() if feature_config.get(name) != value]
     if differing:
-        raise AsrCliError(f"--init-from {path}: the model was trained on other features than the training stores "
+        raise ConfigError("init_from", f"{{0}} {path}: the model was trained on other features than the training stores "
                           f"hold ({', '.join(differing)}); prepare the stores with the model's feature options")
-    return InitialWeights(model.config, Vocabulary(tuple(contents["vocabulary"])), model.state_dict())
+    return InitialWeights(loaded.config, loaded.vocabulary, loaded.model.state_dict())
 
 
 def _extended(config: TrainConfig, epochs: int | None, checkpoint: dict, exp_dir: Path) -> TrainConfig:
@@ -503,7 +576,7 @@ def _check_output_folder(exp_dir: Path, resume: bool) -> None:
                           "choose a new or empty experiment folder")
     ensure_writable_dir(exp_dir, "experiment folder")
     if resume and not (exp_dir / LAST_CHECKPOINT).is_file():
-        raise AsrCliError(f"--resume: no checkpoint in {exp_dir} ({LAST_CHECKPOINT} not found)")
+        raise ConfigError("resume", f"{{0}}: no checkpoint in {exp_dir} ({LAST_CHECKPOINT} not found)")
     if not resume and (exp_dir / LAST_CHECKPOINT).is_file():
         raise AsrCliError(f"{exp_dir} holds a training run already; pass --resume to continue it, or use a new folder")
 
@@ -519,21 +592,21 @@ def _save_torch_atomically(path: Path, obj: dict) -> None:
                           "is intact. Free some disk space and resume with --resume") from error
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, state, vocabulary, model_config, config, fingerprint,
-                     env: Distributed) -> None:
+def _save_checkpoint(path: Path, run: TrainingRun, data: TrainingData, env: Distributed) -> None:
     if env.is_main:
         _save_torch_atomically(path, {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "state": state, "rng": _rng_state(), "vocabulary": list(vocabulary.characters),
-            "model_config": model_config.to_dict(), "train_config": config.to_dict(), "data_fingerprint": fingerprint,
+            "format_version": CHECKPOINT_FORMAT_VERSION, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "state": run.state.to_dict(), "rng": _rng_state(), "vocabulary": list(data.vocabulary.characters),
+            "model_config": data.model_config.to_dict(), "train_config": data.config.to_dict(),
+            "data_fingerprint": data.fingerprint,
         })
     env.barrier()
 
 
 def _load_checkpoint(path: Path) -> dict:
     if not path.is_file():
-        raise AsrCliError(f"--resume: checkpoint not found: {path}")
+        raise ConfigError("resume", f"{{0}}: checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -586,18 +659,13 @@ def _copy_file(source: Path, destination: Path) -> None:
             writer.write(chunk)
 
 
-def _public_state(state: dict) -> dict:
-    return {key: state[key] for key in ("epoch", "step", "best_cer", "skipped_steps")}
-
-
-def _write_run_config(exp_dir, model_config, config, feature_config, vocabulary, train_paths, valid_path,
-                      training: ExampleSet, validation: ExampleSet, env: Distributed) -> None:
+def _write_run_config(exp_dir: Path, data: TrainingData, train_paths, valid_path, env: Distributed) -> None:
     write_json(exp_dir / CONFIG_FILE, {
         "command": sys.argv, "train_stores": [str(Path(p).resolve()) for p in train_paths],
-        "valid_store": str(Path(valid_path).resolve()), "model_config": model_config.to_dict(),
-        "train_config": config.to_dict(), "feature_config": feature_config,
-        "vocabulary": list(vocabulary.characters), "skipped_utterances": training.skipped,
-        "skipped_validation_utterances": validation.skipped,
+        "valid_store": str(Path(valid_path).resolve()), "model_config": data.model_config.to_dict(),
+        "train_config": data.config.to_dict(), "feature_config": data.feature_config,
+        "vocabulary": list(data.vocabulary.characters), "skipped_utterances": data.training.skipped,
+        "skipped_validation_utterances": data.validation.skipped,
         "world_size": env.world_size, "device": str(env.device),
         "versions": {"asr_cli": __version__, "python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "platform": platform.platform()},

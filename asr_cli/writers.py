@@ -82,4 +82,3 @@ WRITERS: dict[str, tuple[str, Callable[[Transcription, str], str]]] = {
     "vtt": ("vtt", format_vtt), "tsv": ("tsv", format_tsv), "kaldi": ("text", format_kaldi),
     "ctm": ("ctm", format_ctm),
 }
-OUTPUT_FORMATS = (*WRITERS, "all")

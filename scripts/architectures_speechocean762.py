@@ -72,7 +72,7 @@ def training_numbers(exp: Path) -> dict:
     """Parameters, training seconds (epochs only, no validation) and mean frames/s from a run's files."""
     from asr_cli.model import load_model_file
 
-    model, _ = load_model_file(exp / "model.pt")
+    model = load_model_file(exp / "model.pt").model
     epochs = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
     return {
         "parameters": model.num_parameters(),

@@ -43,7 +43,8 @@ def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray
     from asr_cli.model import load_model_file
     from asr_cli.store import FeatureStore
 
-    model, contents = load_model_file(model_path)
+    loaded = load_model_file(model_path)
+    model = loaded.model
     store = FeatureStore(store_path)
     speaker_cmvn = SpeakerCmvn.of_stores([store]) if model.config.cmvn == "speaker" else None
     outputs, ids, references = [], [], []
@@ -57,15 +58,16 @@ def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray
             outputs.append(log_probs[0, : int(lengths[0])].numpy())
             ids.append(entry.id)
             references.append(entry.text)
-    return outputs, ids, references, contents["vocabulary"]
+    return outputs, ids, references, list(loaded.vocabulary.characters)
 
 
 def word_error_rate(ids, references, hypotheses) -> float:
-    from asr_cli.score import ScoreOptions, Transcript, score
+    from asr_cli.score import Transcript, score
+    from asr_cli.config import ScoreConfig
 
     report = score([Transcript(i, r) for i, r in zip(ids, references)],
-                   [Transcript(i, h) for i, h in zip(ids, hypotheses)], ScoreOptions(bootstrap_draws=0, compute_cer=False))
-    return report.overall()["wer"]
+                   [Transcript(i, h) for i, h in zip(ids, hypotheses)], ScoreConfig(bootstrap_draws=0, compute_cer=False))
+    return report.overall["wer"]
 
 
 def main() -> None:
@@ -79,7 +81,9 @@ def main() -> None:
     parser.add_argument("--lexicon", type=Path, help="word list for the lexicon-constrained rows")
     args = parser.parse_args()
 
-    from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_hypotheses, restrict_to_lexicon
+    from asr_cli.decode import beam_search, greedy_hypotheses
+    from asr_cli.lm_tables import build_lm_tables, restrict_to_lexicon
+    from asr_cli.config import DecodeConfig
     from asr_cli.lexicon import read_lexicon
     from asr_cli.lm import read_arpa
     from asr_cli.text import Vocabulary
@@ -87,11 +91,11 @@ def main() -> None:
     log_probs, ids, references, characters = model_log_probs(args.model, args.store)
     vocabulary = Vocabulary(tuple(characters))
     tables = build_lm_tables(read_arpa(args.lm), vocabulary, "word")
-    beam_search(log_probs[0], vocabulary, DecodeOptions(beam_size=4), tables)  # compile outside the timing
+    beam_search(log_probs[0], vocabulary, DecodeConfig(beam_size=4), tables)  # compile outside the timing
     grid = [(float(w), float(b)) for w in args.lm_weights.split(",") for b in args.word_bonuses.split(",")]
 
     def ours(beam: int, weight: float = 0.0, bonus: float = 0.0, lm=None) -> tuple[float, list[str]]:
-        options = DecodeOptions(beam_size=beam, lm_weight=weight, word_bonus=bonus)
+        options = DecodeConfig(beam_size=beam, lm_weight=weight, word_bonus=bonus)
         started = time.perf_counter()
         best = [beam_search(lp, vocabulary, options, lm)[0] for lp in log_probs]
         return time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in best]
@@ -110,7 +114,7 @@ def main() -> None:
     summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
                "ours_lm_weight_bonus": list(our_weights)}
     if args.lexicon:
-        lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, DecodeOptions().oov_penalty)
+        lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, DecodeConfig().oov_penalty)
         lexicon_weights = best_pair({pair: ours(16, *pair, lexicon_tables)[1] for pair in grid})
         summary["ours_lexicon_lm_weight_bonus"] = list(lexicon_weights)
         for beam in (16, 64):

@@ -84,9 +84,9 @@ def main() -> None:
     recognizer = asr_cli.load_model(args.model)
     files, texts, utterances = long_recordings(args.manifest, args.work)
     one_by_one = score([Transcript(u.id, u.text) for u in utterances],
-                       [Transcript(u.id, recognizer.transcribe(u.audio).text) for u in utterances]).overall()
+                       [Transcript(u.id, recognizer.transcribe(u.audio).text) for u in utterances]).overall
     joined = score([Transcript(s, t) for s, t in texts.items()],
-                   [Transcript(s, recognizer.transcribe(path).text) for s, path in files.items()]).overall()
+                   [Transcript(s, recognizer.transcribe(path).text) for s, path in files.items()]).overall
     result = {"benchmark": "long_recording", "speakers": len(files), "utterances": len(utterances),
               "mean_recording_s": round(float(np.mean([soundfile.info(str(p)).duration for p in files.values()])), 1),
               "wer_per_utterance": round(one_by_one["wer"], 4), "wer_long_recordings": round(joined["wer"], 4),

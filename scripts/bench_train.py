@@ -65,10 +65,11 @@ def main() -> None:
     from asr_cli.data import make_batches
     from asr_cli.importers import import_kaldi
     from asr_cli.manifest import write_manifest
-    from asr_cli.model import ModelConfig
-    from asr_cli.prepare import PrepareOptions, prepare
+    from asr_cli.config import ModelConfig
+    from asr_cli.prepare import prepare
+    from asr_cli.config import PrepareConfig
     from asr_cli.store import FeatureStore
-    from asr_cli.train import TrainConfig
+    from asr_cli.config import TrainConfig
 
     utterances = import_kaldi(CORPUS)
     with tempfile.TemporaryDirectory() as work_dir:
@@ -76,7 +77,7 @@ def main() -> None:
         write_manifest(work / "train.jsonl", utterances[: args.utterances])
         write_manifest(work / "valid.jsonl", utterances[-8:])
         for name in ("train", "valid"):
-            prepare(work / f"{name}.jsonl", work / name, PrepareOptions(show_progress=False))
+            prepare(work / f"{name}.jsonl", work / name, PrepareConfig(show_progress=False))
         model_config = ModelConfig(num_layers=args.layers, hidden_size=args.hidden_size)
         config = TrainConfig(epochs=1, batch_frames=args.batch_frames, num_workers=args.num_workers)
         store = FeatureStore(work / "train")

@@ -51,12 +51,13 @@ def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, ch
 
 def make_store(folder: Path, utterances: list[Utterance], **options) -> Path:
     """Prepare a feature store from utterances (quietly); returns its path."""
-    from asr_cli.prepare import PrepareOptions, prepare
+    from asr_cli.prepare import prepare
+    from asr_cli.config import PrepareConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / f"{folder.name}.jsonl"
     write_manifest(manifest, utterances)
-    prepare(manifest, folder / "store", PrepareOptions(show_progress=False, **options))
+    prepare(manifest, folder / "store", PrepareConfig(show_progress=False, **options))
     return folder / "store"
 
 
@@ -72,8 +73,9 @@ def tiny_stores(tmp_path_factory, speechocean_utterances) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tiny_stores) -> Path:
     """A barely trained model file (one epoch of a 1x24 BLSTM): enough to exercise decoding."""
-    from asr_cli.model import ModelConfig
-    from asr_cli.train import TrainConfig, train
+    from asr_cli.config import ModelConfig
+    from asr_cli.train import train
+    from asr_cli.config import TrainConfig
 
     train_store, valid_store = tiny_stores
     exp_dir = tmp_path_factory.mktemp("tiny_model")

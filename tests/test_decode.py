@@ -3,6 +3,7 @@
 import itertools
 import math
 import json
+import logging
 import pickle
 from pathlib import Path
 
@@ -10,18 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from asr_cli.decode import DecodeOptions, beam_search, build_lm_tables, greedy_decode, greedy_hypotheses, sequence_hash
+from asr_cli.decode import beam_search, greedy_decode, greedy_hypotheses
+from asr_cli.lm_tables import build_lm_tables, sequence_hash
+from asr_cli.config import DecodeConfig, FeatureConfig, TranscribeConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.lm import build_kneser_ney, read_arpa, tokenize, write_arpa
 from asr_cli.manifest import Utterance, write_manifest
 from asr_cli.model import load_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
-from asr_cli.decode_step import TranscribeOptions, decode_inputs
+from asr_cli.decode_step import decode_inputs
 from tests.conftest import make_store, write_tone
 
 VOCABULARY = Vocabulary(tuple("ab "))  # labels: 0 blank, 1 a, 2 b, 3 space
-EXHAUSTIVE = DecodeOptions(beam_size=5000, token_prune_k=4, token_prune_threshold=1e9, beam_threshold=1e9, nbest=3)
+EXHAUSTIVE = DecodeConfig(beam_size=5000, token_prune_k=4, token_prune_threshold=1e9, beam_threshold=1e9, nbest=3)
 
 
 def labelling_probabilities(log_probs: np.ndarray) -> dict[tuple, float]:
@@ -64,8 +67,8 @@ def test_lm_weight_zero_equals_no_lm(tmp_path: Path):
     rng = np.random.default_rng(5)
     for _ in range(10):
         log_probs = random_log_probs(rng, 12)
-        plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, nbest=3))
-        zero = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, nbest=3, lm_weight=0.0, word_bonus=0.0), tables)
+        plain = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, nbest=3))
+        zero = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, nbest=3, lm_weight=0.0, word_bonus=0.0), tables)
         assert [h.label_ids for h in zero] == [h.label_ids for h in plain]
         assert [h.score for h in zero] == pytest.approx([h.score for h in plain], abs=1e-5)
 
@@ -75,8 +78,8 @@ def test_word_lm_moves_the_search_towards_known_words(tmp_path: Path):
     # The acoustics slightly prefer "bb", which the LM has never seen; "ab" is a frequent word.
     log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
                                 dtype=np.float32))  # P("bb") = .6 * .9 * .9 = .486 > P("ab") = .3 * .95 * .9 = .257
-    plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8))[0]
-    fused = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=2.0, word_bonus=0.0), tables)[0]
+    plain = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8))[0]
+    fused = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, lm_weight=2.0, word_bonus=0.0), tables)[0]
     assert VOCABULARY.decode(plain.label_ids) == "bb"
     assert VOCABULARY.decode(fused.label_ids) == "ab"
 
@@ -86,8 +89,8 @@ def test_oov_penalty_steers_away_from_words_the_lm_cannot_know(tmp_path: Path):
     log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
                                 dtype=np.float32))
     weak_lm = dict(beam_size=8, lm_weight=0.1, word_bonus=0.0)
-    without = beam_search(log_probs, VOCABULARY, DecodeOptions(oov_penalty=0.0, **weak_lm), tables)[0]
-    with_penalty = beam_search(log_probs, VOCABULARY, DecodeOptions(oov_penalty=10.0, **weak_lm), tables)[0]
+    without = beam_search(log_probs, VOCABULARY, DecodeConfig(oov_penalty=0.0, **weak_lm), tables)[0]
+    with_penalty = beam_search(log_probs, VOCABULARY, DecodeConfig(oov_penalty=10.0, **weak_lm), tables)[0]
     assert VOCABULARY.decode(without.label_ids) == "bb"
     assert VOCABULARY.decode(with_penalty.label_ids) == "ab"
 
@@ -101,9 +104,9 @@ def test_unfinished_words_look_ahead_to_their_best_unigram(tmp_path: Path):
     a, b = 1, 2
     expected = {(a,): unigram["ab"], (a, b): unigram["ab"], (b,): max(unigram["ba"], unigram["bab"], unigram["b"]),
                 (b, a): max(unigram["ba"], unigram["bab"]), (b, a, b): unigram["bab"]}
-    assert len(tables.prefix_hashes) == len(expected)
+    assert len(tables.arrays.prefix_hashes) == len(expected)
     for labels, log_prob in expected.items():
-        assert tables.prefix_hashes[sequence_hash(labels)] == pytest.approx(log_prob)
+        assert tables.arrays.prefix_hashes[sequence_hash(labels)] == pytest.approx(log_prob)
 
 
 def test_character_lm(tmp_path: Path):
@@ -113,10 +116,10 @@ def test_character_lm(tmp_path: Path):
     assert tables.unreachable == [] and tables.unmodelled == []
     rng = np.random.default_rng(1)
     log_probs = random_log_probs(rng, 10)
-    plain = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8))
-    zero = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=0.0, word_bonus=0.0), tables)
+    plain = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8))
+    zero = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, lm_weight=0.0, word_bonus=0.0), tables)
     assert zero[0].label_ids == plain[0].label_ids
-    assert beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=8, lm_weight=1.0), tables)[0].score != plain[0].score
+    assert beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, lm_weight=1.0), tables)[0].score != plain[0].score
 
 
 def test_greedy_collapses_repeats_and_drops_blanks():
@@ -130,10 +133,10 @@ def test_greedy_collapses_repeats_and_drops_blanks():
 def test_beam_size_one_gives_the_greedy_text(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
     decode_inputs(tiny_model, [valid_store], tmp_path / "beam1.jsonl",
-               TranscribeOptions(search=DecodeOptions(beam_size=1), show_progress=False))
-    model, _ = load_model_file(tiny_model)
+               TranscribeConfig(search=DecodeConfig(beam_size=1), show_progress=False))
+    model = load_model_file(tiny_model).model
     store = FeatureStore(valid_store)
-    vocabulary = Vocabulary(tuple(load_model_file(tiny_model)[1]["vocabulary"]))
+    vocabulary = load_model_file(tiny_model).vocabulary
     decoded = [json.loads(line) for line in (tmp_path / "beam1.jsonl").read_text().splitlines()]
     for record in decoded:
         features = torch.from_numpy(store.features(record["id"]))[None]
@@ -145,7 +148,7 @@ def test_beam_size_one_gives_the_greedy_text(tmp_path: Path, tiny_model, tiny_st
 def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
     decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
-               TranscribeOptions(search=DecodeOptions(beam_size=4, nbest=2), show_progress=False),
+               TranscribeConfig(search=DecodeConfig(beam_size=4, nbest=2), show_progress=False),
                ctm_path=tmp_path / "hyp.ctm")
     store = FeatureStore(valid_store)
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
@@ -162,41 +165,42 @@ def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_mode
 
 
 def test_decoding_from_audio_uses_the_models_features(tmp_path: Path, tiny_model, tiny_stores, speechocean_utterances):
-    from asr_cli.features import FeatureConfig, FeatureExtractor
+    from asr_cli.features import FeatureExtractor
     from asr_cli.decode_step import _features, collect_sources
 
     _, valid_store = tiny_stores
     store = FeatureStore(valid_store)
     utterances = [u for u in speechocean_utterances if u.id in store]
     write_manifest(tmp_path / "audio.jsonl", utterances)
-    config = FeatureConfig.from_dict(load_model_file(tiny_model)[1]["feature_config"])
+    config = load_model_file(tiny_model).feature_config
     sources, _ = collect_sources([tmp_path / "audio.jsonl"], config)
     assert [s.id for s in sources] == [u.id for u in utterances]
     for source in sources:
         assert source.num_frames == store.entry(source.id).num_frames
         from_audio = _features(source, None, FeatureExtractor(config), config)
         np.testing.assert_allclose(from_audio, store.features(source.id), atol=0.02, rtol=0.002)  # float16 storage
-    decode_inputs(tiny_model, [tmp_path / "audio.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+    decode_inputs(tiny_model, [tmp_path / "audio.jsonl"], tmp_path / "hyp.jsonl", TranscribeConfig(show_progress=False))
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [u.id for u in utterances]
 
 
 # --- bad input ---
 
-def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_model, capsys):
+def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_model, caplog):
     write_tone(tmp_path / "short.wav", seconds=0.01)
     write_tone(tmp_path / "ok.wav", seconds=0.5)
     decode_inputs(tiny_model, [tmp_path / "short.wav", tmp_path / "ok.wav"], tmp_path / "hyp.jsonl",
-               TranscribeOptions(show_progress=False))
+               TranscribeConfig(show_progress=False))
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert records[0] == {"id": "short", "text": "", "score": 0.0}
-    assert "short: shorter than one frame" in capsys.readouterr().err
+    assert any(record.levelname == "WARNING" and "short: shorter than one frame" in record.message
+               for record in caplog.records)
 
 
 def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
     write_manifest(tmp_path / "m.jsonl", [Utterance("x", "nope.wav")])
     with pytest.raises(AsrCliError, match=r"1 input\(s\) cannot be read:\n.*audio file not found: .*nope.wav"):
-        decode_inputs(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+        decode_inputs(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", TranscribeConfig(show_progress=False))
     assert not (tmp_path / "hyp.jsonl").exists()
 
 
@@ -206,7 +210,7 @@ def test_audio_files_with_the_same_name_are_refused(tmp_path: Path, tiny_model):
         write_tone(tmp_path / folder / "take1.wav")
     with pytest.raises(AsrCliError, match="same name would get the same id: take1"):
         decode_inputs(tiny_model, [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"], tmp_path / "hyp.jsonl",
-                   TranscribeOptions(show_progress=False))
+                   TranscribeConfig(show_progress=False))
 
 
 def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
@@ -234,20 +238,19 @@ def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
 
 
 def test_store_with_other_features_than_the_model(tmp_path: Path, tiny_model, speechocean_utterances):
-    from asr_cli.features import FeatureConfig
-
     mfcc = make_store(tmp_path / "mfcc", speechocean_utterances[:2], feature_config=FeatureConfig.for_kind("mfcc"))
     with pytest.raises(AsrCliError, match="other features than the model.*kind: store 'mfcc', model 'fbank'"):
-        decode_inputs(tiny_model, [mfcc], tmp_path / "hyp.jsonl", TranscribeOptions(show_progress=False))
+        decode_inputs(tiny_model, [mfcc], tmp_path / "hyp.jsonl", TranscribeConfig(show_progress=False))
 
 
-def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model, tiny_stores, capsys):
+def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model, tiny_stores, caplog):
     _, valid_store = tiny_stores
     write_arpa(build_kneser_ney([["привет", "мир"], ["hello", "мир"]], 2), tmp_path / "other.arpa")
-    decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
-               TranscribeOptions(search=DecodeOptions(beam_size=2), lm_path=str(tmp_path / "other.arpa"),
-                                 show_progress=False))
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.INFO, logger="asr_cli"):
+        decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
+                      TranscribeConfig(search=DecodeConfig(beam_size=2), lm_path=str(tmp_path / "other.arpa"),
+                                       show_progress=False))
+    err = caplog.text
     assert "66.7% of them use characters the model cannot produce" in err and "most of the LM's vocabulary" in err
 
 
@@ -255,13 +258,13 @@ def test_malformed_arpa_through_decode(tmp_path: Path, tiny_model, tiny_stores):
     (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nx\n")
     with pytest.raises(AsrCliError, match="bad.arpa, line 5"):
         decode_inputs(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
-                   TranscribeOptions(lm_path=str(tmp_path / "bad.arpa"), show_progress=False))
+                   TranscribeConfig(lm_path=str(tmp_path / "bad.arpa"), show_progress=False))
 
 
 def test_kenlm_backend_searches_exactly_like_the_built_in_tables(tmp_path: Path):
     """Same ARPA model, same search: KenLM's scores through the cache give the same n-best."""
     pytest.importorskip("kenlm")
-    from asr_cli.decode import scorer_lm_tables
+    from asr_cli.lm_tables import scorer_lm_tables
     from asr_cli.lm import KenlmScorer
 
     sentences = [["ab", "ba"], ["ab"], ["ba", "ba", "ab"], ["a", "b"], ["bab", "ab", "ba"]]
@@ -274,14 +277,14 @@ def test_kenlm_backend_searches_exactly_like_the_built_in_tables(tmp_path: Path)
     lm_changed_something = False
     for _ in range(8):
         log_probs = random_log_probs(rng, 12)
-        options = DecodeOptions(beam_size=6, nbest=4, lm_weight=0.8, word_bonus=0.5)
+        options = DecodeConfig(beam_size=6, nbest=4, lm_weight=0.8, word_bonus=0.5)
         expected = beam_search(log_probs, VOCABULARY, options, built_in)
         found = beam_search(log_probs, VOCABULARY, options, kenlm_tables)
         assert [h.label_ids for h in found] == [h.label_ids for h in expected]
         assert [h.score for h in found] == pytest.approx([h.score for h in expected], abs=1e-4)
-        without_lm = beam_search(log_probs, VOCABULARY, DecodeOptions(beam_size=6, nbest=4))
+        without_lm = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=6, nbest=4))
         lm_changed_something |= [h.label_ids for h in without_lm] != [h.label_ids for h in found]
-    assert lm_changed_something and len(kenlm_tables.cache) > 0
+    assert lm_changed_something and len(kenlm_tables.arrays.cache) > 0
 
 
 def test_kenlm_binary_needs_kenlm_and_the_arpa_reader_says_so(tmp_path: Path, monkeypatch):
@@ -304,8 +307,8 @@ def test_decode_with_the_kenlm_backend_writes_what_the_arpa_backend_writes(tmp_p
     outputs = {}
     for backend in ("arpa", "kenlm"):
         outputs[backend] = tmp_path / f"{backend}.jsonl"
-        summary = decode_inputs(tiny_model, [valid_store], outputs[backend], TranscribeOptions(
-            search=DecodeOptions(beam_size=8, lm_weight=0.8, nbest=3), lm_path=str(tmp_path / "words.arpa"),
+        summary = decode_inputs(tiny_model, [valid_store], outputs[backend], TranscribeConfig(
+            search=DecodeConfig(beam_size=8, lm_weight=0.8, nbest=3), lm_path=str(tmp_path / "words.arpa"),
             lm_backend=backend, show_progress=False))
         assert 0 <= summary["lm_oov_rate"] < 0.5
     arpa_records = [json.loads(line) for line in outputs["arpa"].read_text().splitlines()]

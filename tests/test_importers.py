@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from asr_cli.config import CsvImportConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.importers import import_csv, import_kaldi, import_librispeech
 from tests.conftest import SPEECHOCEAN, write_tone
@@ -84,7 +85,7 @@ def test_common_voice_tsv(tmp_path: Path):
     (tmp_path / "train.tsv").write_text(
         "client_id\tpath\tsentence\tup_votes\nabc\tcv_1.wav\t\"Hello,\" she said.\t2\n"
     )
-    [utterance] = import_csv(tmp_path / "train.tsv", "path", "sentence", speaker_column="client_id",
+    [utterance] = import_csv(tmp_path / "train.tsv", CsvImportConfig(speaker_column="client_id"),
                              audio_dir=tmp_path / "clips")
     assert utterance.id == "cv_1"
     assert utterance.text == '"Hello," she said.'
@@ -95,4 +96,4 @@ def test_common_voice_tsv(tmp_path: Path):
 def test_csv_with_missing_column_lists_the_header(tmp_path: Path):
     (tmp_path / "t.csv").write_text("file,words\na.wav,hi\n")
     with pytest.raises(AsrCliError, match="no column.*path.*header has: file, words"):
-        import_csv(tmp_path / "t.csv", "path", "words")
+        import_csv(tmp_path / "t.csv", CsvImportConfig(text_column="words"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from asr_cli.cli import run
-from asr_cli.decode import build_lm_tables, sequence_hash
+from asr_cli.lm_tables import build_lm_tables, sequence_hash
 from asr_cli.decode_step import output_text
 from asr_cli.errors import AsrCliError
 from asr_cli.lexicon import Lexicon, PhoneSet, phone_transcript, read_cmudict, read_lexicon
@@ -98,7 +98,7 @@ def test_homophones_are_scored_and_written_as_the_likelier_word():
     spelling = phones.spell(("N", "OW"))
     tables = build_lm_tables(lm, vocabulary, "word", {"know": [spelling], "no": [spelling]})
     label_ids = [vocabulary.characters.index(c) + 1 for c in spelling]
-    assert tables.lm_vocabulary[tables.word_of_hash[sequence_hash(label_ids)]] == "no"
+    assert tables.lm_vocabulary[tables.arrays.word_of_hash[sequence_hash(label_ids)]] == "no"
     assert output_text(label_ids, vocabulary, {spelling: "no"}) == "no"
     assert output_text(label_ids, vocabulary, None) == spelling
 

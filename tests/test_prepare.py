@@ -6,9 +6,10 @@ import pytest
 
 from asr_cli.audio import load_audio
 from asr_cli.errors import AsrCliError
-from asr_cli.features import FeatureConfig, FeatureExtractor
+from asr_cli.features import FeatureExtractor
+from asr_cli.config import FeatureConfig, PrepareConfig
 from asr_cli.manifest import Utterance, load_manifest, write_manifest
-from asr_cli.prepare import PrepareOptions, change_speed, parse_speed_factors, prepare
+from asr_cli.prepare import change_speed, parse_speed_factors, prepare
 from asr_cli.store import FeatureStore, combine_cmvn
 from tests.conftest import SPEECHOCEAN, require, write_tone
 
@@ -16,7 +17,7 @@ QUIET = dict(show_progress=False)
 
 
 def test_store_holds_what_was_computed(tmp_path: Path, small_manifest: Path):
-    summary = prepare(small_manifest, tmp_path / "store", PrepareOptions(**QUIET))
+    summary = prepare(small_manifest, tmp_path / "store", PrepareConfig(**QUIET))
     store = FeatureStore(tmp_path / "store")
     utterances = load_manifest(small_manifest)
     assert summary.num_utterances == len(store) == len(utterances) == 24
@@ -37,8 +38,8 @@ def test_store_holds_what_was_computed(tmp_path: Path, small_manifest: Path):
 
 
 def test_two_jobs_match_one_job_and_shards_combine(tmp_path: Path, small_manifest: Path):
-    prepare(small_manifest, tmp_path / "one", PrepareOptions(**QUIET))
-    prepare(small_manifest, tmp_path / "two", PrepareOptions(jobs=2, **QUIET))
+    prepare(small_manifest, tmp_path / "one", PrepareConfig(**QUIET))
+    prepare(small_manifest, tmp_path / "two", PrepareConfig(jobs=2, **QUIET))
     one, two = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
     assert len(two.metadata.array_frames) == 2
     assert [e.id for e in one] == [e.id for e in two]
@@ -46,7 +47,7 @@ def test_two_jobs_match_one_job_and_shards_combine(tmp_path: Path, small_manifes
         np.testing.assert_array_equal(one.features(entry.id), two.features(entry.id))
     shards = []
     for k in (1, 2, 3):
-        prepare(small_manifest, tmp_path / f"shard{k}", PrepareOptions(shard_index=k, num_shards=3, **QUIET))
+        prepare(small_manifest, tmp_path / f"shard{k}", PrepareConfig(shard_index=k, num_shards=3, **QUIET))
         shards.append(FeatureStore(tmp_path / f"shard{k}"))
     assert sorted(e.id for s in shards for e in s) == sorted(e.id for e in one)
     combined = combine_cmvn(shards)
@@ -56,7 +57,7 @@ def test_two_jobs_match_one_job_and_shards_combine(tmp_path: Path, small_manifes
 
 def test_mfcc_with_deltas_in_float32(tmp_path: Path, small_manifest: Path):
     config = FeatureConfig.for_kind("mfcc", deltas=True)
-    prepare(small_manifest, tmp_path / "s", PrepareOptions(feature_config=config, dtype="float32", **QUIET))
+    prepare(small_manifest, tmp_path / "s", PrepareConfig(feature_config=config, dtype="float32", **QUIET))
     store = FeatureStore(tmp_path / "s")
     assert store.dim == 39 and store.metadata.dtype == "float32"
     assert store.features(0).shape[1] == 39
@@ -66,7 +67,7 @@ def test_8k_audio_is_resampled_and_segments_are_cut(tmp_path: Path):
     write_tone(tmp_path / "a.wav", seconds=2.0, sample_rate_hz=8000)
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, [Utterance("whole", "a.wav"), Utterance("part", "a.wav", offset=0.5, duration=1.0)])
-    prepare(manifest, tmp_path / "s", PrepareOptions(**QUIET))
+    prepare(manifest, tmp_path / "s", PrepareConfig(**QUIET))
     store = FeatureStore(tmp_path / "s")
     assert store.entry("whole").num_frames == FeatureConfig().num_frames(32000) == 198
     assert store.entry("part").num_frames == 98
@@ -74,10 +75,10 @@ def test_8k_audio_is_resampled_and_segments_are_cut(tmp_path: Path):
 
 
 def test_existing_store_is_refused_unless_overwrite(tmp_path: Path, small_manifest: Path):
-    prepare(small_manifest, tmp_path / "s", PrepareOptions(**QUIET))
+    prepare(small_manifest, tmp_path / "s", PrepareConfig(**QUIET))
     with pytest.raises(AsrCliError, match="already exists; pass --overwrite"):
-        prepare(small_manifest, tmp_path / "s", PrepareOptions(**QUIET))
-    prepare(small_manifest, tmp_path / "s", PrepareOptions(overwrite=True, dtype="float32", **QUIET))
+        prepare(small_manifest, tmp_path / "s", PrepareConfig(**QUIET))
+    prepare(small_manifest, tmp_path / "s", PrepareConfig(overwrite=True, dtype="float32", **QUIET))
     assert FeatureStore(tmp_path / "s").metadata.dtype == "float32"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "small.jsonl"]
 
@@ -126,7 +127,7 @@ EXPECTED_HEADER_PROBLEMS = [
 def test_bad_input_fails_before_writing_and_lists_every_item(tmp_path: Path):
     manifest = _bad_manifest(tmp_path)
     with pytest.raises(AsrCliError) as raised:
-        prepare(manifest, tmp_path / "store", PrepareOptions(**QUIET))
+        prepare(manifest, tmp_path / "store", PrepareConfig(**QUIET))
     message = str(raised.value)
     assert "8 bad item(s); nothing was written" in message and "--skip-bad" in message
     for expected in EXPECTED_HEADER_PROBLEMS:
@@ -144,13 +145,13 @@ def test_audio_corrupt_past_its_header_fails_without_a_store(tmp_path: Path):
     write_manifest(manifest, [Utterance("ok", "ok.wav"), Utterance("truncated", "truncated.flac")])
     for jobs in (1, 2):
         with pytest.raises(AsrCliError, match=r"1 bad item\(s\); the store was not written(.|\n)*truncated: .*corrupt"):
-            prepare(manifest, tmp_path / "store", PrepareOptions(jobs=jobs, **QUIET))
+            prepare(manifest, tmp_path / "store", PrepareConfig(jobs=jobs, **QUIET))
         assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "ok.wav", "truncated.flac"]
 
 
 def test_skip_bad_writes_the_good_and_records_the_bad(tmp_path: Path):
     manifest = _bad_manifest(tmp_path)
-    summary = prepare(manifest, tmp_path / "store", PrepareOptions(skip_bad=True, jobs=2, **QUIET))
+    summary = prepare(manifest, tmp_path / "store", PrepareConfig(skip_bad=True, jobs=2, **QUIET))
     store = FeatureStore(tmp_path / "store")
     assert [entry.id for entry in store] == ["good1", "good2"]
     skipped = [f"{item['item']}: {item['reason']}" for item in store.metadata.skipped]
@@ -166,20 +167,20 @@ def test_nothing_usable_is_an_error(tmp_path: Path):
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, [Utterance("x", "missing.wav")])
     with pytest.raises(AsrCliError, match="no usable utterances"):
-        prepare(manifest, tmp_path / "s", PrepareOptions(skip_bad=True, **QUIET))
+        prepare(manifest, tmp_path / "s", PrepareConfig(skip_bad=True, **QUIET))
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(AsrCliError, match="--jobs"):
-        PrepareOptions(jobs=0)
-    with pytest.raises(AsrCliError, match="--shard"):
-        PrepareOptions(shard_index=3, num_shards=2)
-    with pytest.raises(AsrCliError, match="--dtype"):
-        PrepareOptions(dtype="int8")
+    with pytest.raises(AsrCliError, match="jobs must be at least 1"):
+        PrepareConfig(jobs=0)
+    with pytest.raises(AsrCliError, match="shard_index 3/2"):
+        PrepareConfig(shard_index=3, num_shards=2)
+    with pytest.raises(AsrCliError, match="dtype must be one of"):
+        PrepareConfig(dtype="int8")
     with pytest.raises(AsrCliError, match="distinct"):
-        PrepareOptions(speed_factors=(1.0, 1.0))
+        PrepareConfig(speed_factors=(1.0, 1.0))
     with pytest.raises(AsrCliError, match="outside"):
-        PrepareOptions(speed_factors=(0.9, 2.5))
+        PrepareConfig(speed_factors=(0.9, 2.5))
     with pytest.raises(AsrCliError, match="comma-separated"):
         parse_speed_factors("0.9;1.1")
     assert parse_speed_factors("0.9,1.0,1.1") == (0.9, 1.0, 1.1)
@@ -202,9 +203,9 @@ def test_speed_perturbation_adds_named_copies_next_to_each_original(tmp_path: Pa
     utterances = load_manifest(small_manifest)[:4]
     manifest = tmp_path / "four.jsonl"
     write_manifest(manifest, utterances)
-    prepare(manifest, tmp_path / "plain", PrepareOptions(**QUIET))
+    prepare(manifest, tmp_path / "plain", PrepareConfig(**QUIET))
     plain = FeatureStore(tmp_path / "plain")
-    options = PrepareOptions(speed_factors=(0.9, 1.0, 1.1), jobs=2, **QUIET)
+    options = PrepareConfig(speed_factors=(0.9, 1.0, 1.1), jobs=2, **QUIET)
     summary = prepare(manifest, tmp_path / "sp", options)
     store = FeatureStore(tmp_path / "sp")
     assert summary.num_utterances == len(store) == 12
@@ -230,7 +231,7 @@ def test_not_a_store(tmp_path: Path):
 def test_whole_speechocean_train(tmp_path: Path, speechocean_utterances):
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, speechocean_utterances)
-    summary = prepare(manifest, tmp_path / "store", PrepareOptions(jobs=2, **QUIET))
+    summary = prepare(manifest, tmp_path / "store", PrepareConfig(jobs=2, **QUIET))
     store = FeatureStore(tmp_path / "store")
     assert summary.num_utterances == len(store) == 2500
     assert summary.duration_s / 3600 == pytest.approx(2.88, abs=0.01)

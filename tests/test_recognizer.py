@@ -12,8 +12,8 @@ import torch
 
 import asr_cli
 from asr_cli.cli import run
-from asr_cli.decode import DecodeOptions
-from asr_cli.decode_step import TranscribeOptions, decode_inputs
+from asr_cli.config import DecodeConfig, TranscribeConfig
+from asr_cli.decode_step import decode_inputs
 from asr_cli.errors import AsrCliError
 from asr_cli.recognizer import Transcription
 from asr_cli.writers import format_ctm, format_kaldi, format_srt, format_tsv, format_vtt, subtitle_cues
@@ -32,7 +32,7 @@ def recording(speechocean_utterances, tmp_path_factory) -> Path:
 def test_the_api_transcribes_like_decode(tmp_path: Path, tiny_model: Path, recording: Path):
     model = asr_cli.load_model(tiny_model)
     result = model.transcribe(recording)
-    greedy = TranscribeOptions(search=DecodeOptions(beam_size=1), show_progress=False, timestamps=True)
+    greedy = TranscribeConfig(search=DecodeConfig(beam_size=1), show_progress=False, timestamps=True)
     decode_inputs(tiny_model, [recording], tmp_path / "hyp.jsonl", greedy)
     decoded = json.loads((tmp_path / "hyp.jsonl").read_text())
     assert result.text == decoded["text"] and result.words == decoded["words"]
@@ -199,7 +199,7 @@ def test_export_gives_the_models_log_probabilities(tmp_path: Path, tiny_model: P
     frames = [torch.from_numpy(store.features(i)) for i in range(3)]
     lengths = torch.tensor([len(f) for f in frames])
     batch = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
-    model, _ = load_model_file(tiny_model)
+    model = load_model_file(tiny_model).model
     with torch.no_grad():
         expected, exported = model(batch, lengths), module(batch, lengths)
     torch.testing.assert_close(exported[0], expected[0], atol=1e-4, rtol=0)
@@ -207,8 +207,9 @@ def test_export_gives_the_models_log_probabilities(tmp_path: Path, tiny_model: P
 
 
 def test_export_of_a_peephole_model_is_refused_clearly(tmp_path: Path, tiny_stores, capsys):
-    from asr_cli.model import ModelConfig
-    from asr_cli.train import TrainConfig, train
+    from asr_cli.config import ModelConfig
+    from asr_cli.train import train
+    from asr_cli.config import TrainConfig
 
     train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=1, hidden_size=8, peepholes=True),
           TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)

@@ -9,16 +9,17 @@ import pytest
 
 from asr_cli.errors import AsrCliError
 from asr_cli.manifest import Utterance, write_manifest
-from asr_cli.prepare import PrepareOptions, prepare
-from asr_cli.score import ScoreOptions, Transcript, read_hypotheses, read_references, score
-from asr_cli.text import NormalizeOptions, normalize_text
+from asr_cli.prepare import prepare
+from asr_cli.config import NormalizeConfig, PrepareConfig, ReportConfig, ScoreConfig
+from asr_cli.score import Transcript, read_hypotheses, read_references, render_json, render_text, score
+from asr_cli.text import normalize_text
 from tests.conftest import write_tone
 
 
 def score_pairs(pairs, **options):
     references = [Transcript(f"u{i}", ref, speaker) for i, (ref, _, speaker) in enumerate(pairs)]
     hypotheses = [Transcript(f"u{i}", hyp) for i, (_, hyp, _) in enumerate(pairs)]
-    return score(references, hypotheses, ScoreOptions(**options)).to_dict()
+    return render_json(score(references, hypotheses, ScoreConfig(**options)))
 
 
 def test_empty_reference_counts_insertions():
@@ -62,9 +63,9 @@ def test_apostrophes_inside_words_are_kept():
 
 def test_normalisation_switches():
     assert score_pairs([("Hello, World", "hello world", None)])["wer"] == 0.0
-    assert score_pairs([("Hello, World", "hello world", None)], normalize=NormalizeOptions(case_fold=False))["wer"] == 1.0
-    assert normalize_text("a,b  c", NormalizeOptions(remove_punctuation=False)) == "a,b c"
-    assert normalize_text(" a  b ", NormalizeOptions(collapse_whitespace=False)) == " a  b "
+    assert score_pairs([("Hello, World", "hello world", None)], normalize=NormalizeConfig(case_fold=False))["wer"] == 1.0
+    assert normalize_text("a,b  c", NormalizeConfig(remove_punctuation=False)) == "a,b c"
+    assert normalize_text(" a  b ", NormalizeConfig(collapse_whitespace=False)) == " a  b "
 
 
 def test_per_speaker_split():
@@ -89,7 +90,7 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_wer():
 def test_report_text_shows_alignment_and_substitutions():
     references = [Transcript("u1", "the cat sat on the mat", "s1"), Transcript("u2", "hi", "s2")]
     hypotheses = [Transcript("u1", "the bat sat on mat"), Transcript("u2", "hi")]
-    text = score(references, hypotheses).format_text(show_worst=5)
+    text = render_text(score(references, hypotheses), ReportConfig(show_worst=5))
     assert "  REF: the CAT sat on THE mat" in text
     assert "  HYP: the BAT sat on *** mat" in text
     assert "      1  cat -> bat" in text
@@ -104,7 +105,7 @@ def test_missing_hypothesis_is_an_error_or_a_deletion():
     hypotheses = [Transcript("a", "one two")]
     with pytest.raises(AsrCliError, match=r"1 reference\(s\) have no hypothesis: b .*--missing deletion"):
         score(references, hypotheses)
-    result = score(references, hypotheses, ScoreOptions(missing="deletion")).to_dict()
+    result = render_json(score(references, hypotheses, ScoreConfig(missing="deletion")))
     assert (result["deletions"], result["missing_scored_as_deletion"]) == (1, 1)
 
 
@@ -113,7 +114,7 @@ def test_extra_hypothesis_is_an_error_unless_ignored():
     hypotheses = [Transcript("a", "one"), Transcript("zz", "x")]
     with pytest.raises(AsrCliError, match="have no reference: zz"):
         score(references, hypotheses)
-    assert score(references, hypotheses, ScoreOptions(ignore_extra=True)).to_dict()["wer"] == 0.0
+    assert score(references, hypotheses, ScoreConfig(ignore_extra=True)).overall["wer"] == 0.0
 
 
 def test_duplicate_ids_on_either_side(tmp_path: Path):
@@ -152,7 +153,7 @@ def test_reference_formats(tmp_path: Path):
     write_manifest(tmp_path / "m.jsonl", [Utterance("a", "a.wav", "HELLO WORLD", "spk1"),
                                           Utterance("b", "b.wav", "GOOD", "spk2")])
     assert read_references(tmp_path / "m.jsonl") == kaldi
-    prepare(tmp_path / "m.jsonl", tmp_path / "store", PrepareOptions(show_progress=False))
+    prepare(tmp_path / "m.jsonl", tmp_path / "store", PrepareConfig(show_progress=False))
     assert read_references(tmp_path / "store") == kaldi
     (tmp_path / "hyp.txt").write_text("a hello world\nb good\n")
     assert read_hypotheses(tmp_path / "hyp.txt") == [Transcript("a", "hello world"), Transcript("b", "good")]

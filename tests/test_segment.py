@@ -7,8 +7,8 @@ import pytest
 import soundfile
 
 import asr_cli
-from asr_cli.segment import (ENERGY_FRAME_S, SegmentationOptions, file_energies_db, frame_energies_db,
-                             speech_segments)
+from asr_cli.segment import ENERGY_FRAME_S, file_energies_db, frame_energies_db, speech_segments
+from asr_cli.config import SegmentationConfig
 
 
 def energies(pattern: list[tuple[float, float]]) -> np.ndarray:
@@ -17,7 +17,7 @@ def energies(pattern: list[tuple[float, float]]) -> np.ndarray:
 
 
 def test_segments_follow_speech_merge_short_pauses_and_cut_long_runs():
-    options = SegmentationOptions(max_segment_s=5.0, min_pause_s=0.3, padding_s=0.2)
+    options = SegmentationConfig(max_segment_s=5.0, min_pause_s=0.3, padding_s=0.2)
     quiet, loud = -60.0, -20.0
     pattern = [(1.0, quiet), (2.0, loud), (0.1, quiet), (1.0, loud), (2.0, quiet), (12.0, loud), (1.0, quiet)]
     segments = speech_segments(energies(pattern), options)
@@ -45,7 +45,7 @@ def test_a_long_recording_is_transcribed_segment_by_segment_with_recording_times
     pause = np.zeros(rate_hz, np.float32)
     copies = 12
     joined = np.concatenate([piece for _ in range(copies) for piece in (speech, pause)])
-    assert len(joined) / rate_hz > SegmentationOptions().long_recording_s
+    assert len(joined) / rate_hz > SegmentationConfig().long_recording_s
     soundfile.write(str(tmp_path / "long.wav"), joined, rate_hz)
     model = asr_cli.load_model(tiny_model)
     result = model.transcribe(tmp_path / "long.wav")

@@ -10,12 +10,13 @@ import torch
 
 from asr_cli.data import SpeakerCmvn, Vtlp, utterance_mean_and_std
 from asr_cli.errors import AsrCliError
-from asr_cli.features import CmvnStats, FeatureConfig, FeatureExtractor, vtlp_source_bins
+from asr_cli.features import CmvnStats, FeatureExtractor, vtlp_source_bins
+from asr_cli.config import FeatureConfig, ModelConfig, TrainConfig, TranscribeConfig
 from asr_cli.manifest import Utterance
-from asr_cli.model import AcousticModel, ModelConfig, load_model_file, stack_and_subsample
+from asr_cli.model import AcousticModel, load_model_file, stack_and_subsample
 from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
-from asr_cli.train import TrainConfig, train
-from asr_cli.decode_step import TranscribeOptions, decode_inputs
+from asr_cli.train import train
+from asr_cli.decode_step import decode_inputs
 from tests.conftest import make_store
 
 TINY_TRAINING = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
@@ -29,9 +30,10 @@ def by_speaker(store: FeatureStore) -> dict[str, np.ndarray]:
 
 
 def test_store_keeps_per_speaker_statistics_of_its_frames(tmp_path: Path, small_manifest: Path):
-    from asr_cli.prepare import PrepareOptions, prepare
+    from asr_cli.prepare import prepare
+    from asr_cli.config import PrepareConfig
 
-    prepare(small_manifest, tmp_path / "store", PrepareOptions(show_progress=False, jobs=2))
+    prepare(small_manifest, tmp_path / "store", PrepareConfig(show_progress=False, jobs=2))
     store = FeatureStore(tmp_path / "store")
     kept = store.speaker_cmvn()
     frames = by_speaker(store)
@@ -100,13 +102,13 @@ def test_conv_frontend_lengths_and_padding_invariance(subsample):
 
 
 def test_bad_model_options_are_refused():
-    with pytest.raises(ValueError, match="front-end"):
+    with pytest.raises(ValueError, match="frontend must be one of stack, conv"):
         ModelConfig(frontend="transformer")
-    with pytest.raises(ValueError, match="CMVN"):
+    with pytest.raises(ValueError, match="cmvn must be one of global, speaker"):
         ModelConfig(cmvn="utterance")
     with pytest.raises(ValueError, match="recurrent"):
         ModelConfig(architecture="dnn", frontend="conv")
-    with pytest.raises(AsrCliError, match="--vtlp"):
+    with pytest.raises(AsrCliError, match="vtlp_warp must be in"):
         TrainConfig(vtlp_warp=0.7)
 
 
@@ -115,20 +117,22 @@ def test_train_and_decode_with_speaker_cmvn_vtlp_and_conv(tmp_path: Path, tiny_s
     model_config = ModelConfig(num_layers=1, hidden_size=24, frontend="conv", conv_channels=4, cmvn="speaker")
     config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, vtlp_warp=0.1)
     train([train_store], valid_store, tmp_path / "exp", model_config, config, show_progress=False)
-    model, contents = load_model_file(tmp_path / "exp" / "model.pt")
-    assert contents["model_config"]["cmvn"] == "speaker" and contents["model_config"]["frontend"] == "conv"
+    model = load_model_file(tmp_path / "exp" / "model.pt").model
+    assert model.config.cmvn == "speaker" and model.config.frontend == "conv"
     assert model.cmvn_mean.abs().max() == 0 and (model.cmvn_std == 1).all()
     # The store keeps its speakers' statistics; a manifest with speakers gets them from a first pass: same result.
     valid_ids = {entry.id for entry in FeatureStore(valid_store)}
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("".join(json.dumps(u.to_dict()) + "\n" for u in speechocean_utterances if u.id in valid_ids))
-    options = TranscribeOptions(show_progress=False)
+    options = TranscribeConfig(show_progress=False)
     decode_inputs(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
     decode_inputs(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
     from_store = [json.loads(line) for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
     from_manifest = [json.loads(line) for line in (tmp_path / "from_manifest.jsonl").read_text().splitlines()]
     assert [(r["id"], r["text"]) for r in from_store] == [(r["id"], r["text"]) for r in from_manifest]
-    np.testing.assert_allclose([r["score"] for r in from_store], [r["score"] for r in from_manifest], atol=1e-3)
+    # Stores hold float16 frames, features from audio are float32: path scores (sums over hundreds of frames) agree
+    # to a few parts per million.
+    np.testing.assert_allclose([r["score"] for r in from_store], [r["score"] for r in from_manifest], rtol=1e-5)
 
 
 def test_speaker_cmvn_needs_speakers_in_training(tmp_path: Path, speechocean_utterances, tiny_stores):
@@ -154,6 +158,6 @@ def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_pa
     train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=16), config,
           show_progress=False)
     assert (tmp_path / "exp" / "model.pt").is_file()
-    with pytest.raises(AsrCliError, match="two recurrent layers"):
+    with pytest.raises(AsrCliError, match="intermediate_ctc needs a recurrent model with num_layers at least 2"):
         train([tiny_stores[0]], tiny_stores[1], tmp_path / "one", ModelConfig(num_layers=1, hidden_size=8), config,
               show_progress=False)

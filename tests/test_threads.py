@@ -23,7 +23,7 @@ def test_the_default_is_the_physical_cores_shared_among_processes(monkeypatch):
     monkeypatch.setattr(threads, "physical_cores", lambda: 8)
     assert default_threads() == 8 and default_threads(3) == 2 and default_threads(16) == 1
     assert use_threads(None, 4) == 2 and torch.get_num_threads() == 2
-    with pytest.raises(AsrCliError, match="--threads must be at least 1"):
+    with pytest.raises(AsrCliError, match="threads must be at least 1"):
         use_threads(0)
 
 

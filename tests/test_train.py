@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import asr_cli.train as train_module
-from asr_cli.data import SpecAugmentConfig, apply_spec_augment, make_batches, padding_waste, rank_batches
+from asr_cli.data import apply_spec_augment, make_batches, padding_waste, rank_batches
+from asr_cli.config import FeatureConfig, ModelConfig, SpecAugmentConfig, TrainConfig
 from asr_cli.errors import AsrCliError
-from asr_cli.features import FeatureConfig
 from asr_cli.manifest import Utterance
-from asr_cli.model import ModelConfig, load_model_file
+from asr_cli.model import load_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
-from asr_cli.train import TrainConfig, learning_rate_scale, train
+from asr_cli.train import learning_rate_scale, train
 from tests.conftest import make_store, write_tone
 
 NO_AUGMENT = SpecAugmentConfig(0, 0, 0, 0)
@@ -52,8 +52,8 @@ def test_overfits_fifty_real_utterances(tmp_path: Path, speechocean_utterances):
     assert len(history) == 40
     assert history[-1]["train_loss"] <= 0.2 * history[0]["train_loss"]
     assert min(record["valid_cer"] for record in history) < 0.10
-    model, contents = load_model_file(tmp_path / "exp" / "model.pt")
-    assert contents["info"]["valid_cer"] < 0.10 and contents["feature_config"]["kind"] == "fbank"
+    loaded = load_model_file(tmp_path / "exp" / "model.pt")
+    assert loaded.info["valid_cer"] < 0.10 and loaded.feature_config.kind == "fbank"
     assert (tmp_path / "exp" / "curves.png").stat().st_size > 1000
 
 
@@ -65,10 +65,10 @@ def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch
     monkeypatch.setattr(train_module, "_plot_curves",
                         lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
     summary = run(train_store, valid_store, tmp_path / "resumed")
-    assert summary["stopped"] and summary["epoch"] == 1
+    assert summary.stopped and summary.epoch == 1
     monkeypatch.setattr(train_module, "_plot_curves", original)
     summary = run(train_store, valid_store, tmp_path / "resumed", resume=True)
-    assert not summary["stopped"] and summary["epoch"] == 2
+    assert not summary.stopped and summary.epoch == 2
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
@@ -86,7 +86,7 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path: Path, tiny_stores, 
         return original(dataset, batch_number)
 
     monkeypatch.setattr(train_module.BatchDataset, "__getitem__", interrupt_at_third_batch)
-    assert run(train_store, valid_store, tmp_path / "resumed", config=config)["stopped"]
+    assert run(train_store, valid_store, tmp_path / "resumed", config=config).stopped
     monkeypatch.setattr(train_module.BatchDataset, "__getitem__", original)
     checkpoint = torch.load(tmp_path / "resumed" / "checkpoint.last.pt", weights_only=True)
     assert checkpoint["state"]["batch"] == 3 and checkpoint["state"]["epoch"] == 0
@@ -107,11 +107,12 @@ def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
     record = json.loads((exp / "metrics.jsonl").read_text())
     for key in ("train_loss", "valid_loss", "valid_cer", "valid_wer", "frames_per_s", "padding_waste"):
         assert key in record
-    model, contents = load_model_file(exp / "model.pt")
+    loaded = load_model_file(exp / "model.pt")
+    model = loaded.model
     texts = [entry.text.lower() for entry in FeatureStore(train_store)]
-    assert contents["vocabulary"] == list(Vocabulary.from_texts(texts).characters)
+    assert loaded.vocabulary == Vocabulary.from_texts(texts)
     assert torch.allclose(model.cmvn_mean, torch.from_numpy(FeatureStore(train_store).cmvn().mean_and_std()[0]))
-    assert summary["epoch"] == 1
+    assert summary.epoch == 1
 
 
 @pytest.mark.slow
@@ -308,7 +309,7 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path: Path, tiny_stores, m
 
     monkeypatch.setattr(train_module.F, "ctc_loss", first_loss_is_nan)
     summary = run(train_store, valid_store, tmp_path / "one", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0))
-    assert summary["skipped_steps"] == 1
+    assert summary.skipped_steps == 1
     monkeypatch.setattr(train_module.F, "ctc_loss", lambda log_probs, *a, **k: real_ctc(log_probs, *a, **k) * float("nan"))
     with pytest.raises(AsrCliError, match="3 non-finite losses in a row"):
         run(train_store, valid_store, tmp_path / "all",
@@ -321,13 +322,13 @@ def test_init_from_starts_at_a_trained_models_weights(tmp_path: Path, tiny_store
     # Architecture options are ignored; with a vanishing learning rate the weights stay the source's.
     train([train_store], valid_store, tmp_path / "tuned", ModelConfig(num_layers=3, hidden_size=64), config,
           show_progress=False, init_from=tiny_model)
-    source, _ = load_model_file(tiny_model)
-    tuned, contents = load_model_file(tmp_path / "tuned" / "model.pt")
+    source = load_model_file(tiny_model).model
+    tuned = load_model_file(tmp_path / "tuned" / "model.pt").model
     assert tuned.config == source.config
     assert_same_weights({k: v for k, v in source.state_dict().items()},
                         {k: v for k, v in tuned.state_dict().items()})
     other = make_store(tmp_path / "mfcc", speechocean_utterances[:4], feature_config=FeatureConfig.for_kind("mfcc"))
-    with pytest.raises(AsrCliError, match="--init-from .*other features"):
+    with pytest.raises(AsrCliError, match="init_from .*other features"):
         train([other], other, tmp_path / "bad", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
     foreign = make_store(tmp_path / "foreign", [Utterance(u.id, u.audio, "QUIZ JAZZ", u.speaker)
                                                 for u in speechocean_utterances[:4]])
@@ -343,7 +344,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path: Path, tiny_sto
     with pytest.raises(AsrCliError, match="fewer than the 2 epochs"):
         run(train_store, valid_store, tmp_path / "exp", resume=True, extend_to_epochs=1)
     summary = run(train_store, valid_store, tmp_path / "exp", resume=True, extend_to_epochs=3)
-    assert summary["epoch"] == 3
+    assert summary.epoch == 3
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     assert json.loads((tmp_path / "exp" / "config.json").read_text())["train_config"]["epochs"] == 3

@@ -1,0 +1,489 @@
+"""Every option of asr-cli, its default and its choices, in one place.
+
+One frozen dataclass per concern; the command line takes its defaults and
+choice lists from here, so each exists once (tests/test_config.py holds the
+CLI to that). Torch-free, so `--help` needs no torch. Invalid values raise
+`ConfigError`, which names the field; the CLI names the option instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .errors import AsrCliError
+
+# Choices.
+FEATURE_KINDS = ("fbank", "mfcc")
+STORE_DTYPES = ("float16", "float32")
+ARCHITECTURES = ("blstm", "lstm", "dnn")
+FRONTENDS = ("stack", "conv")
+CMVN_MODES = ("global", "speaker")
+CHARACTER_UNITS, PHONE_UNITS = "chars", "phones"
+UNITS = (CHARACTER_UNITS, PHONE_UNITS)
+OPTIMIZERS = ("adam", "adamw")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when available
+LM_UNITS = ("word", "char")
+LM_BACKENDS = ("auto", "arpa", "kenlm")  # auto: KenLM binary files through KenLM, ARPA files through our reader
+MISSING_POLICIES = ("error", "deletion")
+REF_FORMATS = ("auto", "manifest", "store", "kaldi")
+HYP_FORMATS = ("auto", "jsonl", "kaldi")
+TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt", "tsv", "kaldi", "ctm")  # writers.WRITERS; "all": every one
+
+DEFAULT_DEVICE = "auto"
+SHOW_PROGRESS = True  # progress bars on stderr (only ever drawn when it is a terminal)
+MIN_SAMPLE_RATE_HZ = 4000
+MFCC_NUM_MEL_BINS = 23  # Kaldi's MFCC default; fbank keeps FeatureConfig.num_mel_bins
+MIN_SPEED_FACTOR, MAX_SPEED_FACTOR = 0.5, 2.0
+MAX_LM_ORDER = 10  # beyond this, n-grams of a few hours of transcripts are all singletons
+LM_BEAM_SIZE = 16  # the beam when an LM or lexicon is used and none is given; greedy (1) otherwise
+
+
+class ConfigError(AsrCliError, ValueError):
+    """An invalid option value. `problem` is a template whose {0}, {1}, ... are the fields' names, filled with
+    the field names here and with the option names by the CLI."""
+
+    def __init__(self, fields: str | Sequence[str], problem: str) -> None:
+        self.fields = (fields,) if isinstance(fields, str) else tuple(fields)
+        self.problem = problem
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name_of: Callable[[str], str]) -> str:
+        text = self.problem  # not str.format: the problem may quote paths or values with braces in them
+        for index, name in enumerate(self.fields):
+            text = text.replace(f"{{{index}}}", name_of(name))
+        return text
+
+
+def _require_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(name, f"{{0}} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _require_finite(name: str, value: float, minimum: float | None = None) -> None:
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        at_least = f" >= {minimum:g}" if minimum is not None else ""
+        raise ConfigError(name, f"{{0}} must be a finite number{at_least}, not {value}")
+
+
+def _require_at_least(config: object, minimum: int, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < minimum:
+            raise ConfigError(name, f"{{0}} must be at least {minimum}, not {getattr(config, name)}")
+
+
+def _require_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError("threads", f"{{0}} must be at least 1, not {threads}")
+
+
+class _Serialisable:
+    """to_dict/from_dict for the configurations saved with artefacts (nested configurations included)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict):
+        values = dict(record)
+        for item in dataclasses.fields(cls):
+            nested = _NESTED.get((cls.__name__, item.name))
+            if nested is not None and isinstance(values.get(item.name), dict):
+                values[item.name] = nested.from_dict(values[item.name])
+            elif isinstance(values.get(item.name), list):
+                values[item.name] = tuple(values[item.name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class NormalizeConfig(_Serialisable):
+    """Which text normalisation steps run (training text, LM text and scoring alike); saved with score reports."""
+
+    case_fold: bool = True
+    remove_punctuation: bool = True  # in-word apostrophes are kept
+    collapse_whitespace: bool = True
+
+    def describe(self) -> str:
+        steps = [name for name, on in (("case folding", self.case_fold),
+                                       ("punctuation removal (in-word apostrophes kept)", self.remove_punctuation),
+                                       ("whitespace collapsing", self.collapse_whitespace)) if on]
+        return ", ".join(steps) if steps else "none"
+
+
+@dataclass(frozen=True)
+class FeatureConfig(_Serialisable):
+    """How features are computed; saved with every feature store and model."""
+
+    kind: str = "fbank"
+    sample_rate_hz: int = 16000
+    num_mel_bins: int = 80
+    num_ceps: int = 13
+    cepstral_lifter: float = 22.0
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    preemphasis: float = 0.97
+    dither: float = 0.0  # in 16-bit sample units
+    low_freq_hz: float = 20.0
+    high_freq_hz: float = 0.0  # <= 0: offset from the Nyquist frequency, as in Kaldi
+    deltas: bool = False
+
+    def __post_init__(self) -> None:
+        _require_choice("kind", self.kind, FEATURE_KINDS)
+        if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
+            raise ConfigError(("num_ceps", "num_mel_bins"),
+                              f"{{0}} ({self.num_ceps}) cannot exceed {{1}} ({self.num_mel_bins})")
+        if self.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
+            raise ConfigError("sample_rate_hz", f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}")
+        _require_at_least(self, 1, "num_mel_bins")
+        if self.num_mel_bins > self.fft_length // 4:
+            raise ConfigError("num_mel_bins", f"{{0}}: {self.num_mel_bins} are too many for a {self.fft_length}-point "
+                                              f"FFT at {self.sample_rate_hz} Hz (at most {self.fft_length // 4}): some "
+                                              "filters would be empty")
+        _require_finite("dither", self.dither, minimum=0)
+        if not (0 <= self.preemphasis <= 1) or not (self.frame_length_ms > 0 and self.frame_shift_ms > 0):
+            raise ConfigError(("preemphasis", "frame_length_ms", "frame_shift_ms"),
+                              "{0} must be in [0, 1] and {1} and {2} positive")
+
+    @classmethod
+    def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":
+        """Defaults per kind: 80 mel bins for fbank, 23 bins and 13 cepstra for MFCC; None overrides nothing."""
+        defaults = {"num_mel_bins": MFCC_NUM_MEL_BINS} if kind == "mfcc" else {}
+        defaults.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(kind=kind, **defaults)
+
+    @property
+    def window_length_samples(self) -> int:
+        return int(self.sample_rate_hz * self.frame_length_ms / 1000)
+
+    @property
+    def hop_length_samples(self) -> int:
+        return int(self.sample_rate_hz * self.frame_shift_ms / 1000)
+
+    @property
+    def fft_length(self) -> int:
+        return 1 << (self.window_length_samples - 1).bit_length()
+
+    @property
+    def base_dim(self) -> int:
+        return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension per frame, deltas included."""
+        return self.base_dim * (3 if self.deltas else 1)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames Kaldi's snip_edges framing yields for `num_samples` samples."""
+        if num_samples < self.window_length_samples:
+            return 0
+        return 1 + (num_samples - self.window_length_samples) // self.hop_length_samples
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How `prepare` runs; the feature configuration itself is saved in the store."""
+
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    dtype: str = "float16"
+    jobs: int = 1
+    shard_index: int = 1  # K of K/N, counted from 1
+    num_shards: int = 1
+    skip_bad: bool = False
+    overwrite: bool = False
+    show_progress: bool = SHOW_PROGRESS
+    # Speed perturbation: each factor f adds a copy of every utterance played f times as fast
+    # (tempo and pitch, like `sox speed`), named "sp{f}-{id}" with speaker "sp{f}-{speaker}".
+    speed_factors: tuple[float, ...] = (1.0,)
+    threads: int | None = None  # per worker process; None: the physical cores divided among the workers
+
+    def __post_init__(self) -> None:
+        _require_threads(self.threads)
+        if not self.speed_factors or len(set(self.speed_factors)) != len(self.speed_factors):
+            raise ConfigError("speed_factors", f"{{0}} needs distinct factors, got {list(self.speed_factors)}")
+        for factor in self.speed_factors:
+            if not MIN_SPEED_FACTOR <= factor <= MAX_SPEED_FACTOR:
+                raise ConfigError("speed_factors",
+                                  f"{{0}} factor {factor:g} is outside [{MIN_SPEED_FACTOR}, {MAX_SPEED_FACTOR}]")
+        _require_choice("dtype", self.dtype, STORE_DTYPES)
+        _require_at_least(self, 1, "jobs")
+        if not 1 <= self.shard_index <= self.num_shards:
+            raise ConfigError("shard_index", f"{{0}} {self.shard_index}/{self.num_shards}: K must be between 1 and N")
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig(_Serialisable):
+    """Frequency and time masking (Park et al., 2019); masked values become the CMVN mean."""
+
+    freq_masks: int = 2
+    freq_width: int = 10  # bins, at most
+    time_masks: int = 2
+    time_width: int = 20  # frames, at most
+    max_time_fraction: float = 0.2  # of each utterance, per mask
+
+    def __post_init__(self) -> None:
+        _require_at_least(self, 0, "freq_masks", "freq_width", "time_masks", "time_width")
+
+    @property
+    def enabled(self) -> bool:
+        return (self.freq_masks > 0 and self.freq_width > 0) or (self.time_masks > 0 and self.time_width > 0)
+
+
+SPEC_AUGMENT_OFF = SpecAugmentConfig(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serialisable):
+    """The architecture; saved with every checkpoint and model file."""
+
+    architecture: str = "blstm"
+    num_layers: int = 3
+    hidden_size: int = 256  # per direction
+    projection_size: int = 0  # 0: no recurrent projection (LSTM), else LSTMP
+    peepholes: bool = False
+    dropout: float = 0.1
+    stack_frames: int = 3
+    subsample: int = 3
+    dnn_context: int = 5  # DNN only: stacked frames on each side of the centre
+    frontend: str = "stack"  # stack: frame stacking; conv: two 2-D convolutions striding over time and frequency
+    conv_channels: int = 32
+    cmvn: str = "global"  # speaker: features arrive normalised per speaker (or per utterance), see data.py
+    input_dim: int = 80
+    vocab_size: int = 30  # characters + the CTC blank
+    units: str = CHARACTER_UNITS  # phones: the characters stand for `phones` (lexicon.PhoneSet)
+    phones: tuple[str, ...] = ()  # set by training from its lexicon
+
+    def __post_init__(self) -> None:
+        _require_choice("architecture", self.architecture, ARCHITECTURES)
+        _require_at_least(self, 1, "num_layers", "hidden_size", "stack_frames", "subsample")
+        if self.projection_size < 0 or self.projection_size >= self.hidden_size and self.projection_size:
+            raise ConfigError("projection_size", f"{{0}} must be 0 or below the hidden size ({self.hidden_size})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dropout", f"{{0}} must be in [0, 1), not {self.dropout}")
+        _require_choice("frontend", self.frontend, FRONTENDS)
+        _require_choice("cmvn", self.cmvn, CMVN_MODES)
+        _require_choice("units", self.units, UNITS)
+        if self.units == CHARACTER_UNITS and self.phones:
+            raise ConfigError("units", "phones are listed only for {0} phones")
+        if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
+            raise ConfigError(("frontend", "conv_channels"),
+                              "{0} conv needs a recurrent architecture and {1} at least 1")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.architecture == "blstm" else 1
+
+    @property
+    def conv_time_strides(self) -> tuple[int, int]:
+        """Time strides of the two convolutions; their product is `subsample`, the larger first."""
+        second = 2 if self.subsample % 2 == 0 and self.subsample > 2 else 1
+        return self.subsample // second, second
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serialisable):
+    """How to train; saved in the experiment folder and every checkpoint."""
+
+    epochs: int = 20
+    batch_frames: int = 3000  # padded input frames per batch (per process under DDP)
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    hold_fraction: float = 0.5  # of the steps after warm-up, at the peak rate
+    final_lr_scale: float = 0.05  # the rate decays exponentially to this fraction of the peak
+    grad_clip: float = 5.0
+    max_bad_steps: int = 10  # non-finite losses in a row before giving up
+    precision: str = "fp32"
+    seed: int = 0
+    num_workers: int = 1
+    skip_oov_utts: bool = False
+    vtlp_warp: float = 0.0  # VTLP: warp factors drawn from [1 - vtlp_warp, 1 + vtlp_warp]; 0 for none
+    intermediate_ctc: float = 0.0  # weight of a CTC loss after the middle layer (Lee & Watanabe 2021); 0 for none
+    lexicon: str | None = None  # phone units: the pronunciation lexicon (a file, or "cmudict")
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+
+    def __post_init__(self) -> None:
+        _require_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _require_choice("precision", self.precision, PRECISIONS)
+        _require_at_least(self, 1, "epochs", "batch_frames", "max_bad_steps")
+        _require_at_least(self, 0, "num_workers", "warmup_steps")
+        _require_finite("learning_rate", self.learning_rate)
+        if self.learning_rate <= 0:
+            raise ConfigError("learning_rate", f"{{0}} must be positive, not {self.learning_rate}")
+        for name in ("weight_decay", "grad_clip", "final_lr_scale"):
+            _require_finite(name, getattr(self, name), minimum=0)
+        if self.grad_clip <= 0:
+            raise ConfigError("grad_clip", f"{{0}} must be positive, not {self.grad_clip}")
+        if not 0.0 <= self.hold_fraction <= 1.0:
+            raise ConfigError("hold_fraction", f"{{0}} must be in [0, 1], not {self.hold_fraction}")
+        if not 0.0 <= self.intermediate_ctc < 1.0:
+            raise ConfigError("intermediate_ctc", f"{{0}} must be in [0, 1), not {self.intermediate_ctc}")
+        if not 0.0 <= self.vtlp_warp < 0.5:
+            raise ConfigError("vtlp_warp", f"{{0}} must be in [0, 0.5), not {self.vtlp_warp}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Search settings; saved with each decoding run."""
+
+    beam_size: int | None = None  # None: greedy (1) without an LM or lexicon, LM_BEAM_SIZE with one
+    token_prune_k: int = 10  # tokens tried per frame, at most
+    token_prune_threshold: float = 6.0  # ... and only those within this many nats of the frame's best
+    beam_threshold: float = 10.0  # prefixes scoring this many nats below the best are dropped
+    lm_weight: float = 0.5
+    oov_penalty: float = 10.0  # word LM: times lm_weight, for a word no LM word begins with, and an OOV word
+    word_bonus: float = 1.0
+    nbest: int = 1
+    unlisted_word_penalty: float | None = None  # with a lexicon: nats for a word outside it (None: never output)
+
+    def __post_init__(self) -> None:
+        _require_at_least(self, 1, "nbest", "token_prune_k")
+        if self.beam_size is not None:
+            _require_at_least(self, 1, "beam_size")
+            if self.nbest > self.beam_size:
+                raise ConfigError(("nbest", "beam_size"), f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})")
+        for name in ("token_prune_threshold", "beam_threshold", "lm_weight", "oov_penalty", "word_bonus"):
+            _require_finite(name, getattr(self, name))
+        for name in ("token_prune_threshold", "beam_threshold"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"{{0}} must be positive, not {getattr(self, name)}")
+        for name in ("lm_weight", "oov_penalty"):
+            _require_finite(name, getattr(self, name), minimum=0)
+        if self.unlisted_word_penalty is not None:
+            _require_finite("unlisted_word_penalty", self.unlisted_word_penalty, minimum=0)
+
+    def with_beam(self, searching: bool) -> "DecodeConfig":
+        """This configuration with its beam size decided: given, else LM_BEAM_SIZE when `searching` (an LM or a
+        lexicon is used), else greedy (or the beam `nbest` needs)."""
+        if self.beam_size is not None:
+            return self
+        return dataclasses.replace(self, beam_size=LM_BEAM_SIZE if searching else self.nbest)
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    """How to run decoding over stores, manifests or files (the search itself is `DecodeConfig`)."""
+
+    search: DecodeConfig = field(default_factory=DecodeConfig)
+    lm_path: str | None = None
+    lm_unit: str = "word"
+    lm_backend: str = "auto"
+    lexicon_path: str | None = None  # the words the search may output (see lexicon.py)
+    batch_frames: int = 30000  # padded input frames per batch of the acoustic model
+    device: str = DEFAULT_DEVICE
+    timestamps: bool = False
+    skip_bad: bool = False  # leave out (and list) audio that cannot be decoded, instead of stopping
+    show_progress: bool = SHOW_PROGRESS
+    threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
+
+    def __post_init__(self) -> None:
+        _require_choice("lm_unit", self.lm_unit, LM_UNITS)
+        _require_choice("lm_backend", self.lm_backend, LM_BACKENDS)
+        _require_choice("device", self.device.split(":")[0], DEVICES)
+        _require_at_least(self, 1, "batch_frames")
+        _require_threads(self.threads)
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """How a long recording is cut at pauses; times in seconds."""
+
+    long_recording_s: float = 30.0  # recordings longer than this are segmented
+    max_segment_s: float = 20.0
+    min_pause_s: float = 0.3
+    padding_s: float = 0.2
+    threshold_db: float = 12.0  # above the noise floor (the 10th percentile of frame energies)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_segment_s <= self.long_recording_s or self.min_pause_s < 0 or self.padding_s < 0:
+            raise ConfigError(("max_segment_s", "long_recording_s", "min_pause_s", "padding_s"),
+                              "segmentation needs 0 < {0} <= {1}, and {2} and {3} >= 0")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How hypotheses are read, matched to references and scored."""
+
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    missing: str = "error"  # or "deletion": a missing hypothesis scores as empty
+    ignore_extra: bool = False
+    compute_cer: bool = True
+    bootstrap_draws: int = 1000
+    seed: int = 0
+    ref_format: str = "auto"  # a folder is a store, a file starting with '{' is JSONL, else Kaldi text
+    hyp_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require_choice("missing", self.missing, MISSING_POLICIES)
+        _require_choice("ref_format", self.ref_format, REF_FORMATS)
+        _require_choice("hyp_format", self.hyp_format, HYP_FORMATS)
+        _require_at_least(self, 0, "bootstrap_draws")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What a score report shows beyond the totals."""
+
+    per_speaker: bool = True
+    show_worst: int = 10  # utterances with aligned REF/HYP lines
+    top_substitutions: int = 10
+
+    def __post_init__(self) -> None:
+        _require_at_least(self, 0, "show_worst", "top_substitutions")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Size and seed of the built-in synthetic corpus."""
+
+    num_train: int = 1200
+    num_dev: int = 150
+    num_test: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require_at_least(self, 1, "num_train", "num_dev", "num_test")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How `split` holds out whole speakers."""
+
+    dev_speakers: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require_at_least(self, 1, "dev_speakers")
+
+
+@dataclass(frozen=True)
+class LmConfig:
+    """How `lm` builds an n-gram model."""
+
+    order: int = 3
+    unit: str = "word"
+    strip_ids: bool = False  # plain text files are Kaldi `text` files (first field an utterance id)
+
+    def __post_init__(self) -> None:
+        _require_choice("unit", self.unit, LM_UNITS)
+        if not 1 <= self.order <= MAX_LM_ORDER:
+            raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {self.order}")
+
+
+
+@dataclass(frozen=True)
+class CsvImportConfig:
+    """Which columns of a CSV/TSV table hold what; the defaults fit Common Voice's TSVs."""
+
+    audio_column: str = "path"
+    text_column: str | None = "sentence"  # None: no text
+    id_column: str | None = None  # None: the audio file's name without extension
+    speaker_column: str | None = None
+    delimiter: str | None = None  # None: a tab for .tsv files, a comma otherwise
+
+
+_NESTED = {("TrainConfig", "spec_augment"): SpecAugmentConfig, ("TrainConfig", "normalize"): NormalizeConfig}

@@ -1,0 +1,306 @@
+"""An n-gram LM (and a lexicon) flattened into the hashed tables the numba beam search reads.
+
+Sequences of ids (an n-gram's word ids, a word's label ids) are keyed by a
+64-bit rolling hash (`extend_hash`), the same in Python and in numba. The
+constructors return new tables; none changes one it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import types
+from numba.typed import Dict
+
+from .errors import AsrCliError
+from .lm import SENTENCE_END, SENTENCE_START, SPACE_TOKEN, UNKNOWN, NgramLM
+from .text import Vocabulary
+
+NO_LM, WORD_LM, CHAR_LM = 0, 1, 2
+# A scorer outside numba (KenLM) sees contexts of word hashes; these stand for <s> and </s> there.
+START_MARK, END_MARK = 2, 3
+NO_WORD = 0  # the hash of the empty word: a prefix that ends in a space (or is empty)
+NO_CONTEXT = -1  # a context slot before the sentence start
+SPECIAL_TOKENS = {SENTENCE_START, SENTENCE_END, UNKNOWN}
+
+LOG10_TO_LN = math.log(10.0)
+
+
+HASH_SEED = 1469598103934665603
+
+
+@numba.njit(cache=True)
+def _mix(value):
+    """splitmix64 finaliser on int64 bits (wrapping arithmetic)."""
+    z = np.uint64(value) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.int64(z ^ (z >> np.uint64(31)))
+
+
+@numba.njit(cache=True)
+def extend_hash(hash_value, token):
+    """Hash of a sequence extended by one token id (never 0, which marks the empty word)."""
+    mixed = _mix(hash_value * np.int64(1000003) + token + np.int64(1))
+    return mixed if mixed != 0 else np.int64(1)
+
+
+def sequence_hash(token_ids) -> int:
+    value = HASH_SEED
+    for token in token_ids:
+        value = int(extend_hash(value, token))
+    return value
+
+
+class LmArrays(NamedTuple):
+    """An n-gram model (and lexicon) as the numba search reads it: hashed n-grams -> natural-log probability and
+    back-off, and the hashed spellings of words (a named tuple: numba takes no dataclasses)."""
+
+    mode: int  # NO_LM, WORD_LM or CHAR_LM
+    order: int
+    keys: Dict  # hash of an n-gram's LM ids -> its row in log_probs and backoffs
+    log_probs: np.ndarray
+    backoffs: np.ndarray
+    unknown_log_prob: float
+    start_id: int
+    end_id: int
+    unknown_id: int
+    word_of_hash: Dict  # word LM: hash of a word's label ids -> its LM id
+    prefix_hashes: Dict  # word LM: hash of every prefix of every LM word the model can spell -> best unigram ln P
+    token_of_label: np.ndarray  # character LM: label id -> LM token id (-1: unknown)
+    # With an external scorer (KenLM), n-gram scores come from it through `cache`: hash of (context, word) ->
+    # natural-log probability (minus the OOV penalty for an OOV word); see `fill_scorer_cache`.
+    external: bool
+    cache: Dict
+    # With a lexicon (`restrict_to_lexicon`), `prefix_hashes` holds the prefixes of its words' spellings only, and
+    # `lexicon_words` the hashes of their complete spellings: other words are refused or penalised.
+    restricted: bool
+    lexicon_words: Dict
+
+
+@dataclass
+class LanguageModelTables:
+    """The search's arrays, and what the LM's vocabulary says about the acoustic model's."""
+
+    arrays: LmArrays
+    unreachable: list[str]  # LM tokens the model cannot spell
+    unmodelled: list[str]  # model characters the LM does not know (character LM)
+    lm_tokens: list[str]  # the LM's vocabulary without <s>, </s> and <unk>
+    scorer: object | None = None  # an external scorer (KenLM)
+    # A phone model's output words are spellings in phone characters; this maps each to the word it writes.
+    spoken_words: dict[str, str] | None = None
+    lm_vocabulary: list[str] | None = None  # word LM ids -> words (an ARPA model's whole vocabulary)
+
+    @property
+    def oov_rate(self) -> float:
+        """Share of the LM's vocabulary the acoustic model cannot produce (0 when it cannot be listed: KenLM)."""
+        return len(self.unreachable) / max(len(self.lm_tokens), 1)
+
+    def with_arrays(self, **changes) -> "LanguageModelTables":
+        """A copy with some of the search's arrays replaced."""
+        return dataclasses.replace(self, arrays=self.arrays._replace(**changes))
+
+
+def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
+                    spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+    """Flatten an ARPA model for the search; `unit` is "word" or "char".
+
+    `spellings` (phone models): each word's spellings in the model's characters, instead of the word itself;
+    of words spelt alike (homophones), the search scores the one with the higher unigram probability.
+    """
+    words = lm.vocabulary
+    word_id = {word: index for index, word in enumerate(words)}
+    for required in (SENTENCE_START, SENTENCE_END):
+        if required not in word_id:
+            raise AsrCliError(f"the language model has no {required} token; is it an ARPA model of sentences?")
+    keys = Dict.empty(key_type=types.int64, value_type=types.int64)
+    log_probs, backoffs = [], []
+    for table in lm.ngrams:
+        for ngram, (log_prob, backoff) in table.items():
+            keys[sequence_hash([word_id[w] for w in ngram])] = len(log_probs)
+            log_probs.append(log_prob * LOG10_TO_LN)
+            backoffs.append(backoff * LOG10_TO_LN)
+    unknown_entry = lm.ngrams[0].get((UNKNOWN,))
+    tables = empty_lm_tables(vocabulary.size).with_arrays(
+        order=lm.order, keys=keys, log_probs=np.asarray(log_probs, np.float64),
+        backoffs=np.asarray(backoffs, np.float64),
+        unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
+        start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1))
+    tables = dataclasses.replace(tables, lm_tokens=[w for w in words if w not in SPECIAL_TOKENS],
+                                 lm_vocabulary=list(words))
+    return _with_words(tables, lm, vocabulary, spellings) if unit == "word" else _with_characters(tables, lm, vocabulary)
+
+
+def _with_words(tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocabulary,
+                spellings: dict[str, list[str]] | None) -> LanguageModelTables:
+    """Word LM: each word's spelling (hash of its label ids) -> its LM id, and every spelling prefix -> the best
+    unigram ln P below it (the look-ahead)."""
+    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
+    word_of_hash = Dict.empty(key_type=types.int64, value_type=types.int64)
+    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
+    unigram_of_hash: dict[int, float] = {}
+    unreachable = []
+    for word_id, word in enumerate(lm.vocabulary):
+        if word in SPECIAL_TOKENS:
+            continue
+        forms = spellings.get(word, []) if spellings is not None else [word]
+        forms = [form for form in forms if all(character in label_of for character in form)]
+        if not forms:
+            unreachable.append(word)
+        unigram_log_prob = lm.ngrams[0][(word,)][0] * LOG10_TO_LN
+        for form in forms:
+            labels = [label_of[c] for c in form]
+            word_hash = sequence_hash(labels)
+            if unigram_log_prob > unigram_of_hash.get(word_hash, -np.inf):
+                word_of_hash[word_hash], unigram_of_hash[word_hash] = word_id, unigram_log_prob
+            _raise_prefix_scores(prefix_hashes, labels, unigram_log_prob)
+    tables = tables.with_arrays(mode=WORD_LM, word_of_hash=word_of_hash, prefix_hashes=prefix_hashes)
+    return dataclasses.replace(tables, unreachable=unreachable)
+
+
+def _with_characters(tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocabulary) -> LanguageModelTables:
+    """Character LM: each model character's label id -> its LM token id (-1 where the LM lacks it)."""
+    label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
+    token_of_label = np.full(vocabulary.size, -1, dtype=np.int64)
+    unreachable = []
+    for word_id, word in enumerate(lm.vocabulary):
+        character = " " if word == SPACE_TOKEN else word
+        if word in SPECIAL_TOKENS:
+            continue
+        if character in label_of:
+            token_of_label[label_of[character]] = word_id
+        else:
+            unreachable.append(word)
+    unmodelled = [c for c in vocabulary.characters if token_of_label[label_of[c]] < 0]
+    tables = tables.with_arrays(mode=CHAR_LM, token_of_label=token_of_label)
+    return dataclasses.replace(tables, unreachable=unreachable, unmodelled=unmodelled)
+
+
+def _raise_prefix_scores(prefix_hashes: Dict, labels: list[int], score: float) -> None:
+    """Make every prefix of `labels` (by its hash) score at least `score`: the best continuation below it."""
+    prefix = np.int64(HASH_SEED)
+    for label in labels:
+        prefix = extend_hash(prefix, label)
+        prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), score)
+
+
+def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
+    """No LM: the search scores the acoustics alone."""
+    arrays = LmArrays(
+        mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
+        log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
+        word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
+        prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.float64),
+        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), external=False, cache=_empty_cache(),
+        restricted=False, lexicon_words=_empty_word_set())
+    return LanguageModelTables(arrays, unreachable=[], unmodelled=[], lm_tokens=[])
+
+
+def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = None) -> LanguageModelTables:
+    """Tables for a word LM queried outside numba (`scorer.sentence_log_probs`, e.g. KenLM).
+
+    Such a model cannot list its n-grams, so none are flattened: the search
+    asks for the scores it lacks, and `beam_search` fills them in and searches
+    again (see there). `unigrams` (the ARPA file's 1-grams) give the look-ahead
+    for unfinished words and the OOV rate; without them (a KenLM binary file)
+    an unfinished word carries only the word bonus.
+    """
+    tables = build_lm_tables(unigrams, vocabulary, "word") if unigrams is not None else empty_lm_tables(vocabulary.size)
+    tables = tables.with_arrays(mode=WORD_LM, order=scorer.order, start_id=START_MARK, end_id=END_MARK,
+                                external=True, cache=_empty_cache())
+    return dataclasses.replace(tables, scorer=scorer)
+
+
+def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabulary,
+                        oov_penalty: float) -> LanguageModelTables:
+    """Tables whose search outputs only the lexicon's words (a trie of their spellings, as hashed prefixes).
+
+    With a word LM, an unfinished word is ranked by the best unigram ln P of
+    the lexicon words it begins (a word the LM does not know counts as minus the
+    OOV penalty, as in the search without a lexicon), so the look-ahead only sees words the search may finish.
+    """
+    lm = tables.arrays
+    no_context = np.full(max(lm.order - 1, 1), NO_CONTEXT, np.int64)
+    lexicon_words = Dict.empty(key_type=types.int64, value_type=types.int64)
+    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
+    for spellings in lexicon.pronunciations.values():
+        for units in spellings:
+            labels = vocabulary.encode("".join(units))
+            word_hash = sequence_hash(labels)
+            lexicon_words[word_hash] = 1
+            look_ahead = 0.0
+            if lm.mode == WORD_LM and word_hash in lm.word_of_hash:
+                look_ahead = lm_log_prob(no_context, lm.word_of_hash[word_hash], lm.keys, lm.log_probs, lm.backoffs,
+                                         lm.unknown_log_prob)
+            elif lm.mode == WORD_LM and len(lm.word_of_hash) > 0:  # as for prefixes no LM word begins
+                look_ahead = -oov_penalty
+            _raise_prefix_scores(prefix_hashes, labels, look_ahead)
+    return tables.with_arrays(prefix_hashes=prefix_hashes, lexicon_words=lexicon_words, restricted=True)
+
+
+@numba.njit(cache=True)
+def lm_log_prob(context, token, keys, log_probs, backoffs, unknown_log_prob):
+    """ln P(token | context) with back-off; `context` holds the last order-1 ids, -1 where absent."""
+    size = context.shape[0]
+    available = 0
+    while available < size and context[size - 1 - available] >= 0:
+        available += 1
+    backoff = 0.0
+    for used in range(available, -1, -1):
+        value = np.int64(HASH_SEED)
+        for position in range(size - used, size):
+            value = extend_hash(value, context[position])
+        full = extend_hash(value, token)
+        if full in keys:
+            return backoff + log_probs[keys[full]]
+        if used > 0 and value in keys:
+            backoff += backoffs[keys[value]]
+    return backoff + unknown_log_prob
+
+
+@numba.njit(cache=True)
+def context_key(context, token):
+    """Hash of (context ids, token): the cache key of an externally scored n-gram."""
+    value = np.int64(HASH_SEED)
+    for position in range(context.shape[0]):
+        value = extend_hash(value, context[position])
+    return extend_hash(value, token)
+
+
+def _empty_word_set() -> Dict:
+    return Dict.empty(key_type=types.int64, value_type=types.int64)
+
+
+def _empty_cache() -> Dict:
+    return Dict.empty(key_type=types.int64, value_type=types.float64)
+
+
+def fill_scorer_cache(tables: LanguageModelTables, prefixes: list[list[int]], space_id: int, vocabulary: Vocabulary,
+                oov_penalty: float) -> None:
+    """Score every word of each prefix, and </s> after its last, with the external scorer.
+
+    The keys rebuild the contexts the search keeps: the last order-1 word
+    hashes, <s> (START_MARK) first, -1 before the sentence start.
+    """
+    context_size = max(tables.arrays.order - 1, 1)
+    for labels in prefixes:
+        words: list[list[int]] = [[]]
+        for label in labels:
+            if label == space_id:
+                words.append([])
+            else:
+                words[-1].append(label)
+        words = [word for word in words if word]
+        log_probs = tables.scorer.sentence_log_probs([vocabulary.decode(word) for word in words])
+        context = np.full(context_size, -1, np.int64)
+        context[-1] = START_MARK
+        for word, (log_prob, is_oov) in zip(words, log_probs):
+            word_id = sequence_hash(word)
+            tables.arrays.cache[int(context_key(context, word_id))] = log_prob - (oov_penalty if is_oov else 0.0)
+            context = np.append(context[1:], np.int64(word_id))
+        tables.arrays.cache[int(context_key(context, END_MARK))] = log_probs[-1][0]
