@@ -32,6 +32,14 @@ def audio_info(path: str | Path) -> tuple[int, int]:
         raise AudioError(f"{path}: unreadable audio ({error})") from error
 
 
+def usable_duration_s(path: str | Path, offset_s: float = 0.0, duration_s: float | None = None) -> float:
+    """Seconds of audio from `offset_s` on, at most `duration_s`, by the header alone (<= 0 when the file is empty
+    or the offset past its end); raises AudioError."""
+    rate_hz, num_samples = audio_info(path)
+    available_s = num_samples / rate_hz - offset_s
+    return available_s if duration_s is None else min(available_s, duration_s)
+
+
 def load_audio(
     path: str | Path,
     sample_rate_hz: int | None = None,
@@ -80,7 +88,7 @@ def load_audio(
     return np.ascontiguousarray(mono), native_rate_hz
 
 
-def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndarray:
+def resample(samples: np.ndarray, from_rate_hz: float, to_rate_hz: int) -> np.ndarray:
     """(num_samples,) float32 audio at `from_rate_hz` -> the same at `to_rate_hz` (soxr, high quality)."""
     if from_rate_hz == to_rate_hz:
         return np.ascontiguousarray(samples, dtype=np.float32)

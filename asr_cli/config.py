@@ -136,7 +136,8 @@ class FeatureConfig(_Serialisable):
             raise ConfigError(("num_ceps", "num_mel_bins"),
                               f"{{0}} ({self.num_ceps}) cannot exceed {{1}} ({self.num_mel_bins})")
         if self.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
-            raise ConfigError("sample_rate_hz", f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}")
+            raise ConfigError("sample_rate_hz",
+                              f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}")
         _require_at_least(self, 1, "num_mel_bins")
         if self.num_mel_bins > self.fft_length // 4:
             raise ConfigError("num_mel_bins", f"{{0}}: {self.num_mel_bins} are too many for a {self.fft_length}-point "
@@ -345,7 +346,8 @@ class DecodeConfig:
         if self.beam_size is not None:
             _require_at_least(self, 1, "beam_size")
             if self.nbest > self.beam_size:
-                raise ConfigError(("nbest", "beam_size"), f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})")
+                raise ConfigError(("nbest", "beam_size"),
+                                  f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})")
         for name in ("token_prune_threshold", "beam_threshold", "lm_weight", "oov_penalty", "word_bonus"):
             _require_finite(name, getattr(self, name))
         for name in ("token_prune_threshold", "beam_threshold"):

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import AsrCliError
+from .errors import AsrCliError, some_of
 from .features import CmvnStats, vtlp_source_bins
 from .config import ConfigError, FeatureConfig, NormalizeConfig, SpecAugmentConfig
 from .store import FeatureStore
@@ -57,9 +57,9 @@ def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
             raise AsrCliError(f"{role} store {store.path} has no utterances")
         untranscribed = [entry.id for entry in store if entry.text is None]
         if untranscribed:
-            shown = ", ".join(untranscribed[:5])
             raise AsrCliError(
-                f"{role} store {store.path}: {len(untranscribed)} utterance(s) without text (e.g. {shown}); "
+                f"{role} store {store.path}: {len(untranscribed)} utterance(s) without text "
+                f"({some_of(untranscribed)}); "
                 "training needs a transcript for every utterance"
             )
     for store in stores[1:]:
@@ -144,10 +144,22 @@ def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: in
     utterance longer than the budget gets a batch of its own.
     """
     rng = np.random.default_rng([seed, epoch])
-    lengths = np.asarray(lengths, dtype=np.float64)
-    keys = lengths * (1 + 0.05 * rng.random(len(lengths))) if shuffle else lengths
+    keys = np.asarray(lengths, dtype=np.float64)
+    if shuffle:
+        keys = keys * (1 + 0.05 * rng.random(len(lengths)))
+    batches = bucket_by_length(lengths, batch_frames, order=np.argsort(keys, kind="stable"))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def bucket_by_length(lengths: Sequence[int], batch_frames: int, order: Sequence[int] | None = None) -> list[list[int]]:
+    """Indices in `order` (default: by length, shortest first), cut into batches whose padded size (longest *
+    count) stays within `batch_frames`; an item longer than the budget gets a batch of its own."""
+    if order is None:
+        order = np.argsort(np.asarray(lengths), kind="stable")
     batches, current, longest = [], [], 0
-    for index in np.argsort(keys, kind="stable"):
+    for index in order:
         new_longest = max(longest, int(lengths[index]))
         if current and new_longest * (len(current) + 1) > batch_frames:
             batches.append(current)
@@ -156,8 +168,6 @@ def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: in
         longest = new_longest
     if current:
         batches.append(current)
-    if shuffle:
-        rng.shuffle(batches)
     return batches
 
 
@@ -281,10 +291,7 @@ class BatchDataset(torch.utils.data.Dataset):
             generator = torch.Generator().manual_seed(self.batch_seeds[batch_number] + 1)
             factors = 1 + self.vtlp.max_warp * (2 * torch.rand(len(frames), generator=generator) - 1)
             frames = [self.vtlp(f, float(factor)) for f, factor in zip(frames, factors)]
-        lengths = torch.tensor([len(f) for f in frames])
-        features = self.cmvn_mean.repeat(len(frames), int(lengths.max()), 1)
-        for row, utterance_frames in enumerate(frames):
-            features[row, : len(utterance_frames)] = utterance_frames
+        features, lengths = pad_batch(frames, self.cmvn_mean)
         if self.spec_augment is not None and self.spec_augment.enabled:
             generator = torch.Generator().manual_seed(self.batch_seeds[batch_number])
             features = apply_spec_augment(features, lengths, self.cmvn_mean, self.spec_augment, generator)
@@ -302,6 +309,15 @@ class BatchDataset(torch.utils.data.Dataset):
         if self.speaker_cmvn is not None:
             frames = self.speaker_cmvn(example.store, store.entry(example.position).speaker, frames)
         return torch.from_numpy(frames)
+
+
+def pad_batch(frames: Sequence[torch.Tensor], fill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, F) features padded with the (F,) `fill` to the longest (at least one frame), and (B,) lengths."""
+    lengths = torch.tensor([len(f) for f in frames])
+    features = fill.to(torch.float32).repeat(len(frames), max(int(lengths.max()), 1), 1)
+    for row, utterance_frames in enumerate(frames):
+        features[row, : len(utterance_frames)] = utterance_frames
+    return features, lengths
 
 
 def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor,

@@ -4,11 +4,13 @@ The beam search (Hannun et al., 2014) keeps, per prefix, the log-probability
 of ending in blank and in non-blank; prefixes are nodes of a tree so equal
 prefixes merge. Per frame only the top-k tokens within a threshold of the
 frame's best are tried, and prefixes far below the best are dropped. With a
-word LM, a word is scored when a space ends it (weight `lm_weight` on its natural-log probability, plus `word_bonus`), and an
-unfinished word is ranked by its best unigram continuation meanwhile; with a
-character LM every character is scored (`<space>` for the space) and the
-bonus is per character. The loops run in numba: no Python loop over beams,
-tokens or frames.
+word LM, a word is scored when a space ends it (weight `lm_weight` on its
+natural-log probability, plus `word_bonus`), and an unfinished word is ranked
+by its best unigram continuation meanwhile; with a character LM every
+character is scored (`<space>` for the space) and the bonus is per
+character. With a lexicon, only its words are output. The loops run in
+numba: no Python loop over beams, tokens or frames; the LM reaches them as
+named tuples (lm_tables.LmArrays, SearchSettings).
 """
 
 from __future__ import annotations

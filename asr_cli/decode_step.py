@@ -8,25 +8,24 @@ computed with the model's own feature configuration.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .audio import AudioError, audio_info, load_audio
-from .data import SpeakerCmvn
+from .audio import AudioError, load_audio, usable_duration_s
+from .data import SpeakerCmvn, bucket_by_length, pad_batch
 from .decode import Hypothesis, beam_search, greedy_hypotheses
 from .lm_tables import (WORD_LM, LanguageModelTables, build_lm_tables, empty_lm_tables, restrict_to_lexicon,
     scorer_lm_tables, sequence_hash)
 from .config import CHARACTER_UNITS, PHONE_UNITS, ConfigError, FeatureConfig, TranscribeConfig
 from .errors import AsrCliError, format_problems
 from .features import CmvnStats, FeatureExtractor
-from .fileio import atomic_write
+from .fileio import atomic_write, write_jsonl
 from .lm import KenlmScorer, is_kenlm_binary, read_arpa
 from .lexicon import Lexicon, PhoneSet, check_units, load_lexicon
 from .manifest import Utterance, load_manifest
@@ -73,13 +72,10 @@ def collect_sources(inputs: Sequence[Path], config: FeatureConfig) -> tuple[list
     sources, problems = [], []
     for utterance in utterances:
         try:
-            rate_hz, num_samples = audio_info(utterance.audio)
+            duration_s = max(usable_duration_s(utterance.audio, utterance.offset, utterance.duration), 0.0)
         except AudioError as error:
             problems.append(str(error))
             continue
-        duration_s = max(num_samples / rate_hz - utterance.offset, 0.0)
-        if utterance.duration is not None:
-            duration_s = min(duration_s, utterance.duration)
         sources.append(Source(utterance.id, config.num_frames(int(duration_s * config.sample_rate_hz)), duration_s,
                               utterance=utterance))
     if problems:
@@ -95,20 +91,6 @@ def _check_feature_match(store_config: FeatureConfig, model_config: FeatureConfi
             f"{path} was prepared with other features than the model was trained on ({'; '.join(differing)}); "
             "prepare the store with the model's options, or decode the audio manifest directly"
         )
-
-
-def length_batches(sources: Sequence[Source], batch_frames: int) -> Iterator[list[int]]:
-    """Source indices, sorted by length, grouped so that longest * count stays within `batch_frames`."""
-    batch, longest = [], 0
-    for index in sorted(range(len(sources)), key=lambda i: sources[i].num_frames):
-        longest_if_added = max(longest, sources[index].num_frames)
-        if batch and longest_if_added * (len(batch) + 1) > batch_frames:
-            yield batch
-            batch, longest_if_added = [], sources[index].num_frames
-        batch.append(index)
-        longest = longest_if_added
-    if batch:
-        yield batch
 
 
 def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
@@ -136,7 +118,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     results: dict[int, dict] = {}
     warnings, skipped = [], []
     with progress_bar(len(sources), "decode", options.show_progress, unit="utt") as bar:
-        for batch in length_batches(sources, options.batch_frames):
+        for batch in bucket_by_length([source.num_frames for source in sources], options.batch_frames):
             governor.update()
             bar.update(len(batch))
             batch, features = _batch_features(batch, sources, store, extractor, feature_config, options, skipped)
@@ -151,9 +133,7 @@ def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: 
     for warning in warnings + [f"left out (--skip-bad): {problem}" for problem in skipped]:
         log.warning(warning)
     ordered = [results[index] for index in range(len(sources)) if index in results]
-    with atomic_write(output) as handle:
-        for record in ordered:
-            handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+    write_jsonl(output, ordered)
     if ctm_path is not None:
         write_ctm(ctm_path, ordered)
     summary = {"utterances": len(ordered), "output": str(output), "warnings": len(warnings), "skipped": skipped}
@@ -321,10 +301,7 @@ def _features(source: Source, store: FeatureStore | None, extractor: FeatureExtr
 
 def _decode_batch(model, features: list[np.ndarray], vocabulary: Vocabulary, options: TranscribeConfig,
                   lm_tables: LanguageModelTables | None, device: torch.device) -> list[list[Hypothesis]]:
-    lengths = torch.tensor([f.shape[0] for f in features])
-    padded = torch.zeros(len(features), max(int(lengths.max()), 1), model.config.input_dim)
-    for row, utterance_features in enumerate(features):
-        padded[row, : len(utterance_features)] = torch.from_numpy(utterance_features)
+    padded, lengths = pad_batch([torch.from_numpy(f) for f in features], torch.zeros(model.config.input_dim))
     with torch.no_grad():
         log_probs, output_lengths = model(padded.to(device), lengths)
     if options.search.beam_size == 1 and lm_tables is None:

@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Sequence
 
 MAX_LISTED_PROBLEMS = 20
+MAX_LISTED_IDS = 10  # in a one-line message
 
 
 class AsrCliError(Exception):
     """A problem with the user's input or environment; the message says what to do."""
+
+
+def some_of(items: Sequence[str], limit: int = MAX_LISTED_IDS) -> str:
+    """The first `limit` items, comma-separated, and how many more there are."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def format_problems(header: str, problems: Sequence[str], limit: int = MAX_LISTED_PROBLEMS) -> str:

@@ -64,12 +64,17 @@ def write_json(path: str | Path, obj: object) -> None:
         handle.write("\n")
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Write one JSON object per line, atomically; returns the number of lines."""
+def json_line(value: object) -> str:
+    """One line of a JSONL file: UTF-8 text as it is, NaN refused (it is not JSON)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_jsonl(path: str | Path, records: Iterable[object]) -> int:
+    """Write one JSON value per line, atomically; returns the number of lines."""
     count = 0
     with atomic_write(path) as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+            handle.write(json_line(record))
             count += 1
     return count
 

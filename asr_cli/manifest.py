@@ -9,14 +9,13 @@ A relative ``audio`` path is relative to the manifest's folder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .errors import AsrCliError, format_problems, require_file
-from .fileio import atomic_writes, iter_json_lines, write_jsonl
+from .fileio import atomic_writes, iter_json_lines, json_line, write_jsonl
 
 REQUIRED_FIELDS = ("id", "audio")
 
@@ -157,7 +156,7 @@ def write_manifests(outputs: Sequence[tuple[str | Path, Iterable[Utterance]]]) -
     with atomic_writes([path for path, _ in outputs]) as handles:
         for handle, (_, utterances) in zip(handles, outputs):
             for utterance in utterances:
-                handle.write(json.dumps(utterance.to_dict(), ensure_ascii=False) + "\n")
+                handle.write(json_line(utterance.to_dict()))
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:

@@ -26,11 +26,11 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .audio import AudioError, audio_info, load_audio
+from .audio import AudioError, load_audio, resample, usable_duration_s
 from .errors import AsrCliError, describe_os_error, format_problems
 from .features import CmvnStats, FeatureExtractor
 from .config import ConfigError, FeatureConfig, PrepareConfig
-from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, write_json
+from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, json_line, write_json
 from .manifest import BadItem, Utterance, check_manifest
 from .report import progress_bar
 from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
@@ -42,9 +42,6 @@ PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process 
 # batch runs about 1.3x faster than 64 utterances at a time.
 AUDIO_S_PER_BATCH = 20.0
 WORKER_POLL_S = 1.0
-# Ko et al. (2015), "Audio augmentation for speech recognition": the factors Kaldi's recipes use.
-KALDI_SPEED_FACTORS = (0.9, 1.0, 1.1)
-MIN_SPEED_FACTOR, MAX_SPEED_FACTOR = 0.5, 2.0
 
 
 
@@ -126,12 +123,7 @@ def change_speed(samples: np.ndarray, factor: float, sample_rate_hz: int) -> np.
     Resampling from factor * rate to rate is what `sox speed` does: the same
     waveform, read out at a different clock.
     """
-    if factor == 1.0:
-        return samples
-    import librosa  # deferred: importing librosa costs about a second
-
-    changed = librosa.resample(samples, orig_sr=factor * sample_rate_hz, target_sr=sample_rate_hz, res_type="soxr_hq")
-    return np.ascontiguousarray(changed, dtype=np.float32)
+    return samples if factor == 1.0 else resample(samples, factor * sample_rate_hz, sample_rate_hz)
 
 
 def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[BadItem]:
@@ -139,15 +131,12 @@ def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[
 
     def problem(utterance: Utterance) -> BadItem | None:
         try:
-            native_rate_hz, total_samples = audio_info(utterance.audio)
+            usable_s = usable_duration_s(utterance.audio, utterance.offset, utterance.duration)
         except AudioError as error:
             return BadItem(utterance.id, str(error))
-        available_s = total_samples / native_rate_hz - utterance.offset
-        if total_samples == 0:
-            return BadItem(utterance.id, f"{utterance.audio}: zero-length audio")
-        if available_s <= 0:
-            return BadItem(utterance.id, f"{utterance.audio}: offset {utterance.offset} s is past the end")
-        usable_s = available_s if utterance.duration is None else min(available_s, utterance.duration)
+        if usable_s <= 0:
+            return BadItem(utterance.id, f"{utterance.audio}: zero-length audio" if utterance.offset == 0 else
+                           f"{utterance.audio}: offset {utterance.offset} s is past the end")
         if config.num_frames(int(usable_s * config.sample_rate_hz)) == 0:
             return BadItem(utterance.id, f"{utterance.audio}: {usable_s * 1000:.1f} ms is shorter than one {config.frame_length_ms:g} ms frame")
         return None
@@ -282,7 +271,7 @@ def _process_share(
                     utterance.speaker, len(samples) / config.sample_rate_hz,
                 )
                 duration_s += entry.duration
-                index_handle.write(json.dumps([position, entry.to_dict()], ensure_ascii=False) + "\n")
+                index_handle.write(json_line([position, entry.to_dict()]))
             report(len(batch))
     writer.close()
     return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad,
@@ -332,7 +321,7 @@ def _finish_store(folder: Path, results: list[dict], options: PrepareConfig, bad
     num_utterances = 0
     with open(folder / INDEX_FILE, "w", encoding="utf-8") as index_handle:
         for _, entry in heapq.merge(*(_read_part(path) for path in part_paths), key=lambda item: item[0]):
-            index_handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            index_handle.write(json_line(entry))
             num_utterances += 1
     for path in part_paths:
         path.unlink()

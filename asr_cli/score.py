@@ -12,18 +12,16 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import jiwer
 import numpy as np
 
-from .errors import AsrCliError, require_file
+from .errors import AsrCliError, require_file, some_of
 from .fileio import iter_json_lines
 from .importers import read_kaldi_table
 from .text import normalize_text
 from .config import HYP_FORMATS, REF_FORMATS, ReportConfig, ScoreConfig
 
-MAX_IDS_IN_MESSAGE = 10
 BOOTSTRAP_CHUNK_DRAWS = 50
 
 
@@ -37,17 +35,11 @@ class Transcript:
 
 
 
-def _id_list(ids: Iterable[str]) -> str:
-    ids = list(ids)
-    shown = ", ".join(ids[:MAX_IDS_IN_MESSAGE])
-    return shown + (f" and {len(ids) - MAX_IDS_IN_MESSAGE} more" if len(ids) > MAX_IDS_IN_MESSAGE else "")
-
-
 def _check_unique(transcripts: list[Transcript], path: Path) -> None:
     counts = collections.Counter(t.id for t in transcripts)
     duplicates = [utterance_id for utterance_id, count in counts.items() if count > 1]
     if duplicates:
-        raise AsrCliError(f"{path}: {len(duplicates)} duplicate id(s): {_id_list(duplicates)}")
+        raise AsrCliError(f"{path}: {len(duplicates)} duplicate id(s): {some_of(list(duplicates))}")
 
 
 def _first_content_line(path: Path) -> str:
@@ -89,7 +81,7 @@ def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcri
     else:
         raise AsrCliError(f"unknown reference format {ref_format!r}; choose one of {', '.join(REF_FORMATS)}")
     if untranscribed:
-        raise AsrCliError(f"{path}: {len(untranscribed)} reference(s) without text: {_id_list(untranscribed)}")
+        raise AsrCliError(f"{path}: {len(untranscribed)} reference(s) without text: {some_of(list(untranscribed))}")
     _check_unique(transcripts, path)
     return transcripts
 
@@ -102,7 +94,7 @@ def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcri
         records = _read_jsonl(path)
         untexted = [r["id"] for r in records if not isinstance(r.get("text"), str)]
         if untexted:
-            raise AsrCliError(f"{path}: {len(untexted)} hypothesis line(s) without a text field: {_id_list(untexted)}")
+            raise AsrCliError(f"{path}: {len(untexted)} hypothesis line(s) without a text field: {some_of(list(untexted))}")
         transcripts = [Transcript(r["id"], r["text"]) for r in records]
     elif detected == "kaldi":
         transcripts = [Transcript(key, text) for _, key, text in read_kaldi_table(path)]
@@ -135,14 +127,14 @@ def pair_up(
     missing = [r.id for r in references if r.id not in hypothesis_text]
     if missing and options.missing == "error":
         raise AsrCliError(
-            f"{len(missing)} reference(s) have no hypothesis: {_id_list(missing)} "
+            f"{len(missing)} reference(s) have no hypothesis: {some_of(missing)} "
             "(pass --missing deletion to score them as empty)"
         )
     reference_ids = {r.id for r in references}
     extra = [h.id for h in hypotheses if h.id not in reference_ids]
     if extra and not options.ignore_extra:
         raise AsrCliError(
-            f"{len(extra)} hypothesis/hypotheses have no reference: {_id_list(extra)} (pass --ignore-extra to leave them out)"
+            f"{len(extra)} hypothesis/hypotheses have no reference: {some_of(extra)} (pass --ignore-extra to leave them out)"
         )
     if not references:
         raise AsrCliError("no references to score")

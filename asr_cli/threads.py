@@ -24,7 +24,6 @@ from .config import ConfigError
 
 CPU_TOPOLOGY = Path("/sys/devices/system/cpu")
 MACHINE_CPU_TIMES = Path("/proc/stat")
-OWN_CPU_TIMES = Path("/proc/self/stat")
 CHECK_INTERVAL_S = 2.0
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # of /proc/stat's cpu line: user, nice, system, irq, softirq, steal
 

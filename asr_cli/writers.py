@@ -6,10 +6,10 @@ times are seconds from the start of the recording.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Callable
 
+from .fileio import json_line
 from .recognizer import Transcription
 
 MAX_CUE_WORDS = 12
@@ -45,7 +45,7 @@ def format_json(transcription: Transcription, recording_id: str) -> str:
     score = round(transcription.score, 4) if math.isfinite(transcription.score) else None  # a lexicon dead end
     record = {"id": recording_id, "text": transcription.text, "score": score,
               "duration": round(transcription.duration_s, 3), "words": transcription.words}
-    return json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+    return json_line(record)
 
 
 def format_srt(transcription: Transcription, recording_id: str) -> str:
