@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ASR_CLI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SPEECHOCEAN = SHARED_DATA / "speechocean762-train"
 FSDD = SHARED_DATA / "fsdd"
+SYNTH_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "synth"  # committed: 16 synthetic utterances, see its README
 
 
 def require(path: Path) -> Path:
@@ -36,6 +42,43 @@ def small_manifest(tmp_path: Path, speechocean_utterances: list[Utterance]) -> P
     path = tmp_path / "small.jsonl"
     write_manifest(path, speechocean_utterances[:24])
     return path
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args, check: bool = True) -> CliResult:
+    """Run `asr-cli ARGS` in this process (no new interpreter: torch is imported once per test session) and
+    capture what it prints; with `check`, a non-zero exit fails the test with its output."""
+    from asr_cli.cli import run
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = run([str(arg) for arg in args])
+    result = CliResult(code, stdout.getvalue(), stderr.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"asr-cli {' '.join(map(str, args))} failed ({code}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def refused(*args, names: str, code: int = 1) -> str:
+    """Run asr-cli in-process; assert it fails with `code`, naming `names`, without a traceback; returns its output."""
+    result = run_cli(*args, check=False)
+    message = result.stdout + result.stderr
+    assert result.code == code, message
+    assert names in message and "Traceback" not in message, message
+    return message
+
+
+def start_cli(*args, **popen_options) -> subprocess.Popen:
+    """`asr-cli ARGS` as its own process (console entry point included), for tests that signal it or need its
+    exit without teardown; output captured as text."""
+    return subprocess.Popen([sys.executable, "-c", "from asr_cli.cli import main; main()", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
 
 
 def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, channels: int = 1, **kwargs) -> np.ndarray:
@@ -68,6 +111,33 @@ def tiny_stores(tmp_path_factory, speechocean_utterances) -> tuple[Path, Path]:
     train = [u for u in speechocean_utterances if u.speaker == "0001"][:16]
     valid = [u for u in speechocean_utterances if u.speaker == "0005"][:6]
     return make_store(root / "train", train), make_store(root / "valid", valid)
+
+
+@pytest.fixture(scope="session")
+def fixture_utterances() -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev) utterances of the committed synthetic corpus: 12 and 4, voices apart; no ../shared needed."""
+    from asr_cli.manifest import load_manifest
+
+    return load_manifest(SYNTH_FIXTURES / "train.jsonl"), load_manifest(SYNTH_FIXTURES / "dev.jsonl")
+
+
+@pytest.fixture(scope="session")
+def fixture_stores(tmp_path_factory, fixture_utterances) -> tuple[Path, Path]:
+    """(train, dev) feature stores of the committed synthetic corpus."""
+    root = tmp_path_factory.mktemp("fixture_stores")
+    return make_store(root / "train", fixture_utterances[0]), make_store(root / "dev", fixture_utterances[1])
+
+
+@pytest.fixture(scope="session")
+def fixture_model(tmp_path_factory, fixture_stores) -> Path:
+    """A barely trained model of the committed corpus (one epoch of a 1x24 BLSTM), for decoding's error paths."""
+    from asr_cli.config import ModelConfig, TrainConfig
+    from asr_cli.train import train
+
+    exp_dir = tmp_path_factory.mktemp("fixture_model")
+    train([fixture_stores[0]], fixture_stores[1], exp_dir, ModelConfig(num_layers=1, hidden_size=24),
+          TrainConfig(epochs=1, batch_frames=3000, num_workers=0), show_progress=False)
+    return exp_dir / "model.pt"
 
 
 @pytest.fixture(scope="session")

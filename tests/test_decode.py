@@ -1,5 +1,6 @@
 """Decoding: prefix beam search against exhaustive enumeration, LM fusion, timings, and bad inputs."""
 
+import dataclasses
 import itertools
 import math
 import json
@@ -109,17 +110,43 @@ def test_unfinished_words_look_ahead_to_their_best_unigram(tmp_path: Path):
         assert tables.arrays.prefix_hashes[sequence_hash(labels)] == pytest.approx(log_prob)
 
 
-def test_character_lm(tmp_path: Path):
-    sentences = [tokenize(text, "char") for text in ("ab ba", "ab", "ba ab")]
+def arpa_log_prob(lm, context: tuple[str, ...], token: str) -> float:
+    """ln P(token | context) read off the ARPA tables with back-off, independently of the search's hashed tables."""
+    backoff = 0.0
+    for used in range(min(len(context), lm.order - 1), -1, -1):
+        history = context[len(context) - used:]
+        if history + (token,) in lm.ngrams[used]:
+            return (backoff + lm.ngrams[used][history + (token,)][0]) * math.log(10)
+        if used and history in lm.ngrams[used - 1]:
+            backoff += lm.ngrams[used - 1][history][1]
+    raise AssertionError(f"{token} unknown")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_character_lm_scores_every_character_and_the_end_exactly(tmp_path: Path, seed):
+    sentences = [tokenize(text, "char") for text in ("ab ba", "ab", "ba ab", "b a")]
     write_arpa(build_kneser_ney(sentences, 3), tmp_path / "chars.arpa")
-    tables = build_lm_tables(read_arpa(tmp_path / "chars.arpa"), VOCABULARY, "char")
+    lm = read_arpa(tmp_path / "chars.arpa")
+    tables = build_lm_tables(lm, VOCABULARY, "char")
     assert tables.unreachable == [] and tables.unmodelled == []
-    rng = np.random.default_rng(1)
-    log_probs = random_log_probs(rng, 10)
-    plain = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8))
+    weight, bonus = 0.7, 0.3
+    log_probs = random_log_probs(np.random.default_rng(seed), 5)
+
+    def fused(labelling: tuple, acoustic: float) -> float:
+        tokens = ["<s>"] + tokenize(VOCABULARY.decode(labelling), "char") + ["</s>"]
+        lm_score = sum(arpa_log_prob(lm, tuple(tokens[:i]), tokens[i]) for i in range(1, len(tokens)))
+        return acoustic + weight * lm_score + bonus * len(labelling)
+
+    expected = sorted(((fused(labelling, acoustic), labelling)
+                       for labelling, acoustic in labelling_probabilities(log_probs.astype(np.float64)).items()),
+                      reverse=True)
+    found = beam_search(log_probs, VOCABULARY, dataclasses.replace(EXHAUSTIVE, lm_weight=weight, word_bonus=bonus),
+                        tables)
+    for hypothesis, (score, labelling) in zip(found, expected):
+        assert tuple(hypothesis.label_ids) == labelling
+        assert hypothesis.score == pytest.approx(score, abs=1e-4)
     zero = beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, lm_weight=0.0, word_bonus=0.0), tables)
-    assert zero[0].label_ids == plain[0].label_ids
-    assert beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, lm_weight=1.0), tables)[0].score != plain[0].score
+    assert zero[0].label_ids == beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8))[0].label_ids
 
 
 def test_greedy_collapses_repeats_and_drops_blanks():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from asr_cli.config import ScoreConfig
+from asr_cli.score import read_hypotheses, read_references, score
 from tests.conftest import REPO_ROOT
 
 
@@ -29,9 +31,16 @@ def test_make_demo_small(tmp_path: Path):
                      "score_beam_lm.txt"):
         assert (demo / artefact).is_file(), artefact
     assert len(list((demo / "corpus" / "audio").glob("*.wav"))) == 80
-    for name in ("score_greedy.json", "score_beam_lm.json"):
-        report = json.loads((demo / name).read_text())
-        assert report["num_utterances"] == 10 and 0 <= report["cer"]
+    for decoding in ("greedy", "beam_lm"):
+        report = json.loads((demo / f"score_{decoding}.json").read_text())
+        # The report is the score of the hypotheses written, against the test voices' transcripts.
+        references = read_references(demo / "test.store")
+        hypotheses = read_hypotheses(demo / f"hyp_{decoding}.jsonl")
+        assert [h.id for h in hypotheses] == [r.id for r in references] and len(references) == 10
+        recomputed = score(references, hypotheses, ScoreConfig(bootstrap_draws=0)).overall
+        assert report["num_utterances"] == 10 and report["wer"] == pytest.approx(recomputed["wer"])
+        assert report["cer"] == pytest.approx(recomputed["cer"]) and report["cer"] > 0  # 2 epochs: far from perfect
+        assert report["wer_ci95"][0] <= report["wer"] <= report["wer_ci95"][1]
     assert "beam+lm" in result.stdout and "Test set (voices never heard in training)" in result.stdout
 
 

@@ -18,7 +18,7 @@ from asr_cli.cli import run
 from asr_cli.errors import AsrCliError
 from asr_cli.fileio import atomic_directory
 from asr_cli.manifest import write_manifest
-from tests.conftest import make_store
+from tests.conftest import make_store, refused, start_cli
 
 
 def checksums(*paths: Path) -> dict[str, str]:
@@ -31,66 +31,57 @@ def checksums(*paths: Path) -> dict[str, str]:
     return digests
 
 
-def refused(capsys, *args: str, names: str, code: int = 1) -> str:
-    """Run asr-cli in-process; assert it fails with `code`, naming `names`, without a traceback."""
-    status = run([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    message = captured.out + captured.err
-    assert status == code, message
-    assert names in message and "Traceback" not in message, message
-    return message
-
-
 @pytest.fixture
-def manifest(tmp_path: Path, speechocean_utterances) -> Path:
+def manifest(tmp_path: Path, fixture_utterances) -> Path:
+    """The committed synthetic corpus (16 utterances) as one manifest."""
     path = tmp_path / "corpus" / "all.jsonl"
     path.parent.mkdir()
-    write_manifest(path, speechocean_utterances[:30])
+    write_manifest(path, fixture_utterances[0] + fixture_utterances[1])
     return path
 
 
 # --- Data loss ---------------------------------------------------------------------------------------------------
 
-def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, manifest: Path, capsys):
+def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, manifest: Path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("months of work")
     before = checksums(precious, manifest)
-    refused(capsys, "prepare", manifest, "-o", precious, "--overwrite", "--no-progress", names=str(precious))
+    refused("prepare", manifest, "-o", precious, "--overwrite", "--no-progress", names=str(precious))
     # The folder that holds the manifest itself.
-    refused(capsys, "prepare", manifest, "-o", manifest.parent, "--overwrite", "--no-progress", names=str(manifest.parent))
+    refused("prepare", manifest, "-o", manifest.parent, "--overwrite", "--no-progress", names=str(manifest.parent))
     assert checksums(precious, manifest) == before
 
 
-def test_overwrite_replaces_a_store(tmp_path: Path, manifest: Path, capsys):
+def test_overwrite_replaces_a_store(tmp_path: Path, manifest: Path):
     store = tmp_path / "train.store"
     assert run(["prepare", str(manifest), "-o", str(store), "--no-progress"]) == 0
     assert run(["prepare", str(manifest), "-o", str(store), "--overwrite", "--no-progress", "--dtype", "float32"]) == 0
     assert '"float32"' in (store / "store.json").read_text()
 
 
-def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, manifest: Path, capsys):
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, manifest: Path):
     before = checksums(manifest)
-    refused(capsys, "split", manifest, "--train-output", manifest, "--dev-output", tmp_path / "dev.jsonl",
+    refused("split", manifest, "--train-output", manifest, "--dev-output", tmp_path / "dev.jsonl",
             "--dev-speakers", 1, names=str(manifest))
-    refused(capsys, "split", manifest, "--train-output", tmp_path / "same.jsonl", "--dev-output",
+    refused("split", manifest, "--train-output", tmp_path / "same.jsonl", "--dev-output",
             tmp_path / "same.jsonl", "--dev-speakers", 1, names="same.jsonl")
-    refused(capsys, "lm", manifest, "-o", manifest, names=str(manifest))
+    refused("lm", manifest, "-o", manifest, names=str(manifest))
     link = tmp_path / "link.jsonl"
     link.symlink_to(manifest)
-    refused(capsys, "lm", manifest, "-o", link, names=str(manifest))  # the same file through a symbolic link
+    refused("lm", manifest, "-o", link, names=str(manifest))  # the same file through a symbolic link
     hypotheses = tmp_path / "hyp.txt"
     hypotheses.write_text("x HELLO\n")
-    refused(capsys, "score", manifest, hypotheses, "--json", hypotheses, names=str(hypotheses))
+    refused("score", manifest, hypotheses, "--json", hypotheses, names=str(hypotheses))
     assert checksums(manifest) == before and hypotheses.read_text() == "x HELLO\n"
     assert not (tmp_path / "dev.jsonl").exists() and not (tmp_path / "same.jsonl").exists()
 
 
-def test_decode_output_that_is_its_input(tmp_path: Path, tiny_model: Path, manifest: Path, capsys):
-    before = checksums(manifest, tiny_model)
-    refused(capsys, "decode", tiny_model, manifest, "-o", manifest, "--no-progress", names=str(manifest))
-    refused(capsys, "decode", tiny_model, manifest, "-o", tiny_model, "--no-progress", names=str(tiny_model))
-    assert checksums(manifest, tiny_model) == before
+def test_decode_output_that_is_its_input(tmp_path: Path, fixture_model: Path, manifest: Path):
+    before = checksums(manifest, fixture_model)
+    refused("decode", fixture_model, manifest, "-o", manifest, "--no-progress", names=str(manifest))
+    refused("decode", fixture_model, manifest, "-o", fixture_model, "--no-progress", names=str(fixture_model))
+    assert checksums(manifest, fixture_model) == before
 
 
 def test_a_symlinked_output_is_written_through(tmp_path: Path, manifest: Path):
@@ -104,10 +95,10 @@ def test_a_symlinked_output_is_written_through(tmp_path: Path, manifest: Path):
     assert target.read_text().startswith("\\data\\")
 
 
-def test_split_outputs_appear_together_or_not_at_all(tmp_path: Path, manifest: Path, capsys):
+def test_split_outputs_appear_together_or_not_at_all(tmp_path: Path, manifest: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    refused(capsys, "split", manifest, "--train-output", tmp_path / "train.jsonl", "--dev-output",
+    refused("split", manifest, "--train-output", tmp_path / "train.jsonl", "--dev-output",
             blocker / "dev.jsonl", "--dev-speakers", 1, names="a-file")
     assert not (tmp_path / "train.jsonl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
@@ -139,10 +130,7 @@ def test_a_rerun_removes_temporaries_left_by_a_killed_run(tmp_path: Path, manife
 # --- Exit codes and interrupts ------------------------------------------------------------------------------------
 
 def start_prepare(manifest: Path, store: Path, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from asr_cli.cli import main; main()", "prepare", str(manifest), "-o", str(store),
-         "--no-progress", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_cli("prepare", manifest, "-o", store, "--no-progress", *options)
 
 
 def wait_for_temporary(folder: Path, name: str, process: subprocess.Popen) -> None:
@@ -202,22 +190,22 @@ def _state(pid: int) -> str:
 # --- Tracebacks become one line --------------------------------------------------------------------------------------
 
 @pytest.fixture
-def store(tmp_path: Path, speechocean_utterances) -> Path:
-    return make_store(tmp_path / "damaged", speechocean_utterances[:6])
+def store(tmp_path: Path, fixture_utterances) -> Path:
+    return make_store(tmp_path / "damaged", fixture_utterances[0][:6])
 
 
-def test_a_truncated_feature_array(tmp_path: Path, store: Path, tiny_model: Path, capsys):
+def test_a_truncated_feature_array(tmp_path: Path, store: Path, fixture_model: Path):
     array = store / "feats-000.bin"
     array.write_bytes(array.read_bytes()[:-1000])
-    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=str(array))
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=str(array))
     assert not (tmp_path / "hyp.jsonl").exists()
 
 
-def test_a_damaged_index_line(tmp_path: Path, store: Path, tiny_model: Path, capsys):
+def test_a_damaged_index_line(tmp_path: Path, store: Path, fixture_model: Path):
     index = store / "index.jsonl"
     lines = index.read_text().splitlines()
     index.write_text("\n".join(lines[:2] + ['{"id": "x", "array": 0'] + lines[3:]) + "\n")
-    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
             names=f"{index}, line 3")
 
 
@@ -227,98 +215,98 @@ def test_a_damaged_index_line(tmp_path: Path, store: Path, tiny_model: Path, cap
     (lambda c: c.pop("feature_config"), "no feature configuration"),
     (lambda c: c.update({"vocabulary": c["vocabulary"][:3]}), "vocabulary"),
 ])
-def test_a_model_file_with_inconsistent_contents(tmp_path: Path, tiny_model: Path, store: Path, capsys, damage, names):
+def test_a_model_file_with_inconsistent_contents(tmp_path: Path, fixture_model: Path, store: Path, damage, names):
     import torch
 
-    contents = torch.load(tiny_model, weights_only=True)
+    contents = torch.load(fixture_model, weights_only=True)
     damage(contents)
     damaged = tmp_path / "model.pt"
     torch.save(contents, damaged)
-    message = refused(capsys, "decode", damaged, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=names)
+    message = refused("decode", damaged, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=names)
     assert str(damaged) in message and "weights_only" not in message
 
 
-def test_a_bare_tensor_as_model_or_checkpoint(tmp_path: Path, tiny_stores, store: Path, capsys):
+def test_a_bare_tensor_as_model_or_checkpoint(tmp_path: Path, fixture_stores, store: Path):
     import torch
 
     torch.save(torch.zeros(3), tmp_path / "model.pt")
-    refused(capsys, "decode", tmp_path / "model.pt", store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
+    refused("decode", tmp_path / "model.pt", store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
             names="not an asr-cli model file")
     exp = tmp_path / "exp"
     exp.mkdir()
     torch.save(torch.zeros(3), exp / "checkpoint.last.pt")
-    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", exp, "--resume",
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", exp, "--resume",
             "--no-progress", names="not an asr-cli training checkpoint")
 
 
-def test_an_arpa_file_with_only_its_header_and_end(tmp_path: Path, tiny_model: Path, store: Path, capsys):
+def test_an_arpa_file_with_only_its_header_and_end(tmp_path: Path, fixture_model: Path, store: Path):
     arpa = tmp_path / "empty.arpa"
     arpa.write_text("\\data\\\n\\end\\\n")
-    refused(capsys, "decode", tiny_model, store, "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm", arpa,
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm", arpa,
             "--no-progress", names=str(arpa))
 
 
 @pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--num-workers", "-1"),
                                            ("--grad-clip", "-5"), ("--hold-fraction", "2")])
-def test_out_of_range_training_options(tmp_path: Path, tiny_stores, capsys, option, value):
-    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp", option,
+def test_out_of_range_training_options(tmp_path: Path, fixture_stores, option, value):
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp", option,
             value, "--no-progress", names=option)
     assert not (tmp_path / "exp" / "checkpoint.last.pt").exists()
 
 
-def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, tiny_stores, capsys):
+def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, fixture_stores):
     vocabulary = tmp_path / "chars.txt"
     vocabulary.write_bytes(b"\xff\xfe\n")
-    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp",
             "--vocabulary", vocabulary, "--no-progress", names=str(vocabulary))
 
 
 # --- Silent wrong results and misleading messages --------------------------------------------------------------------
 
-def test_a_folder_where_a_file_is_expected_is_called_a_folder(tmp_path: Path, tiny_stores, capsys):
-    refused(capsys, "decode", tmp_path, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", names="is a folder")
-    refused(capsys, "split", tmp_path, "--train-output", tmp_path / "t.jsonl", "--dev-output", tmp_path / "d.jsonl",
+def test_a_folder_where_a_file_is_expected_is_called_a_folder(tmp_path: Path, fixture_stores):
+    refused("decode", tmp_path, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", names="is a folder")
+    refused("split", tmp_path, "--train-output", tmp_path / "t.jsonl", "--dev-output", tmp_path / "d.jsonl",
             names="is a folder")
 
 
-def test_csv_byte_order_mark_duplicate_ids_short_rows_and_spaces_in_ids(tmp_path: Path, capsys):
+def test_csv_byte_order_mark_duplicate_ids_short_rows_and_spaces_in_ids(tmp_path: Path):
     (tmp_path / "a.wav").write_bytes(b"")
     table = tmp_path / "t.csv"
     table.write_bytes("\ufeffpath,sentence\na.wav,HELLO\n".encode("utf-8"))
     assert run(["import", "csv", str(table), "-o", str(tmp_path / "ok.jsonl")]) == 0  # 'path' found despite the BOM
     table.write_text("path,sentence\na.wav,HELLO\nsub/a.wav,WORLD\n")
-    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 3")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 3")
     table.write_text("path,sentence\na.wav\n")
-    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 2")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 2")
     table.write_text("path,sentence,id\na.wav,HELLO,my utterance\n")
-    refused(capsys, "import", "csv", table, "-o", tmp_path / "m.jsonl", "--id-column", "id", names="white space")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", "--id-column", "id", names="white space")
     assert not (tmp_path / "m.jsonl").exists()
 
 
-def test_kaldi_empty_wav_scp_and_bad_segments(tmp_path: Path, capsys):
+def test_kaldi_empty_wav_scp_and_bad_segments(tmp_path: Path):
     (tmp_path / "wav.scp").write_text("")
-    refused(capsys, "import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="lists no recordings")
+    refused("import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="lists no recordings")
     (tmp_path / "a.wav").write_bytes(b"")
     (tmp_path / "wav.scp").write_text("rec a.wav\n")
     for start, end in (("-1", "2"), ("nan", "2"), ("0", "nan")):
         (tmp_path / "segments").write_text(f"seg rec {start} {end}\n")
-        refused(capsys, "import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="segments, line 1")
+        refused("import", "kaldi", tmp_path, "-o", tmp_path / "m.jsonl", names="segments, line 1")
     assert not (tmp_path / "m.jsonl").exists()
 
 
-def test_nan_in_an_arpa_file(tmp_path: Path, tiny_model: Path, tiny_stores, capsys):
+def test_nan_in_an_arpa_file(tmp_path: Path, fixture_model: Path, fixture_stores):
     arpa = tmp_path / "nan.arpa"
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\nnan\tA\n-1.0\tB\n\n\\end\\\n")
-    refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm",
+    refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm",
             arpa, "--no-progress", names=f"{arpa}, line 5")
 
 
-def test_resume_keeps_the_records_true(tmp_path: Path, tiny_stores, capsys):
-    args = ["train", "--train", str(tiny_stores[0]), "--valid", str(tiny_stores[1]), "-o", str(tmp_path / "exp"),
+def test_resume_keeps_the_records_true(tmp_path: Path, fixture_stores):
+    args = ["train", "--train", str(fixture_stores[0]), "--valid", str(fixture_stores[1]), "-o", str(tmp_path / "exp"),
             "--layers", "1", "--hidden-size", "8", "--epochs", "2", "--num-workers", "0", "--no-progress"]
     assert run(args) == 0
     config_before = (tmp_path / "exp" / "config.json").read_text()
-    refused(capsys, *args, "--resume", names="already finished")
+    refused(*args, "--resume", names="already finished")
     assert (tmp_path / "exp" / "config.json").read_text() == config_before
     epochs = [line for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
     assert len(epochs) == 2 and '"epoch": 2' in epochs[1]
@@ -326,14 +314,14 @@ def test_resume_keeps_the_records_true(tmp_path: Path, tiny_stores, capsys):
 
 @pytest.mark.parametrize("option, value", [("--sample-rate", "0"), ("--num-mel-bins", "400"), ("--dither", "nan"),
                                            ("--dither", "-1")])
-def test_out_of_range_feature_options(tmp_path: Path, manifest: Path, capsys, option, value):
-    refused(capsys, "prepare", manifest, "-o", tmp_path / "store", option, value, "--no-progress",
+def test_out_of_range_feature_options(tmp_path: Path, manifest: Path, option, value):
+    refused("prepare", manifest, "-o", tmp_path / "store", option, value, "--no-progress",
             names=option.lstrip("-").replace("-", " ").split()[-1])
     assert not (tmp_path / "store").exists()
 
 
-def test_lm_order_out_of_range(tmp_path: Path, manifest: Path, capsys):
-    refused(capsys, "lm", manifest, "-o", tmp_path / "lm.arpa", "--order", "20", names="--order")
+def test_lm_order_out_of_range(tmp_path: Path, manifest: Path):
+    refused("lm", manifest, "-o", tmp_path / "lm.arpa", "--order", "20", names="--order")
     assert not (tmp_path / "lm.arpa").exists()
 
 
@@ -353,7 +341,7 @@ def test_disk_errors_name_the_file(tmp_path: Path, monkeypatch):
     assert not target.exists() and not list(tmp_path.iterdir())
 
 
-def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path, tiny_model: Path, capsys):
+def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path, fixture_model: Path, capsys):
     import numpy as np
     import soundfile
 
@@ -365,17 +353,17 @@ def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path,
     write_tone(flac, seconds=2.0)
     flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
     for bad in ("nan.wav", "truncated.flac"):
-        refused(capsys, "decode", tiny_model, tmp_path / "good.wav", tmp_path / bad, "-o", tmp_path / "hyp.jsonl",
+        refused("decode", fixture_model, tmp_path / "good.wav", tmp_path / bad, "-o", tmp_path / "hyp.jsonl",
                 "--no-progress", names=bad)
         assert not (tmp_path / "hyp.jsonl").exists()
-    assert run(["decode", str(tiny_model), str(tmp_path / "good.wav"), str(tmp_path / "nan.wav"),
+    assert run(["decode", str(fixture_model), str(tmp_path / "good.wav"), str(tmp_path / "nan.wav"),
                 str(flac), "-o", str(tmp_path / "hyp.jsonl"), "--skip-bad", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "nan.wav" in captured.err and "truncated.flac" in captured.err and "2 left out" in captured.out
     assert [line.split('"')[3] for line in (tmp_path / "hyp.jsonl").read_text().splitlines()] == ["good"]
 
 
-def test_file_names_that_are_not_utf8(tmp_path: Path, tiny_model: Path, capsys):
+def test_file_names_that_are_not_utf8(tmp_path: Path, fixture_model: Path):
     from tests.conftest import write_tone
 
     bad_name = os.fsdecode(b"\xffbad.wav")
@@ -384,16 +372,16 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, tiny_model: Path, capsys):
     except (OSError, UnicodeEncodeError):
         pytest.skip("this file system refuses non-UTF-8 names")
     write_tone(tmp_path / "good.wav")
-    refused(capsys, "decode", tiny_model, tmp_path / bad_name, "-o", tmp_path / "hyp.jsonl", names="not valid UTF-8")
-    refused(capsys, "prepare", tmp_path / bad_name, "-o", tmp_path / "store", names="not valid UTF-8")
+    refused("decode", fixture_model, tmp_path / bad_name, "-o", tmp_path / "hyp.jsonl", names="not valid UTF-8")
+    refused("prepare", tmp_path / bad_name, "-o", tmp_path / "store", names="not valid UTF-8")
     chapter = tmp_path / "libri" / "1" / os.fsdecode(b"\xff2")
     chapter.mkdir(parents=True)
     (chapter / "1-2.trans.txt").write_text("1-2-0001 HELLO\n")
-    refused(capsys, "import", "librispeech", tmp_path / "libri", "-o", tmp_path / "m.jsonl", names="not valid UTF-8")
+    refused("import", "librispeech", tmp_path / "libri", "-o", tmp_path / "m.jsonl", names="not valid UTF-8")
     assert not (tmp_path / "hyp.jsonl").exists() and not (tmp_path / "m.jsonl").exists()
 
 
-def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_path: Path, capsys):
+def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_path: Path):
     from asr_cli.manifest import Utterance
     from tests.conftest import write_tone
 
@@ -404,20 +392,18 @@ def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_pa
     manifest = tmp_path / "m.jsonl"
     write_manifest(manifest, [Utterance("past-end", str(tmp_path / "whole.wav"), "A", duration=1.5, offset=1.0),
                               Utterance("truncated", str(truncated), "B")])
-    message = refused(capsys, "prepare", manifest, "-o", tmp_path / "store", "--no-progress", names="past-end")
+    message = refused("prepare", manifest, "-o", tmp_path / "store", "--no-progress", names="past-end")
     assert "runs past the end" in message and "truncated" in message and "header promises" in message
     assert not (tmp_path / "store").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
-def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, tiny_stores, workers):
+def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, fixture_stores, workers):
     exp = tmp_path / "exp"
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from asr_cli.cli import main; main()", "train", "--train", str(tiny_stores[0]),
-         "--valid", str(tiny_stores[1]), "-o", str(exp), "--layers", "1", "--hidden-size", "16", "--epochs", "200",
-         "--num-workers", workers, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    process = start_cli("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", exp, "--layers", "1",
+                        "--hidden-size", "16", "--epochs", "200", "--num-workers", workers, "--no-progress",
+                        start_new_session=True)
     deadline = time.monotonic() + 120
     while not (exp / "metrics.jsonl").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -452,9 +438,9 @@ def small_disk(tmp_path: Path):
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_prepare_on_a_full_disk(small_disk, manifest: Path, capsys, jobs):
+def test_prepare_on_a_full_disk(small_disk, manifest: Path, jobs):
     disk = small_disk(256)
-    message = refused(capsys, "prepare", manifest, "-o", disk / "store", "--jobs", jobs, "--no-progress",
+    message = refused("prepare", manifest, "-o", disk / "store", "--jobs", jobs, "--no-progress",
                       names=str(disk))
     assert "No space left" in message
     assert list(disk.iterdir()) == []  # no store, no temporary
@@ -477,39 +463,36 @@ def test_a_feature_array_filling_the_disk_says_so(small_disk):
         writer.close()
     assert "No space left" in str(caught.value.strerror) and "feats-000.bin" in str(caught.value.filename)
 
-def test_training_checkpoint_on_a_full_disk(small_disk, tiny_stores, capsys):
+def test_training_checkpoint_on_a_full_disk(small_disk, fixture_stores):
     disk = small_disk(160)
-    message = refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", disk / "exp",
+    message = refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", disk / "exp",
                       "--layers", "1", "--hidden-size", "32", "--epochs", "1", "--num-workers", "0", "--no-progress",
                       names=str(disk / "exp"))
     assert "--resume" in message and "Free some disk space" in message
     assert not [p for p in (disk / "exp").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path, tiny_model: Path, tiny_stores,
+def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path, fixture_model: Path, fixture_stores,
                                                                   capsys):
     for option in ("--lm-weight", "--word-bonus", "--beam-threshold"):
-        refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", option, "nan",
+        refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", option, "nan",
                 "--no-progress", names=option)
     arpa = tmp_path / "specials.arpa"
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n\n\\end\\\n")
-    message = refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4",
+    message = refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4",
                       "--lm", arpa, "--no-progress", names="has no words")
     assert "KenLM" not in message and not (tmp_path / "hyp.jsonl").exists()
 
 
 @pytest.mark.slow
-def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, tiny_model: Path, speechocean_utterances):
+def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, fixture_model: Path, fixture_utterances):
     import dataclasses
 
-    manifest = tmp_path / "all.jsonl"  # four passes over the corpus: far more than the seconds before the signal
-    write_manifest(manifest, [dataclasses.replace(u, id=f"{u.id}-{copy}") for copy in range(4)
-                              for u in speechocean_utterances])
+    manifest = tmp_path / "all.jsonl"  # 8,000 utterances: far more than the seconds before the signal
+    write_manifest(manifest, [dataclasses.replace(u, id=f"{u.id}-{copy}") for copy in range(500)
+                              for u in fixture_utterances[0] + fixture_utterances[1]])
     output = tmp_path / "hyp.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from asr_cli.cli import main; main()", "decode", str(tiny_model), str(manifest),
-         "-o", str(output), "--beam-size", "16", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_cli("decode", fixture_model, manifest, "-o", output, "--beam-size", "16", "--no-progress")
     time.sleep(4)
     assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
@@ -518,28 +501,28 @@ def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, tiny
     assert list(tmp_path.iterdir()) == [manifest]
 
 
-def test_validation_utterances_left_out_are_counted(tmp_path: Path, tiny_stores, speechocean_utterances, capsys):
+def test_validation_utterances_left_out_are_counted(tmp_path: Path, fixture_stores, fixture_utterances, capsys):
     import json
 
     from asr_cli.manifest import Utterance
 
     texts = ["ÉTÉ", "HELLO", "HELLO", "HELLO"]  # É: a character training never saw
-    valid = [Utterance(u.id, u.audio, text, u.speaker) for u, text in zip(speechocean_utterances[30:34], texts)]
+    valid = [Utterance(u.id, u.audio, text, u.speaker) for u, text in zip(fixture_utterances[1], texts)]
     valid_store = make_store(tmp_path / "valid", valid)
-    assert run(["train", "--train", str(tiny_stores[0]), "--valid", str(valid_store), "-o", str(tmp_path / "exp"),
+    assert run(["train", "--train", str(fixture_stores[0]), "--valid", str(valid_store), "-o", str(tmp_path / "exp"),
                 "--layers", "1", "--hidden-size", "8", "--epochs", "1", "--num-workers", "0", "--no-progress"]) == 0
     assert "3 validation utterances (skipped: 1 unknown characters)" in capsys.readouterr().err
     config = json.loads((tmp_path / "exp" / "config.json").read_text())
     assert config["skipped_validation_utterances"]["unknown characters"] == [valid[0].id]
 
 
-def test_training_never_writes_into_a_folder_of_other_files(tmp_path: Path, tiny_stores, capsys):
+def test_training_never_writes_into_a_folder_of_other_files(tmp_path: Path, fixture_stores):
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.json").write_text('{"mine": true}')
     (project / "notes.txt").write_text("keep")
     before = checksums(project)
-    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", project, "--no-progress",
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", project, "--no-progress",
             names="notes.txt")
     assert checksums(project) == before
 

@@ -18,7 +18,7 @@ from asr_cli.recognizer import load_model
 from asr_cli.store import FeatureStore
 from asr_cli.text import normalize_text
 from tests.test_decode import EXHAUSTIVE, VOCABULARY, labelling_probabilities, random_log_probs
-from tests.test_faults import refused
+from tests.conftest import refused
 
 SPACE = 3
 
@@ -180,19 +180,19 @@ def test_decode_with_a_lexicon_outputs_only_its_words(tmp_path: Path, tiny_model
     assert all(word in words for word in text.split())
 
 
-def test_bad_lexicons_through_decode(tmp_path: Path, tiny_model: Path, tiny_stores, capsys):
+def test_bad_lexicons_through_decode(tmp_path: Path, tiny_model: Path, tiny_stores):
     base = ["decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--no-progress"]
-    refused(capsys, *base, "--lexicon", tmp_path / "missing.txt", names="missing.txt")
+    refused(*base, "--lexicon", tmp_path / "missing.txt", names="missing.txt")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    refused(capsys, *base, "--lexicon", empty, names="has no words")
+    refused(*base, "--lexicon", empty, names="has no words")
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("hello\nnaïve\n", encoding="utf-8")
-    refused(capsys, *base, "--lexicon", foreign, names="'naïve' uses 'ï'")
+    refused(*base, "--lexicon", foreign, names="'naïve' uses 'ï'")
     arpa = tmp_path / "words.arpa"
     write_arpa(build_kneser_ney([["hello", "there"]], 2), arpa)
     other = tmp_path / "other.txt"
     other.write_text("goodbye\n")
-    refused(capsys, *base, "--lm", arpa, "--lexicon", other, names="shares no word with the LM")
-    refused(capsys, *base, "--lexicon", other, "--unlisted-word-penalty", "-2", names="--unlisted-word-penalty")
+    refused(*base, "--lm", arpa, "--lexicon", other, names="shares no word with the LM")
+    refused(*base, "--lexicon", other, "--unlisted-word-penalty", "-2", names="--unlisted-word-penalty")
     assert not (tmp_path / "hyp.jsonl").exists()

@@ -15,7 +15,7 @@ from asr_cli.lm import NgramLM
 from asr_cli.model import describe_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary, normalize_text
-from tests.test_faults import refused
+from tests.conftest import refused
 
 
 def spelled_lexicon(path: Path, words, leave_out=()) -> Path:
@@ -55,29 +55,29 @@ def test_a_phone_model_records_its_phones_and_decodes_into_lexicon_words(tmp_pat
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert records and all(word in words for record in records for word in record["text"].split())
     assert all([w["word"] for w in record["words"]] == record["text"].split() for record in records)
-    refused(capsys, "decode", model, tiny_stores[1], "-o", tmp_path / "plain.jsonl", names="this is a phone model")
+    refused("decode", model, tiny_stores[1], "-o", tmp_path / "plain.jsonl", names="this is a phone model")
     assert not (tmp_path / "plain.jsonl").exists()
 
 
-def test_a_lexicon_with_phones_the_model_lacks_is_refused(tmp_path: Path, phone_model, tiny_stores, capsys):
+def test_a_lexicon_with_phones_the_model_lacks_is_refused(tmp_path: Path, phone_model, tiny_stores):
     model, _ = phone_model
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("tom T AO1 M\n", encoding="utf-8")
-    refused(capsys, "decode", model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--lexicon", foreign,
+    refused("decode", model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--lexicon", foreign,
             "--beam-size", "4", names="phones the model lacks: AO1")
 
 
-def test_phone_training_options_are_checked(tmp_path: Path, tiny_stores, capsys):
+def test_phone_training_options_are_checked(tmp_path: Path, tiny_stores):
     base = ["train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp", "--epochs", "1",
             "--no-progress"]
-    refused(capsys, *base, "--units", "phones", names="--units phones needs --lexicon")
+    refused(*base, "--units", "phones", names="--units phones needs --lexicon")
     words = tmp_path / "words.txt"
     words.write_text("tom\n")
-    refused(capsys, *base, "--lexicon", words, names="--lexicon in training is for --units phones")
-    refused(capsys, *base, "--units", "phones", "--lexicon", words, names="no pronunciation")
+    refused(*base, "--lexicon", words, names="--lexicon in training is for --units phones")
+    refused(*base, "--units", "phones", "--lexicon", words, names="no pronunciation")
     vocabulary = tmp_path / "vocabulary.txt"
     vocabulary.write_text("a\nb\n")
-    refused(capsys, *base, "--units", "phones", "--lexicon", words, "--vocabulary", vocabulary, names="--vocabulary")
+    refused(*base, "--units", "phones", "--lexicon", words, "--vocabulary", vocabulary, names="--vocabulary")
 
 
 def test_phone_transcripts_and_the_phone_characters():

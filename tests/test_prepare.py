@@ -222,11 +222,6 @@ def test_speed_perturbation_adds_named_copies_next_to_each_original(tmp_path: Pa
     assert store.metadata.speed_factors == [0.9, 1.0, 1.1]
 
 
-def test_not_a_store(tmp_path: Path):
-    with pytest.raises(AsrCliError, match="not a feature store"):
-        FeatureStore(tmp_path)
-
-
 @pytest.mark.slow
 def test_whole_speechocean_train(tmp_path: Path, speechocean_utterances):
     manifest = tmp_path / "train.jsonl"

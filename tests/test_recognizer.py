@@ -17,7 +17,7 @@ from asr_cli.decode_step import decode_inputs
 from asr_cli.errors import AsrCliError
 from asr_cli.recognizer import Transcription
 from asr_cli.writers import format_ctm, format_kaldi, format_srt, format_tsv, format_vtt, subtitle_cues
-from tests.conftest import write_tone
+from tests.conftest import run_cli, write_tone
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +110,14 @@ def test_writers_on_a_known_transcription():
 
 
 def test_dash_means_standard_output_and_lm_reads_kaldi_text(tmp_path: Path, tiny_model: Path, tiny_stores):
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", "from asr_cli.cli import main; main()", *args],
-                              capture_output=True, text=True, timeout=120)
-
-    decoded = cli("decode", str(tiny_model), str(tiny_stores[1]), "-o", "-")
-    assert decoded.returncode == 0 and "wrote -" in decoded.stderr
+    decoded = run_cli("decode", tiny_model, tiny_stores[1], "-o", "-")
+    assert "wrote -" in decoded.stderr
     assert [json.loads(line)["id"] for line in decoded.stdout.splitlines()][:1] and not (Path.cwd() / "-").exists()
     data_dir = tmp_path / "kaldi"
     data_dir.mkdir()
     (data_dir / "wav.scp").write_text("utt1 a.wav\n")
     (data_dir / "text").write_text("utt1 HELLO WORLD\nutt2 HELLO THERE\n")
-    arpa = cli("lm", str(data_dir / "text"), "-o", "-", "--order", "1").stdout
+    arpa = run_cli("lm", data_dir / "text", "-o", "-", "--order", "1").stdout
     assert "\tutt1" not in arpa and "\thello" in arpa
 
 

@@ -8,7 +8,7 @@ import torch
 from asr_cli import threads
 from asr_cli.errors import AsrCliError
 from asr_cli.threads import ThreadGovernor, default_threads, physical_cores, use_threads
-from tests.test_faults import refused
+from tests.conftest import refused
 
 
 @pytest.fixture(autouse=True)
@@ -57,10 +57,10 @@ def test_a_busy_machine_starts_a_job_with_fewer_threads(monkeypatch):
     assert ThreadGovernor(2).threads == 2
 
 
-def test_threads_must_be_positive_on_every_command(tmp_path: Path, tiny_model: Path, tiny_stores, small_manifest, capsys):
-    refused(capsys, "prepare", small_manifest, "-o", tmp_path / "store", "--threads", "0", names="--threads")
-    refused(capsys, "train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
+def test_threads_must_be_positive_on_every_command(tmp_path: Path, tiny_model: Path, tiny_stores, small_manifest):
+    refused("prepare", small_manifest, "-o", tmp_path / "store", "--threads", "0", names="--threads")
+    refused("train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
             "--threads", "0", names="--threads")
-    refused(capsys, "decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--threads", "0",
+    refused("decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--threads", "0",
             names="--threads")
     assert not (tmp_path / "store").exists() and not (tmp_path / "hyp.jsonl").exists()

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import asr_cli.train as train_module
-from asr_cli.data import apply_spec_augment, make_batches, padding_waste, rank_batches
 from asr_cli.config import FeatureConfig, ModelConfig, SpecAugmentConfig, TrainConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.manifest import Utterance
@@ -144,61 +142,6 @@ def test_learning_rate_schedule():
     # A warm-up longer than a quarter of the run is cut to a quarter (8 of 32 steps).
     short = [learning_rate_scale(step, 32, TrainConfig(warmup_steps=300)) for step in range(32)]
     assert short[7] == 1.0 and short[3] == pytest.approx(0.5)
-
-
-def test_batches_respect_the_budget_and_cover_every_example():
-    lengths = np.random.default_rng(0).integers(100, 1000, size=300).tolist()
-    batches = make_batches(lengths, 4000, seed=0, epoch=0)
-    assert sorted(i for batch in batches for i in batch) == list(range(300))
-    assert all(max(lengths[i] for i in batch) * len(batch) <= 4000 for batch in batches)
-    assert batches == make_batches(lengths, 4000, seed=0, epoch=0)
-    assert batches != make_batches(lengths, 4000, seed=0, epoch=1)
-    assert padding_waste(batches, lengths) < 0.1
-    assert make_batches([5000, 10], 4000, 0, 0, shuffle=False) == [[1], [0]]  # too long: a batch of its own
-
-
-def test_every_epoch_trains_on_every_utterance_and_processes_stay_in_step():
-    # Epochs pack into different numbers of batches; training once kept only epoch 0's count of them.
-    lengths = np.random.default_rng(1).integers(100, 1000, size=300).tolist()
-    counts = {len(make_batches(lengths, 4000, seed=0, epoch=epoch)) for epoch in range(20)}
-    assert len(counts) > 1  # the case that lost utterances exists
-    for epoch in range(20):
-        batches = make_batches(lengths, 4000, seed=0, epoch=epoch)
-        for world_size in (1, 2, 3):
-            shares = [rank_batches(batches, rank, world_size) for rank in range(world_size)]
-            assert len({len(share) for share in shares}) == 1
-            covered = sorted(i for share in shares for batch in share for i in batch)
-            assert covered == list(range(300))  # each utterance once: only splitting, no repeats needed here
-            assert all(max(lengths[i] for i in batch) * len(batch) <= 4000 for share in shares for batch in share)
-    assert rank_batches([[0], [1], [2]], 1, 2) == [[1], [1]]  # a short share of single utterances repeats one
-    assert rank_batches([[0, 1]], 1, 2) == [[0, 1]]  # more processes than batches: each still steps
-    assert rank_batches([], 0, 2) == []
-
-
-def test_spec_augment_masks_within_limits_and_is_seeded():
-    features = torch.randn(3, 200, 80)
-    lengths = torch.tensor([200, 120, 50])
-    fill = torch.full((80,), -7.0)
-    config = SpecAugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_width=40)
-    masked = apply_spec_augment(features, lengths, fill, config, torch.Generator().manual_seed(3))
-    again = apply_spec_augment(features, lengths, fill, config, torch.Generator().manual_seed(3))
-    assert torch.equal(masked, again)
-    is_masked = masked == -7.0
-    assert is_masked.any()
-    bins_masked = is_masked.all(dim=1).sum(dim=1)  # bins masked over every frame
-    assert (bins_masked <= 20).all()
-    frames_masked = is_masked.all(dim=2).sum(dim=1)
-    assert frames_masked[2] <= 2 * 10  # at most 20% of 50 frames per mask
-
-
-def test_vocabulary_file(tmp_path: Path):
-    (tmp_path / "vocab.txt").write_text("a\nb\n<space>\n'\n")
-    vocabulary = Vocabulary.read(tmp_path / "vocab.txt")
-    assert vocabulary.characters == ("a", "b", " ", "'") and vocabulary.size == 5
-    assert vocabulary.decode(vocabulary.encode("ab 'a")) == "ab 'a"
-    (tmp_path / "bad.txt").write_text("ab\n")
-    with pytest.raises(AsrCliError, match="line 1: expected one character"):
-        Vocabulary.read(tmp_path / "bad.txt")
 
 
 # --- bad input ---
