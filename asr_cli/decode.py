@@ -9,8 +9,9 @@ natural-log probability, plus `word_bonus`), and an unfinished word is ranked
 by its best unigram continuation meanwhile; with a character LM every
 character is scored (`<space>` for the space) and the bonus is per
 character. With a lexicon, only its words are output. The loops run in
-numba: no Python loop over beams, tokens or frames; the LM reaches them as
-named tuples (lm_tables.LmArrays, SearchSettings).
+numba: no Python loop over beams, tokens or frames. The LM's arrays and the
+search settings are named tuples (lm_tables.LmArrays, SearchSettings),
+unpacked into the numba functions' arguments in their field order.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def greedy_hypotheses(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hy
 # --- the search ---
 
 class SearchSettings(NamedTuple):
-    """The search's scalars, as the numba code reads them."""
+    """The search's scalars. With LmArrays they make the numba search's arguments, unpacked in field order:
+    numba reads named tuples too, but passing them through its inner loop measured 2x slower."""
 
     beam_size: int
     prune_k: int  # tokens tried per frame, at most
@@ -78,28 +80,6 @@ class SearchSettings(NamedTuple):
     oov_penalty: float
     nbest: int
     unlisted_penalty: float  # with a lexicon: nats for a word outside it (inf: refused)
-
-
-class Nodes(NamedTuple):
-    """The prefix tree: node 0 is the empty prefix; each other node is its parent's prefix plus `token`."""
-
-    parent: np.ndarray
-    token: np.ndarray
-    frame: np.ndarray  # output frame where the token was first emitted
-    word_hash: np.ndarray  # hash of the unfinished word's labels (NO_WORD after a space)
-    contexts: np.ndarray  # (nodes, order - 1) LM ids (word LM: words; character LM: characters), NO_CONTEXT first
-    lm_score: np.ndarray  # LM scores of the finished words (or characters), weighted, bonuses included
-    look_ahead: np.ndarray  # the unfinished word's score until a space ends it (see _look_ahead)
-    slot_of: np.ndarray  # candidate slot in the frame being searched (-1: none)
-    missed: np.ndarray  # external scorer: whether scoring the node needed a score not in the cache
-
-
-class Candidates(NamedTuple):
-    """Prefixes reached in the frame being searched, with ln P of ending in blank and in non-blank."""
-
-    nodes: np.ndarray
-    blank: np.ndarray
-    nonblank: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -128,232 +108,242 @@ def _cached_score(cache, context, token):
 
 
 @numba.njit(cache=True)
-def _new_nodes(capacity, context_size):
-    return Nodes(np.full(capacity, -1, np.int64), np.full(capacity, -1, np.int64), np.zeros(capacity, np.int64),
-                 np.full(capacity, NO_WORD, np.int64), np.full((capacity, context_size), NO_CONTEXT, np.int64),
-                 np.zeros(capacity, np.float64), np.zeros(capacity, np.float64), np.full(capacity, -1, np.int64),
-                 np.zeros(capacity, np.bool_))
-
-
-@numba.njit(cache=True)
-def _grown(nodes, num_nodes):
-    """The same tree in arrays of twice the size."""
-    grown = _new_nodes(2 * num_nodes, nodes.contexts.shape[1])
-    for old, new in ((nodes.parent, grown.parent), (nodes.token, grown.token), (nodes.frame, grown.frame),
-                     (nodes.word_hash, grown.word_hash), (nodes.slot_of, grown.slot_of)):
-        new[:num_nodes] = old[:num_nodes]
-    grown.lm_score[:num_nodes] = nodes.lm_score[:num_nodes]
-    grown.look_ahead[:num_nodes] = nodes.look_ahead[:num_nodes]
-    grown.missed[:num_nodes] = nodes.missed[:num_nodes]
-    grown.contexts[:num_nodes] = nodes.contexts[:num_nodes]
-    return grown
-
-
-@numba.njit(cache=True)
-def _word_score(context, word_hash, lm, settings):
+def _word_score(context, word_hash, external, cache, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id,
+                word_of_hash, lm_weight, word_bonus, oov_penalty):
     """(weighted ln P(word | context) + the word bonus, minus the OOV penalty for a word the LM lacks; the id the
-    word takes in the next context; whether an external score was missing)."""
-    if lm.external:
-        score, missing = _cached_score(lm.cache, context, word_hash)
-        return settings.lm_weight * score + settings.word_bonus, word_hash, missing
-    word = _lookup(lm.word_of_hash, word_hash, lm.unknown_id)
-    score = settings.lm_weight * lm_log_prob(context, word, lm.keys, lm.log_probs, lm.backoffs,
-                                              lm.unknown_log_prob) + settings.word_bonus
-    if word_hash not in lm.word_of_hash:
-        score -= settings.lm_weight * settings.oov_penalty
+    word takes in the next context; whether an external score was missing). The one place a word is scored."""
+    if external:
+        score, missing = _cached_score(cache, context, word_hash)
+        return lm_weight * score + word_bonus, word_hash, missing
+    word = _lookup(word_of_hash, word_hash, unknown_id)
+    score = lm_weight * lm_log_prob(context, word, keys, lm_log_probs, lm_backoffs, unknown_log_prob) + word_bonus
+    if word_hash not in word_of_hash:
+        score -= lm_weight * oov_penalty
     return score, word, False
 
 
 @numba.njit(cache=True)
-def _look_ahead(word_hash, lm, settings):
+def _look_ahead(word_hash, mode, external, prefix_hashes, restricted, lm_weight, word_bonus, oov_penalty,
+                unlisted_penalty):
     """Score of an unfinished word until a space ends it: the best unigram ln P of the LM words it begins (times
     the weight, plus the word bonus), or the OOV penalty when no LM word begins with it. Not accumulated: the
     word's n-gram score replaces it. Without it a prefix in mid-word would outrank one that has just paid for
     a complete word (speechocean762 dev: 78.6% -> 76.8% WER at each one's best weights, beam 16). With a
     lexicon, a prefix no lexicon word begins with costs the unlisted-word penalty."""
-    if lm.restricted and word_hash not in lm.prefix_hashes:
-        return -settings.unlisted_penalty
-    if lm.mode != WORD_LM:
+    if restricted and word_hash not in prefix_hashes:
+        return -unlisted_penalty
+    if mode != WORD_LM:
         return 0.0
-    if lm.external and len(lm.prefix_hashes) == 0:  # no word list: no look-ahead
-        return settings.word_bonus
-    if word_hash not in lm.prefix_hashes:
-        return -settings.lm_weight * settings.oov_penalty
-    return settings.lm_weight * lm.prefix_hashes[word_hash] + settings.word_bonus
+    if external and len(prefix_hashes) == 0:  # no word list: no look-ahead
+        return word_bonus
+    if word_hash not in prefix_hashes:
+        return -lm_weight * oov_penalty
+    return lm_weight * prefix_hashes[word_hash] + word_bonus
 
 
 @numba.njit(cache=True)
-def _score_new_prefix(node, child, label, nodes, lm, settings):
+def _score_child(node, child, label, contexts, word_hash, lm_score, look_ahead,
+                 mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
+                 token_of_label, external, cache, restricted, lexicon_words,
+                 space_id, lm_weight, word_bonus, oov_penalty, unlisted_penalty):
     """Set a new prefix's LM context, unfinished word and scores from its parent's; returns whether an external
-    score was missing."""
-    nodes.contexts[child] = nodes.contexts[node]
-    nodes.lm_score[child] = nodes.lm_score[node]
+    score was missing. (Node arrays, then the LM's, then the settings'.)"""
+    contexts[child] = contexts[node]
+    lm_score[child] = lm_score[node]
     missing = False
-    if (lm.mode == WORD_LM or lm.restricted) and label != settings.space_id:
-        start = nodes.word_hash[node] if nodes.word_hash[node] != NO_WORD else np.int64(HASH_SEED)
-        nodes.word_hash[child] = extend_hash(start, label)
-        nodes.look_ahead[child] = _look_ahead(nodes.word_hash[child], lm, settings)
-    elif (lm.mode == WORD_LM or lm.restricted) and nodes.word_hash[node] != NO_WORD:  # a space ends a word
-        if lm.restricted and nodes.word_hash[node] not in lm.lexicon_words:
-            nodes.lm_score[child] -= settings.unlisted_penalty
-        if lm.mode == WORD_LM:
-            score, word, missing = _word_score(nodes.contexts[node], nodes.word_hash[node], lm, settings)
-            nodes.lm_score[child] += score
-            nodes.contexts[child, :-1] = nodes.contexts[node, 1:]
-            nodes.contexts[child, -1] = word
-    if lm.mode == CHAR_LM:
-        lm_token = lm.token_of_label[label] if lm.token_of_label[label] >= 0 else lm.unknown_id
-        nodes.lm_score[child] += settings.lm_weight * lm_log_prob(
-            nodes.contexts[node], lm_token, lm.keys, lm.log_probs, lm.backoffs, lm.unknown_log_prob
-        ) + settings.word_bonus
-        nodes.contexts[child, :-1] = nodes.contexts[node, 1:]
-        nodes.contexts[child, -1] = lm_token
+    if (mode == WORD_LM or restricted) and label != space_id:
+        start = word_hash[node] if word_hash[node] != NO_WORD else np.int64(HASH_SEED)
+        word_hash[child] = extend_hash(start, label)
+        look_ahead[child] = _look_ahead(word_hash[child], mode, external, prefix_hashes, restricted, lm_weight,
+                                        word_bonus, oov_penalty, unlisted_penalty)
+    elif (mode == WORD_LM or restricted) and word_hash[node] != NO_WORD:  # a space ends a word
+        if restricted and word_hash[node] not in lexicon_words:
+            lm_score[child] -= unlisted_penalty
+        if mode == WORD_LM:
+            score, word, missing = _word_score(contexts[node], word_hash[node], external, cache, keys, lm_log_probs,
+                                               lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, lm_weight,
+                                               word_bonus, oov_penalty)
+            lm_score[child] += score
+            contexts[child, :-1] = contexts[node, 1:]
+            contexts[child, -1] = word
+    if mode == CHAR_LM:
+        lm_token = token_of_label[label] if token_of_label[label] >= 0 else unknown_id
+        lm_score[child] += lm_weight * lm_log_prob(contexts[node], lm_token, keys, lm_log_probs, lm_backoffs,
+                                                   unknown_log_prob) + word_bonus
+        contexts[child, :-1] = contexts[node, 1:]
+        contexts[child, -1] = lm_token
     return missing
 
 
 @numba.njit(cache=True)
-def _child(node, label, t, nodes, num_nodes, children, vocab_size, lm, settings):
-    """(the prefix `node` + `label`, created and scored if new; the tree, grown if full; its node count)."""
-    key = node * vocab_size + label
-    child = _lookup(children, key, -1)
-    if child >= 0:
-        return child, nodes, num_nodes
-    if num_nodes == nodes.parent.shape[0]:
-        nodes = _grown(nodes, num_nodes)
-    child = num_nodes
-    children[key] = child
-    nodes.parent[child], nodes.token[child], nodes.frame[child] = node, label, t
-    nodes.missed[child] = _score_new_prefix(node, child, label, nodes, lm, settings)
-    return child, nodes, num_nodes + 1
-
-
-@numba.njit(cache=True)
-def _claim_slot(node, slot_of, candidates, num_candidates):
+def _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates):
     """(slot of `node` among the frame's candidates, new candidate count), adding it if new."""
     if slot_of[node] < 0:
         slot_of[node] = num_candidates
-        candidates.nodes[num_candidates] = node
-        candidates.blank[num_candidates] = -np.inf
-        candidates.nonblank[num_candidates] = -np.inf
+        cand_nodes[num_candidates] = node
+        cand_blank[num_candidates] = -np.inf
+        cand_nonblank[num_candidates] = -np.inf
         num_candidates += 1
     return slot_of[node], num_candidates
 
 
 @numba.njit(cache=True)
-def _add_path(node, target, label, p, p_blank, p_nonblank, nodes, candidates, num_candidates):
-    """Add the paths from prefix `node` (ln P ending in blank, non-blank) through `label` (ln P `p`) to `target`."""
-    slot, num_candidates = _claim_slot(target, nodes.slot_of, candidates, num_candidates)
-    if label == BLANK_INDEX:
-        candidates.blank[slot] = _log_add(candidates.blank[slot], _log_add(p_blank, p_nonblank) + p)
-    elif label == nodes.token[node]:
-        # A repeat extends the prefix only across a blank; without one it collapses into it.
-        candidates.nonblank[slot] = _log_add(candidates.nonblank[slot], p_blank + p)
-        same, num_candidates = _claim_slot(node, nodes.slot_of, candidates, num_candidates)
-        candidates.nonblank[same] = _log_add(candidates.nonblank[same], p_nonblank + p)
-    else:
-        candidates.nonblank[slot] = _log_add(candidates.nonblank[slot], _log_add(p_blank, p_nonblank) + p)
-    return num_candidates
+def _grown(capacity, num_nodes, parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed):
+    """The node store's arrays at `capacity`, the first `num_nodes` entries kept."""
+    def grow(array, fill):
+        grown = np.full(capacity, fill, array.dtype)
+        grown[:num_nodes] = array[:num_nodes]
+        return grown
+
+    grown_contexts = np.full((capacity, contexts.shape[1]), NO_CONTEXT, np.int64)
+    grown_contexts[:num_nodes] = contexts[:num_nodes]
+    return (grow(parent, -1), grow(token, -1), grow(frame, 0), grow(word_hash, NO_WORD), grown_contexts,
+            grow(lm_score, 0.0), grow(look_ahead, 0.0), grow(slot_of, -1), grow(missed, False))
 
 
 @numba.njit(cache=True)
-def _search_frame(t, row, beam, nodes, num_nodes, children, candidates, lm, settings):
-    """Extend every prefix of the beam by the frame's likely tokens; returns (candidates, tree, node count)."""
-    beam_nodes, beam_blank, beam_nonblank = beam
-    top = np.argsort(-row)[:settings.prune_k]
-    floor = row[top[0]] - settings.prune_threshold
+def _prune(cand_nodes, cand_blank, cand_nonblank, num_candidates, lm_score, look_ahead, slot_of, beam_size,
+           beam_threshold):
+    """The next beam (nodes, ln P ending in blank, in non-blank): the best `beam_size` candidates by acoustic + LM +
+    look-ahead score, within `beam_threshold` of the best. Frees the candidates' slots."""
+    totals = np.empty(num_candidates)
+    for c in range(num_candidates):
+        node = cand_nodes[c]
+        totals[c] = _log_add(cand_blank[c], cand_nonblank[c]) + lm_score[node] + look_ahead[node]
+        slot_of[node] = -1
+    kept = np.argsort(-totals)[:beam_size]
+    num_kept = 1
+    while num_kept < kept.shape[0] and totals[kept[num_kept]] >= totals[kept[0]] - beam_threshold:
+        num_kept += 1
+    kept = kept[:num_kept]
+    return cand_nodes[kept].copy(), cand_blank[kept].copy(), cand_nonblank[kept].copy()
+
+
+@numba.njit(cache=True)
+def _final_lm_score(node, contexts, word_hash, missed, mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob,
+                    end_id, unknown_id, word_of_hash, external, cache, lm_weight, word_bonus, oov_penalty):
+    """LM score of ending the utterance at `node`: its unfinished word (word LM), then </s>."""
+    context = contexts[node].copy()
+    score, missing = 0.0, False
+    if mode == WORD_LM and word_hash[node] != NO_WORD:
+        score, word, missing = _word_score(context, word_hash[node], external, cache, keys, lm_log_probs,
+                                           lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, lm_weight,
+                                           word_bonus, oov_penalty)
+        context[:-1] = context[1:].copy()
+        context[-1] = word
+    if external:
+        end_score, end_missing = _cached_score(cache, context, end_id)
+        missed[node] = missed[node] or missing or end_missing
+        return score + lm_weight * end_score
+    return score + lm_weight * lm_log_prob(context, end_id, keys, lm_log_probs, lm_backoffs, unknown_log_prob)
+
+
+@numba.njit(cache=True)
+def _search_frame(t, row, beam_nodes, beam_blank, beam_nonblank, num_nodes, children,
+                  parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed,
+                  cand_nodes, cand_blank, cand_nonblank,
+                  mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
+                  token_of_label, external, cache, restricted, lexicon_words,
+                  prune_k, prune_threshold, space_id, lm_weight, word_bonus, oov_penalty, unlisted_penalty):
+    """Extend every prefix of the beam by frame `t`'s likely tokens (the node arrays have room for every new
+    prefix); returns (candidate count, node count)."""
+    top = np.argsort(-row)[:prune_k]
+    floor = row[top[0]] - prune_threshold
     num_candidates = 0
     for b in range(beam_nodes.shape[0]):
-        node = beam_nodes[b]
+        node, p_blank, p_nonblank = beam_nodes[b], beam_blank[b], beam_nonblank[b]
+        p_total = _log_add(p_blank, p_nonblank)
         # A lexicon can forbid every token pruning leaves; a blank keeps each prefix alive through such frames.
-        blank_tried = not lm.restricted
+        blank_tried = not restricted
         for k in range(top.shape[0]):
             label = top[k]
-            if row[label] < floor:
+            p = row[label]
+            if p < floor:
                 break
             blank_tried = blank_tried or label == BLANK_INDEX
             target = node
             if label != BLANK_INDEX:
-                target, nodes, num_nodes = _child(node, label, t, nodes, num_nodes, children, row.shape[0], lm,
-                                                  settings)
-            num_candidates = _add_path(node, target, label, row[label], beam_blank[b], beam_nonblank[b], nodes,
-                                       candidates, num_candidates)
+                key = node * row.shape[0] + label
+                target = _lookup(children, key, -1)
+                if target < 0:  # a new prefix
+                    target, num_nodes = num_nodes, num_nodes + 1
+                    children[key] = target
+                    parent[target], token[target], frame[target] = node, label, t
+                    missed[target] = _score_child(
+                        node, target, label, contexts, word_hash, lm_score, look_ahead,
+                        mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash,
+                        prefix_hashes, token_of_label, external, cache, restricted, lexicon_words,
+                        space_id, lm_weight, word_bonus, oov_penalty, unlisted_penalty)
+            slot, num_candidates = _claim_slot(target, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
+            if label == BLANK_INDEX:
+                cand_blank[slot] = _log_add(cand_blank[slot], p_total + p)
+            elif label == token[node]:
+                # A repeat extends the prefix only across a blank; without one it collapses into it.
+                cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_blank + p)
+                same, num_candidates = _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank,
+                                                   num_candidates)
+                cand_nonblank[same] = _log_add(cand_nonblank[same], p_nonblank + p)
+            else:
+                cand_nonblank[slot] = _log_add(cand_nonblank[slot], p_total + p)
         if not blank_tried:
-            num_candidates = _add_path(node, node, BLANK_INDEX, row[BLANK_INDEX], beam_blank[b], beam_nonblank[b],
-                                       nodes, candidates, num_candidates)
-    return num_candidates, nodes, num_nodes
+            slot, num_candidates = _claim_slot(node, slot_of, cand_nodes, cand_blank, cand_nonblank, num_candidates)
+            cand_blank[slot] = _log_add(cand_blank[slot], p_total + row[BLANK_INDEX])
+    return num_candidates, num_nodes
 
 
 @numba.njit(cache=True)
-def _prune(candidates, num_candidates, nodes, settings):
-    """The next beam: the best `beam_size` candidates (acoustic + LM + look-ahead) within the beam threshold."""
-    totals = np.empty(num_candidates)
-    for c in range(num_candidates):
-        node = candidates.nodes[c]
-        totals[c] = (_log_add(candidates.blank[c], candidates.nonblank[c]) + nodes.lm_score[node]
-                     + nodes.look_ahead[node])
-        nodes.slot_of[node] = -1
-    kept = np.argsort(-totals)[:settings.beam_size]
-    num_kept = 1
-    while num_kept < kept.shape[0] and totals[kept[num_kept]] >= totals[kept[0]] - settings.beam_threshold:
-        num_kept += 1
-    kept = kept[:num_kept]
-    return candidates.nodes[kept].copy(), candidates.blank[kept].copy(), candidates.nonblank[kept].copy()
+def _prefix_beam_search(log_probs,
+                        mode, order, keys, lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id,
+                        word_of_hash, prefix_hashes, token_of_label, external, cache, restricted, lexicon_words,
+                        beam_size, prune_k, prune_threshold, beam_threshold, space_id, lm_weight, word_bonus,
+                        oov_penalty, nbest, unlisted_penalty):
+    """(best nodes, their scores, the tree's parent, token and frame arrays, nodes that missed external scores) for
+    (T, V) log-probabilities; the arguments after them are LmArrays' fields, then SearchSettings'.
 
-
-@numba.njit(cache=True)
-def _final_lm_score(node, nodes, lm, settings):
-    """LM score of ending the utterance at `node`: its unfinished word (word LM), then </s>."""
-    context = nodes.contexts[node].copy()
-    score, missing = 0.0, False
-    if lm.mode == WORD_LM and nodes.word_hash[node] != NO_WORD:
-        score, word, missing = _word_score(context, nodes.word_hash[node], lm, settings)
-        context[:-1] = context[1:].copy()
-        context[-1] = word
-    if lm.external:
-        end_score, end_missing = _cached_score(lm.cache, context, lm.end_id)
-        nodes.missed[node] = nodes.missed[node] or missing or end_missing
-        return score + settings.lm_weight * end_score
-    return score + settings.lm_weight * lm_log_prob(context, lm.end_id, lm.keys, lm.log_probs, lm.backoffs,
-                                                     lm.unknown_log_prob)
-
-
-@numba.njit(cache=True)
-def _final_scores(beam, nodes, lm, settings):
-    """Each prefix's score as a whole utterance."""
-    beam_nodes, beam_blank, beam_nonblank = beam
+    Prefixes are nodes of a tree (node 0: the empty prefix), kept in arrays that double when a frame could fill
+    them: parent, token, the frame it was first emitted in, the unfinished word's hash, the LM context, the
+    finished words' LM score, the unfinished word's look-ahead score, its slot among the frame's candidates, and
+    whether it missed an external score.
+    """
+    capacity, num_nodes = INITIAL_NODES, 1
+    parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed = _grown(
+        capacity, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+        np.zeros((0, max(order - 1, 1)), np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
+        np.zeros(0, np.bool_))
+    if mode != NO_LM:
+        contexts[0, -1] = start_id
+    children = Dict.empty(key_type=types.int64, value_type=types.int64)
+    beam_nodes, beam_blank, beam_nonblank = np.zeros(1, np.int64), np.zeros(1), np.full(1, -np.inf)
+    max_candidates = beam_size * (prune_k + 1) + 1
+    cand_nodes = np.zeros(max_candidates, np.int64)
+    cand_blank, cand_nonblank = np.full(max_candidates, -np.inf), np.full(max_candidates, -np.inf)
+    for t in range(log_probs.shape[0]):
+        if num_nodes + beam_nodes.shape[0] * prune_k > capacity:  # room for every prefix this frame can make
+            capacity = 2 * (num_nodes + beam_size * prune_k)
+            parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed = _grown(
+                capacity, num_nodes, parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed)
+        num_candidates, num_nodes = _search_frame(
+            t, log_probs[t], beam_nodes, beam_blank, beam_nonblank, num_nodes, children,
+            parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed,
+            cand_nodes, cand_blank, cand_nonblank,
+            mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
+            token_of_label, external, cache, restricted, lexicon_words,
+            prune_k, prune_threshold, space_id, lm_weight, word_bonus, oov_penalty, unlisted_penalty)
+        beam_nodes, beam_blank, beam_nonblank = _prune(cand_nodes, cand_blank, cand_nonblank, num_candidates,
+                                                       lm_score, look_ahead, slot_of, beam_size, beam_threshold)
     finals = np.empty(beam_nodes.shape[0])
     for b in range(beam_nodes.shape[0]):
         node = beam_nodes[b]
-        finals[b] = _log_add(beam_blank[b], beam_nonblank[b]) + nodes.lm_score[node]
-        if lm.mode != NO_LM:
-            finals[b] += _final_lm_score(node, nodes, lm, settings)
-        if lm.restricted and nodes.word_hash[node] != NO_WORD and nodes.word_hash[node] not in lm.lexicon_words:
-            finals[b] -= settings.unlisted_penalty  # the utterance cannot end in mid-word
-    return finals
-
-
-@numba.njit(cache=True)
-def _prefix_beam_search(log_probs, lm, settings):
-    """(best nodes, their scores, the tree's parent, token and frame arrays, nodes that missed external scores)
-    for (T, V) log-probabilities."""
-    nodes = _new_nodes(INITIAL_NODES, max(lm.order - 1, 1))
-    if lm.mode != NO_LM:
-        nodes.contexts[0, -1] = lm.start_id
-    num_nodes = 1
-    children = Dict.empty(key_type=types.int64, value_type=types.int64)
-    beam = (np.zeros(1, np.int64), np.zeros(1, np.float64), np.full(1, -np.inf))
-    max_candidates = settings.beam_size * (settings.prune_k + 1) + 1
-    candidates = Candidates(np.zeros(max_candidates, np.int64), np.full(max_candidates, -np.inf),
-                            np.full(max_candidates, -np.inf))
-    for t in range(log_probs.shape[0]):
-        num_candidates, nodes, num_nodes = _search_frame(t, log_probs[t], beam, nodes, num_nodes, children,
-                                                         candidates, lm, settings)
-        beam = _prune(candidates, num_candidates, nodes, settings)
-    finals = _final_scores(beam, nodes, lm, settings)
-    best = np.argsort(-finals)[:settings.nbest]
-    missed_nodes = np.nonzero(nodes.missed[:num_nodes])[0]
-    return (beam[0][best], finals[best], nodes.parent[:num_nodes], nodes.token[:num_nodes], nodes.frame[:num_nodes],
-            missed_nodes)
+        finals[b] = _log_add(beam_blank[b], beam_nonblank[b]) + lm_score[node]
+        if mode != NO_LM:
+            finals[b] += _final_lm_score(node, contexts, word_hash, missed, mode, keys, lm_log_probs, lm_backoffs,
+                                         unknown_log_prob, end_id, unknown_id, word_of_hash, external, cache,
+                                         lm_weight, word_bonus, oov_penalty)
+        if restricted and word_hash[node] != NO_WORD and word_hash[node] not in lexicon_words:
+            finals[b] -= unlisted_penalty  # the utterance cannot end in mid-word
+    best = np.argsort(-finals)[:nbest]
+    return (beam_nodes[best], finals[best], parent[:num_nodes], token[:num_nodes], frame[:num_nodes],
+            np.nonzero(missed[:num_nodes])[0])
 
 
 def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeConfig,
@@ -377,7 +367,7 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: DecodeCo
         np.inf if options.unlisted_word_penalty is None else float(options.unlisted_word_penalty))
     for _ in range(MAX_SCORER_PASSES):
         nodes, scores, parent, token, frame, missed = _prefix_beam_search(
-            np.ascontiguousarray(log_probs, dtype=np.float32), tables.arrays, settings)
+            np.ascontiguousarray(log_probs, dtype=np.float32), *tables.arrays, *settings)
         if missed.shape[0] == 0:
             break
         fill_scorer_cache(tables, [_labels_and_frames(node, parent, token, frame)[0] for node in missed], space_id,

@@ -195,7 +195,7 @@ def search_tables(options: TranscribeConfig, vocabulary: Vocabulary, phones: Pho
     base = lm_tables if lm_tables is not None else empty_lm_tables(vocabulary.size)
     tables = restrict_to_lexicon(base, lexicon, vocabulary, options.search.oov_penalty)
     if phones is not None:
-        tables.spoken_words = _spoken_words(lexicon, vocabulary, tables)
+        tables = dataclasses.replace(tables, spoken_words=_spoken_words(lexicon, vocabulary, tables))
     return tables
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import MAX_LM_ORDER, ConfigError
+from .config import MAX_LM_ORDER, ConfigError, LmConfig
 from .errors import AsrCliError, require_file
 from .fileio import atomic_write
 
@@ -302,7 +302,7 @@ def is_kaldi_text(path: Path) -> bool:
     return path.name == "text" and any((path.parent / name).is_file() for name in ("wav.scp", "utt2spk", "segments"))
 
 
-def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = False) -> list[list[str]]:
+def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.strip_ids) -> list[list[str]]:
     """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores."""
     from .manifest import load_manifest
     from .store import FeatureStore

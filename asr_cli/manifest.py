@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from .config import SplitConfig
 from .errors import AsrCliError, format_problems, require_file
 from .fileio import atomic_writes, iter_json_lines, json_line, write_jsonl
 
@@ -165,7 +166,7 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
 
 
 def split_by_speaker(
-    utterances: list[Utterance], num_held_out_speakers: int, seed: int = 0
+    utterances: list[Utterance], num_held_out_speakers: int, seed: int = SplitConfig.seed
 ) -> tuple[list[Utterance], list[Utterance]]:
     """(kept, held out): whole speakers chosen at random (seeded) go to the held-out part.
 

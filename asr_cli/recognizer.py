@@ -19,7 +19,7 @@ import torch
 from .audio import audio_info, load_audio, resample
 from .data import MIN_CMVN_STD, utterance_mean_and_std
 from .lm_tables import LanguageModelTables
-from .config import DecodeConfig, SegmentationConfig, TranscribeConfig
+from .config import DEFAULT_DEVICE, LM_BEAM_SIZE, DecodeConfig, SegmentationConfig, TranscribeConfig
 from .decode_step import _decode_batch, output_text, search_tables, word_timings
 from .errors import AsrCliError
 from .features import CmvnStats, FeatureExtractor
@@ -51,7 +51,7 @@ class Transcription:
 class Recognizer:
     """A model file loaded once, ready to transcribe recordings one after another."""
 
-    def __init__(self, model_path: str | Path, device: str = "auto") -> None:
+    def __init__(self, model_path: str | Path, device: str = DEFAULT_DEVICE) -> None:
         self.device = resolve_device(device)
         loaded = load_model_file(model_path, self.device)
         self.model, self.feature_config, self.vocabulary, self.info = (loaded.model, loaded.feature_config,
@@ -66,7 +66,7 @@ class Recognizer:
         return self.feature_config.sample_rate_hz
 
     def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
-                   lm_unit: str = "word", lexicon: str | Path | None = None,
+                   lm_unit: str = TranscribeConfig.lm_unit, lexicon: str | Path | None = None,
                    segmentation: SegmentationConfig = SegmentationConfig(), **search_options) -> Transcription:
         """Transcribe one recording.
 
@@ -206,10 +206,10 @@ class StoredDecoding:
     """Search defaults kept beside a model file (`asr-cli pack`): an LM in the model's folder and its weights."""
 
     lm_file: str = STORED_LM_FILE
-    lm_unit: str = "word"
-    lm_weight: float = 0.5
-    word_bonus: float = 1.0
-    beam_size: int = 16
+    lm_unit: str = TranscribeConfig.lm_unit
+    lm_weight: float = DecodeConfig.lm_weight
+    word_bonus: float = DecodeConfig.word_bonus
+    beam_size: int = LM_BEAM_SIZE
     lexicon_file: str | None = None  # in the model's folder: the words the stored search may output
 
     def to_dict(self) -> dict:
@@ -257,7 +257,7 @@ def _copy_into(source: Path, target: Path) -> None:
             shutil.copyfileobj(reader, writer)
 
 
-def load_model(path: str | Path, device: str = "auto") -> Recognizer:
+def load_model(path: str | Path, device: str = DEFAULT_DEVICE) -> Recognizer:
     """A `Recognizer` for a model file (EXP_DIR/model.pt from `asr-cli train`)."""
     return Recognizer(path, device)
 

@@ -56,7 +56,7 @@ def _detect_format(path: Path) -> str:
     return "jsonl" if _first_content_line(path).startswith("{") else "kaldi"
 
 
-def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcript]:
+def read_references(path: str | Path, ref_format: str = ScoreConfig.ref_format) -> list[Transcript]:
     """References from a manifest (JSONL), a feature store folder, or a Kaldi `text` file.
 
     A Kaldi `text` file takes speakers from a `utt2spk` beside it, when there is one.
@@ -86,7 +86,7 @@ def read_references(path: str | Path, ref_format: str = "auto") -> list[Transcri
     return transcripts
 
 
-def read_hypotheses(path: str | Path, hyp_format: str = "auto") -> list[Transcript]:
+def read_hypotheses(path: str | Path, hyp_format: str = ScoreConfig.hyp_format) -> list[Transcript]:
     """Hypotheses from `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."""
     path = require_file(path, "hypotheses file")
     detected = _detect_format(path) if hyp_format == "auto" else hyp_format

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .config import CorpusConfig
+from .config import SHOW_PROGRESS, CorpusConfig
 from .errors import AsrCliError
 from .manifest import Utterance, write_manifest
 from .report import progress_bar
@@ -140,7 +140,7 @@ def sentence(rng: random.Random) -> str:
 
 
 
-def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = True) -> dict:
+def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = SHOW_PROGRESS) -> dict:
     """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`."""
     
     output_dir = Path(output_dir)
