@@ -21,7 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ASR_CLI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SPEECHOCEAN = SHARED_DATA / "speechocean762-train"
 FSDD = SHARED_DATA / "fsdd"
-SYNTH_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "synth"  # committed: 16 synthetic utterances, see its README
 
 
 def require(path: Path) -> Path:
@@ -114,23 +113,28 @@ def tiny_stores(tmp_path_factory, speechocean_utterances) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def fixture_utterances() -> tuple[list[Utterance], list[Utterance]]:
-    """(train, dev) utterances of the committed synthetic corpus: 12 and 4, voices apart; no ../shared needed."""
+def fixture_utterances(tmp_path_factory) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev) utterances synthesised for this test session by asr-cli's own eSpeak NG synthesiser: 12 and 4,
+    voices apart, about 40 s in all; no ../shared needed, and no audio kept in the repository."""
+    from asr_cli.config import CorpusConfig
     from asr_cli.manifest import load_manifest
+    from asr_cli.synth import make_corpus
 
-    return load_manifest(SYNTH_FIXTURES / "train.jsonl"), load_manifest(SYNTH_FIXTURES / "dev.jsonl")
+    folder = tmp_path_factory.mktemp("synth_corpus")
+    make_corpus(folder, CorpusConfig(num_train=12, num_dev=4, num_test=1, seed=0), show_progress=False)
+    return load_manifest(folder / "train.jsonl"), load_manifest(folder / "dev.jsonl")
 
 
 @pytest.fixture(scope="session")
 def fixture_stores(tmp_path_factory, fixture_utterances) -> tuple[Path, Path]:
-    """(train, dev) feature stores of the committed synthetic corpus."""
+    """(train, dev) feature stores of the synthetic corpus."""
     root = tmp_path_factory.mktemp("fixture_stores")
     return make_store(root / "train", fixture_utterances[0]), make_store(root / "dev", fixture_utterances[1])
 
 
 @pytest.fixture(scope="session")
 def fixture_model(tmp_path_factory, fixture_stores) -> Path:
-    """A barely trained model of the committed corpus (one epoch of a 1x24 BLSTM), for decoding's error paths."""
+    """A barely trained model of the synthetic corpus (one epoch of a 1x24 BLSTM), for decoding's error paths."""
     from asr_cli.config import ModelConfig, TrainConfig
     from asr_cli.train import train
 

@@ -33,7 +33,7 @@ def checksums(*paths: Path) -> dict[str, str]:
 
 @pytest.fixture
 def manifest(tmp_path: Path, fixture_utterances) -> Path:
-    """The committed synthetic corpus (16 utterances) as one manifest."""
+    """The synthetic test corpus (16 utterances) as one manifest."""
     path = tmp_path / "corpus" / "all.jsonl"
     path.parent.mkdir()
     write_manifest(path, fixture_utterances[0] + fixture_utterances[1])
