@@ -602,17 +602,19 @@ FIELD_OPTIONS = {"shard_index": "--shard", "num_shards": "--shard", "speed_facto
                  "feature_config": "--features"}
 
 
+def command_tree(command, path: tuple[str, ...] = ()):
+    """(path of names, command) for a command and every subcommand below it."""
+    yield path, command
+    for name, subcommand in getattr(command, "commands", {}).items():
+        yield from command_tree(subcommand, path + (name,))
+
+
 def _option_names(command) -> dict[str, str]:
     """Configuration field -> the option that sets it, as the user writes it (an option's parameter name is the
     field's name); fields without an option keep their own names."""
-    names: dict[str, str] = {}
-    commands = [command]
-    while commands:
-        current = commands.pop()
-        commands += list(getattr(current, "commands", {}).values())
-        names.update({param.name: param.opts[0] for param in current.params if param.param_type_name == "option"})
-    names.update(FIELD_OPTIONS)
-    return names
+    names = {param.name: param.opts[0] for _, current in command_tree(command) for param in current.params
+             if param.param_type_name == "option"}
+    return {**names, **FIELD_OPTIONS}
 
 
 def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:

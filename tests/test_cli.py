@@ -6,22 +6,15 @@ from pathlib import Path
 import pytest
 import typer
 
-from asr_cli.cli import app
+from asr_cli.cli import app, command_tree
 from tests.conftest import SPEECHOCEAN, require, run_cli
-
-
-def _all_commands(command, path: tuple[str, ...] = ()):
-    yield path, command
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from _all_commands(sub, path + (name,))
 
 
 def test_every_command_and_option_has_help():
     root = typer.main.get_command(app)
-    names = {path for path, _ in _all_commands(root)}
+    names = {path for path, _ in command_tree(root)}
     assert {("prepare",), ("import", "kaldi"), ("import", "librispeech"), ("import", "csv")} <= names
-    for path, command in _all_commands(root):
+    for path, command in command_tree(root):
         assert command.help, f"{' '.join(path)} has no help text"
         for param in command.params:
             assert getattr(param, "help", None), f"{' '.join(path)}: {param.name} has no help"

@@ -49,17 +49,9 @@ CHOICES = {
 
 
 def _commands() -> dict:
-    root = typer.main.get_command(cli.app)
-    found, pending = {}, [("", root)]
-    while pending:
-        prefix, group = pending.pop()
-        for name, command in group.commands.items():
-            full = f"{prefix}{name}"
-            if hasattr(command, "commands"):  # a group (Typer brings its own copy of click's classes)
-                pending.append((f"{full} ", command))
-            else:
-                found[full] = command
-    return found
+    """Every command that runs (not a group), by its name as typed: `prepare`, `import csv`."""
+    return {" ".join(path): command for path, command in cli.command_tree(typer.main.get_command(cli.app))
+            if path and not hasattr(command, "commands")}
 
 
 def _choices_of(param) -> tuple[str, ...] | None:
