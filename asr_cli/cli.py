@@ -168,7 +168,10 @@ def split(
 def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL) of the utterances to featurise.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end).")],
-    kind: Annotated[FeatureKind, typer.Option("--features", help="Log-mel filterbank or MFCC (13 cepstra, energy as C0).")] = FeatureKind(FEATURES.kind),
+    kind: Annotated[FeatureKind, typer.Option("--features", help="Log-mel filterbank, MFCC (13 cepstra, energy as C0), or the states of a pretrained speech encoder (--encoder).")] = FeatureKind(FEATURES.kind),
+    encoder: Annotated[Optional[Path], typer.Option(help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).", show_default=False)] = None,
+    encoder_layer: Annotated[int, typer.Option(help="With --encoder: which states to keep: -1 the encoder's output, K the output of its K-th block (0: its input embedding; Hugging Face folders).")] = config.EncoderConfig.layer,
+    encoder_pad: Annotated[bool, typer.Option(help="With a Whisper --encoder: pad every 30-s window as Whisper was trained (costs about 30 s of encoding per utterance, however short).")] = config.EncoderConfig.pad_to_window,
     num_mel_bins: Annotated[Optional[int], typer.Option(help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).", show_default=False)] = None,
     num_ceps: Annotated[int, typer.Option(help="Cepstra kept for MFCC.")] = FEATURES.num_ceps,
     sample_rate_hz: Annotated[int, typer.Option("--sample-rate", help="Sample rate in Hz that audio is resampled to before framing.")] = FEATURES.sample_rate_hz,
@@ -190,8 +193,11 @@ def prepare(
     from .prepare import prepare as run_prepare
 
     shard_index, num_shards = parse_shard(shard)
-    feature_config = config.FeatureConfig.for_kind(kind.value, num_mel_bins=num_mel_bins, num_ceps=num_ceps,
-                                                   sample_rate_hz=sample_rate_hz, deltas=deltas, dither=dither)
+    if kind.value == "encoder" or encoder is not None:
+        feature_config = _encoder_features(kind.value, encoder, encoder_layer, encoder_pad)
+    else:
+        feature_config = config.FeatureConfig.for_kind(kind.value, num_mel_bins=num_mel_bins, num_ceps=num_ceps,
+                                                       sample_rate_hz=sample_rate_hz, deltas=deltas, dither=dither)
     options = config.PrepareConfig(
         feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
         num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=show_progress,
@@ -202,6 +208,16 @@ def prepare(
 
 
 
+
+
+def _encoder_features(kind: str, encoder: Path | None, layer: int, pad: bool) -> config.FeatureConfig:
+    """The feature configuration of `prepare --features encoder --encoder FOLDER`."""
+    if kind != "encoder" or encoder is None:
+        raise ConfigError(("kind", "encoder"), "{0} encoder and {1} FOLDER go together")
+    from .encoder import inspect_encoder
+
+    identity = inspect_encoder(encoder, layer, pad)
+    return config.FeatureConfig(kind="encoder", frame_shift_ms=identity.frame_shift_ms, encoder=identity)
 
 
 @app.command()

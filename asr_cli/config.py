@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 from .errors import AsrCliError
 
 # Choices.
-FEATURE_KINDS = ("fbank", "mfcc")
+FEATURE_KINDS = ("fbank", "mfcc", "encoder")  # encoder: a frozen pretrained speech encoder's states (encoder.py)
+ENCODER_BACKENDS = ("ctranslate2", "transformers")
 STORE_DTYPES = ("float16", "float32")
 ARCHITECTURES = ("blstm", "lstm", "dnn")
 FRONTENDS = ("stack", "conv")
@@ -94,8 +95,13 @@ class _Serialisable:
             if nested is not None and isinstance(values.get(item.name), dict):
                 values[item.name] = nested.from_dict(values[item.name])
             elif isinstance(values.get(item.name), list):
-                values[item.name] = tuple(values[item.name])
+                values[item.name] = _tuples(values[item.name])
         return cls(**values)
+
+
+def _tuples(value):
+    """JSON lists (of lists) back as the tuples they were saved from."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,56 @@ class NormalizeConfig(_Serialisable):
         return ", ".join(steps) if steps else "none"
 
 
+
+@dataclass(frozen=True)
+class EncoderConfig(_Serialisable):
+    """Which pretrained encoder computes the features, and how; saved with the stores and models it made.
+
+    Its identity is everything but `path`: where the folder was found is only a hint for finding it again.
+    """
+
+    name: str  # the folder's name, e.g. whisper-base
+    backend: str  # ctranslate2 (a faster-whisper model folder) or transformers (a Hugging Face model folder)
+    model_type: str  # whisper, wav2vec2, hubert, wavlm, ...
+    sha256: str  # of the weights file
+    dim: int  # of each state
+    frame_shift_ms: float = 20.0
+    layer: int = -1  # which hidden state: -1 the encoder's output, k >= 0 the output of its k-th block (0: the input)
+    num_layers: int = 0  # blocks of the encoder
+    window_s: float = 30.0  # longer input is encoded in overlapping windows of at most this length
+    pad_to_window: bool = False  # Whisper: pad each window to 30 s, the condition it was trained in
+    conv_layers: tuple[tuple[int, int], ...] = ()  # waveform encoders: (kernel, stride) of the feature extractor
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        _require_choice("backend", self.backend, ENCODER_BACKENDS)
+        if self.layer < -1 or (self.num_layers and self.layer > self.num_layers):
+            raise ConfigError("layer", f"{{0}} must be -1 (the output) or a block between 0 and {self.num_layers}, "
+                                       f"not {self.layer}")
+
+    def identity(self) -> dict:
+        """What must match for two stores or a store and a model to hold the same features."""
+        return {key: value for key, value in self.to_dict().items() if key != "path"}
+
+    def describe(self) -> str:
+        layer = "output" if self.layer == -1 else f"block {self.layer} of {self.num_layers}"
+        return (f"{self.name} ({self.backend} {self.model_type}, {layer}, {self.dim} dims every "
+                f"{self.frame_shift_ms:g} ms{', windows padded to 30 s' if self.pad_to_window else ''}; "
+                f"weights sha256 {self.sha256[:12]}...)")
+
+    def num_frames(self, num_samples: int) -> int:
+        """States the encoder gives for `num_samples` samples at 16 kHz."""
+        if self.model_type == "whisper":  # 10 ms mel frames (160 samples appended), an even number, halved
+            return (num_samples // WHISPER_HOP_SAMPLES + 1) // 2 if num_samples >= WHISPER_MIN_SAMPLES else 0
+        frames = num_samples
+        for kernel, stride in self.conv_layers:
+            frames = (frames - kernel) // stride + 1 if frames >= kernel else 0
+        return max(frames, 0)
+
+
+WHISPER_HOP_SAMPLES = 160
+WHISPER_MIN_SAMPLES = 320  # the reflect padding of its centred 400-point STFT needs more than 200 samples
+
 @dataclass(frozen=True)
 class FeatureConfig(_Serialisable):
     """How features are computed; saved with every feature store and model."""
@@ -129,9 +185,16 @@ class FeatureConfig(_Serialisable):
     low_freq_hz: float = 20.0
     high_freq_hz: float = 0.0  # <= 0: offset from the Nyquist frequency, as in Kaldi
     deltas: bool = False
+    encoder: EncoderConfig | None = None  # kind "encoder": the encoder whose states the features are
 
     def __post_init__(self) -> None:
         _require_choice("kind", self.kind, FEATURE_KINDS)
+        if (self.kind == "encoder") != (self.encoder is not None):
+            raise ConfigError(("kind", "encoder"), "{0} encoder takes an {1}, and only it does")
+        if self.encoder is not None and (self.sample_rate_hz != 16000 or self.deltas
+                                         or self.frame_shift_ms != self.encoder.frame_shift_ms):
+            raise ConfigError(("encoder", "sample_rate_hz", "deltas"),
+                              "{0} features are computed at {1} 16000 Hz, at the encoder's frame rate, without {2}")
         if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
             raise ConfigError(("num_ceps", "num_mel_bins"),
                               f"{{0}} ({self.num_ceps}) cannot exceed {{1}} ({self.num_mel_bins})")
@@ -169,6 +232,8 @@ class FeatureConfig(_Serialisable):
 
     @property
     def base_dim(self) -> int:
+        if self.encoder is not None:
+            return self.encoder.dim
         return self.num_ceps if self.kind == "mfcc" else self.num_mel_bins
 
     @property
@@ -177,7 +242,9 @@ class FeatureConfig(_Serialisable):
         return self.base_dim * (3 if self.deltas else 1)
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames Kaldi's snip_edges framing yields for `num_samples` samples."""
+        """Frames Kaldi's snip_edges framing (or the encoder) yields for `num_samples` samples."""
+        if self.encoder is not None:
+            return self.encoder.num_frames(num_samples)
         if num_samples < self.window_length_samples:
             return 0
         return 1 + (num_samples - self.window_length_samples) // self.hop_length_samples
@@ -488,4 +555,5 @@ class CsvImportConfig:
     delimiter: str | None = None  # None: a tab for .tsv files, a comma otherwise
 
 
-_NESTED = {("TrainConfig", "spec_augment"): SpecAugmentConfig, ("TrainConfig", "normalize"): NormalizeConfig}
+_NESTED = {("TrainConfig", "spec_augment"): SpecAugmentConfig, ("TrainConfig", "normalize"): NormalizeConfig,
+           ("FeatureConfig", "encoder"): EncoderConfig}

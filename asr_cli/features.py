@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -193,6 +194,16 @@ class FeatureExtractor:
         cepstra = log_mel @ self.dct_matrix_t
         cepstra[:, 0] = log_energy
         return cepstra
+
+
+def feature_extractor(config: FeatureConfig, encoder_path: str | Path | None = None, device: str = "cpu"):
+    """What computes the features of `config` from waveforms: Kaldi fbank/MFCC (`FeatureExtractor`), or a
+    pretrained encoder (`encoder.SpeechEncoder`, from `encoder_path`, else the folder the config recorded)."""
+    if config.encoder is not None:
+        from .encoder import SpeechEncoder
+
+        return SpeechEncoder(config.encoder, encoder_path, device)
+    return FeatureExtractor(config)
 
 
 def add_deltas(features: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .audio import AudioError, load_audio, resample, usable_duration_s
 from .errors import AsrCliError, describe_os_error, format_problems
-from .features import CmvnStats, FeatureExtractor
+from .features import CmvnStats, feature_extractor
 from .config import ConfigError, FeatureConfig, PrepareConfig
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, json_line, write_json
 from .manifest import BadItem, Utterance, check_manifest
@@ -252,7 +252,7 @@ def _process_share(
     the array's frame count, CMVN stats, total duration and undecodable items.
     """
     config = options.feature_config
-    extractor = FeatureExtractor(config)
+    extractor = feature_extractor(config)
     writer = ArrayWriter(folder, array_index, config.dim, options.dtype)
     bad: list[tuple[str, str]] = []
     duration_s = 0.0

@@ -33,6 +33,8 @@ DERIVED_DEFAULTS = {
     ("train", "show_progress"): config.SHOW_PROGRESS,
     ("synth", "show_progress"): config.SHOW_PROGRESS,
     ("pack", "beam_size"): config.LM_BEAM_SIZE,
+    ("prepare", "encoder_layer"): config.EncoderConfig.layer,
+    ("prepare", "encoder_pad"): config.EncoderConfig.pad_to_window,
     # None: decided at run time from something else, and said so in --help.
     ("prepare", "num_mel_bins"): None,  # per feature kind (FeatureConfig.for_kind)
     ("train", "epochs"): None,  # TrainConfig's for a new run; with --resume, the run's own unless given
