@@ -12,11 +12,12 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from . import config
+from . import config, signals
+from .signals import Terminated
 from .config import ConfigError
 from .errors import AsrCliError, describe_os_error
 from .fileio import STDOUT_NAME, check_distinct_paths, has_undecodable_bytes
-from .report import show_on_stderr
+from .logs import show_on_stderr
 
 # Every default below is read from asr_cli.config (tests/test_config.py checks that none is written here).
 FEATURES = config.FeatureConfig()
@@ -25,8 +26,8 @@ MODEL = config.ModelConfig()
 TRAINING = config.TrainConfig()
 SPEC_AUGMENT = config.SpecAugmentConfig()
 NORMALIZE = config.NormalizeConfig()
+SEARCH = config.SearchConfig()
 DECODE = config.DecodeConfig()
-TRANSCRIBE = config.TranscribeConfig()
 SCORE = config.ScoreConfig()
 REPORT = config.ReportConfig()
 SPLIT = config.SplitConfig()
@@ -340,43 +341,43 @@ def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.")],
-    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = DECODE.beam_size,
-    lm_path: Annotated[Optional[Path], typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = TRANSCRIBE.lm_path,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
+    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
+    lm_path: Annotated[Optional[Path], typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = SEARCH.lm_path,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit(SEARCH.lm_unit),
     lm_backend: Annotated[LmBackend, typer.Option(
         help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
-             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend(TRANSCRIBE.lm_backend),
-    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = DECODE.lm_weight,
-    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = DECODE.word_bonus,
-    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = DECODE.oov_penalty,
-    lexicon_path: Annotated[Optional[Path], typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = TRANSCRIBE.lexicon_path,
-    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = DECODE.unlisted_word_penalty,
-    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = DECODE.nbest,
-    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = DECODE.token_prune_k,
-    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = DECODE.token_prune_threshold,
-    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = DECODE.beam_threshold,
-    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = TRANSCRIBE.timestamps,
+             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend(SEARCH.lm_backend),
+    lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = SEARCH.lm_weight,
+    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = SEARCH.word_bonus,
+    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = SEARCH.oov_penalty,
+    lexicon_path: Annotated[Optional[Path], typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = SEARCH.lexicon_path,
+    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = SEARCH.unlisted_word_penalty,
+    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = SEARCH.nbest,
+    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = SEARCH.token_prune_k,
+    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = SEARCH.token_prune_threshold,
+    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = SEARCH.beam_threshold,
+    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = DECODE.timestamps,
     ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
-    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = TRANSCRIBE.batch_frames,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(TRANSCRIBE.device),
-    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = TRANSCRIBE.skip_bad,
-    threads: ThreadsOption = TRANSCRIBE.threads,
-    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = TRANSCRIBE.show_progress,
+    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = DECODE.batch_frames,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = DECODE.skip_bad,
+    encoder: Annotated[Optional[Path], typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    threads: ThreadsOption = DECODE.threads,
+    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = DECODE.show_progress,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
-    from .decode_step import decode_inputs
-    options = config.TranscribeConfig(
-        search=config.DecodeConfig(beam_size=beam_size, token_prune_k=token_prune_k,
-                                   token_prune_threshold=token_prune_threshold, beam_threshold=beam_threshold,
-                                   lm_weight=lm_weight, word_bonus=word_bonus, oov_penalty=oov_penalty, nbest=nbest,
-                                   unlisted_word_penalty=unlisted_word_penalty),
-        lm_path=str(lm_path) if lm_path is not None else None, lm_unit=lm_unit.value, lm_backend=lm_backend.value,
-        lexicon_path=str(lexicon_path) if lexicon_path is not None else None, batch_frames=batch_frames,
-        device=device.value, timestamps=timestamps, show_progress=show_progress,
-        skip_bad=skip_bad, threads=threads,
-    )
+    from .decode import decode_inputs
+    search = config.SearchConfig(
+        beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
+        beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus, oov_penalty=oov_penalty,
+        nbest=nbest, unlisted_word_penalty=unlisted_word_penalty, lm_path=str(lm_path) if lm_path is not None else None,
+        lm_unit=lm_unit.value, lm_backend=lm_backend.value,
+        lexicon_path=str(lexicon_path) if lexicon_path is not None else None)
+    options = config.DecodeConfig(search=search, batch_frames=batch_frames, device=device.value, timestamps=timestamps,
+                                  show_progress=show_progress, skip_bad=skip_bad, threads=threads,
+                                  encoder_path=str(encoder) if encoder is not None else None)
     lm, lexicon = lm_path, lexicon_path
-    check_distinct_paths([model, *inputs, lm, lexicon], [output, ctm])
+    check_distinct_paths([model, *inputs, lm, lexicon, encoder], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
                + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""),
@@ -392,14 +393,15 @@ def transcribe_command(
     audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
     output_format: Annotated[Optional[OutputFormat], typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = DECODE.beam_size,
+    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
     lm: Annotated[Optional[str], typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
-    lm_weight: Annotated[Optional[float], typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {DECODE.lm_weight:g}).", show_default=False)] = None,
-    word_bonus: Annotated[Optional[float], typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {DECODE.word_bonus:g}).", show_default=False)] = None,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
+    lm_weight: Annotated[Optional[float], typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False)] = None,
+    word_bonus: Annotated[Optional[float], typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).", show_default=False)] = None,
     lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(TRANSCRIBE.device),
-    threads: ThreadsOption = TRANSCRIBE.threads,
+    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
+    encoder: Annotated[Optional[Path], typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    threads: ThreadsOption = DECODE.threads,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
     txt/json/srt/vtt/tsv/kaldi/ctm files. An unreadable recording is reported and the others are still transcribed."""
@@ -412,7 +414,7 @@ def transcribe_command(
 
     use_threads(threads)
     check_distinct_paths([model, *audio], [])
-    recognizer = load_model(model, device.value)
+    recognizer = load_model(model, device.value, encoder)
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     search = {name: value for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight),
                                               ("word_bonus", word_bonus)) if value is not None}
@@ -420,6 +422,7 @@ def transcribe_command(
     folder = output_dir if output_dir is not None else Path(".")
     failures = []
     for path in audio:
+        signals.raise_if_stopped()
         try:
             transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, lexicon=lexicon, **search)
         except (AudioError, AsrCliError) as error:
@@ -451,17 +454,17 @@ def export(
 def pack(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     lm: Annotated[Path, typer.Option(help="N-gram LM (ARPA) to copy into the model's folder as lm.arpa.")],
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(TRANSCRIBE.lm_unit),
-    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = DECODE.lm_weight,
-    word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = DECODE.word_bonus,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
+    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = SEARCH.lm_weight,
+    word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = SEARCH.word_bonus,
     beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = config.LM_BEAM_SIZE,
     lexicon: Annotated[Optional[Path], typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
 ) -> None:
     """Store an LM (and a lexicon) with search settings beside a model, so that `transcribe MODEL` uses them without flags."""
-    from .recognizer import StoredDecoding
-    from .recognizer import pack as run_pack
+    from .experiment import StoredDecoding
+    from .experiment import pack as run_pack
 
-    config.DecodeConfig(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus)  # the same checks as decode
+    config.SearchConfig(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus, lm_unit=lm_unit.value)  # decode's checks
     check_distinct_paths([model, lm, lexicon], [])
     target = run_pack(model, lm, StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus,
                                                 beam_size=beam_size), lexicon)
@@ -548,14 +551,6 @@ INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 TERMINATED_EXIT_CODE = 143  # 128 + SIGTERM
 INTERRUPTED_MESSAGE = ("interrupted: partial outputs were removed and existing ones kept as they were; "
                        "run the command again to redo the work")
-
-
-class Terminated(BaseException):
-    """SIGTERM: unwinds like Ctrl-C (temporary outputs are removed on the way), reported with its own code."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated
 
 
 def _refuse_undecodable_arguments(args: list[str]) -> None:
@@ -647,7 +642,7 @@ def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> 
 def main() -> None:
     """Console entry point. Exits without interpreter teardown, which costs ~0.7 s once torch is loaded;
     every output is already closed (written atomically) by then."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signals.install()
     status = run()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -211,6 +211,17 @@ class FeatureConfig(_Serialisable):
             raise ConfigError(("preemphasis", "frame_length_ms", "frame_shift_ms"),
                               "{0} must be in [0, 1] and {1} and {2} positive")
 
+    def identity(self) -> dict:
+        """What makes two feature sets the same (everything but where an encoder folder was found, and dither,
+        which only keeps silence off the log floor)."""
+        record = {key: value for key, value in self.to_dict().items() if key not in ("dither", "encoder")}
+        return {**record, "encoder": self.encoder.identity() if self.encoder is not None else None}
+
+    def differences(self, other: "FeatureConfig") -> list[str]:
+        """The names of the fields in which `other` holds other features (empty: the same features)."""
+        mine, theirs = self.identity(), other.identity()
+        return [name for name in mine if mine[name] != theirs.get(name)]
+
     @classmethod
     def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":
         """Defaults per kind: 80 mel bins for fbank, 23 bins and 13 cepstra for MFCC; None overrides nothing."""
@@ -344,6 +355,16 @@ class ModelConfig(_Serialisable):
         return 2 if self.architecture == "blstm" else 1
 
     @property
+    def phone_units(self) -> bool:
+        """Whether the outputs are phones (decoded into words through a lexicon) rather than characters."""
+        return self.units == PHONE_UNITS
+
+    @property
+    def speaker_cmvn(self) -> bool:
+        """Whether the input arrives normalised per speaker (cmvn.SpeakerNormalizer) instead of inside the model."""
+        return self.cmvn == "speaker"
+
+    @property
     def conv_time_strides(self) -> tuple[int, int]:
         """Time strides of the two convolutions; their product is `subsample`, the larger first."""
         second = 2 if self.subsample % 2 == 0 and self.subsample > 2 else 1
@@ -395,10 +416,10 @@ class TrainConfig(_Serialisable):
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
-    """Search settings; saved with each decoding run."""
+class SearchConfig:
+    """What decides the words: the search's settings, and the LM and lexicon it searches with."""
 
-    beam_size: int | None = None  # None: greedy (1) without an LM or lexicon, LM_BEAM_SIZE with one
+    beam_size: int | None = None  # None: greedy (1) without an LM or lexicon, LM_BEAM_SIZE with one (`resolved`)
     token_prune_k: int = 10  # tokens tried per frame, at most
     token_prune_threshold: float = 6.0  # ... and only those within this many nats of the frame's best
     beam_threshold: float = 10.0  # prefixes scoring this many nats below the best are dropped
@@ -407,6 +428,10 @@ class DecodeConfig:
     word_bonus: float = 1.0
     nbest: int = 1
     unlisted_word_penalty: float | None = None  # with a lexicon: nats for a word outside it (None: never output)
+    lm_path: str | None = None  # an n-gram LM (ARPA, or KenLM binary) fused in the search
+    lm_unit: str = "word"
+    lm_backend: str = "auto"
+    lexicon_path: str | None = None  # the words the search may output (see lexicon.py)
 
     def __post_init__(self) -> None:
         _require_at_least(self, 1, "nbest", "token_prune_k")
@@ -424,34 +449,41 @@ class DecodeConfig:
             _require_finite(name, getattr(self, name), minimum=0)
         if self.unlisted_word_penalty is not None:
             _require_finite("unlisted_word_penalty", self.unlisted_word_penalty, minimum=0)
+        _require_choice("lm_unit", self.lm_unit, LM_UNITS)
+        _require_choice("lm_backend", self.lm_backend, LM_BACKENDS)
 
-    def with_beam(self, searching: bool) -> "DecodeConfig":
-        """This configuration with its beam size decided: given, else LM_BEAM_SIZE when `searching` (an LM or a
-        lexicon is used), else greedy (or the beam `nbest` needs)."""
+    @property
+    def uses_tables(self) -> bool:
+        """Whether an LM or a lexicon takes part (the search then needs its tables, and a beam)."""
+        return self.lm_path is not None or self.lexicon_path is not None
+
+    @property
+    def is_greedy(self) -> bool:
+        """Best-path decoding: a beam of one and nothing else to score."""
+        return self.resolved().beam_size == 1 and not self.uses_tables
+
+    def resolved(self) -> "SearchConfig":
+        """This configuration with its beam size decided: given, else LM_BEAM_SIZE with an LM or a lexicon, else
+        greedy (or the beam `nbest` needs). Every caller decides the beam here."""
         if self.beam_size is not None:
             return self
-        return dataclasses.replace(self, beam_size=LM_BEAM_SIZE if searching else self.nbest)
+        return dataclasses.replace(self, beam_size=LM_BEAM_SIZE if self.uses_tables else self.nbest)
 
 
 @dataclass(frozen=True)
-class TranscribeConfig:
-    """How to run decoding over stores, manifests or files (the search itself is `DecodeConfig`)."""
+class DecodeConfig:
+    """How the `decode` step runs over stores, manifests or files (what it searches for is `search`)."""
 
-    search: DecodeConfig = field(default_factory=DecodeConfig)
-    lm_path: str | None = None
-    lm_unit: str = "word"
-    lm_backend: str = "auto"
-    lexicon_path: str | None = None  # the words the search may output (see lexicon.py)
+    search: SearchConfig = field(default_factory=SearchConfig)
     batch_frames: int = 30000  # padded input frames per batch of the acoustic model
     device: str = DEFAULT_DEVICE
     timestamps: bool = False
     skip_bad: bool = False  # leave out (and list) audio that cannot be decoded, instead of stopping
     show_progress: bool = SHOW_PROGRESS
     threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
+    encoder_path: str | None = None  # encoder features: the encoder's folder (None: where the model recorded it)
 
     def __post_init__(self) -> None:
-        _require_choice("lm_unit", self.lm_unit, LM_UNITS)
-        _require_choice("lm_backend", self.lm_backend, LM_BACKENDS)
         _require_choice("device", self.device.split(":")[0], DEVICES)
         _require_at_least(self, 1, "batch_frames")
         _require_threads(self.threads)

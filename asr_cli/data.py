@@ -1,8 +1,10 @@
-"""Training data: examples from feature stores, length-bucketed batches, padding, SpecAugment.
+"""Training data: examples from feature stores, length-bucketed batches, and the transforms batches pass
+through (speaker normalisation, VTLP, SpecAugment).
 
-Every random choice here is a function of (seed, epoch, batch number), never
-of a global generator, so an interrupted epoch resumes with the same batches
-and the same masks.
+A `BatchDataset` is built from a list of transforms: utterance transforms change each utterance's frames
+(a batch's utterances at once, so that one draw serves the batch), batch transforms the padded batch.
+Every random choice is a function of (seed, epoch, batch number, transform), never of a global generator,
+so an interrupted epoch resumes with the same batches and the same masks.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import AsrCliError, some_of
-from .features import CmvnStats, vtlp_source_bins
+from .batching import bucket_by_length, pad_batch
+from .cmvn import SpeakerNormalizer
 from .config import ConfigError, FeatureConfig, NormalizeConfig, SpecAugmentConfig
+from .errors import AsrCliError, some_of
+from .features import vtlp_source_bins
 from .store import FeatureStore
 from .text import Vocabulary, normalize_text
 
@@ -31,6 +35,7 @@ class Example:
     position: int
     num_frames: int
     labels: tuple[int, ...]
+    speaker: str | None = None
 
 
 @dataclass
@@ -69,9 +74,9 @@ def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
 
 def require_same_features(reference: FeatureStore, other: FeatureStore) -> None:
     """Stores trained or validated together must hold the same features, not just the same dimension."""
-    first, second = reference.feature_config.to_dict(), other.feature_config.to_dict()
+    first, second = reference.feature_config.identity(), other.feature_config.identity()
     differing = [f"{name}: {first[name]!r} in {reference.path}, {second.get(name)!r} in {other.path}"
-                 for name in first if first[name] != second.get(name)]
+                 for name in reference.feature_config.differences(other.feature_config)]
     if differing:
         raise AsrCliError("the stores were prepared with different feature options (" + "; ".join(differing) +
                           "); prepare them with the same options")
@@ -117,7 +122,7 @@ def build_examples(
             if math.ceil(entry.num_frames / subsample) < len(labels) + repeats:
                 result.skipped["too short for its transcript"].append(entry.id)
                 continue
-            result.examples.append(Example(store_index, position, entry.num_frames, tuple(labels)))
+            result.examples.append(Example(store_index, position, entry.num_frames, tuple(labels), entry.speaker))
     if unknown and not skip_oov:
         listed = ", ".join(f"{character!r} (e.g. in {utterance})" for character, utterance in sorted(unknown.items()))
         raise AsrCliError(
@@ -153,24 +158,6 @@ def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: in
     return batches
 
 
-def bucket_by_length(lengths: Sequence[int], batch_frames: int, order: Sequence[int] | None = None) -> list[list[int]]:
-    """Indices in `order` (default: by length, shortest first), cut into batches whose padded size (longest *
-    count) stays within `batch_frames`; an item longer than the budget gets a batch of its own."""
-    if order is None:
-        order = np.argsort(np.asarray(lengths), kind="stable")
-    batches, current, longest = [], [], 0
-    for index in order:
-        new_longest = max(longest, int(lengths[index]))
-        if current and new_longest * (len(current) + 1) > batch_frames:
-            batches.append(current)
-            current, new_longest = [], int(lengths[index])
-        current.append(int(index))
-        longest = new_longest
-    if current:
-        batches.append(current)
-    return batches
-
-
 def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
     """This process's share of an epoch's batches, so that every utterance is in some share and every share
     has as many batches as the largest (DDP processes step together): a share that is short splits its
@@ -190,49 +177,6 @@ def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[l
     return share
 
 
-def padding_waste(batches: list[list[int]], lengths: Sequence[int]) -> float:
-    """Fraction of the padded frames of these batches that are padding."""
-    real = sum(lengths[i] for batch in batches for i in batch)
-    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
-    return 1 - real / padded if padded else 0.0
-
-
-MIN_CMVN_STD = 1e-3  # of log-mel or cepstral values: keeps constant (digital silence) dimensions finite
-
-
-class SpeakerCmvn:
-    """Mean and variance normalisation per speaker of each store; an utterance without a speaker uses its own.
-
-    Speakers are those of the `speaker` field, looked up in each store's own statistics (a speaker of two
-    stores is two speakers). Picklable, for DataLoader workers.
-    """
-
-    def __init__(self, speaker_stats: Sequence[dict[str, CmvnStats]]) -> None:
-        """`speaker_stats`: for each store (or other source of utterances), statistics by speaker."""
-        self.tables = [{speaker: stats.mean_and_std(MIN_CMVN_STD) for speaker, stats in by_speaker.items()}
-                       for by_speaker in speaker_stats]
-
-    @classmethod
-    def of_stores(cls, stores: Sequence[FeatureStore]) -> "SpeakerCmvn":
-        return cls([store.speaker_cmvn() for store in stores])
-
-    def __call__(self, store_index: int, speaker: str | None, frames: np.ndarray) -> np.ndarray:
-        """(num_frames, dim) frames of an utterance of `speaker` -> the same, normalised."""
-        table = self.tables[store_index]
-        if speaker in table:
-            mean, std = table[speaker]
-        else:
-            mean, std = utterance_mean_and_std(frames)
-        return (frames - mean) / std
-
-
-def utterance_mean_and_std(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation of one utterance's (num_frames, dim) frames."""
-    if frames.shape[0] == 0:
-        return np.zeros(frames.shape[1], np.float32), np.ones(frames.shape[1], np.float32)
-    return CmvnStats.of(frames).mean_and_std(MIN_CMVN_STD)
-
-
 def require_speakers(stores: Sequence[FeatureStore], role: str) -> None:
     """Per-speaker CMVN in training needs a speaker for every utterance."""
     for store in stores:
@@ -244,9 +188,25 @@ def require_speakers(stores: Sequence[FeatureStore], role: str) -> None:
                 "or use --cmvn global")
 
 
+class SpeakerNormalization:
+    """Utterance transform: each utterance normalised by its speaker's statistics (cmvn.SpeakerNormalizer), as
+    `decode` normalises its input for a model trained with `--cmvn speaker`."""
+
+    seed_offset = 2
+
+    def __init__(self, normalizer: SpeakerNormalizer) -> None:
+        self.normalizer = normalizer
+
+    def __call__(self, frames: list[torch.Tensor], examples: Sequence[Example],
+                 generator: torch.Generator) -> list[torch.Tensor]:
+        return [torch.from_numpy(self.normalizer(f.numpy(), e.speaker, e.store)) for f, e in zip(frames, examples)]
+
+
 class Vtlp:
-    """Vocal tract length perturbation (Jaitly & Hinton, 2013) on stored log-mel frames: each utterance's
-    filterbank is warped by a factor drawn uniformly from [1 - max_warp, 1 + max_warp]."""
+    """Utterance transform: vocal tract length perturbation (Jaitly & Hinton, 2013) on stored log-mel frames;
+    each utterance's filterbank is warped by a factor drawn uniformly from [1 - max_warp, 1 + max_warp]."""
+
+    seed_offset = 1
 
     def __init__(self, feature_config: FeatureConfig, max_warp: float) -> None:
         if feature_config.kind != "fbank" or feature_config.deltas:
@@ -255,7 +215,12 @@ class Vtlp:
         self.feature_config = feature_config
         self.max_warp = max_warp
 
-    def __call__(self, frames: torch.Tensor, warp_factor: float) -> torch.Tensor:
+    def __call__(self, frames: list[torch.Tensor], examples: Sequence[Example],
+                 generator: torch.Generator) -> list[torch.Tensor]:
+        factors = 1 + self.max_warp * (2 * torch.rand(len(frames), generator=generator) - 1)
+        return [self.warp(f, float(factor)) for f, factor in zip(frames, factors)]
+
+    def warp(self, frames: torch.Tensor, warp_factor: float) -> torch.Tensor:
         """(num_frames, num_mel_bins) log-mel frames, read at the warped filters' positions."""
         positions = torch.from_numpy(vtlp_source_bins(self.feature_config, warp_factor))
         lower = positions.floor().long()
@@ -264,37 +229,49 @@ class Vtlp:
         return frames[:, lower] * (1 - weight) + frames[:, upper] * weight
 
 
+class SpecAugment:
+    """Batch transform: frequency and time masks (Park et al., 2019) on a padded batch, filled with `fill`."""
+
+    seed_offset = 0
+
+    def __init__(self, config: SpecAugmentConfig, fill: torch.Tensor) -> None:
+        self.config = config
+        self.fill = fill
+
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return apply_spec_augment(features, lengths, self.fill, self.config, generator)
+
+
 class BatchDataset(torch.utils.data.Dataset):
-    """Item k is batch k of an epoch, padded and augmented, so DataLoader workers build whole batches."""
+    """Item k is batch k of an epoch, read, transformed and padded, so DataLoader workers build whole batches.
+
+    `utterance_transforms` run in order on each batch's utterances, then the batch is padded with `fill` (the
+    model's CMVN mean, so that padding normalises to zero), then `batch_transforms` run on it. Transform t of
+    batch k draws from a generator seeded with `batch_seeds[k] + t.seed_offset`.
+    """
 
     def __init__(self, stores: Sequence[FeatureStore], examples: Sequence[Example], batches: list[list[int]],
-                 cmvn_mean: np.ndarray, spec_augment: SpecAugmentConfig | None, batch_seeds: Sequence[int],
-                 speaker_cmvn: SpeakerCmvn | None = None, vtlp: Vtlp | None = None) -> None:
-        """`cmvn_mean` (the model's) fills padding and masks: zeros when `speaker_cmvn` normalises here."""
+                 fill: np.ndarray, batch_seeds: Sequence[int], utterance_transforms: Sequence = (),
+                 batch_transforms: Sequence = ()) -> None:
         self.stores = stores
         self.examples = examples
         self.batches = batches
-        self.cmvn_mean = torch.as_tensor(cmvn_mean, dtype=torch.float32)
-        self.spec_augment = spec_augment
+        self.fill = torch.as_tensor(fill, dtype=torch.float32)
         self.batch_seeds = batch_seeds
-        self.speaker_cmvn = speaker_cmvn
-        self.vtlp = vtlp
+        self.utterance_transforms = list(utterance_transforms)
+        self.batch_transforms = list(batch_transforms)
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, batch_number: int) -> dict:
         chosen = [self.examples[i] for i in self.batches[batch_number]]
-        frames = [self._frames(e) for e in chosen]
-        # After speaker normalisation, as at test time: the warp moves each frame's formants, not the speaker's mean.
-        if self.vtlp is not None:
-            generator = torch.Generator().manual_seed(self.batch_seeds[batch_number] + 1)
-            factors = 1 + self.vtlp.max_warp * (2 * torch.rand(len(frames), generator=generator) - 1)
-            frames = [self.vtlp(f, float(factor)) for f, factor in zip(frames, factors)]
-        features, lengths = pad_batch(frames, self.cmvn_mean)
-        if self.spec_augment is not None and self.spec_augment.enabled:
-            generator = torch.Generator().manual_seed(self.batch_seeds[batch_number])
-            features = apply_spec_augment(features, lengths, self.cmvn_mean, self.spec_augment, generator)
+        frames = [torch.from_numpy(self.stores[e.store].features(e.position)) for e in chosen]
+        for transform in self.utterance_transforms:
+            frames = transform(frames, chosen, self._generator(batch_number, transform))
+        features, lengths = pad_batch(frames, self.fill)
+        for transform in self.batch_transforms:
+            features = transform(features, lengths, self._generator(batch_number, transform))
         labels = [torch.tensor(e.labels, dtype=torch.long) for e in chosen]
         return {
             "features": features, "lengths": lengths,
@@ -302,22 +279,8 @@ class BatchDataset(torch.utils.data.Dataset):
             "batch_number": batch_number,
         }
 
-
-    def _frames(self, example: Example) -> torch.Tensor:
-        store = self.stores[example.store]
-        frames = store.features(example.position)
-        if self.speaker_cmvn is not None:
-            frames = self.speaker_cmvn(example.store, store.entry(example.position).speaker, frames)
-        return torch.from_numpy(frames)
-
-
-def pad_batch(frames: Sequence[torch.Tensor], fill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, F) features padded with the (F,) `fill` to the longest (at least one frame), and (B,) lengths."""
-    lengths = torch.tensor([len(f) for f in frames])
-    features = fill.to(torch.float32).repeat(len(frames), max(int(lengths.max()), 1), 1)
-    for row, utterance_frames in enumerate(frames):
-        features[row, : len(utterance_frames)] = utterance_frames
-    return features, lengths
+    def _generator(self, batch_number: int, transform) -> torch.Generator:
+        return torch.Generator().manual_seed(self.batch_seeds[batch_number] + transform.seed_offset)
 
 
 def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor,
@@ -342,5 +305,5 @@ def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torc
 
 
 def epoch_batch_seeds(seed: int, epoch: int, num_batches: int) -> list[int]:
-    """One SpecAugment seed per batch of an epoch, independent of how far the epoch has run."""
+    """One seed per batch of an epoch, independent of how far the epoch has run."""
     return np.random.default_rng([seed, epoch, 1]).integers(0, 2**62, size=num_batches).tolist()

@@ -10,7 +10,6 @@ as Kaldi reads them, so the numbers agree with Kaldi's tools.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -232,50 +231,3 @@ def add_deltas(features: torch.Tensor) -> torch.Tensor:
     # conv1d correlates, so correlate with the kernels as they stand: sum_k w[k] x[t + k - reach].
     deltas = torch.nn.functional.conv1d(padded, kernels.unsqueeze(1))  # (dim, 2, num_frames)
     return torch.cat([features, deltas[:, 0].T, deltas[:, 1].T], dim=1)
-
-
-@dataclass
-class CmvnStats:
-    """Per-dimension sums for global mean and variance normalisation; stats from shards add up."""
-
-    count: int
-    sum: np.ndarray
-    sum_sq: np.ndarray
-
-    @classmethod
-    def zeros(cls, dim: int) -> "CmvnStats":
-        return cls(0, np.zeros(dim, np.float64), np.zeros(dim, np.float64))
-
-    def accumulate(self, features: np.ndarray) -> None:
-        """Add the frames of one (num_frames, dim) array."""
-        as_float32 = features.astype(np.float32, copy=False)
-        self.count += int(features.shape[0])
-        self.sum += as_float32.sum(axis=0, dtype=np.float64)
-        self.sum_sq += np.square(as_float32).sum(axis=0, dtype=np.float64)
-
-    def __add__(self, other: "CmvnStats") -> "CmvnStats":
-        if self.sum.shape != other.sum.shape:
-            raise ValueError(f"cannot combine CMVN stats of dimension {self.sum.shape[0]} and {other.sum.shape[0]}")
-        return CmvnStats(self.count + other.count, self.sum + other.sum, self.sum_sq + other.sum_sq)
-
-    def mean_and_std(self, min_std: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-        """Global mean and standard deviation per dimension (float32)."""
-        if self.count == 0:
-            raise ValueError("no frames were accumulated")
-        mean = self.sum / self.count
-        variance = np.maximum(self.sum_sq / self.count - np.square(mean), min_std**2)
-        return mean.astype(np.float32), np.sqrt(variance).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"count": self.count, "sum": self.sum.tolist(), "sum_sq": self.sum_sq.tolist()}
-
-    @classmethod
-    def of(cls, features: np.ndarray) -> "CmvnStats":
-        """The statistics of one (num_frames, dim) array."""
-        stats = cls.zeros(features.shape[1])
-        stats.accumulate(features)
-        return stats
-
-    @classmethod
-    def from_dict(cls, record: dict) -> "CmvnStats":
-        return cls(int(record["count"]), np.asarray(record["sum"], np.float64), np.asarray(record["sum_sq"], np.float64))

@@ -297,32 +297,29 @@ def tokenize(text: str, unit: str) -> list[str]:
     return [SPACE_TOKEN if character == " " else character for character in text]
 
 
-def is_kaldi_text(path: Path) -> bool:
-    """A Kaldi data directory's `text` file (utterance id, then the words), recognised by its name."""
-    return path.name == "text" and any((path.parent / name).is_file() for name in ("wav.scp", "utt2spk", "segments"))
-
-
 def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.strip_ids) -> list[list[str]]:
-    """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores."""
+    """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores (inputs.input_kind);
+    a Kaldi data directory's `text` file, or any text file with `strip_ids`, loses each line's first field."""
+    from . import inputs
     from .manifest import load_manifest
     from .store import FeatureStore
     from .text import normalize_text
 
     texts: list[str] = []
     for path in map(Path, paths):
-        if path.is_dir():
+        kind = inputs.require_kind(path, (inputs.STORE, inputs.MANIFEST, inputs.KALDI_TEXT, inputs.TEXT),
+                                   "LM text")
+        if kind == inputs.STORE:
             texts += [entry.text for entry in FeatureStore(path) if entry.text]
-        elif path.suffix == ".jsonl":
+        elif kind == inputs.MANIFEST:
             texts += [u.text for u in load_manifest(path) if u.text]
-        elif path.is_file():
+        else:
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError as error:
                 raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
-            ids_first = strip_ids or is_kaldi_text(path)
+            ids_first = strip_ids or kind == inputs.KALDI_TEXT
             texts += [line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)
                       for line in lines]
-        else:
-            raise AsrCliError(f"LM text not found: {path}")
     sentences = [tokenize(normalize_text(text), unit) for text in texts]
     return [sentence for sentence in sentences if sentence]

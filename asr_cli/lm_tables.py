@@ -1,4 +1,5 @@
-"""An n-gram LM (and a lexicon) flattened into the hashed tables the numba beam search reads.
+"""An n-gram LM (and a lexicon) flattened into the hashed tables the numba beam search reads, and
+`search_tables`, which builds them from a search's LM and lexicon files.
 
 Sequences of ids (an n-gram's word ids, a word's label ids) are keyed by a
 64-bit rolling hash (`extend_hash`), the same in Python and in numba. The
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numba
@@ -17,8 +19,11 @@ import numpy as np
 from numba import types
 from numba.typed import Dict
 
+from .config import CHARACTER_UNITS, PHONE_UNITS, ConfigError, SearchConfig
 from .errors import AsrCliError
-from .lm import SENTENCE_END, SENTENCE_START, SPACE_TOKEN, UNKNOWN, NgramLM
+from .lexicon import Lexicon, PhoneSet, check_units, load_lexicon
+from .lm import SENTENCE_END, SENTENCE_START, SPACE_TOKEN, UNKNOWN, KenlmScorer, NgramLM, is_kenlm_binary, read_arpa
+from .logs import log
 from .text import Vocabulary
 
 NO_LM, WORD_LM, CHAR_LM = 0, 1, 2
@@ -304,3 +309,106 @@ def fill_scorer_cache(tables: LanguageModelTables, prefixes: list[list[int]], sp
             tables.arrays.cache[int(context_key(context, word_id))] = log_prob - (oov_penalty if is_oov else 0.0)
             context = np.append(context[1:], np.int64(word_id))
         tables.arrays.cache[int(context_key(context, END_MARK))] = log_probs[-1][0]
+
+
+# --- the tables of a search's files ---
+
+
+def _load_lm(search: SearchConfig, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None,
+             verbose: bool = True) -> LanguageModelTables:
+    tables = _lm_tables(search, vocabulary, spellings)
+    if not verbose:
+        return tables
+    if is_kenlm_binary(search.lm_path):  # its vocabulary cannot be listed
+        log.info(f"LM {search.lm_path}: KenLM binary, order {tables.arrays.order} (no OOV rate, no look-ahead for unfinished "
+                 "words: pass the ARPA file for those)")
+        return tables
+    what = "words" if search.lm_unit == "word" else "tokens"
+    cannot = ("have no pronunciation in the lexicon" if spellings is not None
+              else "use characters the model cannot produce")
+    log.info(f"LM {search.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
+             + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""))
+    if tables.unmodelled:
+        log.warning(f"the character LM has no probability for model characters {tables.unmodelled!r}")
+    if not tables.lm_tokens:
+        raise AsrCliError(f"{search.lm_path}: the LM has no {what} besides <s>, </s> and <unk>")
+    if tables.oov_rate > 0.5:
+        log.warning("most of the LM's vocabulary is out of reach of the model: was it built on other text "
+                    "or with other normalisation?")
+    return tables
+
+
+def search_tables(search: SearchConfig, vocabulary: Vocabulary, phones: PhoneSet | None = None,
+                  verbose: bool = False) -> LanguageModelTables | None:
+    """The LM and the lexicon of `search` as the search's tables; None for a search without either.
+
+    A phone model (`phones`) needs a lexicon: it spells the LM's words and the output words in phones.
+    """
+    if phones is not None and search.lexicon_path is None:
+        raise AsrCliError("this is a phone model: it writes words through a pronunciation lexicon; give --lexicon "
+                          "(a Kaldi lexicon.txt, or cmudict)")
+    lexicon = None
+    if search.lexicon_path is not None:
+        lexicon = load_lexicon(search.lexicon_path, PHONE_UNITS if phones is not None else CHARACTER_UNITS)
+        lexicon = _in_phone_characters(lexicon, phones) if phones is not None else lexicon
+        check_units(lexicon, set(vocabulary.characters))
+    spellings = ({word: ["".join(units) for units in forms] for word, forms in lexicon.pronunciations.items()}
+                 if phones is not None else None)
+    lm_tables = _load_lm(search, vocabulary, spellings, verbose) if search.lm_path is not None else None
+    if lexicon is None:
+        return lm_tables
+    lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.arrays.mode == WORD_LM else set()
+    if lm_words and not lm_words & set(lexicon.words):
+        raise AsrCliError(f"{search.lexicon_path} shares no word with the LM {search.lm_path}: were they written "
+                          "for the same language, with the same normalisation?")
+    if verbose:
+        unknown = f"; {len(set(lexicon.words) - lm_words):,} of them unknown to the LM" if lm_words else ""
+        log.info(f"lexicon {search.lexicon_path}: {len(lexicon.words):,} words{unknown}")
+    base = lm_tables if lm_tables is not None else empty_lm_tables(vocabulary.size)
+    tables = restrict_to_lexicon(base, lexicon, vocabulary, search.oov_penalty)
+    if phones is not None:
+        tables = dataclasses.replace(tables, spoken_words=_spoken_words(lexicon, vocabulary, tables))
+    return tables
+
+
+def _in_phone_characters(lexicon: Lexicon, phones: PhoneSet) -> Lexicon:
+    """The lexicon with each pronunciation spelt in the model's phone characters; refuses unknown phones."""
+    unknown = {unit for forms in lexicon.pronunciations.values() for units in forms for unit in units} - set(phones.names)
+    if unknown:
+        raise AsrCliError(f"{lexicon.source} uses phones the model lacks: {', '.join(sorted(unknown)[:10])} (the "
+                          f"model's: {' '.join(phones.names)})")
+    spelled = Lexicon(source=lexicon.source)
+    for word, forms in lexicon.pronunciations.items():
+        for units in forms:
+            spelled.add(word, tuple(phones.spell(units)))
+    return spelled
+
+
+def _spoken_words(lexicon: Lexicon, vocabulary: Vocabulary, tables: LanguageModelTables) -> dict[str, str]:
+    """Phone spelling -> the word to write: the homophone the search scored (the LM's likelier one), else the
+    first the lexicon lists."""
+    spoken: dict[str, str] = {}
+    for word, forms in lexicon.pronunciations.items():
+        for units in forms:
+            spelling = "".join(units)
+            scored = tables.arrays.word_of_hash.get(sequence_hash(vocabulary.encode(spelling)), -1)
+            if scored >= 0 and tables.lm_vocabulary is not None:
+                spoken[spelling] = tables.lm_vocabulary[scored]
+            else:
+                spoken.setdefault(spelling, word)
+    return spoken
+
+
+def _lm_tables(search: SearchConfig, vocabulary: Vocabulary,
+               spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+    """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files); `spellings` spell
+    its words for a phone model (see `build_lm_tables`)."""
+    binary = Path(search.lm_path).is_file() and is_kenlm_binary(search.lm_path)
+    if spellings is not None and (search.lm_backend == "kenlm" or binary or search.lm_unit != "word"):
+        raise AsrCliError("a phone model takes a word LM in ARPA form, read by the built-in reader (--lm-backend arpa)")
+    if search.lm_backend == "arpa" or (search.lm_backend == "auto" and not binary):
+        return build_lm_tables(read_arpa(search.lm_path), vocabulary, search.lm_unit, spellings)
+    if search.lm_unit != "word":
+        raise ConfigError("lm_backend", "{0} kenlm serves word LMs; read a character LM's ARPA file with {0} arpa")
+    scorer = KenlmScorer(search.lm_path)
+    return scorer_lm_tables(scorer, vocabulary, None if binary else read_arpa(search.lm_path, max_order=1))

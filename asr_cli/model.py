@@ -270,6 +270,24 @@ class ModelFile:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    @property
+    def phones(self):
+        """A phone model's `lexicon.PhoneSet`; None for a character model."""
+        from .lexicon import PhoneSet
+
+        return PhoneSet(self.config.phones) if self.config.phone_units else None
+
+    @property
+    def seconds_per_frame(self) -> float:
+        """Seconds between the model's output frames (the input's frame shift times the subsampling)."""
+        return self.config.subsample * self.feature_config.frame_shift_ms / 1000
+
+    def feature_extractor(self, encoder_path=None):
+        """What computes this model's features from 16-bit-range waveforms (see features.feature_extractor)."""
+        from .features import feature_extractor
+
+        return feature_extractor(self.feature_config, encoder_path)
+
 
 def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
     """The model file at `path` (a `model.pt`); loads no code (weights_only)."""
@@ -325,7 +343,7 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
 
 
 def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:
-    if config.units == "phones":
+    if config.phone_units:
         return f"{len(config.phones)} phones + word boundary + blank: {' '.join(config.phones)}"
     return f"{len(vocabulary)} characters + blank: " + "".join(vocabulary).replace(" ", "<space>")
 
@@ -348,7 +366,7 @@ def describe_model_file(path) -> dict:
         "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
                     f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
                     f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
-        "normalisation": "per speaker (per utterance when no speaker is known)" if config.cmvn == "speaker"
+        "normalisation": "per speaker (per utterance when no speaker is known)" if config.speaker_cmvn
                          else "global CMVN of the training data",
         "training": loaded.info,
         "model_config": config.to_dict(), "feature_config": features,
@@ -393,7 +411,7 @@ def export_torchscript(model_path, output) -> dict:
         "feature_config": loaded.feature_config.to_dict(), "vocabulary": list(loaded.vocabulary.characters),
         "model_config": model.config.to_dict(),
         "normalisation": ("features must arrive normalised by their speaker's (or utterance's) mean and std"
-                          if model.config.cmvn == "speaker" else "global CMVN is inside the module"),
+                          if model.config.speaker_cmvn else "global CMVN is inside the module"),
     }
     with atomic_write(output, "wb") as handle:
         torch.jit.save(traced, handle, _extra_files={EXPORT_METADATA_FILE: json.dumps(metadata)})

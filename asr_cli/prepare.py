@@ -28,12 +28,14 @@ import numpy as np
 
 from .audio import AudioError, load_audio, resample, usable_duration_s
 from .errors import AsrCliError, describe_os_error, format_problems
-from .features import CmvnStats, feature_extractor
+from .cmvn import CmvnStats
+from .features import feature_extractor
 from .config import ConfigError, FeatureConfig, PrepareConfig
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, json_line, write_json
 from .manifest import BadItem, Utterance, check_manifest
-from .report import progress_bar
+from .logs import progress_bar
 from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
+from .signals import raise_if_stopped
 from .threads import use_threads
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
@@ -185,6 +187,7 @@ def _run_worker_processes(
     results: dict[int, dict] = {}
     try:
         while len(results) < len(workers):
+            raise_if_stopped()
             try:
                 kind, index, payload = messages.get(timeout=WORKER_POLL_S)
             except queue.Empty:
@@ -287,6 +290,7 @@ def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig, s
     """
     batch, loaded, failures, batch_samples = [], [], [], 0
     for position, utterance in share:
+        raise_if_stopped()
         batch.append((position, utterance))
         try:
             samples, _ = load_audio(utterance.audio, config.sample_rate_hz, utterance.offset, utterance.duration)

@@ -16,6 +16,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
+from . import inputs
 from .errors import AsrCliError, require_file, some_of
 from .fileio import iter_json_lines
 from .importers import read_kaldi_table
@@ -42,18 +43,16 @@ def _check_unique(transcripts: list[Transcript], path: Path) -> None:
         raise AsrCliError(f"{path}: {len(duplicates)} duplicate id(s): {some_of(list(duplicates))}")
 
 
-def _first_content_line(path: Path) -> str:
-    with open(path, "rb") as handle:
-        for raw_line in handle:
-            if raw_line.strip():
-                return raw_line.decode("utf-8", errors="replace").strip()
-    return ""
+REFERENCE_KINDS = {inputs.STORE: "store", inputs.MANIFEST: "manifest", inputs.KALDI_TEXT: "kaldi", inputs.TEXT: "kaldi"}
+HYPOTHESIS_KINDS = {inputs.MANIFEST: "jsonl", inputs.KALDI_TEXT: "kaldi", inputs.TEXT: "kaldi"}
 
 
-def _detect_format(path: Path) -> str:
-    if path.is_dir():
-        return "store"
-    return "jsonl" if _first_content_line(path).startswith("{") else "kaldi"
+def _detected(path: Path, given: str, kinds: dict[str, str], role: str) -> str:
+    """The format `given`, or for "auto" the one inputs.input_kind finds; a kind the role cannot use is an error."""
+    if given != "auto":
+        return given
+    kind = inputs.require_kind(path, tuple(kinds), role)
+    return kinds[kind]
 
 
 def read_references(path: str | Path, ref_format: str = ScoreConfig.ref_format) -> list[Transcript]:
@@ -64,7 +63,7 @@ def read_references(path: str | Path, ref_format: str = ScoreConfig.ref_format) 
     path = Path(path)
     if not path.exists():
         raise AsrCliError(f"references not found: {path}")
-    detected = _detect_format(path) if ref_format == "auto" else ref_format
+    detected = _detected(path, ref_format, REFERENCE_KINDS, "the references")
     if detected == "store":
         from .store import FeatureStore
 
@@ -89,7 +88,7 @@ def read_references(path: str | Path, ref_format: str = ScoreConfig.ref_format) 
 def read_hypotheses(path: str | Path, hyp_format: str = ScoreConfig.hyp_format) -> list[Transcript]:
     """Hypotheses from `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."""
     path = require_file(path, "hypotheses file")
-    detected = _detect_format(path) if hyp_format == "auto" else hyp_format
+    detected = _detected(path, hyp_format, HYPOTHESIS_KINDS, "the hypotheses")
     if detected == "jsonl":
         records = _read_jsonl(path)
         untexted = [r["id"] for r in records if not isinstance(r.get("text"), str)]

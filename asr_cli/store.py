@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .errors import AsrCliError
-from .features import CmvnStats
+from .cmvn import CmvnStats
 from .config import FeatureConfig
 
 STORE_FORMAT_VERSION = 1

@@ -20,7 +20,8 @@ import soundfile
 from .config import SHOW_PROGRESS, CorpusConfig
 from .errors import AsrCliError
 from .manifest import Utterance, write_manifest
-from .report import progress_bar
+from .logs import progress_bar
+from .signals import raise_if_stopped
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 ESPEAK_CHARS_UTF8 = 1
@@ -37,7 +38,7 @@ PITCH = (25, 75)
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
-class Speaker:
+class EspeakEngine:
     """eSpeak NG in synchronous mode: text in, 16-bit mono samples out."""
 
     def __init__(self) -> None:
@@ -145,7 +146,7 @@ def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), sho
     
     output_dir = Path(output_dir)
     (output_dir / "audio").mkdir(parents=True, exist_ok=True)
-    speaker = Speaker()
+    engine = EspeakEngine()
     rng = random.Random(spec.seed)
     written = {}
     splits = (("train", spec.num_train, TRAIN_VARIANTS), ("dev", spec.num_dev, DEV_VARIANTS),
@@ -153,15 +154,16 @@ def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), sho
     for split, count, variants in splits:
         utterances = []
         for index in progress_bar(count, f"synthesise {split}", show_progress, iterable=range(count), unit="utt"):
+            raise_if_stopped()
             voice = f"{rng.choice(LANGUAGES)}+{rng.choice(variants)}"
             rate_wpm, pitch = rng.randint(*RATE_WPM), rng.randint(*PITCH)
             text = sentence(rng)
-            samples = speaker.speak(text, voice, rate_wpm, pitch)
+            samples = engine.speak(text, voice, rate_wpm, pitch)
             utterance_id = f"{split}-{index:05d}"
             path = output_dir / "audio" / f"{utterance_id}.wav"
-            soundfile.write(str(path), samples, speaker.sample_rate_hz, subtype="PCM_16")
+            soundfile.write(str(path), samples, engine.sample_rate_hz, subtype="PCM_16")
             utterances.append(Utterance(utterance_id, f"audio/{path.name}", text=text, speaker=voice,
-                                        duration=len(samples) / speaker.sample_rate_hz))
+                                        duration=len(samples) / engine.sample_rate_hz))
         write_manifest(output_dir / f"{split}.jsonl", utterances)
         written[split] = len(utterances)
     return written

@@ -1,7 +1,9 @@
 """Training: CTC on feature stores, checkpoints that resume exactly, DDP under torchrun.
 
-`train` is the whole loop, readable top to bottom; the helpers below it
-save and restore state, evaluate, and draw the curves.
+`train` is the whole loop, readable top to bottom: open the data, build the run, then `train_one_epoch` and
+`finish_epoch` until done. `compute_loss` is the one loss of training and validation. Checkpoints are in
+checkpoint.py, the process group in distributed.py, the run's records in records.py, the folder's file names
+in experiment.py, and the training batches' transforms in data.py.
 """
 
 from __future__ import annotations
@@ -9,10 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import platform
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,34 +19,29 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import __version__
-from .data import (BatchDataset, ExampleSet, SpeakerCmvn, Vtlp, build_examples, data_fingerprint, epoch_batch_seeds,
-    make_batches, open_stores, padding_waste, rank_batches, require_same_features, require_speakers)
-from .config import (CHARACTER_UNITS, DEFAULT_DEVICE, PHONE_UNITS, SHOW_PROGRESS, ConfigError, ModelConfig, ScoreConfig,
+from .checkpoint import checkpoint_contents, load_checkpoint, restore_rng, save_model, save_torch_atomically
+from .cmvn import SpeakerNormalizer
+from .config import (DEFAULT_DEVICE, PHONE_UNITS, SHOW_PROGRESS, ConfigError, ModelConfig, ScoreConfig,
                      TrainConfig)
-from .decode import greedy_decode
+from .data import (BatchDataset, ExampleSet, SpeakerNormalization, SpecAugment, Vtlp, build_examples, data_fingerprint,
+                   epoch_batch_seeds, make_batches, open_stores, rank_batches, require_same_features, require_speakers)
+from .batching import padding_waste
+from .distributed import Distributed, local_processes, setup_distributed
 from .errors import AsrCliError
-from .fileio import atomic_write, ensure_writable_dir, write_json, write_jsonl
-from .model import AcousticModel, model_file_contents, resolve_device
-from .score import Transcript, score
-from .store import FeatureStore, combine_cmvn
+from .experiment import ExperimentFolder, copy_file
+from .fileio import write_json
 from .lexicon import Lexicon, PhoneSet, load_lexicon, phone_transcript
+from .logs import log, progress_bar
+from .model import AcousticModel
+from .records import data_summary, write_history, write_run_config
+from .score import Transcript, score
+from .search import greedy_decode
+from .store import FeatureStore, combine_cmvn
 from .text import Vocabulary, normalize_text
-from .report import log, progress_bar
 from .threads import ThreadGovernor
 
-CHECKPOINT_FORMAT_VERSION = 1
-LAST_CHECKPOINT = "checkpoint.last.pt"
-BEST_CHECKPOINT = "checkpoint.best.pt"
-MODEL_FILE = "model.pt"
-METRICS_FILE = "metrics.jsonl"
-CURVES_FILE = "curves.png"
-CONFIG_FILE = "config.json"
-EXPERIMENT_FILES = {LAST_CHECKPOINT, BEST_CHECKPOINT, MODEL_FILE, METRICS_FILE, CURVES_FILE, CONFIG_FILE, "summary.json",
-                    "decoding.json", "lm.arpa", "dev_eval"}  # what train (and pack) write, and recipes' evaluations
 MAX_WARMUP_FRACTION_INVERSE = 4  # warm-up takes at most a quarter of the steps
 
 def warmup_steps(total_steps: int, config: TrainConfig) -> int:
@@ -66,47 +60,6 @@ def learning_rate_scale(step: int, total_steps: int, config: TrainConfig) -> flo
         return 1.0
     progress = min((step - decay_start) / (total_steps - decay_start), 1.0)
     return config.final_lr_scale**progress
-
-
-@dataclass
-class Distributed:
-    """This process's place in a torchrun job (a job of one without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def any(self, flag: bool) -> bool:
-        """True on every process if it is true on any."""
-        if self.world_size == 1:
-            return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-
-def setup_distributed(device_name: str) -> Distributed:
-    """Pick the device; join the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
-    device_name = resolve_device(device_name).type
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed(device=torch.device(device_name))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dist.init_process_group(backend="nccl" if device_name == "cuda" else "gloo")
-    if device_name == "cuda":
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    return Distributed(rank=dist.get_rank(), world_size=world_size, device=device)
 
 
 class StopRequest:
@@ -204,10 +157,10 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     state: TrainState
     total_steps: int
-    cmvn_mean: np.ndarray  # what SpecAugment masks with
-    train_cmvn: SpeakerCmvn | None  # per-speaker normalisation, when the model takes it
-    valid_cmvn: SpeakerCmvn | None
-    vtlp: Vtlp | None
+    fill: np.ndarray  # the model's CMVN mean: what padding and masks hold (normalised to zero by the model)
+    train_transforms: list  # utterance transforms of training batches (data.py), in order
+    batch_transforms: list  # ... and of the padded batches (SpecAugment)
+    valid_transforms: list  # of validation batches: only what the model's input needs (speaker normalisation)
 
 
 @dataclass
@@ -236,29 +189,38 @@ def train(
     fine-tuning; with `resume`, `extend_to_epochs` continues a run (finished or not) to that many epochs,
     the learning-rate schedule stretched over the new total. Progress goes to the "asr_cli" logger.
     """
-    exp_dir = Path(exp_dir)
+    folder = ExperimentFolder(exp_dir)
     _check_options(model_config, config, vocabulary, init_from)
-    # Processes of this machine (torchrun) share its cores.
-    governor = ThreadGovernor(threads, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))))
+    governor = ThreadGovernor(threads, local_processes())
     env = setup_distributed(device_name)
     if env.is_main:
-        _check_output_folder(exp_dir, resume)
-    data = open_training_data(train_paths, valid_path, exp_dir, model_config, config, resume, vocabulary, init_from,
+        folder.check_for_training(resume)
+    data = open_training_data(train_paths, valid_path, folder, model_config, config, resume, vocabulary, init_from,
                               extend_to_epochs)
-    run = build_run(data, env, exp_dir)
+    run = build_run(data, env, folder)
     if env.is_main:
-        _write_run_config(exp_dir, data, train_paths, valid_path, env)
+        write_run_config(folder, _run_record(data, train_paths, valid_path, env))
     with StopRequest() as stop:
         while run.state.epoch < data.config.epochs:
-            stats = train_one_epoch(run, data, env, governor, stop, show_progress, exp_dir)
+            stats = train_one_epoch(run, data, env, governor, stop, show_progress, folder)
             if stop.requested:
-                return _stop(run, data, env, exp_dir, stop)
-            finish_epoch(run, data, env, exp_dir, stats)
+                return _stop(run, data, env, folder, stop)
+            finish_epoch(run, data, env, folder, stats)
     result = TrainResult(False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps,
-                         exp_dir / MODEL_FILE)
+                         folder.model_file)
     if env.is_main:
-        write_json(exp_dir / "summary.json", result.to_dict())
+        write_json(folder.summary_file, result.to_dict())
     return result
+
+
+def _run_record(data: TrainingData, train_paths, valid_path, env: Distributed) -> dict:
+    """What config.json records of a run besides the command and versions."""
+    return {"train_stores": [str(Path(p).resolve()) for p in train_paths],
+            "valid_store": str(Path(valid_path).resolve()), "model_config": data.model_config.to_dict(),
+            "train_config": data.config.to_dict(), "feature_config": data.feature_config,
+            "vocabulary": list(data.vocabulary.characters), "skipped_utterances": data.training.skipped,
+            "skipped_validation_utterances": data.validation.skipped,
+            "world_size": env.world_size, "device": str(env.device)}
 
 
 def _check_options(model_config: ModelConfig, config: TrainConfig, vocabulary: Vocabulary | None,
@@ -266,14 +228,14 @@ def _check_options(model_config: ModelConfig, config: TrainConfig, vocabulary: V
     """Combinations of options no run can honour, refused before anything is opened."""
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
         raise ConfigError(("intermediate_ctc", "num_layers"), "{0} needs a recurrent model with {1} at least 2")
-    if model_config.units == PHONE_UNITS and vocabulary is not None:
+    if model_config.phone_units and vocabulary is not None:
         raise ConfigError(("vocabulary", "lexicon"), "{0} lists characters; a phone model's units come from its {1}")
-    if model_config.units == CHARACTER_UNITS and config.lexicon is not None and init_from is None:
+    if not model_config.phone_units and config.lexicon is not None and init_from is None:
         raise ConfigError(("lexicon", "units"), "{0} in training is for {1} phones; character models take a lexicon "
                           "when decoding")
 
 
-def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: Path,
+def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path, folder: ExperimentFolder,
                        model_config: ModelConfig, config: TrainConfig, resume: bool, vocabulary: Vocabulary | None,
                        init_from: str | Path | None, extend_to_epochs: int | None) -> TrainingData:
     """Open and check the stores; settle the vocabulary and configurations (new, fine-tuned, or exactly those of
@@ -282,23 +244,22 @@ def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path
     valid_stores = open_stores([str(valid_path)], "validation")
     require_same_features(train_stores[0], valid_stores[0])
     fingerprint = data_fingerprint(train_stores)
-    checkpoint = _load_checkpoint(exp_dir / LAST_CHECKPOINT) if resume else None
+    checkpoint = load_checkpoint(folder.last_checkpoint) if resume else None
     if checkpoint is not None:
         if checkpoint["data_fingerprint"] != fingerprint:
-            raise AsrCliError(f"{exp_dir}: the training data differ from those the checkpoint was trained on; "
+            raise AsrCliError(f"{folder.path}: the training data differ from those the checkpoint was trained on; "
                               "resume with the same --train stores, or start a new experiment folder")
         vocabulary = Vocabulary(tuple(checkpoint["vocabulary"]))
         model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, exp_dir)
-    feature_config = train_stores[0].feature_config.to_dict()
-    initial = _initial_weights(init_from, feature_config) if init_from is not None and checkpoint is None else None
+        config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, folder.path)
+    initial = _initial_weights(init_from, train_stores[0]) if init_from is not None and checkpoint is None else None
     if initial is not None:
         vocabulary, model_config = initial.vocabulary, initial.model_config
     elif checkpoint is None and vocabulary is None:
         vocabulary = Vocabulary.from_texts(normalize_text(entry.text, config.normalize)
                                            for store in train_stores for entry in store)
     to_units = None
-    if model_config.units == PHONE_UNITS:
+    if model_config.phone_units:
         lexicon, phones = _phone_lexicon(config, model_config)
         vocabulary = Vocabulary(tuple(phones.character(name) for name in phones.names) + (" ",))
         model_config = dataclasses.replace(model_config, phones=phones.names)
@@ -316,22 +277,19 @@ def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path
                         fingerprint, checkpoint, initial)
 
 
-def build_run(data: TrainingData, env: Distributed, exp_dir: Path) -> TrainingRun:
-    """The model (normalisation included), optimiser and schedule, with the resumed checkpoint's state restored."""
+def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) -> TrainingRun:
+    """The model (normalisation included), optimiser, schedule and batch transforms, with the resumed
+    checkpoint's state restored."""
     config, model_config = data.config, data.model_config
     torch.manual_seed(config.seed)
     model = AcousticModel(model_config)
-    train_cmvn = valid_cmvn = None
-    if model_config.cmvn == "speaker":  # the data pipeline normalises; the model's own CMVN stays the identity
-        require_speakers(data.train_stores, "training")
-        train_cmvn, valid_cmvn = SpeakerCmvn.of_stores(data.train_stores), SpeakerCmvn.of_stores(data.valid_stores)
-    else:
-        mean, std = combine_cmvn(data.train_stores).mean_and_std()
-        model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+    train_transforms, valid_transforms = _normalization_transforms(data, model)
     if data.initial is not None:  # its CMVN too: a few minutes of a new speaker should not redefine the input scale
         model.load_state_dict(data.initial.state_dict)
-    cmvn_mean = model.cmvn_mean.clone().numpy()
-    vtlp = Vtlp(data.train_stores[0].feature_config, config.vtlp_warp) if config.vtlp_warp > 0 else None
+    fill = model.cmvn_mean.clone().numpy()
+    if config.vtlp_warp > 0:  # after speaker normalisation, as at test time: the warp moves formants, not the mean
+        train_transforms.append(Vtlp(data.train_stores[0].feature_config, config.vtlp_warp))
+    batch_transforms = [SpecAugment(config.spec_augment, torch.from_numpy(fill))] if config.spec_augment.enabled else []
     model.to(env.device)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
@@ -341,20 +299,37 @@ def build_run(data: TrainingData, env: Distributed, exp_dir: Path) -> TrainingRu
                                          env.world_size))
     total_steps = batches_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(step, total_steps, config))
-    state = TrainState()
-    if data.checkpoint is not None:
-        model.load_state_dict(data.checkpoint["model"])
-        optimizer.load_state_dict(data.checkpoint["optimizer"])
-        scheduler.load_state_dict(data.checkpoint["scheduler"])
-        state = TrainState.from_dict(data.checkpoint["state"])
-        _restore_rng(data.checkpoint["rng"], env)
+    state = _restored(data, model, optimizer, scheduler, env)
     if state.epoch >= config.epochs:  # before anything is written: the finished run's records stay as they are
-        raise AsrCliError(f"{exp_dir}: training already finished ({config.epochs} epochs); nothing to resume")
-    network = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
+        raise AsrCliError(f"{folder.path}: training already finished ({config.epochs} epochs); nothing to resume")
     if env.is_main:
         _report_run(data, model, total_steps, batches_per_epoch, env, resumed=data.checkpoint is not None)
-    return TrainingRun(model, network, optimizer, scheduler, state, total_steps, cmvn_mean, train_cmvn, valid_cmvn,
-                       vtlp)
+    return TrainingRun(model, env.wrap(model), optimizer, scheduler, state, total_steps, fill, train_transforms,
+                       batch_transforms, valid_transforms)
+
+
+def _normalization_transforms(data: TrainingData, model: AcousticModel) -> tuple[list, list]:
+    """(training, validation) transforms that normalise the model's input: none when the model holds the
+    training stores' global CMVN (set here), per speaker for `--cmvn speaker` (the model's own CMVN then stays
+    the identity)."""
+    if not data.model_config.speaker_cmvn:
+        mean, std = combine_cmvn(data.train_stores).mean_and_std()
+        model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
+        return [], []
+    require_speakers(data.train_stores, "training")
+    return ([SpeakerNormalization(SpeakerNormalizer.of_stores(data.train_stores))],
+            [SpeakerNormalization(SpeakerNormalizer.of_stores(data.valid_stores))])
+
+
+def _restored(data: TrainingData, model: AcousticModel, optimizer, scheduler, env: Distributed) -> TrainState:
+    """The run's state: new, or the checkpoint's (with weights, optimiser, schedule and random state)."""
+    if data.checkpoint is None:
+        return TrainState()
+    model.load_state_dict(data.checkpoint["model"])
+    optimizer.load_state_dict(data.checkpoint["optimizer"])
+    scheduler.load_state_dict(data.checkpoint["scheduler"])
+    restore_rng(data.checkpoint["rng"], env.rank)
+    return TrainState.from_dict(data.checkpoint["state"])
 
 
 def _report_run(data: TrainingData, model: AcousticModel, total_steps: int, batches_per_epoch: int,
@@ -371,14 +346,15 @@ def _report_run(data: TrainingData, model: AcousticModel, total_steps: int, batc
 
 
 def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, governor: ThreadGovernor,
-                    stop: StopRequest, show_progress: bool, exp_dir: Path) -> EpochStats:
+                    stop: StopRequest, show_progress: bool, folder: ExperimentFolder) -> EpochStats:
     """Train on this process's share of the epoch's batches, from where the run stands; returns early (after the
     current step) when a stop is requested on any process."""
     config, state, epoch = data.config, run.state, run.state.epoch
     batches = rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, epoch), env.rank,
                            env.world_size)
-    dataset = BatchDataset(data.train_stores, data.training.examples, batches, run.cmvn_mean, config.spec_augment,
-                           epoch_batch_seeds(config.seed, epoch, len(batches)), run.train_cmvn, run.vtlp)
+    dataset = BatchDataset(data.train_stores, data.training.examples, batches, run.fill,
+                           epoch_batch_seeds(config.seed, epoch, len(batches)), run.train_transforms,
+                           run.batch_transforms)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, sampler=range(state.batch, len(batches)),
         num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
@@ -403,7 +379,7 @@ def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, gove
                 raise AsrCliError(
                     f"{state.bad_steps} non-finite losses in a row (epoch {epoch + 1}, batch {state.batch}); "
                     "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
-                    f"{exp_dir / LAST_CHECKPOINT}")
+                    f"{folder.last_checkpoint}")
             if env.any(stop.requested):
                 stop.requested = True  # on every process, so that all of them stop here
                 break
@@ -413,17 +389,9 @@ def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, gove
 def train_step(run: TrainingRun, batch: dict, config: TrainConfig, env: Distributed) -> tuple[float | None, int]:
     """One optimiser step on a batch: (loss per token, or None when it was not finite and the step skipped;
     tokens)."""
-    intermediate_layer = run.model.config.num_layers // 2 if config.intermediate_ctc > 0 else 0
-    features = batch["features"].to(env.device, non_blocking=True)
-    with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-        outputs = run.network(features, batch["lengths"], intermediate_layer)
-    tokens = int(batch["target_lengths"].sum())
-    loss = ctc_loss(outputs[0], outputs[1], batch, env.device) / tokens
-    if intermediate_layer:
-        intermediate_loss = ctc_loss(outputs[2], outputs[1], batch, env.device) / tokens
-        loss = (1 - config.intermediate_ctc) * loss + config.intermediate_ctc * intermediate_loss
+    loss = compute_loss(run.network, batch, env.device, config)
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.value.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(run.network.parameters(), config.grad_clip)
     run.state.step += 1
     run.state.batch += 1
@@ -432,18 +400,47 @@ def train_step(run: TrainingRun, batch: dict, config: TrainConfig, env: Distribu
         run.optimizer.zero_grad(set_to_none=True)
         run.state.bad_steps += 1
         run.state.skipped_steps += 1
-        return None, tokens
+        return None, loss.tokens
     run.optimizer.step()
     run.scheduler.step()
     run.state.bad_steps = 0
-    return loss.item(), tokens
+    return loss.value.item(), loss.tokens
 
 
-def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, exp_dir: Path, stats: EpochStats) -> None:
+@dataclass(frozen=True)
+class Loss:
+    """A batch's loss per target token (what the step minimises), its token count, and the model's outputs."""
+
+    value: torch.Tensor
+    tokens: int
+    log_probs: torch.Tensor  # (B, T', V)
+    output_lengths: torch.Tensor  # (B,)
+
+
+def compute_loss(network: torch.nn.Module, batch: dict, device: torch.device, config: TrainConfig,
+                 intermediate: bool = True) -> Loss:
+    """The one loss of training and validation: CTC per target token, in the run's precision, mixed with
+    `config.intermediate_ctc` of the middle layer's CTC loss when the run uses it and `intermediate` is set
+    (validation reports the final layer's CTC alone, so that runs with and without it compare)."""
+    model = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
+    intermediate_layer = model.config.num_layers // 2 if intermediate and config.intermediate_ctc > 0 else 0
+    features = batch["features"].to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        outputs = network(features, batch["lengths"], intermediate_layer)
+    tokens = int(batch["target_lengths"].sum())
+    value = ctc_loss(outputs[0], outputs[1], batch, device) / tokens
+    if intermediate_layer:
+        intermediate_value = ctc_loss(outputs[2], outputs[1], batch, device) / tokens
+        value = (1 - config.intermediate_ctc) * value + config.intermediate_ctc * intermediate_value
+    return Loss(value, tokens, outputs[0], outputs[1])
+
+
+def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder,
+                 stats: EpochStats) -> None:
     """Validate, keep the best model, write the metrics, curves and checkpoint; the state moves to the next epoch."""
     state, epoch = run.state, run.state.epoch
     valid = evaluate(run.model, data.valid_stores, data.validation, data.vocabulary, data.config, env,
-                     run.valid_cmvn) if env.is_main else {}
+                     run.valid_transforms) if env.is_main else {}
     record = {
         "epoch": epoch + 1, "step": state.step, "train_loss": stats.loss_sum / max(stats.tokens, 1),
         **valid, "learning_rate": run.scheduler.get_last_lr()[0], "epoch_time_s": round(stats.elapsed_s, 1),
@@ -456,26 +453,34 @@ def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, exp_dir
     if env.is_main:
         if improved:
             state.best_cer = valid["valid_cer"]
-            _save_model(exp_dir / MODEL_FILE, run.model, data.feature_config, data.vocabulary,
-                        {**record, **_data_summary(data.train_stores, data.training, data.valid_stores)})
-        write_jsonl(exp_dir / METRICS_FILE, state.history)  # rewritten whole: a resume never duplicates
-        _plot_curves(exp_dir, state.history)
+            save_model(folder.model_file, run.model, data.feature_config, data.vocabulary,
+                       {**record, **data_summary(data.train_stores, data.training, data.valid_stores)})
+        write_history(folder, state.history)
         log.info(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
                  f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
                  f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s")
-    _save_checkpoint(exp_dir / LAST_CHECKPOINT, run, data, env)
+    _save_checkpoint(folder, run, data, env)
     if improved:
-        _copy_file(exp_dir / LAST_CHECKPOINT, exp_dir / BEST_CHECKPOINT)
+        copy_file(folder.last_checkpoint, folder.best_checkpoint)
     env.barrier()
 
 
-def _stop(run: TrainingRun, data: TrainingData, env: Distributed, exp_dir: Path, stop: StopRequest) -> TrainResult:
+def _save_checkpoint(folder: ExperimentFolder, run: TrainingRun, data: TrainingData, env: Distributed) -> None:
+    if env.is_main:
+        save_torch_atomically(folder.last_checkpoint, checkpoint_contents(
+            run.model, run.optimizer, run.scheduler, run.state.to_dict(), data.vocabulary, data.config.to_dict(),
+            data.fingerprint))
+    env.barrier()
+
+
+def _stop(run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder,
+          stop: StopRequest) -> TrainResult:
     """A clean stop mid-epoch: the checkpoint holds the exact place to resume from."""
-    _save_checkpoint(exp_dir / LAST_CHECKPOINT, run, data, env)
+    _save_checkpoint(folder, run, data, env)
     state = run.state
     if env.is_main:
         log.info(f"stopped in epoch {state.epoch + 1} after batch {state.batch}; resume with the same command "
-                 f"and --resume (checkpoint: {exp_dir / LAST_CHECKPOINT})")
+                 f"and --resume (checkpoint: {folder.last_checkpoint})")
     return TrainResult(True, state.epoch, state.step, state.best_cer, state.skipped_steps,
                        stop_signal=stop.signal or signal.SIGINT)
 
@@ -494,21 +499,21 @@ def ctc_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch: dict,
 
 
 def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: ExampleSet, vocabulary: Vocabulary,
-             config: TrainConfig, env: Distributed, speaker_cmvn: SpeakerCmvn | None = None) -> dict:
-    """Validation loss per token and greedy CER/WER (normalised as in `score`)."""
+             config: TrainConfig, env: Distributed, transforms: Sequence = ()) -> dict:
+    """Validation loss per token (`compute_loss`) and greedy CER/WER (normalised as in `score`)."""
     model.eval()
     lengths = [example.num_frames for example in examples.examples]
     batches = make_batches(lengths, config.batch_frames * 2, config.seed, 0, shuffle=False)
-    dataset = BatchDataset(stores, examples.examples, batches, model.cmvn_mean.cpu().numpy(), None, [0] * len(batches),
-                           speaker_cmvn)
+    fill = model.cmvn_mean.cpu().numpy()
+    dataset = BatchDataset(stores, examples.examples, batches, fill, [0] * len(batches), transforms)
     loss_sum, tokens, references, hypotheses = 0.0, 0, [], []
     with torch.no_grad():
         for batch_number in range(len(dataset)):
             batch = dataset[batch_number]
-            log_probs, output_lengths = model(batch["features"].to(env.device), batch["lengths"])
-            loss_sum += float(ctc_loss(log_probs, output_lengths, batch, env.device))
-            tokens += int(batch["target_lengths"].sum())
-            for index, label_ids in zip(batches[batch_number], greedy_decode(log_probs, output_lengths)):
+            loss = compute_loss(model, batch, env.device, config, intermediate=False)
+            loss_sum += float(loss.value) * loss.tokens
+            tokens += loss.tokens
+            for index, label_ids in zip(batches[batch_number], greedy_decode(loss.log_probs, loss.output_lengths)):
                 example = examples.examples[index]
                 utterance_id = stores[example.store].entry(example.position).id
                 references.append(Transcript(utterance_id, vocabulary.decode(example.labels)))
@@ -528,7 +533,7 @@ class InitialWeights:
 
 
 def _describe_vocabulary(vocabulary: Vocabulary, model_config: ModelConfig) -> str:
-    if model_config.units == "phones":
+    if model_config.phone_units:
         return f"word boundary + {len(model_config.phones)} phones: {' '.join(model_config.phones)}"
     return repr("".join(vocabulary.characters))
 
@@ -546,12 +551,12 @@ def _phone_lexicon(config: TrainConfig, model_config: ModelConfig) -> tuple[Lexi
     return lexicon, phones
 
 
-def _initial_weights(path: str | Path, feature_config: dict) -> InitialWeights:
+def _initial_weights(path: str | Path, store: FeatureStore) -> InitialWeights:
     """The model file's weights for fine-tuning; its features must be the training stores'."""
     from .model import load_model_file
 
     loaded = load_model_file(path)
-    differing = [name for name, value in loaded.feature_config.to_dict().items() if feature_config.get(name) != value]
+    differing = loaded.feature_config.differences(store.feature_config)
     if differing:
         raise ConfigError("init_from", f"{{0}} {path}: the model was trained on other features than the training stores "
                           f"hold ({', '.join(differing)}); prepare the stores with the model's feature options")
@@ -566,130 +571,3 @@ def _extended(config: TrainConfig, epochs: int | None, checkpoint: dict, exp_dir
         raise AsrCliError(f"{exp_dir}: --epochs {epochs} is fewer than the {checkpoint['state']['epoch']} epochs "
                           "already trained")
     return dataclasses.replace(config, epochs=epochs)
-
-
-def _check_output_folder(exp_dir: Path, resume: bool) -> None:
-    """An experiment folder is new, empty, or ours: training never writes over another folder's files."""
-    foreign = sorted(p.name for p in exp_dir.iterdir() if p.name not in EXPERIMENT_FILES) if exp_dir.is_dir() else []
-    if foreign:
-        raise AsrCliError(f"{exp_dir} holds files that are not a training run's (e.g. {', '.join(foreign[:3])}); "
-                          "choose a new or empty experiment folder")
-    ensure_writable_dir(exp_dir, "experiment folder")
-    if resume and not (exp_dir / LAST_CHECKPOINT).is_file():
-        raise ConfigError("resume", f"{{0}}: no checkpoint in {exp_dir} ({LAST_CHECKPOINT} not found)")
-    if not resume and (exp_dir / LAST_CHECKPOINT).is_file():
-        raise AsrCliError(f"{exp_dir} holds a training run already; pass --resume to continue it, or use a new folder")
-
-
-def _save_torch_atomically(path: Path, obj: dict) -> None:
-    """torch.save to a temporary sibling, then rename: a full disk leaves the previous file intact."""
-    try:
-        with atomic_write(path, "wb") as handle:
-            torch.save(obj, handle)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
-        raise AsrCliError(f"could not write {path} ({reason}); the previous version, if any, "
-                          "is intact. Free some disk space and resume with --resume") from error
-
-
-def _save_checkpoint(path: Path, run: TrainingRun, data: TrainingData, env: Distributed) -> None:
-    if env.is_main:
-        _save_torch_atomically(path, {
-            "format_version": CHECKPOINT_FORMAT_VERSION, "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-            "state": run.state.to_dict(), "rng": _rng_state(), "vocabulary": list(data.vocabulary.characters),
-            "model_config": data.model_config.to_dict(), "train_config": data.config.to_dict(),
-            "data_fingerprint": data.fingerprint,
-        })
-    env.barrier()
-
-
-def _load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError("resume", f"{{0}}: checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise AsrCliError(f"{path} is damaged or not a checkpoint ({type(error).__name__}); "
-                          f"try {path.with_name(BEST_CHECKPOINT)}, or start anew") from error
-    if not isinstance(checkpoint, dict):
-        raise AsrCliError(f"{path} is not an asr-cli training checkpoint; try {path.with_name(BEST_CHECKPOINT)}, "
-                          "or start anew")
-    if checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise AsrCliError(f"{path}: checkpoint format {checkpoint.get('format_version')} is not supported")
-    return checkpoint
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: dict, env: Distributed) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if env.rank:  # other processes saved no state of their own: derive a distinct, reproducible one
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + env.rank)
-
-
-def _data_summary(train_stores: Sequence[FeatureStore], training: ExampleSet,
-                  valid_stores: Sequence[FeatureStore]) -> dict:
-    """What the model was trained on, for `asr-cli info`."""
-    entries = [train_stores[e.store].entry(e.position) for e in training.examples]
-    return {"train_stores": [str(store.path.resolve()) for store in train_stores],
-            "train_utterances": len(entries), "train_hours": round(sum(e.duration for e in entries) / 3600, 3),
-            "train_speakers": len({e.speaker for e in entries if e.speaker is not None}),
-            "valid_store": str(valid_stores[0].path.resolve())}
-
-
-def _save_model(path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict) -> None:
-    info = {"epoch": record["epoch"], "valid_cer": record["valid_cer"], "valid_wer": record["valid_wer"],
-            "asr_cli_version": __version__, "torch_version": str(torch.__version__),
-            **{key: record[key] for key in ("train_stores", "train_utterances", "train_hours", "train_speakers",
-                                            "valid_store") if key in record}}
-    _save_torch_atomically(path, model_file_contents(model, feature_config, list(vocabulary.characters), info))
-
-
-def _copy_file(source: Path, destination: Path) -> None:
-    with open(source, "rb") as reader, atomic_write(destination, "wb") as writer:
-        while chunk := reader.read(1 << 20):
-            writer.write(chunk)
-
-
-def _write_run_config(exp_dir: Path, data: TrainingData, train_paths, valid_path, env: Distributed) -> None:
-    write_json(exp_dir / CONFIG_FILE, {
-        "command": sys.argv, "train_stores": [str(Path(p).resolve()) for p in train_paths],
-        "valid_store": str(Path(valid_path).resolve()), "model_config": data.model_config.to_dict(),
-        "train_config": data.config.to_dict(), "feature_config": data.feature_config,
-        "vocabulary": list(data.vocabulary.characters), "skipped_utterances": data.training.skipped,
-        "skipped_validation_utterances": data.validation.skipped,
-        "world_size": env.world_size, "device": str(env.device),
-        "versions": {"asr_cli": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__, "platform": platform.platform()},
-    })
-
-
-def _plot_curves(exp_dir: Path, history: list[dict]) -> None:
-    """Training/validation loss and validation CER per epoch, as a PNG (rewritten atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [record["epoch"] for record in history]
-    figure, (loss_axes, cer_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axes.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
-    loss_axes.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation")
-    loss_axes.set(xlabel="epoch", ylabel="CTC loss per token", title="Loss")
-    loss_axes.legend()
-    cer_axes.plot(epochs, [100 * r["valid_cer"] for r in history], marker="o", color="tab:red")
-    cer_axes.set(xlabel="epoch", ylabel="CER %", title="Validation CER (greedy)")
-    for axes in (loss_axes, cer_axes):
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_write(exp_dir / CURVES_FILE, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)

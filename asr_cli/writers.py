@@ -1,16 +1,15 @@
 """Transcripts in the formats people use: plain text, JSON, SubRip, WebVTT, TSV, Kaldi `text`, NIST CTM.
 
-Each writer turns one recording's `Transcription` into the text of a file;
-times are seconds from the start of the recording.
+Each writer turns one recording's `results.Transcription` into the text of a file;
+times are seconds from the start of the recording. Torch-free.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+from typing import Callable, Sequence
 
 from .fileio import json_line
-from .recognizer import Transcription
+from .results import Transcription, WordTiming, rounded_score
 
 MAX_CUE_WORDS = 12
 MAX_CUE_S = 6.0
@@ -20,13 +19,13 @@ def subtitle_cues(transcription: Transcription) -> list[tuple[float, float, str]
     """(start s, end s, text) cues of at most MAX_CUE_WORDS words and MAX_CUE_S seconds."""
     cues, current = [], []
     for word in transcription.words:
-        if current and (len(current) == MAX_CUE_WORDS or word["end"] - current[0]["start"] > MAX_CUE_S):
+        if current and (len(current) == MAX_CUE_WORDS or word.end - current[0].start > MAX_CUE_S):
             cues.append(current)
             current = []
         current.append(word)
     if current:
         cues.append(current)
-    return [(cue[0]["start"], cue[-1]["end"], " ".join(w["word"] for w in cue)) for cue in cues]
+    return [(cue[0].start, cue[-1].end, " ".join(w.word for w in cue)) for cue in cues]
 
 
 def _timestamp(seconds: float, decimal_marker: str) -> str:
@@ -42,9 +41,8 @@ def format_txt(transcription: Transcription, recording_id: str) -> str:
 
 
 def format_json(transcription: Transcription, recording_id: str) -> str:
-    score = round(transcription.score, 4) if math.isfinite(transcription.score) else None  # a lexicon dead end
-    record = {"id": recording_id, "text": transcription.text, "score": score,
-              "duration": round(transcription.duration_s, 3), "words": transcription.words}
+    record = {"id": recording_id, "text": transcription.text, "score": rounded_score(transcription.score),
+              "duration": round(transcription.duration_s, 3), "words": [w.to_dict() for w in transcription.words]}
     return json_line(record)
 
 
@@ -72,9 +70,12 @@ def format_kaldi(transcription: Transcription, recording_id: str) -> str:
 
 
 def format_ctm(transcription: Transcription, recording_id: str) -> str:
-    """NIST CTM: `recording channel start duration word`, one word per line."""
-    return "".join(f"{recording_id} 1 {w['start']:.3f} {w['end'] - w['start']:.3f} {w['word']}\n"
-                   for w in transcription.words)
+    return ctm_lines(recording_id, transcription.words)
+
+
+def ctm_lines(recording_id: str, words: Sequence[WordTiming]) -> str:
+    """NIST CTM: `recording channel start duration word`, one word per line (decode's CTM files too)."""
+    return "".join(f"{recording_id} 1 {w.start:.3f} {w.end - w.start:.3f} {w.word}\n" for w in words)
 
 
 WRITERS: dict[str, tuple[str, Callable[[Transcription, str], str]]] = {

@@ -38,26 +38,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
-    """(per-utterance (T, V) log-probabilities, ids, reference texts, characters)."""
-    from asr_cli.data import SpeakerCmvn
+    """(per-utterance (T, V) log-probabilities, ids, reference texts, characters), the frames read and normalised
+    by the inference core exactly as `decode` reads them."""
+    from asr_cli.inference import collect_sources, frame_reader, input_normalizer
     from asr_cli.model import load_model_file
-    from asr_cli.store import FeatureStore
 
     loaded = load_model_file(model_path)
-    model = loaded.model
-    store = FeatureStore(store_path)
-    speaker_cmvn = SpeakerCmvn.of_stores([store]) if model.config.cmvn == "speaker" else None
+    sources, store = collect_sources([store_path], loaded.feature_config)
+    read = frame_reader(store, loaded)
+    normalize = input_normalizer(loaded, sources, store, read)
     outputs, ids, references = [], [], []
     with torch.no_grad():
-        for entry in store:
-            frames = store.features(entry.id)
-            if speaker_cmvn is not None:  # as `decode` does for a model trained with per-speaker CMVN
-                frames = speaker_cmvn(0, entry.speaker, frames)
+        for source in sources:
+            frames = read(source)
+            if normalize is not None:
+                frames = normalize(frames, source.speaker)
             features = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))[None]
-            log_probs, lengths = model(features, torch.tensor([features.shape[1]]))
+            log_probs, lengths = loaded.model(features, torch.tensor([features.shape[1]]))
             outputs.append(log_probs[0, : int(lengths[0])].numpy())
-            ids.append(entry.id)
-            references.append(entry.text)
+            ids.append(source.id)
+            references.append(store.entry(source.store_position).text)
     return outputs, ids, references, list(loaded.vocabulary.characters)
 
 
@@ -81,9 +81,9 @@ def main() -> None:
     parser.add_argument("--lexicon", type=Path, help="word list for the lexicon-constrained rows")
     args = parser.parse_args()
 
-    from asr_cli.decode import beam_search, greedy_hypotheses
+    from asr_cli.search import beam_search, greedy_hypotheses
     from asr_cli.lm_tables import build_lm_tables, restrict_to_lexicon
-    from asr_cli.config import DecodeConfig
+    from asr_cli.config import SearchConfig
     from asr_cli.lexicon import read_lexicon
     from asr_cli.lm import read_arpa
     from asr_cli.text import Vocabulary
@@ -91,11 +91,11 @@ def main() -> None:
     log_probs, ids, references, characters = model_log_probs(args.model, args.store)
     vocabulary = Vocabulary(tuple(characters))
     tables = build_lm_tables(read_arpa(args.lm), vocabulary, "word")
-    beam_search(log_probs[0], vocabulary, DecodeConfig(beam_size=4), tables)  # compile outside the timing
+    beam_search(log_probs[0], vocabulary, SearchConfig(beam_size=4), tables)  # compile outside the timing
     grid = [(float(w), float(b)) for w in args.lm_weights.split(",") for b in args.word_bonuses.split(",")]
 
     def ours(beam: int, weight: float = 0.0, bonus: float = 0.0, lm=None) -> tuple[float, list[str]]:
-        options = DecodeConfig(beam_size=beam, lm_weight=weight, word_bonus=bonus)
+        options = SearchConfig(beam_size=beam, lm_weight=weight, word_bonus=bonus)
         started = time.perf_counter()
         best = [beam_search(lp, vocabulary, options, lm)[0] for lp in log_probs]
         return time.perf_counter() - started, [vocabulary.decode(h.label_ids) for h in best]
@@ -114,7 +114,7 @@ def main() -> None:
     summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
                "ours_lm_weight_bonus": list(our_weights)}
     if args.lexicon:
-        lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, DecodeConfig().oov_penalty)
+        lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, SearchConfig().oov_penalty)
         lexicon_weights = best_pair({pair: ours(16, *pair, lexicon_tables)[1] for pair in grid})
         summary["ours_lexicon_lm_weight_bonus"] = list(lexicon_weights)
         for beam in (16, 64):

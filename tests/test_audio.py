@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asr_cli.audio import AudioError, audio_info, load_audio
-from tests.conftest import FSDD, SPEECHOCEAN, require, write_tone
+from tests.helpers import FSDD, SPEECHOCEAN, require, write_tone
 
 
 def test_flac_from_speechocean_loads_as_mono_float32():

@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from asr_cli.cli import app, command_tree
-from tests.conftest import SPEECHOCEAN, require, run_cli
+from tests.helpers import SPEECHOCEAN, require, run_cli
 
 
 def test_every_command_and_option_has_help():

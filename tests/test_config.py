@@ -16,9 +16,9 @@ from asr_cli.config import ConfigError
 COMMAND_CONFIGS = {
     "prepare": [config.FeatureConfig(), config.PrepareConfig()],
     "train": [config.ModelConfig(), config.TrainConfig(), config.SpecAugmentConfig()],
-    "decode": [config.DecodeConfig(), config.TranscribeConfig()],
-    "transcribe": [config.DecodeConfig(), config.TranscribeConfig()],
-    "pack": [config.DecodeConfig(), config.TranscribeConfig()],
+    "decode": [config.SearchConfig(), config.DecodeConfig()],
+    "transcribe": [config.SearchConfig(), config.DecodeConfig()],
+    "pack": [config.SearchConfig()],
     "score": [config.ScoreConfig(), config.NormalizeConfig(), config.ReportConfig()],
     "split": [config.SplitConfig()],
     "lm": [config.LmConfig()],
@@ -38,7 +38,7 @@ DERIVED_DEFAULTS = {
     # None: decided at run time from something else, and said so in --help.
     ("prepare", "num_mel_bins"): None,  # per feature kind (FeatureConfig.for_kind)
     ("train", "epochs"): None,  # TrainConfig's for a new run; with --resume, the run's own unless given
-    ("transcribe", "lm_weight"): None,  # the stored decoding's (asr-cli pack), else DecodeConfig's
+    ("transcribe", "lm_weight"): None,  # the stored decoding's (asr-cli pack), else SearchConfig's
     ("transcribe", "word_bonus"): None,
 }
 CHOICES = {
@@ -110,17 +110,19 @@ def test_no_literal_default_in_command_signatures():
 
 def test_api_and_cli_decode_with_the_same_beam():
     """The drift this file prevents: the CLI decoded greedily by default, the library with beam 16."""
-    greedy = config.DecodeConfig().with_beam(searching=False)
-    assert greedy.beam_size == 1
-    assert config.DecodeConfig().with_beam(searching=True).beam_size == config.LM_BEAM_SIZE
-    assert config.DecodeConfig(nbest=4).with_beam(searching=False).beam_size == 4
-    assert config.DecodeConfig(beam_size=3).with_beam(searching=True).beam_size == 3
+    greedy = config.SearchConfig().resolved()
+    assert greedy.beam_size == 1 and greedy.is_greedy
+    with_lm = config.SearchConfig(lm_path="words.arpa")
+    assert with_lm.resolved().beam_size == config.LM_BEAM_SIZE and not with_lm.is_greedy
+    assert config.SearchConfig(lexicon_path="words.txt").resolved().beam_size == config.LM_BEAM_SIZE
+    assert config.SearchConfig(nbest=4).resolved().beam_size == 4
+    assert config.SearchConfig(beam_size=3, lm_path="words.arpa").resolved().beam_size == 3
     assert _commands()["decode"].params[[p.name for p in _commands()["decode"].params].index("beam_size")].default is None
 
 
 @pytest.mark.parametrize("make, fields, option_text", [
-    (lambda: config.DecodeConfig(beam_size=0), ("beam_size",), "--beam-size must be at least 1, not 0"),
-    (lambda: config.DecodeConfig(beam_size=2, nbest=3), ("nbest", "beam_size"),
+    (lambda: config.SearchConfig(beam_size=0), ("beam_size",), "--beam-size must be at least 1, not 0"),
+    (lambda: config.SearchConfig(beam_size=2, nbest=3), ("nbest", "beam_size"),
      "--nbest (3) cannot exceed --beam-size (2)"),
     (lambda: config.TrainConfig(learning_rate=-1.0), ("learning_rate",), "--lr must be positive"),
     (lambda: config.TrainConfig(vtlp_warp=0.7), ("vtlp_warp",), "--vtlp must be in [0, 0.5)"),

@@ -1,12 +1,15 @@
-"""Training data: length-bucketed batches, DDP shares, padding, SpecAugment, examples from stores."""
-
+"""Training data: length-bucketed batches, DDP shares, padding, examples from stores, and the transforms a
+training batch passes through (speaker normalisation, VTLP, SpecAugment), each alone and in a BatchDataset."""
 
 import numpy as np
+import pytest
 import torch
 
-from asr_cli.config import NormalizeConfig, SpecAugmentConfig
-from asr_cli.data import (apply_spec_augment, bucket_by_length, build_examples, make_batches, pad_batch,
-                          padding_waste, rank_batches)
+from asr_cli.batching import bucket_by_length, pad_batch, padding_waste
+from asr_cli.cmvn import SpeakerNormalizer
+from asr_cli.config import FeatureConfig, NormalizeConfig, SpecAugmentConfig
+from asr_cli.data import (BatchDataset, SpeakerNormalization, SpecAugment, Vtlp, apply_spec_augment, build_examples,
+                          epoch_batch_seeds, make_batches, rank_batches)
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
 
@@ -103,3 +106,66 @@ def test_examples_skip_utterances_too_short_for_their_labels(fixture_stores):
     example = examples.examples[0]
     assert vocabulary.decode(example.labels) == texts[0].lower()
     assert example.num_frames == store.entry(example.position).num_frames
+
+
+def _dataset(store: FeatureStore, examples, utterance_transforms=(), batch_transforms=()) -> BatchDataset:
+    batches = [list(range(len(examples)))]
+    return BatchDataset([store], examples, batches, np.zeros(store.dim, np.float32), epoch_batch_seeds(0, 0, 1),
+                        utterance_transforms, batch_transforms)
+
+
+def _examples(store: FeatureStore):
+    vocabulary = Vocabulary.from_texts(entry.text.lower() for entry in store)
+    examples = build_examples([store], vocabulary, NormalizeConfig(), subsample=3, skip_oov=False).examples
+    assert len(examples) == len(store) > 2
+    return examples
+
+
+def test_the_batch_the_model_sees_is_normalised_per_speaker(tiny_stores):
+    store = FeatureStore(tiny_stores[0])
+    examples = _examples(store)
+    assert {e.speaker for e in examples} == {"0001"}
+    plain = _dataset(store, examples)[0]
+    normalised = _dataset(store, examples, [SpeakerNormalization(SpeakerNormalizer.of_stores([store]))])[0]
+    lengths = normalised["lengths"]
+    frames = torch.cat([normalised["features"][row, :length] for row, length in enumerate(lengths.tolist())])
+    torch.testing.assert_close(frames.mean(dim=0), torch.zeros(store.dim), atol=1e-3, rtol=0)
+    torch.testing.assert_close(frames.std(dim=0, unbiased=False), torch.ones(store.dim), atol=1e-3, rtol=0)
+    assert plain["features"].mean().abs() > 1  # log-mel values: the transform did the normalising
+
+
+def test_vtlp_in_a_batch_warps_each_utterance_by_its_own_seeded_factor(tiny_stores):
+    store = FeatureStore(tiny_stores[0])
+    examples = _examples(store)
+    vtlp = Vtlp(store.feature_config, 0.1)
+    warped = _dataset(store, examples, [vtlp])[0]
+    again = _dataset(store, examples, [vtlp])[0]
+    plain = _dataset(store, examples)[0]
+    assert torch.equal(warped["features"], again["features"])
+    generator = torch.Generator().manual_seed(epoch_batch_seeds(0, 0, 1)[0] + Vtlp.seed_offset)
+    factors = 1 + 0.1 * (2 * torch.rand(len(examples), generator=generator) - 1)
+    for row, (example, factor) in enumerate(zip(examples, factors.tolist())):
+        expected = vtlp.warp(torch.from_numpy(store.features(example.position)), factor)
+        torch.testing.assert_close(warped["features"][row, : example.num_frames], expected)
+        assert not torch.equal(warped["features"][row, : example.num_frames],
+                               plain["features"][row, : example.num_frames])
+
+
+def test_spec_augment_in_a_batch_masks_spans_with_the_fill_inside_each_utterance(tiny_stores):
+    store = FeatureStore(tiny_stores[0])
+    examples = _examples(store)
+    fill = torch.full((store.dim,), -99.0)
+    augment = SpecAugment(SpecAugmentConfig(freq_masks=0, freq_width=0, time_masks=2, time_width=20), fill)
+    batch = _dataset(store, examples, batch_transforms=[augment])[0]
+    plain = _dataset(store, examples)[0]
+    masked_frames = (batch["features"] == -99.0).all(dim=2)
+    assert masked_frames.any()
+    for row, length in enumerate(batch["lengths"].tolist()):
+        assert torch.equal(batch["features"][row, length:], plain["features"][row, length:])
+        unmasked = ~masked_frames[row]
+        assert torch.equal(batch["features"][row][unmasked], plain["features"][row][unmasked])
+
+
+def test_vtlp_needs_plain_filterbanks():
+    with pytest.raises(ValueError, match="fbank"):
+        Vtlp(FeatureConfig.for_kind("mfcc"), 0.1)

@@ -10,7 +10,7 @@ import pytest
 
 from asr_cli.config import ScoreConfig
 from asr_cli.score import read_hypotheses, read_references, score
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 @pytest.mark.slow

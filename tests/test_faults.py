@@ -18,7 +18,7 @@ from asr_cli.cli import run
 from asr_cli.errors import AsrCliError
 from asr_cli.fileio import atomic_directory
 from asr_cli.manifest import write_manifest
-from tests.conftest import make_store, refused, start_cli
+from tests.helpers import make_store, refused, start_cli
 
 
 def checksums(*paths: Path) -> dict[str, str]:
@@ -345,7 +345,7 @@ def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path,
     import numpy as np
     import soundfile
 
-    from tests.conftest import write_tone
+    from tests.helpers import write_tone
 
     write_tone(tmp_path / "good.wav")
     soundfile.write(str(tmp_path / "nan.wav"), np.full(8000, np.nan, np.float32), 16000, subtype="FLOAT")
@@ -364,7 +364,7 @@ def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path,
 
 
 def test_file_names_that_are_not_utf8(tmp_path: Path, fixture_model: Path):
-    from tests.conftest import write_tone
+    from tests.helpers import write_tone
 
     bad_name = os.fsdecode(b"\xffbad.wav")
     try:
@@ -383,7 +383,7 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, fixture_model: Path):
 
 def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_path: Path):
     from asr_cli.manifest import Utterance
-    from tests.conftest import write_tone
+    from tests.helpers import write_tone
 
     write_tone(tmp_path / "whole.wav", seconds=2.0)
     truncated = tmp_path / "truncated.wav"

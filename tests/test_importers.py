@@ -5,7 +5,7 @@ import pytest
 from asr_cli.config import CsvImportConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.importers import import_csv, import_kaldi, import_librispeech
-from tests.conftest import SPEECHOCEAN, write_tone
+from tests.helpers import SPEECHOCEAN, write_tone
 
 
 def test_speechocean_imports_unmodified(speechocean_utterances):

@@ -8,19 +8,18 @@ import numpy as np
 import pytest
 
 from asr_cli.cli import run
-from asr_cli.decode import beam_search
+from asr_cli.search import beam_search
 from asr_cli.lm_tables import build_lm_tables, empty_lm_tables, restrict_to_lexicon
-from asr_cli.config import PHONE_UNITS, DecodeConfig
+from asr_cli.config import PHONE_UNITS, SearchConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.lexicon import Lexicon, check_units, read_lexicon
 from asr_cli.lm import SENTENCE_END, SENTENCE_START, build_kneser_ney, read_arpa, write_arpa
 from asr_cli.recognizer import load_model
 from asr_cli.store import FeatureStore
 from asr_cli.text import normalize_text
-from tests.test_decode import EXHAUSTIVE, VOCABULARY, labelling_probabilities, random_log_probs
-from tests.conftest import refused
+from tests.helpers import EXHAUSTIVE, SPACE, VOCABULARY, certain_labels, labelling_probabilities, random_log_probs
+from tests.helpers import refused
 
-SPACE = 3
 
 
 def words_of(labelling: tuple) -> list[str]:
@@ -65,7 +64,7 @@ def test_wide_lexicon_search_with_a_word_lm_ranks_like_brute_force(tmp_path: Pat
     lm = read_arpa(tmp_path / "words.arpa")
     lexicon = lexicon_of("ab", "ba", "a")  # "b" is known to the LM but not allowed
     tables = restrict_to_lexicon(build_lm_tables(lm, VOCABULARY, "word"), lexicon, VOCABULARY, oov_penalty=10.0)
-    options = DecodeConfig(**{**EXHAUSTIVE.__dict__, "lm_weight": 0.7, "word_bonus": 0.5})
+    options = SearchConfig(**{**EXHAUSTIVE.__dict__, "lm_weight": 0.7, "word_bonus": 0.5})
     log_probs = random_log_probs(np.random.default_rng(seed), 6)
     exact = labelling_probabilities(log_probs.astype(np.float64))
     expected = sorted(((labelling, log_prob + _lm_score(lm, words_of(labelling), 0.7, 0.5))
@@ -84,33 +83,26 @@ def test_words_outside_the_lexicon_are_refused_or_cost_the_unlisted_penalty():
                                 dtype=np.float32))
 
     def best(**options) -> str:
-        return VOCABULARY.decode(beam_search(log_probs, VOCABULARY, DecodeConfig(beam_size=8, **options), tables)[0].label_ids)
+        return VOCABULARY.decode(beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, **options), tables)[0].label_ids)
 
     assert best() == "ab"
     assert best(unlisted_word_penalty=0.0) == "bb"
     assert best(unlisted_word_penalty=0.5) == "bb"  # ln(.486 / .257) = 0.64 > 0.5
     assert best(unlisted_word_penalty=1.0) == "ab"
     with pytest.raises(AsrCliError, match="unlisted_word_penalty"):
-        DecodeConfig(unlisted_word_penalty=-1.0)
-
-
-def certain_labels(*labels: int) -> np.ndarray:
-    log_probs = np.log(np.full((len(labels), 4), 1e-6, np.float32))
-    for frame, label in enumerate(labels):
-        log_probs[frame, label] = 0.0
-    return log_probs
+        SearchConfig(unlisted_word_penalty=-1.0)
 
 
 def test_a_lexicon_search_survives_frames_where_pruning_leaves_only_forbidden_tokens():
     tables = restrict_to_lexicon(empty_lm_tables(VOCABULARY.size), lexicon_of("a", "ab"), VOCABULARY, oov_penalty=10.0)
     # "a b ": pruning tries only the certain token, and "b" begins no lexicon word; a blank still waits it out.
-    hypothesis = beam_search(certain_labels(1, SPACE, 2, SPACE), VOCABULARY, DecodeConfig(beam_size=4), tables)[0]
+    hypothesis = beam_search(certain_labels(1, SPACE, 2, SPACE), VOCABULARY, SearchConfig(beam_size=4), tables)[0]
     assert words_of(tuple(hypothesis.label_ids)) == ["a"] and math.isfinite(hypothesis.score)
 
 
 def test_a_search_whose_every_prefix_ends_in_mid_word_keeps_only_lexicon_words():
     tables = restrict_to_lexicon(empty_lm_tables(VOCABULARY.size), lexicon_of("aab"), VOCABULARY, oov_penalty=10.0)
-    hypothesis = beam_search(certain_labels(1, 1), VOCABULARY, DecodeConfig(beam_size=1), tables)[0]
+    hypothesis = beam_search(certain_labels(1, 1), VOCABULARY, SearchConfig(beam_size=1), tables)[0]
     assert hypothesis.score == -math.inf and hypothesis.label_ids == []
 
 
@@ -173,11 +165,11 @@ def test_decode_with_a_lexicon_outputs_only_its_words(tmp_path: Path, tiny_model
     assert run(["decode", str(tiny_model), str(tiny_stores[1]), "-o", str(output), "--beam-size", "8",
                 "--lexicon", str(lexicon), "--no-progress"]) == 0
     assert f"{len(words):,} words" in capsys.readouterr().err
-    hypotheses = [json.loads(line)["text"] for line in output.read_text().splitlines()]
-    assert hypotheses and all(word in words for text in hypotheses for word in text.split())
+    decoded = [word for line in output.read_text().splitlines() for word in json.loads(line)["text"].split()]
+    assert decoded and set(decoded) <= set(words)
     audio = {u.id: u.audio for u in speechocean_utterances}[FeatureStore(tiny_stores[1]).entries[0].id]
-    text = load_model(tiny_model).transcribe(audio, lexicon=lexicon).text
-    assert all(word in words for word in text.split())
+    transcribed = load_model(tiny_model).transcribe(audio, lexicon=lexicon).text.split()
+    assert transcribed and set(transcribed) <= set(words)
 
 
 def test_bad_lexicons_through_decode(tmp_path: Path, tiny_model: Path, tiny_stores):

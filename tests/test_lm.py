@@ -7,7 +7,7 @@ import pytest
 from asr_cli.errors import AsrCliError
 from asr_cli.lm import (SENTENCE_START, build_kneser_ney, kneser_ney_discounts, read_arpa, read_sentences, tokenize,
                         write_arpa)
-from tests.conftest import SPEECHOCEAN, require
+from tests.helpers import SPEECHOCEAN, require
 
 TOY = [["a", "b"], ["a", "b"], ["b", "a"]]
 FIXED_DISCOUNTS = [(0.5, 1.0, 1.5), (0.5, 1.0, 1.5)]

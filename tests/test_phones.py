@@ -8,14 +8,14 @@ import pytest
 
 from asr_cli.cli import run
 from asr_cli.lm_tables import build_lm_tables, sequence_hash
-from asr_cli.decode_step import output_text
+from asr_cli.inference import hypothesis_text
 from asr_cli.errors import AsrCliError
 from asr_cli.lexicon import Lexicon, PhoneSet, phone_transcript, read_cmudict, read_lexicon
 from asr_cli.lm import NgramLM
 from asr_cli.model import describe_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary, normalize_text
-from tests.conftest import refused
+from tests.helpers import refused
 
 
 def spelled_lexicon(path: Path, words, leave_out=()) -> Path:
@@ -53,8 +53,9 @@ def test_a_phone_model_records_its_phones_and_decodes_into_lexicon_words(tmp_pat
                 "--beam-size", "8", "--timestamps", "--no-progress"]) == 0
     words = set(read_lexicon(lexicon).words)
     records = [json.loads(line) for line in output.read_text().splitlines()]
-    assert records and all(word in words for record in records for word in record["text"].split())
-    assert all([w["word"] for w in record["words"]] == record["text"].split() for record in records)
+    decoded = [word for record in records for word in record["text"].split()]
+    assert decoded and set(decoded) <= words
+    assert [w["word"] for record in records for w in record["words"]] == decoded
     refused("decode", model, tiny_stores[1], "-o", tmp_path / "plain.jsonl", names="this is a phone model")
     assert not (tmp_path / "plain.jsonl").exists()
 
@@ -99,8 +100,8 @@ def test_homophones_are_scored_and_written_as_the_likelier_word():
     tables = build_lm_tables(lm, vocabulary, "word", {"know": [spelling], "no": [spelling]})
     label_ids = [vocabulary.characters.index(c) + 1 for c in spelling]
     assert tables.lm_vocabulary[tables.arrays.word_of_hash[sequence_hash(label_ids)]] == "no"
-    assert output_text(label_ids, vocabulary, {spelling: "no"}) == "no"
-    assert output_text(label_ids, vocabulary, None) == spelling
+    assert hypothesis_text(label_ids, vocabulary, {spelling: "no"}) == "no"
+    assert hypothesis_text(label_ids, vocabulary, None) == spelling
 
 
 def test_cmudict_has_39_phones_without_stress_or_says_how_to_get_it(monkeypatch):

@@ -11,7 +11,7 @@ from asr_cli.config import FeatureConfig, PrepareConfig
 from asr_cli.manifest import Utterance, load_manifest, write_manifest
 from asr_cli.prepare import change_speed, parse_speed_factors, prepare
 from asr_cli.store import FeatureStore, combine_cmvn
-from tests.conftest import SPEECHOCEAN, require, write_tone
+from tests.helpers import SPEECHOCEAN, require, write_tone
 
 QUIET = dict(show_progress=False)
 

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile
 
 from asr_cli.manifest import load_manifest
-from tests.conftest import FSDD, REPO_ROOT, require
+from tests.helpers import FSDD, REPO_ROOT, require
 
 
 def fsdd_recipe():

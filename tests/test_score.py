@@ -10,7 +10,7 @@ from asr_cli.manifest import Utterance, write_manifest
 from asr_cli.prepare import prepare
 from asr_cli.config import NormalizeConfig, PrepareConfig, ReportConfig, ScoreConfig
 from asr_cli.score import Transcript, read_hypotheses, read_references, render_json, render_text, score
-from tests.conftest import run_cli, write_tone
+from tests.helpers import run_cli, write_tone
 
 
 def score_pairs(pairs, **options):

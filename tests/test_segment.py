@@ -53,8 +53,8 @@ def test_a_long_recording_is_transcribed_segment_by_segment_with_recording_times
     period_s = (len(speech) + len(pause)) / rate_hz
     segments = speech_segments(file_energies_db(tmp_path / "long.wav")[0])
     assert len(segments) == copies and all(start <= k * period_s + 0.5 < end for k, (start, end) in enumerate(segments))
-    starts = [word["start"] for word in result.words]
-    assert starts == sorted(starts) and 0 <= starts[0] and result.words[-1]["end"] <= result.duration_s
-    assert {int(word["start"] // period_s) for word in result.words} == set(range(copies))  # every copy heard
+    starts = [word.start for word in result.words]
+    assert starts == sorted(starts) and 0 <= starts[0] and result.words[-1].end <= result.duration_s
+    assert {int(word.start // period_s) for word in result.words} == set(range(copies))  # every copy heard
     # The same recording as an array: the same transcript.
     assert model.transcribe(joined, rate_hz).text == result.text

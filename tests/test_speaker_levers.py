@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from asr_cli.data import SpeakerCmvn, Vtlp, utterance_mean_and_std
+from asr_cli.cmvn import CmvnStats
+from asr_cli.data import Vtlp
 from asr_cli.errors import AsrCliError
-from asr_cli.features import CmvnStats, FeatureExtractor, vtlp_source_bins
-from asr_cli.config import FeatureConfig, ModelConfig, TrainConfig, TranscribeConfig
+from asr_cli.features import FeatureExtractor, vtlp_source_bins
+from asr_cli.config import FeatureConfig, ModelConfig, TrainConfig, DecodeConfig
 from asr_cli.manifest import Utterance
 from asr_cli.model import AcousticModel, load_model_file, stack_and_subsample
 from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
-from asr_cli.train import train
-from asr_cli.decode_step import decode_inputs
-from tests.conftest import make_store
+from asr_cli.train import compute_loss, ctc_loss, train
+from asr_cli.decode import decode_inputs
+from tests.helpers import make_store
 
 TINY_TRAINING = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
 
@@ -51,20 +52,6 @@ def test_store_keeps_per_speaker_statistics_of_its_frames(tmp_path: Path, small_
         np.testing.assert_allclose(stats.sum_sq, kept[speaker].sum_sq, rtol=1e-9)
 
 
-def test_speaker_cmvn_normalises_each_speaker_and_lone_utterances(tiny_stores):
-    store = FeatureStore(tiny_stores[0])
-    normalise = SpeakerCmvn.of_stores([store])
-    normalised = np.concatenate([normalise(0, entry.speaker, store.features(i)) for i, entry in enumerate(store)])
-    np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-3)
-    np.testing.assert_allclose(normalised.std(axis=0), 1, atol=1e-3)
-    alone = normalise(0, "a speaker the store does not know", store.features(0))
-    np.testing.assert_allclose(alone.mean(axis=0), 0, atol=1e-3)
-    assert not np.allclose(alone, normalised[: len(alone)])
-    silence = np.full((20, store.dim), -15.9, np.float32)  # digital silence: constant log floor, finite result
-    assert np.isfinite(normalise(0, None, silence)).all()
-    assert utterance_mean_and_std(silence[:0])[1].tolist() == [1.0] * store.dim
-
-
 def test_vtlp_moves_a_tone_where_a_warped_tone_lies():
     config = FeatureConfig()
     extractor = FeatureExtractor(config)
@@ -77,7 +64,7 @@ def test_vtlp_moves_a_tone_where_a_warped_tone_lies():
     np.testing.assert_allclose(vtlp_source_bins(config, 1.0), np.arange(80), atol=1e-4)
     vtlp = Vtlp(config, 0.1)
     for factor in (0.9, 1.1):
-        warped = vtlp(torch.from_numpy(tone), factor).numpy()
+        warped = vtlp.warp(torch.from_numpy(tone), factor).numpy()
         # The filter centred at f now reads f / factor: content at 1 kHz appears at factor x 1 kHz.
         expected = extractor([0.5 * np.sin(2 * np.pi * 1000 * factor * t)])[0]
         assert abs(peak_bin(warped) - peak_bin(expected)) <= 1
@@ -124,7 +111,7 @@ def test_train_and_decode_with_speaker_cmvn_vtlp_and_conv(tmp_path: Path, tiny_s
     valid_ids = {entry.id for entry in FeatureStore(valid_store)}
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("".join(json.dumps(u.to_dict()) + "\n" for u in speechocean_utterances if u.id in valid_ids))
-    options = TranscribeConfig(show_progress=False)
+    options = DecodeConfig(show_progress=False)
     decode_inputs(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
     decode_inputs(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
     from_store = [json.loads(line) for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
@@ -155,9 +142,19 @@ def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_pa
         torch.testing.assert_close(intermediate, model.output(first_layer).log_softmax(-1), atol=1e-6, rtol=0)
         torch.testing.assert_close(log_probs, model(features, lengths)[0])
     config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, intermediate_ctc=0.3)
+    batch = {"features": features, "lengths": lengths, "targets": torch.tensor([1, 2, 3, 4, 5, 6]),
+             "target_lengths": torch.tensor([4, 2])}
+    device = torch.device("cpu")
+    with torch.no_grad():
+        mixed = compute_loss(model, batch, device, config)  # what train_step minimises
+        final_only = compute_loss(model, batch, device, config, intermediate=False)  # what validation reports
+        main, middle = (ctc_loss(outputs, output_lengths, batch, device) / 6 for outputs in (log_probs, intermediate))
+    torch.testing.assert_close(final_only.value, main)
+    torch.testing.assert_close(mixed.value, 0.7 * main + 0.3 * middle)
+    assert abs(float(mixed.value - final_only.value)) > 1e-3
     train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=16), config,
           show_progress=False)
-    assert (tmp_path / "exp" / "model.pt").is_file()
+    assert json.loads((tmp_path / "exp" / "config.json").read_text())["train_config"]["intermediate_ctc"] == 0.3
     with pytest.raises(AsrCliError, match="intermediate_ctc needs a recurrent model with num_layers at least 2"):
         train([tiny_stores[0]], tiny_stores[1], tmp_path / "one", ModelConfig(num_layers=1, hidden_size=8), config,
               show_progress=False)

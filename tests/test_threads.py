@@ -8,7 +8,7 @@ import torch
 from asr_cli import threads
 from asr_cli.errors import AsrCliError
 from asr_cli.threads import ThreadGovernor, default_threads, physical_cores, use_threads
-from tests.conftest import refused
+from tests.helpers import refused
 
 
 @pytest.fixture(autouse=True)

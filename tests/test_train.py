@@ -2,6 +2,7 @@
 
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,14 +13,16 @@ import pytest
 import torch
 
 import asr_cli.train as train_module
-from asr_cli.config import FeatureConfig, ModelConfig, SpecAugmentConfig, TrainConfig
+from asr_cli.config import DecodeConfig, FeatureConfig, ModelConfig, ScoreConfig, SpecAugmentConfig, TrainConfig
+from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
 from asr_cli.manifest import Utterance
 from asr_cli.model import load_model_file
+from asr_cli.score import read_hypotheses, read_references, score
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
 from asr_cli.train import learning_rate_scale, train
-from tests.conftest import make_store, write_tone
+from tests.helpers import make_store, write_tone
 
 NO_AUGMENT = SpecAugmentConfig(0, 0, 0, 0)
 TINY_MODEL = ModelConfig(num_layers=1, hidden_size=24)
@@ -59,12 +62,12 @@ def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch
     train_store, valid_store = tiny_stores
     run(train_store, valid_store, tmp_path / "straight")
     # Ask for a stop when the first epoch's curves are drawn: training stops one step into epoch 2.
-    original = train_module._plot_curves
-    monkeypatch.setattr(train_module, "_plot_curves",
+    original = train_module.write_history
+    monkeypatch.setattr(train_module, "write_history",
                         lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
     summary = run(train_store, valid_store, tmp_path / "resumed")
     assert summary.stopped and summary.epoch == 1
-    monkeypatch.setattr(train_module, "_plot_curves", original)
+    monkeypatch.setattr(train_module, "write_history", original)
     summary = run(train_store, valid_store, tmp_path / "resumed", resume=True)
     assert not summary.stopped and summary.epoch == 2
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
@@ -79,7 +82,7 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path: Path, tiny_stores, 
     original = train_module.BatchDataset.__getitem__
 
     def interrupt_at_third_batch(dataset, batch_number):
-        if batch_number == 2 and dataset.spec_augment is not None:
+        if batch_number == 2 and dataset.batch_transforms:  # a training batch (validation has no SpecAugment)
             signal.raise_signal(signal.SIGINT)
         return original(dataset, batch_number)
 
@@ -92,20 +95,41 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path: Path, tiny_stores, 
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_the_precision_is_that_of_every_forward_pass(tmp_path: Path, tiny_stores, monkeypatch, precision, dtype):
+    output_dtypes = []
+
+    class Recorded(train_module.AcousticModel):  # records the dtype of every forward pass's output layer
+        def __init__(self, config):
+            super().__init__(config)
+            self.output.register_forward_hook(lambda module, inputs, output: output_dtypes.append(output.dtype))
+
+    monkeypatch.setattr(train_module, "AcousticModel", Recorded)
+    run(*tiny_stores, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500, precision=precision,
+                                                           num_workers=0))
+    assert len(output_dtypes) > 4 and set(output_dtypes) == {dtype}  # training steps and validation
+
+
 def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
     train_store, valid_store = tiny_stores
     summary = run(train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500,
-                                                                                   precision="bf16", num_workers=1))
+                                                                                   num_workers=1))
     exp = tmp_path / "exp"
     assert {"model.pt", "checkpoint.last.pt", "checkpoint.best.pt", "metrics.jsonl", "curves.png", "config.json",
             "summary.json"} <= {p.name for p in exp.iterdir()}
     assert not [p for p in exp.iterdir() if p.name.startswith(".")]  # no temporary files left
     config = json.loads((exp / "config.json").read_text())
-    assert config["versions"]["torch"] == torch.__version__ and config["train_config"]["precision"] == "bf16"
+    assert config["versions"]["torch"] == torch.__version__
     record = json.loads((exp / "metrics.jsonl").read_text())
-    for key in ("train_loss", "valid_loss", "valid_cer", "valid_wer", "frames_per_s", "padding_waste"):
-        assert key in record
+    assert math.isfinite(record["train_loss"]) and record["train_loss"] > 0 and record["frames_per_s"] > 0
+    assert 0 <= record["padding_waste"] < 1
+    # The validation scores are what decoding the validation store greedily with the saved model scores.
+    decode_inputs(exp / "model.pt", [valid_store], tmp_path / "valid.jsonl", DecodeConfig(show_progress=False))
+    rescored = score(read_references(valid_store), read_hypotheses(tmp_path / "valid.jsonl"),
+                     ScoreConfig(bootstrap_draws=0)).overall
+    assert record["valid_cer"] == pytest.approx(rescored["cer"]) and record["valid_wer"] == pytest.approx(rescored["wer"])
     loaded = load_model_file(exp / "model.pt")
+    assert loaded.info["valid_cer"] == record["valid_cer"]
     model = loaded.model
     texts = [entry.text.lower() for entry in FeatureStore(train_store)]
     assert loaded.vocabulary == Vocabulary.from_texts(texts)

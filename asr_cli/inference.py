@@ -1,0 +1,207 @@
+"""The inference core: the one way from audio or stored frames to recognised words.
+
+    inputs (a store, a manifest, audio files)  -> `collect_sources`
+    -> frames (the store's, or the model's feature pipeline on the audio: `read_frames`)
+    -> normalisation (`input_normalizer`: per speaker for a model trained so; else inside the model)
+    -> batches of similar length -> the acoustic model -> the search (`Decoder`)
+    -> typed results (results.py)
+
+`decode` (hypothesis files) and `Recognizer` (the Python API and `transcribe`) are its clients; a streaming
+recogniser is the next one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .audio import AudioError, load_audio, usable_duration_s
+from .batching import bucket_by_length, pad_batch
+from .cmvn import SpeakerNormalizer
+from .config import FeatureConfig, SearchConfig
+from .errors import AsrCliError, format_problems
+from .inputs import AUDIO, MANIFEST, STORE, require_kind
+from .lm_tables import LanguageModelTables, search_tables
+from .manifest import Utterance, load_manifest
+from .model import ModelFile
+from .results import Hypothesis, WordTiming
+from .search import beam_search, greedy_hypotheses
+from .store import FeatureStore
+from .text import Vocabulary
+
+
+@dataclass(frozen=True)
+class Source:
+    """One utterance to recognise: frames of a store, or audio to compute them from."""
+
+    id: str
+    num_frames: int
+    duration_s: float
+    speaker: str | None = None
+    store_position: int | None = None
+    utterance: Utterance | None = None
+
+
+def collect_sources(inputs: Sequence[str | Path], feature_config: FeatureConfig) -> tuple[list[Source], FeatureStore | None]:
+    """The utterances of a feature store, of an audio manifest, or of audio files (ids: file names without
+    extension), with the store they come from (None for audio). A store must hold `feature_config`'s features."""
+    kinds = [require_kind(path, (STORE, MANIFEST, AUDIO), "a decoding input") for path in inputs]
+    if STORE in kinds or MANIFEST in kinds:
+        if len(inputs) != 1:
+            raise AsrCliError("give one feature store, or one manifest, or audio files: not "
+                              + ", ".join(f"{path} ({kind})" for path, kind in zip(inputs, kinds)))
+        if kinds[0] == STORE:
+            return _store_sources(FeatureStore(inputs[0]), feature_config)
+        utterances = load_manifest(inputs[0])
+    else:
+        utterances = [Utterance(Path(p).stem, str(Path(p).resolve())) for p in inputs]
+        duplicated = sorted(utterance_id for utterance_id, count in Counter(u.id for u in utterances).items() if count > 1)
+        if duplicated:
+            raise AsrCliError(f"audio files with the same name would get the same id: {', '.join(duplicated)}")
+    return _audio_sources(utterances, feature_config), None
+
+
+def _store_sources(store: FeatureStore, feature_config: FeatureConfig) -> tuple[list[Source], FeatureStore | None]:
+    differing = store.feature_config.differences(feature_config)
+    if differing:
+        theirs, ours = store.feature_config.identity(), feature_config.identity()
+        listed = "; ".join(f"{name}: store {theirs[name]!r}, model {ours[name]!r}" for name in differing)
+        raise AsrCliError(f"{store.path} was prepared with other features than the model was trained on ({listed}); "
+                          "prepare the store with the model's options, or decode the audio manifest directly")
+    sources = [Source(e.id, e.num_frames, e.duration, e.speaker, store_position=i) for i, e in enumerate(store)]
+    return sources, store if sources else None
+
+
+def _audio_sources(utterances: Sequence[Utterance], feature_config: FeatureConfig) -> list[Source]:
+    """Sources of audio, their lengths read from the headers; every unreadable file is listed at once."""
+    sources, problems = [], []
+    for utterance in utterances:
+        try:
+            duration_s = max(usable_duration_s(utterance.audio, utterance.offset, utterance.duration), 0.0)
+        except AudioError as error:
+            problems.append(str(error))
+            continue
+        num_frames = feature_config.num_frames(int(duration_s * feature_config.sample_rate_hz))
+        sources.append(Source(utterance.id, num_frames, duration_s, utterance.speaker, utterance=utterance))
+    if problems:
+        raise AsrCliError(format_problems(f"{len(problems)} input(s) cannot be read:", problems))
+    return sources
+
+
+FrameReader = Callable[[Source], np.ndarray]
+
+
+def frame_reader(store: FeatureStore | None, model: ModelFile, encoder_path: str | Path | None = None) -> FrameReader:
+    """Reads a source's (num_frames, dim) frames: a slice of the store, or the model's features of its audio
+    (raises AudioError for audio that cannot be decoded). The feature pipeline is loaded on first use."""
+    extractors = []
+
+    def read(source: Source) -> np.ndarray:
+        if source.store_position is not None:
+            return store.features(source.store_position)
+        if not extractors:
+            extractors.append(model.feature_extractor(encoder_path))
+        utterance = source.utterance
+        samples, _ = load_audio(utterance.audio, model.feature_config.sample_rate_hz, utterance.offset,
+                                utterance.duration)
+        return extractors[0]([samples])[0]
+
+    return read
+
+
+def input_normalizer(model: ModelFile, sources: Sequence[Source], store: FeatureStore | None,
+                     read: FrameReader) -> SpeakerNormalizer | None:
+    """How a model trained with per-speaker CMVN gets its input normalised (None: the model normalises
+    itself): by the statistics the store keeps per speaker, or for audio by a first pass over the frames of
+    each speaker the inputs name; utterances without a speaker by their own."""
+    if not model.config.speaker_cmvn:
+        return None
+    if store is not None:
+        return SpeakerNormalizer.of_stores([store])
+    return SpeakerNormalizer.of_frames(_speakers_frames(sources, read), model.feature_config.dim)
+
+
+def _speakers_frames(sources: Sequence[Source], read: FrameReader) -> Iterator[tuple[str, np.ndarray]]:
+    for source in sources:
+        if source.speaker is not None:
+            try:
+                yield source.speaker, read(source)
+            except AudioError:  # reported (or skipped) when it is decoded
+                continue
+
+
+def source_batches(sources: Sequence[Source], batch_frames: int) -> list[list[int]]:
+    """Indices of sources in batches of similar length within `batch_frames` padded input frames."""
+    return bucket_by_length([source.num_frames for source in sources], batch_frames)
+
+
+class Decoder:
+    """A model file with its search: batches of frames in, hypotheses and their words out.
+
+    The search's tables (LM, lexicon) are read once, here, unless given (`tables`: a cache's).
+    """
+
+    def __init__(self, model: ModelFile, search: SearchConfig = SearchConfig(), device: str | torch.device = "cpu",
+                 tables: LanguageModelTables | None = None, verbose: bool = False) -> None:
+        self.model = model
+        self.search = search.resolved()
+        self.device = torch.device(device)
+        self.tables = tables if tables is not None else search_tables(self.search, model.vocabulary, model.phones,
+                                                                      verbose)
+        self.spoken_words = self.tables.spoken_words if self.tables is not None else None
+
+    def hypotheses(self, features: Sequence[np.ndarray]) -> list[list[Hypothesis]]:
+        """The n-best (or the greedy best) hypotheses of each utterance's (num_frames, dim) normalised frames."""
+        padded, lengths = pad_batch([torch.from_numpy(f) for f in features], torch.zeros(self.model.config.input_dim))
+        with torch.no_grad():
+            log_probs, output_lengths = self.model.model(padded.to(self.device), lengths)
+        if self.search.is_greedy:
+            return [[hypothesis] for hypothesis in greedy_hypotheses(log_probs, output_lengths)]
+        log_probs = log_probs.cpu().numpy()
+        return [beam_search(log_probs[row, : int(output_lengths[row])], self.model.vocabulary, self.search, self.tables)
+                for row in range(len(features))]
+
+    def text(self, hypothesis: Hypothesis) -> str:
+        return hypothesis_text(hypothesis.label_ids, self.model.vocabulary, self.spoken_words)
+
+    def words(self, hypothesis: Hypothesis, duration_s: float) -> list[WordTiming]:
+        """Its words with start/end seconds: from the output frame of a word's first unit to the end of its last
+        one's, within `duration_s`."""
+        return word_timings(hypothesis, self.model.vocabulary.characters, self.model.seconds_per_frame, duration_s,
+                            self.spoken_words)
+
+
+def hypothesis_text(label_ids: Sequence[int], vocabulary: Vocabulary, spoken_words: dict[str, str] | None) -> str:
+    """A labelling as text: its characters, or for a phone model the words its phone spellings write (a
+    spelling outside the lexicon, possible only with an unlisted-word penalty, as its phone characters)."""
+    words = vocabulary.decode(label_ids).split()
+    if spoken_words is not None:
+        words = [spoken_words.get(word, word) for word in words]
+    return " ".join(words)
+
+
+def word_timings(hypothesis: Hypothesis, characters: Sequence[str], seconds_per_frame: float, duration_s: float,
+                 spoken_words: dict[str, str] | None = None) -> list[WordTiming]:
+    """Words of a hypothesis over a vocabulary's `characters` (label k is characters[k - 1]), each from its first
+    unit's output frame to the end of its last unit's, clipped to `duration_s`."""
+    words, current, first_frame, last_frame = [], [], 0, 0
+    for label, frame in [*zip(hypothesis.label_ids, hypothesis.frames), (None, None)]:
+        character = characters[label - 1] if label is not None else " "
+        if character != " ":
+            first_frame = frame if not current else first_frame
+            current.append(character)
+            last_frame = frame
+            continue
+        if current:
+            start = min(first_frame * seconds_per_frame, duration_s)
+            end = min((last_frame + 1) * seconds_per_frame, duration_s)
+            word = "".join(current)
+            word = spoken_words.get(word, word) if spoken_words is not None else word
+            words.append(WordTiming(word, round(start, 3), round(max(end, start), 3)))
+        current = []
+    return words

@@ -1,0 +1,49 @@
+"""Ctrl-C and SIGTERM that are never lost.
+
+Python runs a signal handler at the next bytecode boundary, which may be inside a finaliser or an at-fork
+callback (numba's, llvmlite's, logging's); an exception raised there is printed as "Exception ignored" and
+the work goes on. So the handlers installed here record the signal before raising, and long loops call
+`raise_if_stopped()`, which raises again for a signal whose first exception was swallowed. Ctrl-C raises
+KeyboardInterrupt, SIGTERM `Terminated`; the CLI turns them into exit codes 130 and 143.
+
+The record is the process's own (signals are delivered to the process): one flag, set only by the handler.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C (temporary outputs are removed on the way), reported with its own code."""
+
+
+_received: list[int] = []  # the signals this process was asked to stop by, in order
+
+
+def _handle(signum, frame) -> None:
+    _received.append(signum)
+    _raise(signum)
+
+
+def _raise(signum: int) -> None:
+    if signum == signal.SIGTERM:
+        raise Terminated
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM as described above (the CLI does, at start)."""
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop a signal asked for, if one arrived (its first exception may have been swallowed)."""
+    if _received:
+        _raise(_received[-1])
+
+
+def stop_requested() -> int | None:
+    """The last stop signal received, or None."""
+    return _received[-1] if _received else None
