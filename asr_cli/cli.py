@@ -60,7 +60,19 @@ THREADS_HELP = ("CPU threads for the computation (default: one per physical core
                 "train and decode give back the cores other processes are using, down to one thread).")
 ThreadsOption = Annotated[Optional[int], typer.Option(help=THREADS_HELP, show_default=False)]
 
+# `asr-cli --help` lists the commands in the order a user meets them.
+COMMAND_ORDER = ("import", "split", "prepare", "train", "lm", "decode", "score", "transcribe", "pack", "info", "export",
+                 "synth")
+
+
+class _CommandsInUseOrder(typer.core.TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(names))
+
+
 app = typer.Typer(
+    cls=_CommandsInUseOrder,
     name="asr-cli",
     help="Speech recognition from your own recordings: import -> prepare -> train -> decode -> score.",
     no_args_is_help=True,

@@ -64,13 +64,16 @@ def sequence_hash(token_ids) -> int:
 
 class LmArrays(NamedTuple):
     """An n-gram model (and lexicon) as the numba search reads it: hashed n-grams -> natural-log probability and
-    back-off, and the hashed spellings of words (a named tuple: numba takes no dataclasses)."""
+    back-off, and the hashed spellings of words (a named tuple: numba takes no dataclasses).
+
+    The search's kernel takes these fields unpacked, by position: its parameters after the log-probabilities
+    carry exactly these names in this order, then SearchSettings' (tests/test_search.py checks it)."""
 
     mode: int  # NO_LM, WORD_LM or CHAR_LM
     order: int
     keys: Dict  # hash of an n-gram's LM ids -> its row in log_probs and backoffs
-    log_probs: np.ndarray
-    backoffs: np.ndarray
+    lm_log_probs: np.ndarray  # natural log, by row
+    lm_backoffs: np.ndarray
     unknown_log_prob: float
     start_id: int
     end_id: int
@@ -132,8 +135,8 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
             backoffs.append(backoff * LOG10_TO_LN)
     unknown_entry = lm.ngrams[0].get((UNKNOWN,))
     tables = empty_lm_tables(vocabulary.size).with_arrays(
-        order=lm.order, keys=keys, log_probs=np.asarray(log_probs, np.float64),
-        backoffs=np.asarray(backoffs, np.float64),
+        order=lm.order, keys=keys, lm_log_probs=np.asarray(log_probs, np.float64),
+        lm_backoffs=np.asarray(backoffs, np.float64),
         unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
         start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1))
     tables = dataclasses.replace(tables, lm_tokens=[w for w in words if w not in SPECIAL_TOKENS],
@@ -198,7 +201,7 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     """No LM: the search scores the acoustics alone."""
     arrays = LmArrays(
         mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
-        log_probs=np.zeros(0), backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
+        lm_log_probs=np.zeros(0), lm_backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
         word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
         prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.float64),
         token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), external=False, cache=_empty_cache(),
@@ -240,7 +243,7 @@ def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabu
             lexicon_words[word_hash] = 1
             look_ahead = 0.0
             if lm.mode == WORD_LM and word_hash in lm.word_of_hash:
-                look_ahead = lm_log_prob(no_context, lm.word_of_hash[word_hash], lm.keys, lm.log_probs, lm.backoffs,
+                look_ahead = lm_log_prob(no_context, lm.word_of_hash[word_hash], lm.keys, lm.lm_log_probs, lm.lm_backoffs,
                                          lm.unknown_log_prob)
             elif lm.mode == WORD_LM and len(lm.word_of_hash) > 0:  # as for prefixes no LM word begins
                 look_ahead = -oov_penalty

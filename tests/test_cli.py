@@ -26,6 +26,9 @@ def test_help_lists_every_command():
     assert len(registered) >= 12  # import, split, prepare, train, decode, score, transcribe, export, pack, info, lm, synth
     for name in registered:
         assert f" {name} " in output, f"{name} missing from --help"
+    listed = [line.split()[1] for line in output.splitlines() if len(line.split()) > 2 and line.split()[1] in registered]
+    assert listed == ["import", "split", "prepare", "train", "lm", "decode", "score", "transcribe", "pack", "info",
+                      "export", "synth"]  # in the order a user meets them
     assert {"kaldi", "librispeech", "csv"} <= set(run_cli("import", "--help").stdout.split())
 
 

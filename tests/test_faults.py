@@ -248,10 +248,11 @@ def test_an_arpa_file_with_only_its_header_and_end(tmp_path: Path, fixture_model
 
 @pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--num-workers", "-1"),
                                            ("--grad-clip", "-5"), ("--hold-fraction", "2")])
-def test_out_of_range_training_options(tmp_path: Path, fixture_stores, option, value):
-    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp", option,
-            value, "--no-progress", names=option)
-    assert not (tmp_path / "exp" / "checkpoint.last.pt").exists()
+def test_out_of_range_training_options(tmp_path: Path, option, value):
+    """Refused before any file is read: the stores named here do not exist."""
+    message = refused("train", "--train", tmp_path / "train.store", "--valid", tmp_path / "dev.store", "-o",
+                      tmp_path / "exp", option, value, "--no-progress", names=option)
+    assert "not a feature store" not in message and not (tmp_path / "exp").exists()
 
 
 def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, fixture_stores):
@@ -474,9 +475,10 @@ def test_training_checkpoint_on_a_full_disk(small_disk, fixture_stores):
 
 def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path, fixture_model: Path, fixture_stores,
                                                                   capsys):
-    for option in ("--lm-weight", "--word-bonus", "--beam-threshold"):
-        refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", option, "nan",
-                "--no-progress", names=option)
+    for option in ("--lm-weight", "--word-bonus", "--beam-threshold"):  # before the (missing) model is read
+        message = refused("decode", tmp_path / "missing.pt", tmp_path / "missing.store", "-o", tmp_path / "hyp.jsonl",
+                          option, "nan", "--no-progress", names=option)
+        assert "not found" not in message
     arpa = tmp_path / "specials.arpa"
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n\n\\end\\\n")
     message = refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4",

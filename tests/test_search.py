@@ -182,3 +182,16 @@ def test_kenlm_binary_needs_kenlm_and_the_arpa_reader_says_so(tmp_path: Path, mo
     monkeypatch.setitem(__import__("sys").modules, "kenlm", None)  # as if not installed
     with pytest.raises(AsrCliError, match="pip install kenlm"):
         KenlmScorer(binary)
+
+
+def test_the_kernel_takes_the_named_tuples_fields_in_their_order():
+    """beam_search unpacks LmArrays and SearchSettings into the numba kernel's positional parameters (named tuples
+    cost 2.5x inside its loop): a field added, removed or reordered on either side must fail here."""
+    import inspect
+
+    from asr_cli.lm_tables import LmArrays
+    from asr_cli.search import SearchSettings, _prefix_beam_search
+
+    parameters = list(inspect.signature(_prefix_beam_search.py_func).parameters)
+    assert parameters[0] == "log_probs"
+    assert parameters[1:] == [*LmArrays._fields, *SearchSettings._fields]

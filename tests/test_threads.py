@@ -57,10 +57,13 @@ def test_a_busy_machine_starts_a_job_with_fewer_threads(monkeypatch):
     assert ThreadGovernor(2).threads == 2
 
 
-def test_threads_must_be_positive_on_every_command(tmp_path: Path, tiny_model: Path, tiny_stores, small_manifest):
-    refused("prepare", small_manifest, "-o", tmp_path / "store", "--threads", "0", names="--threads")
-    refused("train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp",
-            "--threads", "0", names="--threads")
-    refused("decode", tiny_model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--threads", "0",
-            names="--threads")
-    assert not (tmp_path / "store").exists() and not (tmp_path / "hyp.jsonl").exists()
+def test_threads_must_be_positive_on_every_command(tmp_path: Path):
+    """Checked before any input is read: none of the inputs named here exists."""
+    missing = tmp_path / "missing"
+    for command in (["prepare", missing / "all.jsonl", "-o", tmp_path / "store"],
+                    ["train", "--train", missing / "train.store", "--valid", missing / "dev.store", "-o", tmp_path / "exp"],
+                    ["decode", missing / "model.pt", missing / "dev.store", "-o", tmp_path / "hyp.jsonl"],
+                    ["transcribe", missing / "model.pt", missing / "speech.wav"]):
+        message = refused(*command, "--threads", "0", names="--threads")
+        assert "not found" not in message
+    assert not (tmp_path / "store").exists() and not (tmp_path / "exp").exists() and not (tmp_path / "hyp.jsonl").exists()
