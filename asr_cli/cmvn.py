@@ -9,8 +9,8 @@ its own. A recording transcribed alone is its own speaker. Numpy only, so that s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class CmvnStats:
     sum_sq: np.ndarray
 
     @classmethod
-    def zeros(cls, dim: int) -> "CmvnStats":
+    def zeros(cls, dim: int) -> CmvnStats:
         return cls(0, np.zeros(dim, np.float64), np.zeros(dim, np.float64))
 
     def accumulate(self, features: np.ndarray) -> None:
@@ -36,7 +36,7 @@ class CmvnStats:
         self.sum += as_float32.sum(axis=0, dtype=np.float64)
         self.sum_sq += np.square(as_float32).sum(axis=0, dtype=np.float64)
 
-    def __add__(self, other: "CmvnStats") -> "CmvnStats":
+    def __add__(self, other: CmvnStats) -> CmvnStats:
         if self.sum.shape != other.sum.shape:
             raise ValueError(f"cannot combine CMVN stats of dimension {self.sum.shape[0]} and {other.sum.shape[0]}")
         return CmvnStats(self.count + other.count, self.sum + other.sum, self.sum_sq + other.sum_sq)
@@ -53,14 +53,14 @@ class CmvnStats:
         return {"count": self.count, "sum": self.sum.tolist(), "sum_sq": self.sum_sq.tolist()}
 
     @classmethod
-    def of(cls, features: np.ndarray) -> "CmvnStats":
+    def of(cls, features: np.ndarray) -> CmvnStats:
         """The statistics of one (num_frames, dim) array."""
         stats = cls.zeros(features.shape[1])
         stats.accumulate(features)
         return stats
 
     @classmethod
-    def from_dict(cls, record: dict) -> "CmvnStats":
+    def from_dict(cls, record: dict) -> CmvnStats:
         return cls(int(record["count"]), np.asarray(record["sum"], np.float64), np.asarray(record["sum_sq"], np.float64))
 
 
@@ -85,12 +85,12 @@ class SpeakerNormalizer:
                         if stats.count > 0} for by_speaker in groups]
 
     @classmethod
-    def of_stores(cls, stores: Sequence) -> "SpeakerNormalizer":
+    def of_stores(cls, stores: Sequence) -> SpeakerNormalizer:
         """The speakers of each feature store, from the statistics it keeps."""
         return cls([store.speaker_cmvn() for store in stores])
 
     @classmethod
-    def of_frames(cls, frames_by_speaker: Iterable[tuple[str, np.ndarray]], dim: int) -> "SpeakerNormalizer":
+    def of_frames(cls, frames_by_speaker: Iterable[tuple[str, np.ndarray]], dim: int) -> SpeakerNormalizer:
         """One group, accumulated from (speaker, frames) pairs: a first pass over audio inputs, or the segments of
         one recording taken as one speaker's."""
         stats: dict[str, CmvnStats] = {}

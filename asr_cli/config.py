@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .errors import AsrCliError
 
@@ -217,13 +217,13 @@ class FeatureConfig(_Serialisable):
         record = {key: value for key, value in self.to_dict().items() if key not in ("dither", "encoder")}
         return {**record, "encoder": self.encoder.identity() if self.encoder is not None else None}
 
-    def differences(self, other: "FeatureConfig") -> list[str]:
+    def differences(self, other: FeatureConfig) -> list[str]:
         """The names of the fields in which `other` holds other features (empty: the same features)."""
         mine, theirs = self.identity(), other.identity()
         return [name for name in mine if mine[name] != theirs.get(name)]
 
     @classmethod
-    def for_kind(cls, kind: str, **overrides) -> "FeatureConfig":
+    def for_kind(cls, kind: str, **overrides) -> FeatureConfig:
         """Defaults per kind: 80 mel bins for fbank, 23 bins and 13 cepstra for MFCC; None overrides nothing."""
         defaults = {"num_mel_bins": MFCC_NUM_MEL_BINS} if kind == "mfcc" else {}
         defaults.update({key: value for key, value in overrides.items() if value is not None})
@@ -462,7 +462,7 @@ class SearchConfig:
         """Best-path decoding: a beam of one and nothing else to score."""
         return self.resolved().beam_size == 1 and not self.uses_tables
 
-    def resolved(self) -> "SearchConfig":
+    def resolved(self) -> SearchConfig:
         """This configuration with its beam size decided: given, else LM_BEAM_SIZE with an LM or a lexicon, else
         greedy (or the beam `nbest` needs). Every caller decides the beam here."""
         if self.beam_size is not None:

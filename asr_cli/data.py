@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,6 @@ from .errors import AsrCliError, some_of
 from .features import vtlp_source_bins
 from .store import FeatureStore
 from .text import Vocabulary, normalize_text
-
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def data_fingerprint(stores: Sequence[FeatureStore]) -> str:
     digest = hashlib.sha256()
     for store in stores:
         for entry in store:
-            digest.update(f"{entry.id}\t{entry.num_frames}\t{entry.text}\n".encode("utf-8"))
+            digest.update(f"{entry.id}\t{entry.num_frames}\t{entry.text}\n".encode())
     return digest.hexdigest()
 
 

@@ -8,8 +8,8 @@ store's frames or from the model's own features of the audio.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .audio import AudioError
 from .config import DecodeConfig

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 MAX_LISTED_PROBLEMS = 20
 MAX_LISTED_IDS = 10  # in a one-line message

@@ -42,7 +42,7 @@ class StoredDecoding:
         return dataclasses.asdict(self)
 
     @classmethod
-    def read(cls, model_path: str | Path) -> "StoredDecoding | None":
+    def read(cls, model_path: str | Path) -> StoredDecoding | None:
         """The stored decoding beside `model_path`, or None; damaged or dangling records are errors."""
         folder = Path(model_path).parent
         path = folder / cls.DECODING_FILE

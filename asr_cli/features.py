@@ -10,11 +10,12 @@ as Kaldi reads them, so the numbers agree with Kaldi's tools.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
+
 from .config import FeatureConfig
 
 INT16_SCALE = 32768.0

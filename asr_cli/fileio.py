@@ -10,8 +10,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO
 
 from .errors import AsrCliError
 

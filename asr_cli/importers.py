@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .config import CsvImportConfig
 from .errors import AsrCliError, format_problems, require_file

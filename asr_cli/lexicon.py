@@ -60,7 +60,7 @@ class PhoneSet:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, lexicon: Lexicon) -> "PhoneSet":
+    def of(cls, lexicon: Lexicon) -> PhoneSet:
         return cls(tuple(sorted({unit for spellings in lexicon.pronunciations.values()
                                  for units in spellings for unit in units})))
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import collections
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .config import MAX_LM_ORDER, ConfigError, LmConfig
 from .errors import AsrCliError, require_file

@@ -109,7 +109,7 @@ class LanguageModelTables:
         """Share of the LM's vocabulary the acoustic model cannot produce (0 when it cannot be listed: KenLM)."""
         return len(self.unreachable) / max(len(self.lm_tokens), 1)
 
-    def with_arrays(self, **changes) -> "LanguageModelTables":
+    def with_arrays(self, **changes) -> LanguageModelTables:
         """A copy with some of the search's arrays replaced."""
         return dataclasses.replace(self, arrays=self.arrays._replace(**changes))
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from .config import SplitConfig
 from .errors import AsrCliError, format_problems, require_file
@@ -46,7 +46,7 @@ class Utterance:
         return record
 
     @classmethod
-    def from_dict(cls, record: dict) -> "Utterance":
+    def from_dict(cls, record: dict) -> Utterance:
         """Build from a manifest record; raises ValueError naming the bad field."""
         if not isinstance(record, dict):
             raise ValueError("a manifest line must be a JSON object")
@@ -70,7 +70,7 @@ class Utterance:
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in known})
 
-    def resolve_audio(self, base_dir: Path) -> "Utterance":
+    def resolve_audio(self, base_dir: Path) -> Utterance:
         """Copy with ``audio`` made absolute against `base_dir` (the manifest's folder)."""
         audio_path = Path(self.audio)
         if audio_path.is_absolute():

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from .config import ConfigError, FeatureConfig, ModelConfig
 from .text import Vocabulary
 

@@ -20,22 +20,22 @@ import signal
 import sys
 import time
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .audio import AudioError, load_audio, resample, usable_duration_s
-from .errors import AsrCliError, describe_os_error, format_problems
 from .cmvn import CmvnStats
-from .features import feature_extractor
 from .config import ConfigError, FeatureConfig, PrepareConfig
+from .errors import AsrCliError, describe_os_error, format_problems
+from .features import feature_extractor
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, json_line, write_json
-from .manifest import BadItem, Utterance, check_manifest
 from .logs import progress_bar
-from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
+from .manifest import BadItem, Utterance, check_manifest
 from .signals import raise_if_stopped
+from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
 from .threads import use_threads
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies

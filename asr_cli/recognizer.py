@@ -21,8 +21,8 @@ from .inference import Decoder
 from .lm_tables import LanguageModelTables, search_tables
 from .model import load_model_file, resolve_device
 from .results import Transcription
-from .signals import raise_if_stopped
 from .segment import file_energies_db, frame_energies_db, speech_segments
+from .signals import raise_if_stopped
 
 INT16_FULL_SCALE = 32768.0
 SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together

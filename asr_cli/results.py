@@ -31,7 +31,7 @@ class WordTiming:
     def to_dict(self) -> dict:
         return {"word": self.word, "start": self.start, "end": self.end}
 
-    def shifted(self, offset_s: float) -> "WordTiming":
+    def shifted(self, offset_s: float) -> WordTiming:
         return WordTiming(self.word, round(self.start + offset_s, 3), round(self.end + offset_s, 3))
 
 

@@ -17,11 +17,11 @@ import jiwer
 import numpy as np
 
 from . import inputs
+from .config import HYP_FORMATS, REF_FORMATS, ReportConfig, ScoreConfig
 from .errors import AsrCliError, require_file, some_of
 from .fileio import iter_json_lines
 from .importers import read_kaldi_table
 from .text import normalize_text
-from .config import HYP_FORMATS, REF_FORMATS, ReportConfig, ScoreConfig
 
 BOOTSTRAP_CHUNK_DRAWS = 50
 

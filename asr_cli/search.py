@@ -27,8 +27,21 @@ from numba.typed import Dict
 
 from .config import LM_BEAM_SIZE, SearchConfig
 from .errors import AsrCliError
-from .lm_tables import (CHAR_LM, HASH_SEED, NO_CONTEXT, NO_LM, NO_WORD, WORD_LM, LanguageModelTables, lm_log_prob,
-                        context_key, empty_lm_tables, extend_hash, fill_scorer_cache, sequence_hash)
+from .lm_tables import (
+    CHAR_LM,
+    HASH_SEED,
+    NO_CONTEXT,
+    NO_LM,
+    NO_WORD,
+    WORD_LM,
+    LanguageModelTables,
+    context_key,
+    empty_lm_tables,
+    extend_hash,
+    fill_scorer_cache,
+    lm_log_prob,
+    sequence_hash,
+)
 from .results import Hypothesis
 from .text import BLANK_INDEX, Vocabulary
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+
 from .config import SegmentationConfig
 
 ENERGY_FRAME_S = 0.01

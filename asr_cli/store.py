@@ -14,16 +14,16 @@ Reading an utterance is a slice of a memory map, never a file open.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from . import __version__
-from .errors import AsrCliError
 from .cmvn import CmvnStats
 from .config import FeatureConfig
+from .errors import AsrCliError
 
 STORE_FORMAT_VERSION = 1
 METADATA_FILE = "store.json"
@@ -51,7 +51,7 @@ class IndexEntry:
         }
 
     @classmethod
-    def from_dict(cls, record: dict) -> "IndexEntry":
+    def from_dict(cls, record: dict) -> IndexEntry:
         return cls(**record)
 
 
@@ -129,7 +129,7 @@ class StoreMetadata:
         }
 
     @classmethod
-    def from_dict(cls, record: dict) -> "StoreMetadata":
+    def from_dict(cls, record: dict) -> StoreMetadata:
         return cls(
             feature_config=FeatureConfig.from_dict(record["feature_config"]),
             dtype=record["dtype"],

@@ -19,8 +19,8 @@ import soundfile
 
 from .config import SHOW_PROGRESS, CorpusConfig
 from .errors import AsrCliError
-from .manifest import Utterance, write_manifest
 from .logs import progress_bar
+from .manifest import Utterance, write_manifest
 from .signals import raise_if_stopped
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -143,7 +143,7 @@ def sentence(rng: random.Random) -> str:
 
 def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = SHOW_PROGRESS) -> dict:
     """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`."""
-    
+
     output_dir = Path(output_dir)
     (output_dir / "audio").mkdir(parents=True, exist_ok=True)
     engine = EspeakEngine()

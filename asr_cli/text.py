@@ -13,6 +13,7 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+
 from .config import NormalizeConfig
 
 APOSTROPHES = "'\u2019"
@@ -56,7 +57,7 @@ class Vocabulary:
     characters: tuple[str, ...]
 
     @classmethod
-    def from_texts(cls, texts) -> "Vocabulary":
+    def from_texts(cls, texts) -> Vocabulary:
         """Every character of the (already normalised) texts, sorted."""
         return cls(tuple(sorted(set().union(*map(set, texts)))))
 
@@ -66,7 +67,7 @@ class Vocabulary:
         return len(self.characters) + 1
 
     @classmethod
-    def read(cls, path) -> "Vocabulary":
+    def read(cls, path) -> Vocabulary:
         """One character per line, `<space>` for the space; the order is kept (blank comes first, implied)."""
         from pathlib import Path
 

@@ -13,21 +13,33 @@ import functools
 import math
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batching import padding_waste
 from .checkpoint import checkpoint_contents, load_checkpoint, restore_rng, save_model, save_torch_atomically
 from .cmvn import SpeakerNormalizer
-from .config import (DEFAULT_DEVICE, PHONE_UNITS, SHOW_PROGRESS, ConfigError, ModelConfig, ScoreConfig,
-                     TrainConfig)
-from .data import (BatchDataset, ExampleSet, SpeakerNormalization, SpecAugment, Vtlp, build_examples, data_fingerprint,
-                   epoch_batch_seeds, make_batches, open_stores, rank_batches, require_same_features, require_speakers)
-from .batching import padding_waste
+from .config import DEFAULT_DEVICE, PHONE_UNITS, SHOW_PROGRESS, ConfigError, ModelConfig, ScoreConfig, TrainConfig
+from .data import (
+    BatchDataset,
+    ExampleSet,
+    SpeakerNormalization,
+    SpecAugment,
+    Vtlp,
+    build_examples,
+    data_fingerprint,
+    epoch_batch_seeds,
+    make_batches,
+    open_stores,
+    rank_batches,
+    require_same_features,
+    require_speakers,
+)
 from .distributed import Distributed, local_processes, setup_distributed
 from .errors import AsrCliError
 from .experiment import ExperimentFolder, copy_file
@@ -70,7 +82,7 @@ class StopRequest:
         self.signal: int | None = None
         self._previous = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -103,7 +115,7 @@ class TrainState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, record: dict) -> "TrainState":
+    def from_dict(cls, record: dict) -> TrainState:
         return cls(**record)
 
 

@@ -6,7 +6,7 @@ times are seconds from the start of the recording. Torch-free.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .fileio import json_line
 from .results import Transcription, WordTiming, rounded_score

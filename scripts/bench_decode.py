@@ -62,8 +62,8 @@ def model_log_probs(model_path: Path, store_path: Path) -> tuple[list[np.ndarray
 
 
 def word_error_rate(ids, references, hypotheses) -> float:
-    from asr_cli.score import Transcript, score
     from asr_cli.config import ScoreConfig
+    from asr_cli.score import Transcript, score
 
     report = score([Transcript(i, r) for i, r in zip(ids, references)],
                    [Transcript(i, h) for i, h in zip(ids, hypotheses)], ScoreConfig(bootstrap_draws=0, compute_cer=False))
@@ -81,11 +81,11 @@ def main() -> None:
     parser.add_argument("--lexicon", type=Path, help="word list for the lexicon-constrained rows")
     args = parser.parse_args()
 
-    from asr_cli.search import beam_search, greedy_hypotheses
-    from asr_cli.lm_tables import build_lm_tables, restrict_to_lexicon
     from asr_cli.config import SearchConfig
     from asr_cli.lexicon import read_lexicon
     from asr_cli.lm import read_arpa
+    from asr_cli.lm_tables import build_lm_tables, restrict_to_lexicon
+    from asr_cli.search import beam_search, greedy_hypotheses
     from asr_cli.text import Vocabulary
 
     log_probs, ids, references, characters = model_log_probs(args.model, args.store)

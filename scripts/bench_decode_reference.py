@@ -12,7 +12,7 @@ seconds and hypotheses; with --grid, the hypotheses at beam 16 for each
 lexicon decoder's).
 
     OTHER_VENV/bin/python scripts/bench_decode_reference.py LOGPROBS.npz --lm words.arpa --lm-weight 0.5 --word-bonus 1.0
-    OTHER_VENV/bin/python scripts/bench_decode_reference.py LOGPROBS.npz --lm words.arpa --grid '[[0.5, 1.0], [0.8, 2.0]]' 
+    OTHER_VENV/bin/python scripts/bench_decode_reference.py LOGPROBS.npz --lm words.arpa --grid '[[0.5, 1.0], [0.8, 2.0]]'
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ def run_flashlight(log_probs, labels, beam):
 def run_flashlight_lexicon(log_probs, labels, lm_path, lexicon_path, alpha, beta, beam):
     """flashlight-text's LexiconDecoder: a trie of the lexicon's spellings (each ending in the space), smeared
     with the best unigram below each node, and the word LM at each word end, as in wav2letter recipes."""
-    from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions, SmearingMode,
-                                             Trie)
+    from flashlight.lib.text.decoder import CriterionType, LexiconDecoder, LexiconDecoderOptions, SmearingMode, Trie
 
     from asr_cli.lm import read_arpa
 

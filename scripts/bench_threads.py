@@ -121,7 +121,7 @@ def main() -> None:
         results = {policy: measure(work, policy, args.decode_utterances) for policy in args.settings.split(",")}
     summary = {"benchmark": "threads", "physical_cores": physical_cores(), "cpus": os.cpu_count(), **results}
     if "fixed" in results:
-        for policy, result in results.items():
+        for result in results.values():
             result["train_alone_vs_fixed"] = round(
                 result["train_frames_per_s_alone"] / results["fixed"]["train_frames_per_s_alone"], 3)
             result["decode_alone_vs_fixed"] = round(

@@ -62,14 +62,12 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader workers of the real step")
     args = parser.parse_args()
 
+    from asr_cli.config import ModelConfig, PrepareConfig, TrainConfig
     from asr_cli.data import make_batches
     from asr_cli.importers import import_kaldi
     from asr_cli.manifest import write_manifest
-    from asr_cli.config import ModelConfig
     from asr_cli.prepare import prepare
-    from asr_cli.config import PrepareConfig
     from asr_cli.store import FeatureStore
-    from asr_cli.config import TrainConfig
 
     utterances = import_kaldi(CORPUS)
     with tempfile.TemporaryDirectory() as work_dir:

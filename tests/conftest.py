@@ -70,9 +70,8 @@ def fixture_model(tmp_path_factory, fixture_stores) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tiny_stores) -> Path:
     """A barely trained model file (one epoch of a 1x24 BLSTM): enough to exercise decoding."""
-    from asr_cli.config import ModelConfig
+    from asr_cli.config import ModelConfig, TrainConfig
     from asr_cli.train import train
-    from asr_cli.config import TrainConfig
 
     train_store, valid_store = tiny_stores
     exp_dir = tmp_path_factory.mktemp("tiny_model")

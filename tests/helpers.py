@@ -110,8 +110,8 @@ def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, ch
 
 def make_store(folder: Path, utterances: list[Utterance], **options) -> Path:
     """Prepare a feature store from utterances (quietly); returns its path."""
-    from asr_cli.prepare import prepare
     from asr_cli.config import PrepareConfig
+    from asr_cli.prepare import prepare
 
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / f"{folder.name}.jsonl"

@@ -8,8 +8,17 @@ import torch
 from asr_cli.batching import bucket_by_length, pad_batch, padding_waste
 from asr_cli.cmvn import SpeakerNormalizer
 from asr_cli.config import FeatureConfig, NormalizeConfig, SpecAugmentConfig
-from asr_cli.data import (BatchDataset, SpeakerNormalization, SpecAugment, Vtlp, apply_spec_augment, build_examples,
-                          epoch_batch_seeds, make_batches, rank_batches)
+from asr_cli.data import (
+    BatchDataset,
+    SpeakerNormalization,
+    SpecAugment,
+    Vtlp,
+    apply_spec_augment,
+    build_examples,
+    epoch_batch_seeds,
+    make_batches,
+    rank_batches,
+)
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from asr_cli.audio import load_audio
-from asr_cli.features import FeatureExtractor, add_deltas
 from asr_cli.config import FeatureConfig
+from asr_cli.features import FeatureExtractor, add_deltas
 from tests.helpers import SPEECHOCEAN, require
 
 SPEECHOCEAN_FILES = ["0001/000010011.flac", "0001/000010035.flac", "0003/000030012.flac"]

@@ -8,18 +8,24 @@ import numpy as np
 import pytest
 
 from asr_cli.cli import run
-from asr_cli.search import beam_search
-from asr_cli.lm_tables import build_lm_tables, empty_lm_tables, restrict_to_lexicon
 from asr_cli.config import PHONE_UNITS, SearchConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.lexicon import Lexicon, check_units, read_lexicon
 from asr_cli.lm import SENTENCE_END, SENTENCE_START, build_kneser_ney, read_arpa, write_arpa
+from asr_cli.lm_tables import build_lm_tables, empty_lm_tables, restrict_to_lexicon
 from asr_cli.recognizer import load_model
+from asr_cli.search import beam_search
 from asr_cli.store import FeatureStore
 from asr_cli.text import normalize_text
-from tests.helpers import EXHAUSTIVE, SPACE, VOCABULARY, certain_labels, labelling_probabilities, random_log_probs
-from tests.helpers import refused
-
+from tests.helpers import (
+    EXHAUSTIVE,
+    SPACE,
+    VOCABULARY,
+    certain_labels,
+    labelling_probabilities,
+    random_log_probs,
+    refused,
+)
 
 
 def words_of(labelling: tuple) -> list[str]:

@@ -5,8 +5,15 @@ from pathlib import Path
 import pytest
 
 from asr_cli.errors import AsrCliError
-from asr_cli.lm import (SENTENCE_START, build_kneser_ney, kneser_ney_discounts, read_arpa, read_sentences, tokenize,
-                        write_arpa)
+from asr_cli.lm import (
+    SENTENCE_START,
+    build_kneser_ney,
+    kneser_ney_discounts,
+    read_arpa,
+    read_sentences,
+    tokenize,
+    write_arpa,
+)
 from tests.helpers import SPEECHOCEAN, require
 
 TOY = [["a", "b"], ["a", "b"], ["b", "a"]]

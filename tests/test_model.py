@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from asr_cli.model import AcousticModel, PeepholeLSTM, RecurrentLayer, reverse_within_lengths, stack_and_subsample
 from asr_cli.config import ModelConfig
+from asr_cli.model import AcousticModel, PeepholeLSTM, RecurrentLayer, reverse_within_lengths, stack_and_subsample
 
 
 def reference_peephole_lstm(layer: PeepholeLSTM, inputs: torch.Tensor, direction: int = 0) -> torch.Tensor:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from asr_cli.cli import run
-from asr_cli.lm_tables import build_lm_tables, sequence_hash
-from asr_cli.inference import hypothesis_text
 from asr_cli.errors import AsrCliError
+from asr_cli.inference import hypothesis_text
 from asr_cli.lexicon import Lexicon, PhoneSet, phone_transcript, read_cmudict, read_lexicon
 from asr_cli.lm import NgramLM
+from asr_cli.lm_tables import build_lm_tables, sequence_hash
 from asr_cli.model import describe_model_file
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary, normalize_text

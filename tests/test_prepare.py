@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from asr_cli.audio import load_audio
+from asr_cli.config import FeatureConfig, PrepareConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.features import FeatureExtractor
-from asr_cli.config import FeatureConfig, PrepareConfig
 from asr_cli.manifest import Utterance, load_manifest, write_manifest
 from asr_cli.prepare import change_speed, parse_speed_factors, prepare
 from asr_cli.store import FeatureStore, combine_cmvn

@@ -12,7 +12,7 @@ import torch
 
 import asr_cli
 from asr_cli.cli import run
-from asr_cli.config import SearchConfig, DecodeConfig
+from asr_cli.config import DecodeConfig, SearchConfig
 from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
 from tests.helpers import run_cli, write_tone

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from asr_cli.config import NormalizeConfig, PrepareConfig, ReportConfig, ScoreConfig
 from asr_cli.errors import AsrCliError
 from asr_cli.manifest import Utterance, write_manifest
 from asr_cli.prepare import prepare
-from asr_cli.config import NormalizeConfig, PrepareConfig, ReportConfig, ScoreConfig
 from asr_cli.score import Transcript, read_hypotheses, read_references, render_json, render_text, score
 from tests.helpers import run_cli, write_tone
 

@@ -149,8 +149,8 @@ def test_greedy_collapses_repeats_and_drops_blanks():
 def test_kenlm_backend_searches_exactly_like_the_built_in_tables(tmp_path: Path):
     """Same ARPA model, same search: KenLM's scores through the cache give the same n-best."""
     pytest.importorskip("kenlm")
-    from asr_cli.lm_tables import scorer_lm_tables
     from asr_cli.lm import KenlmScorer
+    from asr_cli.lm_tables import scorer_lm_tables
 
     sentences = [["ab", "ba"], ["ab"], ["ba", "ba", "ab"], ["a", "b"], ["bab", "ab", "ba"]]
     write_arpa(build_kneser_ney(sentences, 3), tmp_path / "words.arpa")

@@ -7,8 +7,8 @@ import pytest
 import soundfile
 
 import asr_cli
-from asr_cli.segment import ENERGY_FRAME_S, file_energies_db, frame_energies_db, speech_segments
 from asr_cli.config import SegmentationConfig
+from asr_cli.segment import ENERGY_FRAME_S, file_energies_db, frame_energies_db, speech_segments
 
 
 def energies(pattern: list[tuple[float, float]]) -> np.ndarray:

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from asr_cli.cmvn import CmvnStats
+from asr_cli.config import DecodeConfig, FeatureConfig, ModelConfig, TrainConfig
 from asr_cli.data import Vtlp
+from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
 from asr_cli.features import FeatureExtractor, vtlp_source_bins
-from asr_cli.config import FeatureConfig, ModelConfig, TrainConfig, DecodeConfig
 from asr_cli.manifest import Utterance
 from asr_cli.model import AcousticModel, load_model_file, stack_and_subsample
 from asr_cli.store import SPEAKER_CMVN_FILE, FeatureStore
 from asr_cli.train import compute_loss, ctc_loss, train
-from asr_cli.decode import decode_inputs
 from tests.helpers import make_store
 
 TINY_TRAINING = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0)
@@ -31,8 +31,8 @@ def by_speaker(store: FeatureStore) -> dict[str, np.ndarray]:
 
 
 def test_store_keeps_per_speaker_statistics_of_its_frames(tmp_path: Path, small_manifest: Path):
-    from asr_cli.prepare import prepare
     from asr_cli.config import PrepareConfig
+    from asr_cli.prepare import prepare
 
     prepare(small_manifest, tmp_path / "store", PrepareConfig(show_progress=False, jobs=2))
     store = FeatureStore(tmp_path / "store")

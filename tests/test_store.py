@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr_cli.errors import AsrCliError
 from asr_cli.cmvn import CmvnStats
+from asr_cli.errors import AsrCliError
 from asr_cli.store import INDEX_FILE, METADATA_FILE, ArrayWriter, FeatureStore, combine_cmvn
 
 
