@@ -1,8 +1,8 @@
 """asr-cli: a command-line speech recognition pipeline (prepare, train, decode, score), and its Python API:
 
-    import asr_cli
-    model = asr_cli.load_model("exp/model.pt")
-    print(model.transcribe("speech.wav").text)
+import asr_cli
+model = asr_cli.load_model("exp/model.pt")
+print(model.transcribe("speech.wav").text)
 """
 
 __version__ = "0.1.0"

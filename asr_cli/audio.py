@@ -60,21 +60,27 @@ def load_audio(
             native_rate_hz = sound.samplerate
             start = int(round(offset_s * native_rate_hz))
             if start > sound.frames:
-                raise AudioError(f"{path}: offset {offset_s:.3f} s is past the end ({sound.frames / native_rate_hz:.3f} s)")
+                raise AudioError(
+                    f"{path}: offset {offset_s:.3f} s is past the end ({sound.frames / native_rate_hz:.3f} s)"
+                )
             num_samples = -1 if duration_s is None else int(round(duration_s * native_rate_hz))
             available = sound.frames - start
             tolerance = int(SEGMENT_TOLERANCE_S * native_rate_hz)
             if num_samples > available + tolerance:
-                raise AudioError(f"{path}: the segment {offset_s:.3f} + {duration_s:.3f} s runs past the end of the "
-                                 f"audio ({sound.frames / native_rate_hz:.3f} s)")
+                raise AudioError(
+                    f"{path}: the segment {offset_s:.3f} + {duration_s:.3f} s runs past the end of the "
+                    f"audio ({sound.frames / native_rate_hz:.3f} s)"
+                )
             _refuse_truncated_header(sound, path)
             if start:
                 sound.seek(start)
             samples = _read_float32(sound, num_samples)
             expected = available if num_samples < 0 else min(num_samples, available)
             if samples.shape[0] < expected - tolerance:
-                raise AudioError(f"{path}: truncated: its header promises {expected / native_rate_hz:.3f} s, only "
-                                 f"{samples.shape[0] / native_rate_hz:.3f} s could be decoded")
+                raise AudioError(
+                    f"{path}: truncated: its header promises {expected / native_rate_hz:.3f} s, only "
+                    f"{samples.shape[0] / native_rate_hz:.3f} s could be decoded"
+                )
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioError(f"{path}: unreadable or corrupt audio ({error})") from error
     if samples.shape[0] == 0:
@@ -103,8 +109,10 @@ def _refuse_truncated_header(sound: soundfile.SoundFile, path: Path) -> None:
     if match:
         promised, present = int(match.group(1)), int(match.group(2))
         if present < promised:
-            raise AudioError(f"{path}: truncated: its header promises {promised:,} bytes of samples, the file holds "
-                             f"{present:,} (an interrupted copy or download?)")
+            raise AudioError(
+                f"{path}: truncated: its header promises {promised:,} bytes of samples, the file holds "
+                f"{present:,} (an interrupted copy or download?)"
+            )
 
 
 def _read_float32(sound: soundfile.SoundFile, num_samples: int) -> np.ndarray:

@@ -26,19 +26,33 @@ def save_torch_atomically(path: Path, obj: dict) -> None:
             torch.save(obj, handle)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
-        raise AsrCliError(f"could not write {path} ({reason}); the previous version, if any, "
-                          "is intact. Free some disk space and resume with --resume") from error
+        raise AsrCliError(
+            f"could not write {path} ({reason}); the previous version, if any, "
+            "is intact. Free some disk space and resume with --resume"
+        ) from error
 
 
-def checkpoint_contents(model: AcousticModel, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict, vocabulary: Vocabulary,
-                        train_config: dict, fingerprint: str) -> dict:
+def checkpoint_contents(
+    model: AcousticModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict,
+    vocabulary: Vocabulary,
+    train_config: dict,
+    fingerprint: str,
+) -> dict:
     """Everything a resumed run needs to carry on exactly (the random state of this process included)."""
     return {
-        "format_version": CHECKPOINT_FORMAT_VERSION, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,
-        "rng": rng_state(), "vocabulary": list(vocabulary.characters), "model_config": model.config.to_dict(),
-        "train_config": train_config, "data_fingerprint": fingerprint,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "state": state,
+        "rng": rng_state(),
+        "vocabulary": list(vocabulary.characters),
+        "model_config": model.config.to_dict(),
+        "train_config": train_config,
+        "data_fingerprint": fingerprint,
     }
 
 
@@ -51,8 +65,9 @@ def load_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise AsrCliError(f"{path} is damaged or not a checkpoint ({type(error).__name__}); "
-                          f"try {best}, or start anew") from error
+        raise AsrCliError(
+            f"{path} is damaged or not a checkpoint ({type(error).__name__}); try {best}, or start anew"
+        ) from error
     if not isinstance(checkpoint, dict):
         raise AsrCliError(f"{path} is not an asr-cli training checkpoint; try {best}, or start anew")
     if checkpoint.get("format_version") != CHECKPOINT_FORMAT_VERSION:
@@ -79,7 +94,12 @@ def restore_rng(state: dict, rank: int) -> None:
 
 def save_model(path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict) -> None:
     """The model file of an epoch: the model, and from `record` its validation scores and training data."""
-    info = {"epoch": record["epoch"], "valid_cer": record["valid_cer"], "valid_wer": record["valid_wer"],
-            "asr_cli_version": __version__, "torch_version": str(torch.__version__),
-            **{key: record[key] for key in MODEL_INFO_KEYS if key in record}}
+    info = {
+        "epoch": record["epoch"],
+        "valid_cer": record["valid_cer"],
+        "valid_wer": record["valid_wer"],
+        "asr_cli_version": __version__,
+        "torch_version": str(torch.__version__),
+        **{key: record[key] for key in MODEL_INFO_KEYS if key in record},
+    }
     save_torch_atomically(path, model_file_contents(model, feature_config, list(vocabulary.characters), info))

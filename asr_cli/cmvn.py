@@ -61,8 +61,9 @@ class CmvnStats:
 
     @classmethod
     def from_dict(cls, record: dict) -> CmvnStats:
-        return cls(int(record["count"]), np.asarray(record["sum"], np.float64), np.asarray(record["sum_sq"], np.float64))
-
+        return cls(
+            int(record["count"]), np.asarray(record["sum"], np.float64), np.asarray(record["sum_sq"], np.float64)
+        )
 
 
 def utterance_mean_and_std(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +82,10 @@ class SpeakerNormalizer:
     """
 
     def __init__(self, groups: Sequence[dict[str, CmvnStats]]) -> None:
-        self.tables = [{speaker: stats.mean_and_std(MIN_CMVN_STD) for speaker, stats in by_speaker.items()
-                        if stats.count > 0} for by_speaker in groups]
+        self.tables = [
+            {speaker: stats.mean_and_std(MIN_CMVN_STD) for speaker, stats in by_speaker.items() if stats.count > 0}
+            for by_speaker in groups
+        ]
 
     @classmethod
     def of_stores(cls, stores: Sequence) -> SpeakerNormalizer:

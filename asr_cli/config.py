@@ -113,11 +113,16 @@ class NormalizeConfig(_Serialisable):
     collapse_whitespace: bool = True
 
     def describe(self) -> str:
-        steps = [name for name, on in (("case folding", self.case_fold),
-                                       ("punctuation removal (in-word apostrophes kept)", self.remove_punctuation),
-                                       ("whitespace collapsing", self.collapse_whitespace)) if on]
+        steps = [
+            name
+            for name, on in (
+                ("case folding", self.case_fold),
+                ("punctuation removal (in-word apostrophes kept)", self.remove_punctuation),
+                ("whitespace collapsing", self.collapse_whitespace),
+            )
+            if on
+        ]
         return ", ".join(steps) if steps else "none"
-
 
 
 @dataclass(frozen=True)
@@ -143,8 +148,9 @@ class EncoderConfig(_Serialisable):
     def __post_init__(self) -> None:
         _require_choice("backend", self.backend, ENCODER_BACKENDS)
         if self.layer < -1 or (self.num_layers and self.layer > self.num_layers):
-            raise ConfigError("layer", f"{{0}} must be -1 (the output) or a block between 0 and {self.num_layers}, "
-                                       f"not {self.layer}")
+            raise ConfigError(
+                "layer", f"{{0}} must be -1 (the output) or a block between 0 and {self.num_layers}, not {self.layer}"
+            )
 
     def identity(self) -> dict:
         """What must match for two stores or a store and a model to hold the same features."""
@@ -152,9 +158,11 @@ class EncoderConfig(_Serialisable):
 
     def describe(self) -> str:
         layer = "output" if self.layer == -1 else f"block {self.layer} of {self.num_layers}"
-        return (f"{self.name} ({self.backend} {self.model_type}, {layer}, {self.dim} dims every "
-                f"{self.frame_shift_ms:g} ms{', windows padded to 30 s' if self.pad_to_window else ''}; "
-                f"weights sha256 {self.sha256[:12]}...)")
+        return (
+            f"{self.name} ({self.backend} {self.model_type}, {layer}, {self.dim} dims every "
+            f"{self.frame_shift_ms:g} ms{', windows padded to 30 s' if self.pad_to_window else ''}; "
+            f"weights sha256 {self.sha256[:12]}...)"
+        )
 
     def num_frames(self, num_samples: int) -> int:
         """States the encoder gives for `num_samples` samples at 16 kHz."""
@@ -168,6 +176,7 @@ class EncoderConfig(_Serialisable):
 
 WHISPER_HOP_SAMPLES = 160
 WHISPER_MIN_SAMPLES = 320  # the reflect padding of its centred 400-point STFT needs more than 200 samples
+
 
 @dataclass(frozen=True)
 class FeatureConfig(_Serialisable):
@@ -191,25 +200,34 @@ class FeatureConfig(_Serialisable):
         _require_choice("kind", self.kind, FEATURE_KINDS)
         if (self.kind == "encoder") != (self.encoder is not None):
             raise ConfigError(("kind", "encoder"), "{0} encoder takes an {1}, and only it does")
-        if self.encoder is not None and (self.sample_rate_hz != 16000 or self.deltas
-                                         or self.frame_shift_ms != self.encoder.frame_shift_ms):
-            raise ConfigError(("encoder", "sample_rate_hz", "deltas"),
-                              "{0} features are computed at {1} 16000 Hz, at the encoder's frame rate, without {2}")
+        if self.encoder is not None and (
+            self.sample_rate_hz != 16000 or self.deltas or self.frame_shift_ms != self.encoder.frame_shift_ms
+        ):
+            raise ConfigError(
+                ("encoder", "sample_rate_hz", "deltas"),
+                "{0} features are computed at {1} 16000 Hz, at the encoder's frame rate, without {2}",
+            )
         if self.kind == "mfcc" and self.num_ceps > self.num_mel_bins:
-            raise ConfigError(("num_ceps", "num_mel_bins"),
-                              f"{{0}} ({self.num_ceps}) cannot exceed {{1}} ({self.num_mel_bins})")
+            raise ConfigError(
+                ("num_ceps", "num_mel_bins"), f"{{0}} ({self.num_ceps}) cannot exceed {{1}} ({self.num_mel_bins})"
+            )
         if self.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
-            raise ConfigError("sample_rate_hz",
-                              f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}")
+            raise ConfigError(
+                "sample_rate_hz", f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}"
+            )
         _require_at_least(self, 1, "num_mel_bins")
         if self.num_mel_bins > self.fft_length // 4:
-            raise ConfigError("num_mel_bins", f"{{0}}: {self.num_mel_bins} are too many for a {self.fft_length}-point "
-                                              f"FFT at {self.sample_rate_hz} Hz (at most {self.fft_length // 4}): some "
-                                              "filters would be empty")
+            raise ConfigError(
+                "num_mel_bins",
+                f"{{0}}: {self.num_mel_bins} are too many for a {self.fft_length}-point "
+                f"FFT at {self.sample_rate_hz} Hz (at most {self.fft_length // 4}): some "
+                "filters would be empty",
+            )
         _require_finite("dither", self.dither, minimum=0)
         if not (0 <= self.preemphasis <= 1) or not (self.frame_length_ms > 0 and self.frame_shift_ms > 0):
-            raise ConfigError(("preemphasis", "frame_length_ms", "frame_shift_ms"),
-                              "{0} must be in [0, 1] and {1} and {2} positive")
+            raise ConfigError(
+                ("preemphasis", "frame_length_ms", "frame_shift_ms"), "{0} must be in [0, 1] and {1} and {2} positive"
+            )
 
     def identity(self) -> dict:
         """What makes two feature sets the same (everything but where an encoder folder was found, and dither,
@@ -284,8 +302,9 @@ class PrepareConfig:
             raise ConfigError("speed_factors", f"{{0}} needs distinct factors, got {list(self.speed_factors)}")
         for factor in self.speed_factors:
             if not MIN_SPEED_FACTOR <= factor <= MAX_SPEED_FACTOR:
-                raise ConfigError("speed_factors",
-                                  f"{{0}} factor {factor:g} is outside [{MIN_SPEED_FACTOR}, {MAX_SPEED_FACTOR}]")
+                raise ConfigError(
+                    "speed_factors", f"{{0}} factor {factor:g} is outside [{MIN_SPEED_FACTOR}, {MAX_SPEED_FACTOR}]"
+                )
         _require_choice("dtype", self.dtype, STORE_DTYPES)
         _require_at_least(self, 1, "jobs")
         if not 1 <= self.shard_index <= self.num_shards:
@@ -347,8 +366,9 @@ class ModelConfig(_Serialisable):
         if self.units == CHARACTER_UNITS and self.phones:
             raise ConfigError("units", "phones are listed only for {0} phones")
         if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
-            raise ConfigError(("frontend", "conv_channels"),
-                              "{0} conv needs a recurrent architecture and {1} at least 1")
+            raise ConfigError(
+                ("frontend", "conv_channels"), "{0} conv needs a recurrent architecture and {1} at least 1"
+            )
 
     @property
     def directions(self) -> int:
@@ -438,8 +458,9 @@ class SearchConfig:
         if self.beam_size is not None:
             _require_at_least(self, 1, "beam_size")
             if self.nbest > self.beam_size:
-                raise ConfigError(("nbest", "beam_size"),
-                                  f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})")
+                raise ConfigError(
+                    ("nbest", "beam_size"), f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})"
+                )
         for name in ("token_prune_threshold", "beam_threshold", "lm_weight", "oov_penalty", "word_bonus"):
             _require_finite(name, getattr(self, name))
         for name in ("token_prune_threshold", "beam_threshold"):
@@ -501,8 +522,10 @@ class SegmentationConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.max_segment_s <= self.long_recording_s or self.min_pause_s < 0 or self.padding_s < 0:
-            raise ConfigError(("max_segment_s", "long_recording_s", "min_pause_s", "padding_s"),
-                              "segmentation needs 0 < {0} <= {1}, and {2} and {3} >= 0")
+            raise ConfigError(
+                ("max_segment_s", "long_recording_s", "min_pause_s", "padding_s"),
+                "segmentation needs 0 < {0} <= {1}, and {2} and {3} >= 0",
+            )
 
 
 @dataclass(frozen=True)
@@ -575,7 +598,6 @@ class LmConfig:
             raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {self.order}")
 
 
-
 @dataclass(frozen=True)
 class CsvImportConfig:
     """Which columns of a CSV/TSV table hold what; the defaults fit Common Voice's TSVs."""
@@ -587,5 +609,8 @@ class CsvImportConfig:
     delimiter: str | None = None  # None: a tab for .tsv files, a comma otherwise
 
 
-_NESTED = {("TrainConfig", "spec_augment"): SpecAugmentConfig, ("TrainConfig", "normalize"): NormalizeConfig,
-           ("FeatureConfig", "encoder"): EncoderConfig}
+_NESTED = {
+    ("TrainConfig", "spec_augment"): SpecAugmentConfig,
+    ("TrainConfig", "normalize"): NormalizeConfig,
+    ("FeatureConfig", "encoder"): EncoderConfig,
+}

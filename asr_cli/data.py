@@ -74,16 +74,25 @@ def open_stores(paths: Sequence[str], role: str) -> list[FeatureStore]:
 def require_same_features(reference: FeatureStore, other: FeatureStore) -> None:
     """Stores trained or validated together must hold the same features, not just the same dimension."""
     first, second = reference.feature_config.identity(), other.feature_config.identity()
-    differing = [f"{name}: {first[name]!r} in {reference.path}, {second.get(name)!r} in {other.path}"
-                 for name in reference.feature_config.differences(other.feature_config)]
+    differing = [
+        f"{name}: {first[name]!r} in {reference.path}, {second.get(name)!r} in {other.path}"
+        for name in reference.feature_config.differences(other.feature_config)
+    ]
     if differing:
-        raise AsrCliError("the stores were prepared with different feature options (" + "; ".join(differing) +
-                          "); prepare them with the same options")
+        raise AsrCliError(
+            "the stores were prepared with different feature options ("
+            + "; ".join(differing)
+            + "); prepare them with the same options"
+        )
 
 
 def build_examples(
-    stores: Sequence[FeatureStore], vocabulary: Vocabulary, normalize: NormalizeConfig,
-    subsample: int, skip_oov: bool, to_units: Callable[[str], tuple[str | None, list[str]]] | None = None,
+    stores: Sequence[FeatureStore],
+    vocabulary: Vocabulary,
+    normalize: NormalizeConfig,
+    subsample: int,
+    skip_oov: bool,
+    to_units: Callable[[str], tuple[str | None, list[str]]] | None = None,
 ) -> ExampleSet:
     """Encode every transcript; leave out (and count) what CTC cannot learn from.
 
@@ -94,8 +103,15 @@ def build_examples(
     the words it cannot: such utterances are left out and counted
     (`missing_words` keeps how often each word was missing).
     """
-    result = ExampleSet([], {"empty transcript": [], "too short for its transcript": [], "unknown characters": [],
-                             "words missing from the lexicon": []})
+    result = ExampleSet(
+        [],
+        {
+            "empty transcript": [],
+            "too short for its transcript": [],
+            "unknown characters": [],
+            "words missing from the lexicon": [],
+        },
+    )
     unknown: dict[str, str] = {}
     for store_index, store in enumerate(stores):
         for position, entry in enumerate(store):
@@ -140,7 +156,9 @@ def data_fingerprint(stores: Sequence[FeatureStore]) -> str:
     return digest.hexdigest()
 
 
-def make_batches(lengths: Sequence[int], batch_frames: int, seed: int, epoch: int, shuffle: bool = True) -> list[list[int]]:
+def make_batches(
+    lengths: Sequence[int], batch_frames: int, seed: int, epoch: int, shuffle: bool = True
+) -> list[list[int]]:
     """Length-bucketed batches whose padded size (longest * count) stays within `batch_frames`.
 
     Lengths are jittered by up to 5% before sorting, so batch composition
@@ -172,7 +190,7 @@ def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[l
         if len(batch) < 2:
             share.append(list(batch))
             continue
-        share[largest: largest + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2:]]
+        share[largest : largest + 1] = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
     return share
 
 
@@ -184,7 +202,8 @@ def require_speakers(stores: Sequence[FeatureStore], role: str) -> None:
             raise AsrCliError(
                 f"--cmvn speaker: {role} store {store.path} has {len(missing)} utterance(s) without a speaker "
                 f"(e.g. {', '.join(missing[:3])}); give the manifest a speaker field and prepare it again, "
-                "or use --cmvn global")
+                "or use --cmvn global"
+            )
 
 
 class SpeakerNormalization:
@@ -196,8 +215,9 @@ class SpeakerNormalization:
     def __init__(self, normalizer: SpeakerNormalizer) -> None:
         self.normalizer = normalizer
 
-    def __call__(self, frames: list[torch.Tensor], examples: Sequence[Example],
-                 generator: torch.Generator) -> list[torch.Tensor]:
+    def __call__(
+        self, frames: list[torch.Tensor], examples: Sequence[Example], generator: torch.Generator
+    ) -> list[torch.Tensor]:
         return [torch.from_numpy(self.normalizer(f.numpy(), e.speaker, e.store)) for f, e in zip(frames, examples)]
 
 
@@ -209,13 +229,17 @@ class Vtlp:
 
     def __init__(self, feature_config: FeatureConfig, max_warp: float) -> None:
         if feature_config.kind != "fbank" or feature_config.deltas:
-            raise ConfigError("vtlp_warp", "{0} warps the mel filterbank: it needs fbank features without deltas "
-                              f"(the stores hold {feature_config.kind}{' with deltas' if feature_config.deltas else ''})")
+            raise ConfigError(
+                "vtlp_warp",
+                "{0} warps the mel filterbank: it needs fbank features without deltas "
+                f"(the stores hold {feature_config.kind}{' with deltas' if feature_config.deltas else ''})",
+            )
         self.feature_config = feature_config
         self.max_warp = max_warp
 
-    def __call__(self, frames: list[torch.Tensor], examples: Sequence[Example],
-                 generator: torch.Generator) -> list[torch.Tensor]:
+    def __call__(
+        self, frames: list[torch.Tensor], examples: Sequence[Example], generator: torch.Generator
+    ) -> list[torch.Tensor]:
         factors = 1 + self.max_warp * (2 * torch.rand(len(frames), generator=generator) - 1)
         return [self.warp(f, float(factor)) for f, factor in zip(frames, factors)]
 
@@ -249,9 +273,16 @@ class BatchDataset(torch.utils.data.Dataset):
     batch k draws from a generator seeded with `batch_seeds[k] + t.seed_offset`.
     """
 
-    def __init__(self, stores: Sequence[FeatureStore], examples: Sequence[Example], batches: list[list[int]],
-                 fill: np.ndarray, batch_seeds: Sequence[int], utterance_transforms: Sequence = (),
-                 batch_transforms: Sequence = ()) -> None:
+    def __init__(
+        self,
+        stores: Sequence[FeatureStore],
+        examples: Sequence[Example],
+        batches: list[list[int]],
+        fill: np.ndarray,
+        batch_seeds: Sequence[int],
+        utterance_transforms: Sequence = (),
+        batch_transforms: Sequence = (),
+    ) -> None:
         self.stores = stores
         self.examples = examples
         self.batches = batches
@@ -273,8 +304,10 @@ class BatchDataset(torch.utils.data.Dataset):
             features = transform(features, lengths, self._generator(batch_number, transform))
         labels = [torch.tensor(e.labels, dtype=torch.long) for e in chosen]
         return {
-            "features": features, "lengths": lengths,
-            "targets": torch.cat(labels), "target_lengths": torch.tensor([len(x) for x in labels]),
+            "features": features,
+            "lengths": lengths,
+            "targets": torch.cat(labels),
+            "target_lengths": torch.tensor([len(x) for x in labels]),
             "batch_number": batch_number,
         }
 
@@ -282,8 +315,13 @@ class BatchDataset(torch.utils.data.Dataset):
         return torch.Generator().manual_seed(self.batch_seeds[batch_number] + transform.seed_offset)
 
 
-def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor,
-                       config: SpecAugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def apply_spec_augment(
+    features: torch.Tensor,
+    lengths: torch.Tensor,
+    fill: torch.Tensor,
+    config: SpecAugmentConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Mask random bands of bins and spans of frames in a padded (B, T, F) batch, vectorised."""
     batch_size, max_frames, num_bins = features.shape
     keep = torch.ones(batch_size, max_frames, num_bins, dtype=torch.bool)
@@ -296,7 +334,9 @@ def apply_spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torc
     if config.time_masks and config.time_width:
         limits = torch.clamp((lengths.float() * config.max_time_fraction).long(), max=config.time_width)
         widths = (torch.rand(batch_size, config.time_masks, generator=generator) * (limits[:, None] + 1)).long()
-        starts = (torch.rand(batch_size, config.time_masks, generator=generator) * (lengths[:, None] - widths + 1)).long()
+        starts = (
+            torch.rand(batch_size, config.time_masks, generator=generator) * (lengths[:, None] - widths + 1)
+        ).long()
         frames = torch.arange(max_frames)[None, None, :]
         span = (frames >= starts[..., None]) & (frames < (starts + widths)[..., None])  # (B, masks, T)
         keep &= ~span.any(dim=1)[:, :, None]

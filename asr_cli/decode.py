@@ -24,8 +24,13 @@ from .threads import ThreadGovernor
 from .writers import ctm_lines
 
 
-def decode_inputs(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path,
-                  options: DecodeConfig = DecodeConfig(), ctm_path: str | Path | None = None) -> dict:
+def decode_inputs(
+    model_path: str | Path,
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    options: DecodeConfig = DecodeConfig(),
+    ctm_path: str | Path | None = None,
+) -> dict:
     """Decode every input utterance into `output` (JSONL, in input order); returns a summary.
 
     A CTM file needs word timings, so asking for one turns them on.
@@ -86,6 +91,6 @@ def _read_batch(batch: list[int], sources: Sequence[Source], read, skip_bad: boo
 
 def _result(source: Source, hypotheses, decoder: Decoder, options: DecodeConfig) -> UtteranceResult:
     best = hypotheses[0]
-    nbest = ([(decoder.text(h), h.score) for h in hypotheses] if options.search.nbest > 1 else None)
+    nbest = [(decoder.text(h), h.score) for h in hypotheses] if options.search.nbest > 1 else None
     words = decoder.words(best, source.duration_s) if options.timestamps else None
     return UtteranceResult(source.id, decoder.text(best), best.score, nbest, words)

@@ -93,8 +93,15 @@ def whisper_log_mel(samples: np.ndarray, num_mel_bins: int = 80) -> torch.Tensor
         raise AsrCliError(f"{len(samples)} samples are too few for Whisper's input (at least {WHISPER_MIN_SAMPLES})")
     waveform = torch.nn.functional.pad(torch.from_numpy(np.asarray(samples, np.float32)), (0, WHISPER_HOP_SAMPLES))
     window = torch.hann_window(WHISPER_FFT_LENGTH, periodic=True)
-    spectrum = torch.stft(waveform, WHISPER_FFT_LENGTH, WHISPER_HOP_SAMPLES, window=window, center=True,
-                          pad_mode="reflect", return_complex=True)
+    spectrum = torch.stft(
+        waveform,
+        WHISPER_FFT_LENGTH,
+        WHISPER_HOP_SAMPLES,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
     power = spectrum[:, :-1].abs().square()
     filters = torch.from_numpy(slaney_mel_filters(WHISPER_SAMPLE_RATE_HZ, WHISPER_FFT_LENGTH, num_mel_bins))
     log_mel = torch.clamp(filters @ power, min=1e-10).log10()
@@ -174,30 +181,48 @@ def _weight_files(folder: Path) -> tuple[str, list[Path]]:
         if (folder / name).is_file():
             shards = sorted(set(_read_json(folder / name).get("weight_map", {}).values()))
             return "transformers", [folder / shard for shard in shards]
-    raise AsrCliError(f"{folder} is not an encoder folder: it holds neither a CTranslate2 Whisper model "
-                      f"({CT2_WEIGHTS_FILE} + config.json, faster-whisper's format) nor a Hugging Face model "
-                      f"({' or '.join(HF_WEIGHTS_FILES)} + config.json)")
+    raise AsrCliError(
+        f"{folder} is not an encoder folder: it holds neither a CTranslate2 Whisper model "
+        f"({CT2_WEIGHTS_FILE} + config.json, faster-whisper's format) nor a Hugging Face model "
+        f"({' or '.join(HF_WEIGHTS_FILES)} + config.json)"
+    )
 
 
 def inspect_encoder(path: str | Path, layer: int = -1, pad_to_window: bool = False) -> EncoderConfig:
     """The identity of the encoder in folder `path` (backend, model type, weights' sha256, dimension), checked."""
     folder = Path(path)
     if not folder.is_dir():
-        raise AsrCliError(f"encoder folder not found: {folder}" if not folder.exists() else
-                          f"{folder} is a file; give the encoder's folder")
+        raise AsrCliError(
+            f"encoder folder not found: {folder}"
+            if not folder.exists()
+            else f"{folder} is a file; give the encoder's folder"
+        )
     backend, weight_files = _weight_files(folder)
     missing = [str(p) for p in weight_files if not p.is_file()]
     if missing or not (folder / "config.json").is_file():
         raise AsrCliError(f"{folder}: incomplete encoder folder (missing {', '.join(missing) or 'config.json'})")
-    shape = (_ct2_whisper_shape(folder / CT2_WEIGHTS_FILE) if backend == "ctranslate2"
-             else _transformers_shape(folder / "config.json"))
+    shape = (
+        _ct2_whisper_shape(folder / CT2_WEIGHTS_FILE)
+        if backend == "ctranslate2"
+        else _transformers_shape(folder / "config.json")
+    )
     if backend == "ctranslate2" and layer != -1:
-        raise ConfigError("encoder_layer", "{0}: a CTranslate2 model gives its encoder's output only (-1); for "
-                          "other blocks convert it to a Hugging Face folder (scripts/whisper_ct2_to_transformers.py)")
+        raise ConfigError(
+            "encoder_layer",
+            "{0}: a CTranslate2 model gives its encoder's output only (-1); for "
+            "other blocks convert it to a Hugging Face folder (scripts/whisper_ct2_to_transformers.py)",
+        )
     if pad_to_window and shape["model_type"] != "whisper":
         raise ConfigError("encoder_pad", "{0} is for Whisper encoders, whose training input is 30 s windows")
-    return EncoderConfig(name=folder.resolve().name, backend=backend, sha256=weights_sha256(weight_files),
-                         layer=layer, pad_to_window=pad_to_window, path=str(folder.resolve()), **shape)
+    return EncoderConfig(
+        name=folder.resolve().name,
+        backend=backend,
+        sha256=weights_sha256(weight_files),
+        layer=layer,
+        pad_to_window=pad_to_window,
+        path=str(folder.resolve()),
+        **shape,
+    )
 
 
 def _ct2_whisper_shape(weights: Path) -> dict:
@@ -206,24 +231,38 @@ def _ct2_whisper_shape(weights: Path) -> dict:
     if not any(name.startswith("encoder/conv1") for name in names):
         raise AsrCliError(f"{weights}: a CTranslate2 model, but not a Whisper model (no encoder/conv1)")
     blocks = {name.split("/")[1] for name in names if re.match(r"encoder/layer_\d+/", name)}
-    return {"model_type": "whisper", "dim": int(names["encoder/conv1/bias"][0]), "num_layers": len(blocks),
-            "frame_shift_ms": 20.0}
+    return {
+        "model_type": "whisper",
+        "dim": int(names["encoder/conv1/bias"][0]),
+        "num_layers": len(blocks),
+        "frame_shift_ms": 20.0,
+    }
 
 
 def _transformers_shape(config_path: Path) -> dict:
     config = _read_json(config_path)
     model_type = config.get("model_type")
     if model_type == "whisper":
-        return {"model_type": "whisper", "dim": int(config["d_model"]), "num_layers": int(config["encoder_layers"]),
-                "frame_shift_ms": 20.0}
+        return {
+            "model_type": "whisper",
+            "dim": int(config["d_model"]),
+            "num_layers": int(config["encoder_layers"]),
+            "frame_shift_ms": 20.0,
+        }
     if model_type in WAVEFORM_MODEL_TYPES:
         conv = tuple(zip(config["conv_kernel"], config["conv_stride"]))
         stride = math.prod(s for _, s in conv)
-        return {"model_type": model_type, "dim": int(config["hidden_size"]),
-                "num_layers": int(config["num_hidden_layers"]), "conv_layers": conv,
-                "frame_shift_ms": 1000.0 * stride / WHISPER_SAMPLE_RATE_HZ}
-    raise AsrCliError(f"{config_path}: model type {model_type!r} is not a speech encoder asr-cli can use (Whisper, "
-                      f"{', '.join(WAVEFORM_MODEL_TYPES)})")
+        return {
+            "model_type": model_type,
+            "dim": int(config["hidden_size"]),
+            "num_layers": int(config["num_hidden_layers"]),
+            "conv_layers": conv,
+            "frame_shift_ms": 1000.0 * stride / WHISPER_SAMPLE_RATE_HZ,
+        }
+    raise AsrCliError(
+        f"{config_path}: model type {model_type!r} is not a speech encoder asr-cli can use (Whisper, "
+        f"{', '.join(WAVEFORM_MODEL_TYPES)})"
+    )
 
 
 def ct2_variable_names(weights: Path) -> dict[str, tuple[int, ...]]:
@@ -275,21 +314,28 @@ class SpeechEncoder:
         self.config = config
         self.folder = folder
         self._check_identity(folder)
-        runner = (_ct2_whisper_runner(folder, device) if config.backend == "ctranslate2"
-                  else _transformers_runner(folder, config, device))
+        runner = (
+            _ct2_whisper_runner(folder, device)
+            if config.backend == "ctranslate2"
+            else _transformers_runner(folder, config, device)
+        )
         self._encode_window = _padded_to_whisper_window(runner) if config.pad_to_window else runner
 
     def _check_identity(self, folder: Path) -> None:
         """The folder's encoder must be the recorded one (same weights, same kind)."""
         expected = self.config
         if not folder.is_dir():
-            raise AsrCliError(f"the features come from the encoder {expected.name} (sha256 {expected.sha256[:12]}...), "
-                              f"which is not at {folder}; give its folder with --encoder")
+            raise AsrCliError(
+                f"the features come from the encoder {expected.name} (sha256 {expected.sha256[:12]}...), "
+                f"which is not at {folder}; give its folder with --encoder"
+            )
         found = inspect_encoder(folder, expected.layer, expected.pad_to_window)
         if found.sha256 != expected.sha256 or found.backend != expected.backend:
-            raise AsrCliError(f"{folder} holds another encoder ({found.backend}, weights sha256 {found.sha256[:12]}...) "
-                              f"than the features were computed with: {expected.name} ({expected.backend}, sha256 "
-                              f"{expected.sha256[:12]}...); give that encoder's folder with --encoder")
+            raise AsrCliError(
+                f"{folder} holds another encoder ({found.backend}, weights sha256 {found.sha256[:12]}...) "
+                f"than the features were computed with: {expected.name} ({expected.backend}, sha256 "
+                f"{expected.sha256[:12]}...); give that encoder's folder with --encoder"
+            )
 
     def __call__(self, waveforms: Sequence[np.ndarray], seeds: Sequence[int] | None = None) -> list[np.ndarray]:
         """States of each (num_samples,) float32 waveform at 16 kHz: float32 (num_frames, dim) arrays."""
@@ -309,11 +355,11 @@ class SpeechEncoder:
         for window in windows(num_states, window_states, context_states):
             begin = window.start * frames_per_state
             if whisper:
-                piece = inputs[:, begin: begin + window.length * frames_per_state]
+                piece = inputs[:, begin : begin + window.length * frames_per_state]
             else:  # the samples the window's states see (its receptive field runs past its last state's start)
-                piece = inputs[begin: begin + _samples_for(config, window.length)]
+                piece = inputs[begin : begin + _samples_for(config, window.length)]
             states = self._encode_window(piece)
-            output[window.first: window.last] = states[window.first - window.start: window.last - window.start]
+            output[window.first : window.last] = states[window.first - window.start : window.last - window.start]
         return output
 
 
@@ -329,12 +375,15 @@ def _ct2_whisper_runner(folder: Path, device: str) -> Callable[[torch.Tensor], n
     try:
         import ctranslate2
     except ImportError as error:
-        raise AsrCliError(f"{folder} is a CTranslate2 model: it needs the ctranslate2 package ({INSTALL_HINT})") from error
+        raise AsrCliError(
+            f"{folder} is a CTranslate2 model: it needs the ctranslate2 package ({INSTALL_HINT})"
+        ) from error
     threads = torch.get_num_threads()
     try:
         # float32: the weights are float16 on disk, which CPUs compute in float32 anyway (CTranslate2 warns otherwise)
-        model = ctranslate2.models.Whisper(str(folder), device=device, compute_type="float32", intra_threads=threads,
-                                           inter_threads=1)
+        model = ctranslate2.models.Whisper(
+            str(folder), device=device, compute_type="float32", intra_threads=threads, inter_threads=1
+        )
     except (RuntimeError, ValueError) as error:
         raise AsrCliError(f"{folder}: CTranslate2 cannot load it ({str(error).splitlines()[0][:200]})") from error
 
@@ -361,8 +410,9 @@ def _transformers_runner(folder: Path, config: EncoderConfig, device: str) -> Ca
     try:
         import transformers
     except ImportError as error:
-        raise AsrCliError(f"{folder} is a Hugging Face model: it needs the transformers package "
-                          f"({INSTALL_HINT})") from error
+        raise AsrCliError(
+            f"{folder} is a Hugging Face model: it needs the transformers package ({INSTALL_HINT})"
+        ) from error
     transformers.logging.set_verbosity_error()  # a Whisper folder without its decoder is expected here
     transformers.utils.logging.disable_progress_bar()
     try:

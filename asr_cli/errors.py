@@ -50,5 +50,7 @@ def require_file(path: str | Path, what: str) -> Path:
 def describe_os_error(error: OSError) -> str:
     """One line for a system error: what failed, on which file, and what to do about a full disk."""
     where = f": {error.filename}" if error.filename else ""
-    advice = "; free some disk space (partial outputs were removed) and run again" if error.errno == errno.ENOSPC else ""
+    advice = (
+        "; free some disk space (partial outputs were removed) and run again" if error.errno == errno.ENOSPC else ""
+    )
     return f"{error.strerror or error}{where}{advice}"

@@ -51,8 +51,10 @@ class StoredDecoding:
         try:
             stored = cls(**json.loads(path.read_text(encoding="utf-8")))
         except (TypeError, ValueError) as error:
-            raise AsrCliError(f"{path}: damaged stored decoding defaults ({error}); write them again with "
-                              "`asr-cli pack`, or remove the file") from error
+            raise AsrCliError(
+                f"{path}: damaged stored decoding defaults ({error}); write them again with "
+                "`asr-cli pack`, or remove the file"
+            ) from error
         for name in (stored.lm_file, stored.lexicon_file):
             if name is not None and not (folder / name).is_file():
                 raise AsrCliError(f"{path} names {name}, which is not in {folder}")
@@ -62,12 +64,17 @@ class StoredDecoding:
         """The stored search of a model in `folder`; `lexicon` replaces the stored one, `overrides` its settings."""
         lexicon_path = lexicon if lexicon is not None else (folder / self.lexicon_file if self.lexicon_file else None)
         settings = {"beam_size": self.beam_size, "lm_weight": self.lm_weight, "word_bonus": self.word_bonus}
-        return SearchConfig(**{**settings, **overrides}, lm_path=str(folder / self.lm_file), lm_unit=self.lm_unit,
-                            lexicon_path=str(lexicon_path) if lexicon_path is not None else None)
+        return SearchConfig(
+            **{**settings, **overrides},
+            lm_path=str(folder / self.lm_file),
+            lm_unit=self.lm_unit,
+            lexicon_path=str(lexicon_path) if lexicon_path is not None else None,
+        )
 
 
-def pack(model_path: str | Path, lm_path: str | Path, stored: StoredDecoding,
-         lexicon_path: str | Path | None = None) -> Path:
+def pack(
+    model_path: str | Path, lm_path: str | Path, stored: StoredDecoding, lexicon_path: str | Path | None = None
+) -> Path:
     """Store an LM (copied into the model's folder), optionally a lexicon, and their search settings beside a
     model file, each checked as decoding will check it; returns the stored LM's path."""
     from .lm import read_arpa
@@ -119,8 +126,16 @@ class ExperimentFolder:
     @classmethod
     def owned_names(cls) -> frozenset[str]:
         """Everything training, `pack` and the recipes put in an experiment folder."""
-        training = (cls.LAST_CHECKPOINT, cls.BEST_CHECKPOINT, cls.MODEL_FILE, cls.METRICS_FILE, cls.CURVES_FILE,
-                    cls.CONFIG_FILE, cls.SUMMARY_FILE, cls.RECIPE_EVALUATIONS)
+        training = (
+            cls.LAST_CHECKPOINT,
+            cls.BEST_CHECKPOINT,
+            cls.MODEL_FILE,
+            cls.METRICS_FILE,
+            cls.CURVES_FILE,
+            cls.CONFIG_FILE,
+            cls.SUMMARY_FILE,
+            cls.RECIPE_EVALUATIONS,
+        )
         return frozenset(training + StoredDecoding.files())
 
     @property
@@ -161,11 +176,14 @@ class ExperimentFolder:
         """A run writes into a new or empty folder, or its own (with `resume`): never over another folder's files."""
         foreign = self.foreign_names()
         if foreign:
-            raise AsrCliError(f"{self.path} holds files that are not a training run's (e.g. {', '.join(foreign[:3])}); "
-                              "choose a new or empty experiment folder")
+            raise AsrCliError(
+                f"{self.path} holds files that are not a training run's (e.g. {', '.join(foreign[:3])}); "
+                "choose a new or empty experiment folder"
+            )
         ensure_writable_dir(self.path, "experiment folder")
         if resume and not self.last_checkpoint.is_file():
             raise ConfigError("resume", f"{{0}}: no checkpoint in {self.path} ({self.LAST_CHECKPOINT} not found)")
         if not resume and self.last_checkpoint.is_file():
-            raise AsrCliError(f"{self.path} holds a training run already; pass --resume to continue it, or use a new "
-                              "folder")
+            raise AsrCliError(
+                f"{self.path} holds a training run already; pass --resume to continue it, or use a new folder"
+            )

@@ -23,6 +23,7 @@ LOG_FLOOR = float(np.finfo(np.float32).eps)
 POVEY_WINDOW_EXPONENT = 0.85
 DELTA_WINDOW_FRAMES = 2
 
+
 def hz_to_mel(frequency_hz: np.ndarray) -> np.ndarray:
     """HTK/Kaldi mel scale, 1127 ln(1 + f / 700); equal to librosa.hz_to_mel(f, htk=True).
 
@@ -44,8 +45,14 @@ def mel_band_edges(config: FeatureConfig) -> tuple[float, float, float]:
     return float(mel_low), float(mel_high), float((mel_high - mel_low) / (config.num_mel_bins + 1))
 
 
-def vtln_warp_hz(frequency_hz: np.ndarray, warp_factor: float, low_freq_hz: float, high_freq_hz: float,
-                 low_cutoff_hz: float = 100.0, high_cutoff_hz: float = -500.0) -> np.ndarray:
+def vtln_warp_hz(
+    frequency_hz: np.ndarray,
+    warp_factor: float,
+    low_freq_hz: float,
+    high_freq_hz: float,
+    low_cutoff_hz: float = 100.0,
+    high_cutoff_hz: float = -500.0,
+) -> np.ndarray:
     """Kaldi's piecewise-linear VTLN warp (`VtlnWarpFreq`): f / warp_factor in the middle of the band,
     straight lines to the band's edges outside the cut-offs, so the edges stay where they are.
 
@@ -58,9 +65,13 @@ def vtln_warp_hz(frequency_hz: np.ndarray, warp_factor: float, low_freq_hz: floa
     scale = 1.0 / warp_factor
     left_slope = (scale * low_knee - low_freq_hz) / (low_knee - low_freq_hz)
     right_slope = (high_freq_hz - scale * high_knee) / (high_freq_hz - high_knee)
-    warped = np.where(frequency_hz < low_knee, low_freq_hz + left_slope * (frequency_hz - low_freq_hz),
-                      np.where(frequency_hz < high_knee, scale * frequency_hz,
-                               high_freq_hz + right_slope * (frequency_hz - high_freq_hz)))
+    warped = np.where(
+        frequency_hz < low_knee,
+        low_freq_hz + left_slope * (frequency_hz - low_freq_hz),
+        np.where(
+            frequency_hz < high_knee, scale * frequency_hz, high_freq_hz + right_slope * (frequency_hz - high_freq_hz)
+        ),
+    )
     return np.where((frequency_hz < low_freq_hz) | (frequency_hz > high_freq_hz), frequency_hz, warped)
 
 
@@ -127,7 +138,9 @@ class FeatureExtractor:
         self.window = povey_window(config.window_length_samples)
         self.mel_matrix_t = torch.from_numpy(kaldi_mel_matrix(config)).T.contiguous()
         if config.kind == "mfcc":
-            lifter = 1 + 0.5 * config.cepstral_lifter * np.sin(np.pi * np.arange(config.num_ceps) / config.cepstral_lifter)
+            lifter = 1 + 0.5 * config.cepstral_lifter * np.sin(
+                np.pi * np.arange(config.num_ceps) / config.cepstral_lifter
+            )
             dct = kaldi_dct_matrix(config.num_ceps, config.num_mel_bins) * lifter[:, None].astype(np.float32)
             self.dct_matrix_t = torch.from_numpy(dct).T.contiguous()
 

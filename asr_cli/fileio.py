@@ -136,8 +136,9 @@ def _temporary_sibling(path: Path, renames: list[tuple[str, Path]]) -> Iterator[
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = False, marker: str | None = None,
-                     what: str = "output folder") -> Iterator[Path]:
+def atomic_directory(
+    path: str | Path, overwrite: bool = False, marker: str | None = None, what: str = "output folder"
+) -> Iterator[Path]:
     """Build a directory in a temporary sibling and rename it to `path` at the end.
 
     An existing `path` is refused unless `overwrite`, and even then unless it holds
@@ -175,8 +176,10 @@ def check_replaceable_directory(path: Path, overwrite: bool, marker: str | None,
     if exists and not overwrite:
         raise AsrCliError(f"{path} already exists; pass --overwrite to replace it")
     if exists and (path.is_symlink() or not path.is_dir() or (marker and not (path / marker).is_file())):
-        raise AsrCliError(f"{path} exists and is not {what} (no {marker} in it): refusing to replace it with "
-                          "--overwrite; choose another output path, or remove it yourself")
+        raise AsrCliError(
+            f"{path} exists and is not {what} (no {marker} in it): refusing to replace it with "
+            "--overwrite; choose another output path, or remove it yourself"
+        )
     return exists
 
 
@@ -187,12 +190,16 @@ def _rename_unless_taken(source: Path, destination: Path) -> None:
             raise FileExistsError
         os.rename(source, destination)
     except (FileExistsError, IsADirectoryError, NotADirectoryError) as error:
-        raise AsrCliError(f"{destination} was created by another run while this one worked; this run's output "
-                          "was discarded (use another output path, or --overwrite)") from error
+        raise AsrCliError(
+            f"{destination} was created by another run while this one worked; this run's output "
+            "was discarded (use another output path, or --overwrite)"
+        ) from error
     except OSError as error:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise AsrCliError(f"{destination} was created by another run while this one worked; this run's "
-                              "output was discarded (use another output path, or --overwrite)") from error
+            raise AsrCliError(
+                f"{destination} was created by another run while this one worked; this run's "
+                "output was discarded (use another output path, or --overwrite)"
+            ) from error
         raise
 
 
@@ -227,8 +234,10 @@ def check_distinct_paths(inputs: Iterable[str | Path | None], outputs: Iterable[
     for output in (p for p in outputs if p is not None and str(p) != STDOUT_NAME):
         resolved = os.path.realpath(output)
         if resolved in input_paths:
-            raise AsrCliError(f"the output {output} is the input {input_paths[resolved]}: writing it would destroy "
-                              "the input; choose another output path")
+            raise AsrCliError(
+                f"the output {output} is the input {input_paths[resolved]}: writing it would destroy "
+                "the input; choose another output path"
+            )
         if resolved in seen:
             raise AsrCliError(f"two outputs are the same file ({seen[resolved]} and {output}); give each its own path")
         inside = [source for real, source in input_paths.items() if real.startswith(resolved + os.sep)]

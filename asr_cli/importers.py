@@ -71,8 +71,10 @@ def _read_segments(path: Path, recordings: dict[str, str]) -> dict[str, tuple[st
         except ValueError as error:
             raise AsrCliError(f"{path}, line {line_number}: start and end must be numbers") from error
         if not (math.isfinite(start_s) and math.isfinite(end_s)) or start_s < 0:
-            raise AsrCliError(f"{path}, line {line_number}: start must be a number >= 0 and end a number "
-                              f"(-1 for the end of the recording), not {fields[2]!r} and {fields[3]!r}")
+            raise AsrCliError(
+                f"{path}, line {line_number}: start must be a number >= 0 and end a number "
+                f"(-1 for the end of the recording), not {fields[2]!r} and {fields[3]!r}"
+            )
         if recording_id not in recordings:
             raise AsrCliError(f"{path}, line {line_number}: recording {recording_id!r} is not in wav.scp")
         if end_s >= 0 and end_s <= start_s:
@@ -121,8 +123,12 @@ def import_librispeech(root: str | Path) -> list[Utterance]:
     utterances, missing = [], []
     undecodable = [repr(os.fsencode(path)) for path in transcripts if has_undecodable_bytes(str(path))]
     if undecodable:
-        raise AsrCliError(format_problems(f"{len(undecodable)} path(s) under {root} are not valid UTF-8; rename them "
-                                          "(manifests are UTF-8 JSON):", undecodable))
+        raise AsrCliError(
+            format_problems(
+                f"{len(undecodable)} path(s) under {root} are not valid UTF-8; rename them (manifests are UTF-8 JSON):",
+                undecodable,
+            )
+        )
     for transcript in transcripts:
         for _, utterance_id, text in read_kaldi_table(transcript):
             audio_path = transcript.parent / f"{utterance_id}.flac"
@@ -155,23 +161,36 @@ def import_csv(
     base_dir = Path(audio_dir) if audio_dir is not None else path.parent
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark is not a column
-            reader = csv.DictReader(handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+            reader = csv.DictReader(
+                handle, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+            )
             header = reader.fieldnames or []
-            wanted = [c for c in (columns.audio_column, columns.text_column, columns.id_column, columns.speaker_column)
-                      if c is not None]
+            wanted = [
+                c
+                for c in (columns.audio_column, columns.text_column, columns.id_column, columns.speaker_column)
+                if c is not None
+            ]
             absent = [c for c in wanted if c not in header]
             if absent:
                 raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(header)}")
             utterances, first_line_of = [], {}
             for line_number, row in enumerate(reader, start=2):
                 if None in row.values() or None in row:
-                    raise AsrCliError(f"{path}, line {line_number}: {len(header)} fields expected (the header's), "
-                                      f"got {sum(v is not None for v in row.values()) + len(row.get(None) or [])}")
+                    raise AsrCliError(
+                        f"{path}, line {line_number}: {len(header)} fields expected (the header's), "
+                        f"got {sum(v is not None for v in row.values()) + len(row.get(None) or [])}"
+                    )
                 utterance = _utterance_from_row(row, line_number, path, base_dir, columns)
                 if utterance.id in first_line_of:
-                    raise AsrCliError(f"{path}, line {line_number}: id {utterance.id!r} is also on line "
-                                      f"{first_line_of[utterance.id]}" + ("" if columns.id_column else
-                                      " (ids are audio file names without extension: pass --id-column)"))
+                    raise AsrCliError(
+                        f"{path}, line {line_number}: id {utterance.id!r} is also on line "
+                        f"{first_line_of[utterance.id]}"
+                        + (
+                            ""
+                            if columns.id_column
+                            else " (ids are audio file names without extension: pass --id-column)"
+                        )
+                    )
                 first_line_of[utterance.id] = line_number
                 utterances.append(utterance)
             return utterances

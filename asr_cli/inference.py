@@ -47,20 +47,26 @@ class Source:
     utterance: Utterance | None = None
 
 
-def collect_sources(inputs: Sequence[str | Path], feature_config: FeatureConfig) -> tuple[list[Source], FeatureStore | None]:
+def collect_sources(
+    inputs: Sequence[str | Path], feature_config: FeatureConfig
+) -> tuple[list[Source], FeatureStore | None]:
     """The utterances of a feature store, of an audio manifest, or of audio files (ids: file names without
     extension), with the store they come from (None for audio). A store must hold `feature_config`'s features."""
     kinds = [require_kind(path, (STORE, MANIFEST, AUDIO), "a decoding input") for path in inputs]
     if STORE in kinds or MANIFEST in kinds:
         if len(inputs) != 1:
-            raise AsrCliError("give one feature store, or one manifest, or audio files: not "
-                              + ", ".join(f"{path} ({kind})" for path, kind in zip(inputs, kinds)))
+            raise AsrCliError(
+                "give one feature store, or one manifest, or audio files: not "
+                + ", ".join(f"{path} ({kind})" for path, kind in zip(inputs, kinds))
+            )
         if kinds[0] == STORE:
             return _store_sources(FeatureStore(inputs[0]), feature_config)
         utterances = load_manifest(inputs[0])
     else:
         utterances = [Utterance(Path(p).stem, str(Path(p).resolve())) for p in inputs]
-        duplicated = sorted(utterance_id for utterance_id, count in Counter(u.id for u in utterances).items() if count > 1)
+        duplicated = sorted(
+            utterance_id for utterance_id, count in Counter(u.id for u in utterances).items() if count > 1
+        )
         if duplicated:
             raise AsrCliError(f"audio files with the same name would get the same id: {', '.join(duplicated)}")
     return _audio_sources(utterances, feature_config), None
@@ -71,8 +77,10 @@ def _store_sources(store: FeatureStore, feature_config: FeatureConfig) -> tuple[
     if differing:
         theirs, ours = store.feature_config.identity(), feature_config.identity()
         listed = "; ".join(f"{name}: store {theirs[name]!r}, model {ours[name]!r}" for name in differing)
-        raise AsrCliError(f"{store.path} was prepared with other features than the model was trained on ({listed}); "
-                          "prepare the store with the model's options, or decode the audio manifest directly")
+        raise AsrCliError(
+            f"{store.path} was prepared with other features than the model was trained on ({listed}); "
+            "prepare the store with the model's options, or decode the audio manifest directly"
+        )
     sources = [Source(e.id, e.num_frames, e.duration, e.speaker, store_position=i) for i, e in enumerate(store)]
     return sources, store if sources else None
 
@@ -107,15 +115,17 @@ def frame_reader(store: FeatureStore | None, model: ModelFile, encoder_path: str
         if not extractors:
             extractors.append(model.feature_extractor(encoder_path))
         utterance = source.utterance
-        samples, _ = load_audio(utterance.audio, model.feature_config.sample_rate_hz, utterance.offset,
-                                utterance.duration)
+        samples, _ = load_audio(
+            utterance.audio, model.feature_config.sample_rate_hz, utterance.offset, utterance.duration
+        )
         return extractors[0]([samples])[0]
 
     return read
 
 
-def input_normalizer(model: ModelFile, sources: Sequence[Source], store: FeatureStore | None,
-                     read: FrameReader) -> SpeakerNormalizer | None:
+def input_normalizer(
+    model: ModelFile, sources: Sequence[Source], store: FeatureStore | None, read: FrameReader
+) -> SpeakerNormalizer | None:
     """How a model trained with per-speaker CMVN gets its input normalised (None: the model normalises
     itself): by the statistics the store keeps per speaker, or for audio by a first pass over the frames of
     each speaker the inputs name; utterances without a speaker by their own."""
@@ -146,13 +156,20 @@ class Decoder:
     The search's tables (LM, lexicon) are read once, here, unless given (`tables`: a cache's).
     """
 
-    def __init__(self, model: ModelFile, search: SearchConfig = SearchConfig(), device: str | torch.device = "cpu",
-                 tables: LanguageModelTables | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        model: ModelFile,
+        search: SearchConfig = SearchConfig(),
+        device: str | torch.device = "cpu",
+        tables: LanguageModelTables | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.model = model
         self.search = search.resolved()
         self.device = torch.device(device)
-        self.tables = tables if tables is not None else search_tables(self.search, model.vocabulary, model.phones,
-                                                                      verbose)
+        self.tables = (
+            tables if tables is not None else search_tables(self.search, model.vocabulary, model.phones, verbose)
+        )
         self.spoken_words = self.tables.spoken_words if self.tables is not None else None
 
     def hypotheses(self, features: Sequence[np.ndarray]) -> list[list[Hypothesis]]:
@@ -163,8 +180,10 @@ class Decoder:
         if self.search.is_greedy:
             return [[hypothesis] for hypothesis in greedy_hypotheses(log_probs, output_lengths)]
         log_probs = log_probs.cpu().numpy()
-        return [beam_search(log_probs[row, : int(output_lengths[row])], self.model.vocabulary, self.search, self.tables)
-                for row in range(len(features))]
+        return [
+            beam_search(log_probs[row, : int(output_lengths[row])], self.model.vocabulary, self.search, self.tables)
+            for row in range(len(features))
+        ]
 
     def text(self, hypothesis: Hypothesis) -> str:
         return hypothesis_text(hypothesis.label_ids, self.model.vocabulary, self.spoken_words)
@@ -172,8 +191,9 @@ class Decoder:
     def words(self, hypothesis: Hypothesis, duration_s: float) -> list[WordTiming]:
         """Its words with start/end seconds: from the output frame of a word's first unit to the end of its last
         one's, within `duration_s`."""
-        return word_timings(hypothesis, self.model.vocabulary.characters, self.model.seconds_per_frame, duration_s,
-                            self.spoken_words)
+        return word_timings(
+            hypothesis, self.model.vocabulary.characters, self.model.seconds_per_frame, duration_s, self.spoken_words
+        )
 
 
 def hypothesis_text(label_ids: Sequence[int], vocabulary: Vocabulary, spoken_words: dict[str, str] | None) -> str:
@@ -185,8 +205,13 @@ def hypothesis_text(label_ids: Sequence[int], vocabulary: Vocabulary, spoken_wor
     return " ".join(words)
 
 
-def word_timings(hypothesis: Hypothesis, characters: Sequence[str], seconds_per_frame: float, duration_s: float,
-                 spoken_words: dict[str, str] | None = None) -> list[WordTiming]:
+def word_timings(
+    hypothesis: Hypothesis,
+    characters: Sequence[str],
+    seconds_per_frame: float,
+    duration_s: float,
+    spoken_words: dict[str, str] | None = None,
+) -> list[WordTiming]:
     """Words of a hypothesis over a vocabulary's `characters` (label k is characters[k - 1]), each from its first
     unit's output frame to the end of its last unit's, clipped to `duration_s`."""
     words, current, first_frame, last_frame = [], [], 0, 0

@@ -19,8 +19,13 @@ STORE, MANIFEST, AUDIO, KALDI_TEXT, TEXT = "store", "manifest", "audio", "kaldi_
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".sph", ".opus", ".aiff", ".aif"}
 STORE_MARKER = "store.json"  # store.METADATA_FILE, which needs numpy to import
 KALDI_DIRECTORY_FILES = ("wav.scp", "utt2spk", "segments")
-_DESCRIPTIONS = {STORE: "a feature store", MANIFEST: "a manifest (.jsonl)", AUDIO: "an audio file",
-                 KALDI_TEXT: "a Kaldi `text` file", TEXT: "a text file"}
+_DESCRIPTIONS = {
+    STORE: "a feature store",
+    MANIFEST: "a manifest (.jsonl)",
+    AUDIO: "an audio file",
+    KALDI_TEXT: "a Kaldi `text` file",
+    TEXT: "a text file",
+}
 
 
 def input_kind(path: str | Path, role: str = "input") -> str:
@@ -28,8 +33,10 @@ def input_kind(path: str | Path, role: str = "input") -> str:
     path = Path(path)
     if path.is_dir():
         if not (path / STORE_MARKER).is_file():
-            raise AsrCliError(f"{path} is a folder but not a feature store ({STORE_MARKER} not found); create one "
-                              "with `asr-cli prepare`")
+            raise AsrCliError(
+                f"{path} is a folder but not a feature store ({STORE_MARKER} not found); create one "
+                "with `asr-cli prepare`"
+            )
         return STORE
     if not path.exists():
         raise AsrCliError(f"{role} not found: {path}")

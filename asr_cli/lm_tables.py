@@ -114,8 +114,9 @@ class LanguageModelTables:
         return dataclasses.replace(self, arrays=self.arrays._replace(**changes))
 
 
-def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
-                    spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+def build_lm_tables(
+    lm: NgramLM, vocabulary: Vocabulary, unit: str, spellings: dict[str, list[str]] | None = None
+) -> LanguageModelTables:
     """Flatten an ARPA model for the search; `unit` is "word" or "char".
 
     `spellings` (phone models): each word's spellings in the model's characters, instead of the word itself;
@@ -135,17 +136,26 @@ def build_lm_tables(lm: NgramLM, vocabulary: Vocabulary, unit: str,
             backoffs.append(backoff * LOG10_TO_LN)
     unknown_entry = lm.ngrams[0].get((UNKNOWN,))
     tables = empty_lm_tables(vocabulary.size).with_arrays(
-        order=lm.order, keys=keys, lm_log_probs=np.asarray(log_probs, np.float64),
+        order=lm.order,
+        keys=keys,
+        lm_log_probs=np.asarray(log_probs, np.float64),
         lm_backoffs=np.asarray(backoffs, np.float64),
         unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
-        start_id=word_id[SENTENCE_START], end_id=word_id[SENTENCE_END], unknown_id=word_id.get(UNKNOWN, -1))
-    tables = dataclasses.replace(tables, lm_tokens=[w for w in words if w not in SPECIAL_TOKENS],
-                                 lm_vocabulary=list(words))
-    return _with_words(tables, lm, vocabulary, spellings) if unit == "word" else _with_characters(tables, lm, vocabulary)
+        start_id=word_id[SENTENCE_START],
+        end_id=word_id[SENTENCE_END],
+        unknown_id=word_id.get(UNKNOWN, -1),
+    )
+    tables = dataclasses.replace(
+        tables, lm_tokens=[w for w in words if w not in SPECIAL_TOKENS], lm_vocabulary=list(words)
+    )
+    return (
+        _with_words(tables, lm, vocabulary, spellings) if unit == "word" else _with_characters(tables, lm, vocabulary)
+    )
 
 
-def _with_words(tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocabulary,
-                spellings: dict[str, list[str]] | None) -> LanguageModelTables:
+def _with_words(
+    tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None
+) -> LanguageModelTables:
     """Word LM: each word's spelling (hash of its label ids) -> its LM id, and every spelling prefix -> the best
     unigram ln P below it (the look-ahead)."""
     label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
@@ -200,12 +210,23 @@ def _raise_prefix_scores(prefix_hashes: Dict, labels: list[int], score: float) -
 def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     """No LM: the search scores the acoustics alone."""
     arrays = LmArrays(
-        mode=NO_LM, order=1, keys=Dict.empty(key_type=types.int64, value_type=types.int64),
-        lm_log_probs=np.zeros(0), lm_backoffs=np.zeros(0), unknown_log_prob=0.0, start_id=0, end_id=0, unknown_id=-1,
+        mode=NO_LM,
+        order=1,
+        keys=Dict.empty(key_type=types.int64, value_type=types.int64),
+        lm_log_probs=np.zeros(0),
+        lm_backoffs=np.zeros(0),
+        unknown_log_prob=0.0,
+        start_id=0,
+        end_id=0,
+        unknown_id=-1,
         word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
         prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.float64),
-        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64), external=False, cache=_empty_cache(),
-        restricted=False, lexicon_words=_empty_word_set())
+        token_of_label=np.full(vocabulary_size, -1, dtype=np.int64),
+        external=False,
+        cache=_empty_cache(),
+        restricted=False,
+        lexicon_words=_empty_word_set(),
+    )
     return LanguageModelTables(arrays, unreachable=[], unmodelled=[], lm_tokens=[])
 
 
@@ -219,13 +240,15 @@ def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = 
     an unfinished word carries only the word bonus.
     """
     tables = build_lm_tables(unigrams, vocabulary, "word") if unigrams is not None else empty_lm_tables(vocabulary.size)
-    tables = tables.with_arrays(mode=WORD_LM, order=scorer.order, start_id=START_MARK, end_id=END_MARK,
-                                external=True, cache=_empty_cache())
+    tables = tables.with_arrays(
+        mode=WORD_LM, order=scorer.order, start_id=START_MARK, end_id=END_MARK, external=True, cache=_empty_cache()
+    )
     return dataclasses.replace(tables, scorer=scorer)
 
 
-def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabulary,
-                        oov_penalty: float) -> LanguageModelTables:
+def restrict_to_lexicon(
+    tables: LanguageModelTables, lexicon, vocabulary: Vocabulary, oov_penalty: float
+) -> LanguageModelTables:
     """Tables whose search outputs only the lexicon's words (a trie of their spellings, as hashed prefixes).
 
     With a word LM, an unfinished word is ranked by the best unigram ln P of
@@ -243,8 +266,14 @@ def restrict_to_lexicon(tables: LanguageModelTables, lexicon, vocabulary: Vocabu
             lexicon_words[word_hash] = 1
             look_ahead = 0.0
             if lm.mode == WORD_LM and word_hash in lm.word_of_hash:
-                look_ahead = lm_log_prob(no_context, lm.word_of_hash[word_hash], lm.keys, lm.lm_log_probs, lm.lm_backoffs,
-                                         lm.unknown_log_prob)
+                look_ahead = lm_log_prob(
+                    no_context,
+                    lm.word_of_hash[word_hash],
+                    lm.keys,
+                    lm.lm_log_probs,
+                    lm.lm_backoffs,
+                    lm.unknown_log_prob,
+                )
             elif lm.mode == WORD_LM and len(lm.word_of_hash) > 0:  # as for prefixes no LM word begins
                 look_ahead = -oov_penalty
             _raise_prefix_scores(prefix_hashes, labels, look_ahead)
@@ -288,8 +317,9 @@ def _empty_cache() -> Dict:
     return Dict.empty(key_type=types.int64, value_type=types.float64)
 
 
-def fill_scorer_cache(tables: LanguageModelTables, prefixes: list[list[int]], space_id: int, vocabulary: Vocabulary,
-                oov_penalty: float) -> None:
+def fill_scorer_cache(
+    tables: LanguageModelTables, prefixes: list[list[int]], space_id: int, vocabulary: Vocabulary, oov_penalty: float
+) -> None:
     """Score every word of each prefix, and </s> after its last, with the external scorer.
 
     The keys rebuild the contexts the search keeps: the last order-1 word
@@ -317,53 +347,69 @@ def fill_scorer_cache(tables: LanguageModelTables, prefixes: list[list[int]], sp
 # --- the tables of a search's files ---
 
 
-def _load_lm(search: SearchConfig, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None,
-             verbose: bool = True) -> LanguageModelTables:
+def _load_lm(
+    search: SearchConfig, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None, verbose: bool = True
+) -> LanguageModelTables:
     tables = _lm_tables(search, vocabulary, spellings)
     if not verbose:
         return tables
     if is_kenlm_binary(search.lm_path):  # its vocabulary cannot be listed
-        log.info(f"LM {search.lm_path}: KenLM binary, order {tables.arrays.order} (no OOV rate, no look-ahead for unfinished "
-                 "words: pass the ARPA file for those)")
+        log.info(
+            f"LM {search.lm_path}: KenLM binary, order {tables.arrays.order} (no OOV rate, no look-ahead for unfinished "
+            "words: pass the ARPA file for those)"
+        )
         return tables
     what = "words" if search.lm_unit == "word" else "tokens"
-    cannot = ("have no pronunciation in the lexicon" if spellings is not None
-              else "use characters the model cannot produce")
-    log.info(f"LM {search.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
-             + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else ""))
+    cannot = (
+        "have no pronunciation in the lexicon" if spellings is not None else "use characters the model cannot produce"
+    )
+    log.info(
+        f"LM {search.lm_path}: {len(tables.lm_tokens):,} {what}; {100 * tables.oov_rate:.1f}% of them {cannot}"
+        + (f" (e.g. {', '.join(tables.unreachable[:5])})" if tables.unreachable else "")
+    )
     if tables.unmodelled:
         log.warning(f"the character LM has no probability for model characters {tables.unmodelled!r}")
     if not tables.lm_tokens:
         raise AsrCliError(f"{search.lm_path}: the LM has no {what} besides <s>, </s> and <unk>")
     if tables.oov_rate > 0.5:
-        log.warning("most of the LM's vocabulary is out of reach of the model: was it built on other text "
-                    "or with other normalisation?")
+        log.warning(
+            "most of the LM's vocabulary is out of reach of the model: was it built on other text "
+            "or with other normalisation?"
+        )
     return tables
 
 
-def search_tables(search: SearchConfig, vocabulary: Vocabulary, phones: PhoneSet | None = None,
-                  verbose: bool = False) -> LanguageModelTables | None:
+def search_tables(
+    search: SearchConfig, vocabulary: Vocabulary, phones: PhoneSet | None = None, verbose: bool = False
+) -> LanguageModelTables | None:
     """The LM and the lexicon of `search` as the search's tables; None for a search without either.
 
     A phone model (`phones`) needs a lexicon: it spells the LM's words and the output words in phones.
     """
     if phones is not None and search.lexicon_path is None:
-        raise AsrCliError("this is a phone model: it writes words through a pronunciation lexicon; give --lexicon "
-                          "(a Kaldi lexicon.txt, or cmudict)")
+        raise AsrCliError(
+            "this is a phone model: it writes words through a pronunciation lexicon; give --lexicon "
+            "(a Kaldi lexicon.txt, or cmudict)"
+        )
     lexicon = None
     if search.lexicon_path is not None:
         lexicon = load_lexicon(search.lexicon_path, PHONE_UNITS if phones is not None else CHARACTER_UNITS)
         lexicon = _in_phone_characters(lexicon, phones) if phones is not None else lexicon
         check_units(lexicon, set(vocabulary.characters))
-    spellings = ({word: ["".join(units) for units in forms] for word, forms in lexicon.pronunciations.items()}
-                 if phones is not None else None)
+    spellings = (
+        {word: ["".join(units) for units in forms] for word, forms in lexicon.pronunciations.items()}
+        if phones is not None
+        else None
+    )
     lm_tables = _load_lm(search, vocabulary, spellings, verbose) if search.lm_path is not None else None
     if lexicon is None:
         return lm_tables
     lm_words = set(lm_tables.lm_tokens) if lm_tables is not None and lm_tables.arrays.mode == WORD_LM else set()
     if lm_words and not lm_words & set(lexicon.words):
-        raise AsrCliError(f"{search.lexicon_path} shares no word with the LM {search.lm_path}: were they written "
-                          "for the same language, with the same normalisation?")
+        raise AsrCliError(
+            f"{search.lexicon_path} shares no word with the LM {search.lm_path}: were they written "
+            "for the same language, with the same normalisation?"
+        )
     if verbose:
         unknown = f"; {len(set(lexicon.words) - lm_words):,} of them unknown to the LM" if lm_words else ""
         log.info(f"lexicon {search.lexicon_path}: {len(lexicon.words):,} words{unknown}")
@@ -376,10 +422,14 @@ def search_tables(search: SearchConfig, vocabulary: Vocabulary, phones: PhoneSet
 
 def _in_phone_characters(lexicon: Lexicon, phones: PhoneSet) -> Lexicon:
     """The lexicon with each pronunciation spelt in the model's phone characters; refuses unknown phones."""
-    unknown = {unit for forms in lexicon.pronunciations.values() for units in forms for unit in units} - set(phones.names)
+    unknown = {unit for forms in lexicon.pronunciations.values() for units in forms for unit in units} - set(
+        phones.names
+    )
     if unknown:
-        raise AsrCliError(f"{lexicon.source} uses phones the model lacks: {', '.join(sorted(unknown)[:10])} (the "
-                          f"model's: {' '.join(phones.names)})")
+        raise AsrCliError(
+            f"{lexicon.source} uses phones the model lacks: {', '.join(sorted(unknown)[:10])} (the "
+            f"model's: {' '.join(phones.names)})"
+        )
     spelled = Lexicon(source=lexicon.source)
     for word, forms in lexicon.pronunciations.items():
         for units in forms:
@@ -402,8 +452,9 @@ def _spoken_words(lexicon: Lexicon, vocabulary: Vocabulary, tables: LanguageMode
     return spoken
 
 
-def _lm_tables(search: SearchConfig, vocabulary: Vocabulary,
-               spellings: dict[str, list[str]] | None = None) -> LanguageModelTables:
+def _lm_tables(
+    search: SearchConfig, vocabulary: Vocabulary, spellings: dict[str, list[str]] | None = None
+) -> LanguageModelTables:
     """The LM through the chosen backend: our ARPA reader, or KenLM (ARPA or binary files); `spellings` spell
     its words for a phone model (see `build_lm_tables`)."""
     binary = Path(search.lm_path).is_file() and is_kenlm_binary(search.lm_path)

@@ -38,8 +38,15 @@ def show_on_stderr() -> None:
     log.setLevel(logging.INFO)
 
 
-def progress_bar(total: int | None = None, description: str = "", enabled: bool = True, iterable: Iterable | None = None,
-                 **options) -> tqdm:
+def progress_bar(
+    total: int | None = None, description: str = "", enabled: bool = True, iterable: Iterable | None = None, **options
+) -> tqdm:
     """A tqdm bar on stderr, drawn only when `enabled` and stderr is a terminal (never into logs or pipes)."""
-    return tqdm(iterable, total=total, desc=description, disable=not (enabled and sys.stderr.isatty()),
-                dynamic_ncols=True, **options)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=description,
+        disable=not (enabled and sys.stderr.isatty()),
+        dynamic_ncols=True,
+        **options,
+    )

@@ -58,14 +58,13 @@ class Utterance:
                 raise ValueError(f"field {name!r} must be a string")
         for name in ("duration", "offset"):
             value = record.get(name)
-            if value is not None and (
-                not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
-            ):
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
                 raise ValueError(f"field {name!r} must be a non-negative number")
         if record.get("duration") == 0:
             raise ValueError("duration is 0: the segment is empty")
         if any(character.isspace() for character in record["id"]) or any(
-                character.isspace() for character in record.get("speaker") or ""):
+            character.isspace() for character in record.get("speaker") or ""
+        ):
             raise ValueError("ids and speakers cannot contain white space (Kaldi text and CTM files are split at it)")
         known = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in record.items() if key in known})
@@ -136,7 +135,10 @@ def check_manifest(path: str | Path) -> tuple[list[Utterance], list[BadItem]]:
         utterance_id = line.utterance.id
         if utterance_id in first_line_of:
             problems.append(
-                BadItem(f"line {line.line_number}", f"duplicate id {utterance_id!r} (first on line {first_line_of[utterance_id]})")
+                BadItem(
+                    f"line {line.line_number}",
+                    f"duplicate id {utterance_id!r} (first on line {first_line_of[utterance_id]})",
+                )
             )
             continue
         first_line_of[utterance_id] = line.line_number
@@ -176,7 +178,9 @@ def split_by_speaker(
 
     unlabelled = [u.id for u in utterances if u.speaker is None]
     if unlabelled:
-        raise AsrCliError(f"{len(unlabelled)} utterance(s) have no speaker (e.g. {unlabelled[0]}); cannot split by speaker")
+        raise AsrCliError(
+            f"{len(unlabelled)} utterance(s) have no speaker (e.g. {unlabelled[0]}); cannot split by speaker"
+        )
     speakers = sorted({u.speaker for u in utterances})
     if not 0 < num_held_out_speakers < len(speakers):
         raise AsrCliError(f"cannot hold out {num_held_out_speakers} of {len(speakers)} speakers")

@@ -67,8 +67,14 @@ class PeepholeLSTM(nn.Module):
     Python-level steps of running them one after the other.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, projection_size: int = 0, peepholes: bool = True,
-                 num_directions: int = 1) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        projection_size: int = 0,
+        peepholes: bool = True,
+        num_directions: int = 1,
+    ) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.output_size = projection_size or hidden_size
@@ -77,8 +83,9 @@ class PeepholeLSTM(nn.Module):
         self.weight_r = nn.Parameter(torch.empty(directions, 4 * hidden_size, self.output_size))
         self.bias = nn.Parameter(torch.empty(directions, 4 * hidden_size))
         self.peephole_weights = nn.Parameter(torch.empty(directions, 3, hidden_size)) if peepholes else None
-        self.weight_projection = (nn.Parameter(torch.empty(directions, projection_size, hidden_size))
-                                  if projection_size else None)
+        self.weight_projection = (
+            nn.Parameter(torch.empty(directions, projection_size, hidden_size)) if projection_size else None
+        )
         bound = 1 / math.sqrt(hidden_size)
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
@@ -87,8 +94,9 @@ class PeepholeLSTM(nn.Module):
         """(directions, B, T, input_size) -> (directions, B, T, output_size), from zero initial states."""
         directions, batch_size, num_frames, input_size = inputs.shape
         # One matmul for the input contributions of every frame; the loop only does the recurrence.
-        gates_from_inputs = torch.baddbmm(self.bias.unsqueeze(1), inputs.reshape(directions, -1, input_size),
-                                          self.weight_x.transpose(1, 2))
+        gates_from_inputs = torch.baddbmm(
+            self.bias.unsqueeze(1), inputs.reshape(directions, -1, input_size), self.weight_x.transpose(1, 2)
+        )
         gates_from_inputs = gates_from_inputs.view(directions, batch_size, num_frames, -1).permute(2, 0, 1, 3)
         recurrent_weights = self.weight_r.transpose(1, 2)
         projection = self.weight_projection.transpose(1, 2) if self.weight_projection is not None else None
@@ -134,8 +142,9 @@ class RecurrentLayer(nn.Module):
         super().__init__()
         self.bidirectional = config.directions == 2
         if config.peepholes:
-            self.peephole = PeepholeLSTM(input_size, config.hidden_size, config.projection_size, peepholes=True,
-                                         num_directions=config.directions)
+            self.peephole = PeepholeLSTM(
+                input_size, config.hidden_size, config.projection_size, peepholes=True, num_directions=config.directions
+            )
         else:
             self.forward_direction = torch_lstm(config, input_size)
             self.backward_direction = torch_lstm(config, input_size) if self.bidirectional else None
@@ -199,7 +208,8 @@ class AcousticModel(nn.Module):
             layer_output = config.hidden_size
         else:
             self.layers = nn.ModuleList(
-                RecurrentLayer(config, stacked_dim if index == 0 else layer_output) for index in range(config.num_layers)
+                RecurrentLayer(config, stacked_dim if index == 0 else layer_output)
+                for index in range(config.num_layers)
             )
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Linear(layer_output, config.vocab_size)
@@ -306,10 +316,16 @@ def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
     if not isinstance(contents, dict) or "model_config" not in contents or "state_dict" not in contents:
         raise AsrCliError(f"{path} is not an asr-cli model file (a training checkpoint? use EXP_DIR/model.pt)")
     if contents.get("format_version") != MODEL_FORMAT_VERSION:
-        raise AsrCliError(f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})")
+        raise AsrCliError(
+            f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})"
+        )
     model = _model_from_contents(contents, path)
-    return ModelFile(model.to(device).eval(), FeatureConfig.from_dict(contents["feature_config"]),
-                     Vocabulary(tuple(contents["vocabulary"])), contents.get("info", {}))
+    return ModelFile(
+        model.to(device).eval(),
+        FeatureConfig.from_dict(contents["feature_config"]),
+        Vocabulary(tuple(contents["vocabulary"])),
+        contents.get("info", {}),
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -339,8 +355,10 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
             return model
     except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as error:
         problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-    raise AsrCliError(f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
-                      "edited: use another copy, or train again")
+    raise AsrCliError(
+        f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
+        "edited: use another copy, or train again"
+    )
 
 
 def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:
@@ -353,24 +371,33 @@ def describe_model_file(path) -> dict:
     """What a model file holds, for `asr-cli info`: architecture, size, units, features and training record."""
     loaded = load_model_file(path)
     model, config, features = loaded.model, loaded.config, loaded.feature_config.to_dict()
-    front = (f"conv front-end ({config.conv_channels} channels)" if config.frontend == "conv"
-             else f"{config.stack_frames} frames stacked")
-    body = ("DNN" if config.architecture == "dnn" else f"{config.architecture.upper()}"
-            + (f"P (projection {config.projection_size})" if config.projection_size else "")
-            + (" with peepholes" if config.peepholes else ""))
+    front = (
+        f"conv front-end ({config.conv_channels} channels)"
+        if config.frontend == "conv"
+        else f"{config.stack_frames} frames stacked"
+    )
+    body = (
+        "DNN"
+        if config.architecture == "dnn"
+        else f"{config.architecture.upper()}"
+        + (f"P (projection {config.projection_size})" if config.projection_size else "")
+        + (" with peepholes" if config.peepholes else "")
+    )
     return {
         "file": str(path),
         "architecture": f"{config.num_layers}x{config.hidden_size} {body}, {front}, subsampled {config.subsample}, "
-                        f"dropout {config.dropout:g}",
+        f"dropout {config.dropout:g}",
         "parameters": model.num_parameters(),
         "units": _describe_units(config, list(loaded.vocabulary.characters)),
         "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
-                    f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
-                    f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
-        "normalisation": "per speaker (per utterance when no speaker is known)" if config.speaker_cmvn
-                         else "global CMVN of the training data",
+        f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
+        f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
+        "normalisation": "per speaker (per utterance when no speaker is known)"
+        if config.speaker_cmvn
+        else "global CMVN of the training data",
         "training": loaded.info,
-        "model_config": config.to_dict(), "feature_config": features,
+        "model_config": config.to_dict(),
+        "feature_config": features,
     }
 
 
@@ -394,8 +421,10 @@ def export_torchscript(model_path, output) -> dict:
     loaded = load_model_file(model_path)
     model = loaded.model
     if model.config.peepholes:
-        raise AsrCliError(f"{model_path}: peephole layers run a Python loop over time, which TorchScript tracing "
-                          "cannot capture; export models built on torch's LSTM (trained without --peepholes)")
+        raise AsrCliError(
+            f"{model_path}: peephole layers run a Python loop over time, which TorchScript tracing "
+            "cannot capture; export models built on torch's LSTM (trained without --peepholes)"
+        )
     generator = torch.Generator().manual_seed(0)
     example = (torch.randn(2, 60, model.config.input_dim, generator=generator), torch.tensor([60, 41]))
     check = (torch.randn(3, 97, model.config.input_dim, generator=generator), torch.tensor([97, 50, 13]))
@@ -407,12 +436,17 @@ def export_torchscript(model_path, output) -> dict:
     if difference > EXPORT_TOLERANCE or not torch.equal(expected[1], traced_output[1]):
         raise AsrCliError(f"{model_path}: the traced model differs from the model ({difference:.2g}); not exported")
     metadata = {
-        "format": "asr-cli torchscript 1", "inputs": "features (batch, frames, dim) float32, lengths (batch,) int64",
+        "format": "asr-cli torchscript 1",
+        "inputs": "features (batch, frames, dim) float32, lengths (batch,) int64",
         "outputs": "log_probs (batch, frames / subsample, vocabulary + 1; blank 0), lengths (batch,)",
-        "feature_config": loaded.feature_config.to_dict(), "vocabulary": list(loaded.vocabulary.characters),
+        "feature_config": loaded.feature_config.to_dict(),
+        "vocabulary": list(loaded.vocabulary.characters),
         "model_config": model.config.to_dict(),
-        "normalisation": ("features must arrive normalised by their speaker's (or utterance's) mean and std"
-                          if model.config.speaker_cmvn else "global CMVN is inside the module"),
+        "normalisation": (
+            "features must arrive normalised by their speaker's (or utterance's) mean and std"
+            if model.config.speaker_cmvn
+            else "global CMVN is inside the module"
+        ),
     }
     with atomic_write(output, "wb") as handle:
         torch.jit.save(traced, handle, _extra_files={EXPORT_METADATA_FILE: json.dumps(metadata)})

@@ -46,7 +46,6 @@ AUDIO_S_PER_BATCH = 20.0
 WORKER_POLL_S = 1.0
 
 
-
 @dataclass
 class PrepareSummary:
     """What a prepare run wrote and skipped."""
@@ -94,14 +93,18 @@ def prepare(manifest_path: str | Path, store_path: str | Path, options: PrepareC
     if not numbered:
         raise AsrCliError(f"{manifest_path}: no usable utterances")
     with atomic_directory(store_path, options.overwrite, METADATA_FILE, "a feature store") as folder:
-        shares = [numbered[worker::options.jobs] for worker in range(min(options.jobs, len(numbered)))]
+        shares = [numbered[worker :: options.jobs] for worker in range(min(options.jobs, len(numbered)))]
         results = _run_shares(shares, folder, options)
         decode_failures = [BadItem(item_id, reason) for result in results for item_id, reason in result["bad"]]
         _stop_unless_skipping(decode_failures, options, before_writing=False)
         bad_items += decode_failures
         metadata = _finish_store(folder, results, options, bad_items)
     return PrepareSummary(
-        store_path, metadata.num_utterances, metadata.num_frames, metadata.duration_s, bad_items,
+        store_path,
+        metadata.num_utterances,
+        metadata.num_frames,
+        metadata.duration_s,
+        bad_items,
         time.perf_counter() - started,
     )
 
@@ -111,7 +114,9 @@ def parse_speed_factors(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError as error:
-        raise ConfigError("speed_factors", f"{{0}} takes comma-separated factors, e.g. 0.9,1.0,1.1; got {text!r}") from error
+        raise ConfigError(
+            "speed_factors", f"{{0}} takes comma-separated factors, e.g. 0.9,1.0,1.1; got {text!r}"
+        ) from error
 
 
 def speed_perturbed_id(name: str, factor: float) -> str:
@@ -137,10 +142,17 @@ def check_audio(utterances: Sequence[Utterance], config: FeatureConfig) -> list[
         except AudioError as error:
             return BadItem(utterance.id, str(error))
         if usable_s <= 0:
-            return BadItem(utterance.id, f"{utterance.audio}: zero-length audio" if utterance.offset == 0 else
-                           f"{utterance.audio}: offset {utterance.offset} s is past the end")
+            return BadItem(
+                utterance.id,
+                f"{utterance.audio}: zero-length audio"
+                if utterance.offset == 0
+                else f"{utterance.audio}: offset {utterance.offset} s is past the end",
+            )
         if config.num_frames(int(usable_s * config.sample_rate_hz)) == 0:
-            return BadItem(utterance.id, f"{utterance.audio}: {usable_s * 1000:.1f} ms is shorter than one {config.frame_length_ms:g} ms frame")
+            return BadItem(
+                utterance.id,
+                f"{utterance.audio}: {usable_s * 1000:.1f} ms is shorter than one {config.frame_length_ms:g} ms frame",
+            )
         return None
 
     # Serial on purpose: header reads are short calls that threads only slow down (GIL contention).
@@ -151,8 +163,10 @@ def _stop_unless_skipping(bad_items: list[BadItem], options: PrepareConfig, befo
     if bad_items and not options.skip_bad:
         when = "nothing was written" if before_writing else "the store was not written"
         raise AsrCliError(
-            format_problems(f"{len(bad_items)} bad item(s); {when}. Fix them, or pass --skip-bad to leave them out:",
-                            [str(item) for item in bad_items])
+            format_problems(
+                f"{len(bad_items)} bad item(s); {when}. Fix them, or pass --skip-bad to leave them out:",
+                [str(item) for item in bad_items],
+            )
         )
 
 
@@ -246,7 +260,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _process_share(
-    share: list[tuple[int, Utterance]], array_index: int, folder: Path, options: PrepareConfig,
+    share: list[tuple[int, Utterance]],
+    array_index: int,
+    folder: Path,
+    options: PrepareConfig,
     report: Callable[[int], object],
 ) -> dict:
     """Decode, featurise and append one share's utterances to array `array_index`.
@@ -270,15 +287,25 @@ def _process_share(
                 if utterance.speaker is not None:
                     speaker_cmvn.setdefault(utterance.speaker, CmvnStats.zeros(config.dim)).accumulate(stored)
                 entry = IndexEntry(
-                    utterance.id, array_index, start, utterance_features.shape[0], utterance.text,
-                    utterance.speaker, len(samples) / config.sample_rate_hz,
+                    utterance.id,
+                    array_index,
+                    start,
+                    utterance_features.shape[0],
+                    utterance.text,
+                    utterance.speaker,
+                    len(samples) / config.sample_rate_hz,
                 )
                 duration_s += entry.duration
                 index_handle.write(json_line([position, entry.to_dict()]))
             report(len(batch))
     writer.close()
-    return {"num_frames": writer.num_frames, "cmvn": writer.cmvn.to_dict(), "duration_s": duration_s, "bad": bad,
-            "speaker_cmvn": {speaker: stats.to_dict() for speaker, stats in speaker_cmvn.items()}}
+    return {
+        "num_frames": writer.num_frames,
+        "cmvn": writer.cmvn.to_dict(),
+        "duration_s": duration_s,
+        "bad": bad,
+        "speaker_cmvn": {speaker: stats.to_dict() for speaker, stats in speaker_cmvn.items()},
+    }
 
 
 def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig, speed_factors: tuple[float, ...]):
@@ -338,7 +365,9 @@ def _finish_store(folder: Path, results: list[dict], options: PrepareConfig, bad
         for speaker, record in result["speaker_cmvn"].items():
             stats = CmvnStats.from_dict(record)
             speaker_cmvn[speaker] = speaker_cmvn[speaker] + stats if speaker in speaker_cmvn else stats
-    write_json(folder / SPEAKER_CMVN_FILE, {speaker: stats.to_dict() for speaker, stats in sorted(speaker_cmvn.items())})
+    write_json(
+        folder / SPEAKER_CMVN_FILE, {speaker: stats.to_dict() for speaker, stats in sorted(speaker_cmvn.items())}
+    )
     metadata = StoreMetadata(
         feature_config=options.feature_config,
         dtype=options.dtype,

@@ -34,8 +34,7 @@ RECORDING = "recording"  # the speaker a recording's segments are normalised as,
 class Recognizer:
     """A model file loaded once, ready to transcribe recordings one after another."""
 
-    def __init__(self, model_path: str | Path, device: str = DEFAULT_DEVICE,
-                 encoder: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path, device: str = DEFAULT_DEVICE, encoder: str | Path | None = None) -> None:
         """`encoder`: for a model on encoder features, the encoder's folder (default: where the model records it)."""
         self.device = resolve_device(device)
         self.model_file = load_model_file(model_path, self.device)
@@ -66,9 +65,17 @@ class Recognizer:
     def info(self) -> dict:
         return self.model_file.info
 
-    def transcribe(self, audio, sample_rate: int | None = None, *, lm=STORED_IF_ANY,
-                   lm_unit: str = SearchConfig.lm_unit, lexicon: str | Path | None = None,
-                   segmentation: SegmentationConfig = SegmentationConfig(), **search_options) -> Transcription:
+    def transcribe(
+        self,
+        audio,
+        sample_rate: int | None = None,
+        *,
+        lm=STORED_IF_ANY,
+        lm_unit: str = SearchConfig.lm_unit,
+        lexicon: str | Path | None = None,
+        segmentation: SegmentationConfig = SegmentationConfig(),
+        **search_options,
+    ) -> Transcription:
         """Transcribe one recording.
 
         `audio`: a file path, or samples (numpy array or torch tensor; 1-D, or (samples, channels)
@@ -88,7 +95,7 @@ class Recognizer:
         texts, words, score = [], [], 0.0
         for start in range(0, len(segments), SEGMENTS_PER_BATCH):
             raise_if_stopped()
-            pieces = [(begin, load(begin, end)) for begin, end in segments[start: start + SEGMENTS_PER_BATCH]]
+            pieces = [(begin, load(begin, end)) for begin, end in segments[start : start + SEGMENTS_PER_BATCH]]
             features = [self._features(samples) for _, samples in pieces]
             if normalize is not None:
                 features = [normalize(frames, RECORDING) for frames in features]
@@ -99,8 +106,9 @@ class Recognizer:
                 score += float(hypotheses[0].score)
         return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
 
-    def search_config(self, lm=STORED_IF_ANY, lm_unit: str = SearchConfig.lm_unit, lexicon: str | Path | None = None,
-                      **search_options) -> SearchConfig:
+    def search_config(
+        self, lm=STORED_IF_ANY, lm_unit: str = SearchConfig.lm_unit, lexicon: str | Path | None = None, **search_options
+    ) -> SearchConfig:
         """The search `transcribe` runs: the stored one (`asr-cli pack`) unless `lm` says otherwise; a stored
         lexicon comes with the stored LM unless `lexicon` names another."""
         stored = self.stored_decoding
@@ -108,11 +116,17 @@ class Recognizer:
             lm = STORED if stored is not None else None
         if isinstance(lm, str) and lm == STORED:
             if stored is None:
-                raise AsrCliError(f"{self.model_path.parent} holds no stored LM ({StoredDecoding.DECODING_FILE}); "
-                                  "store one with `asr-cli pack MODEL --lm FILE`, or give an LM file")
+                raise AsrCliError(
+                    f"{self.model_path.parent} holds no stored LM ({StoredDecoding.DECODING_FILE}); "
+                    "store one with `asr-cli pack MODEL --lm FILE`, or give an LM file"
+                )
             return stored.search(self.model_path.parent, lexicon, **search_options)
-        return SearchConfig(**search_options, lm_path=str(lm) if lm is not None else None, lm_unit=lm_unit,
-                            lexicon_path=str(lexicon) if lexicon is not None else None)
+        return SearchConfig(
+            **search_options,
+            lm_path=str(lm) if lm is not None else None,
+            lm_unit=lm_unit,
+            lexicon_path=str(lexicon) if lexicon is not None else None,
+        )
 
     def decoder(self, search: SearchConfig) -> Decoder:
         """A decoder for `search`; its tables are read once per (LM file, unit, backend, lexicon, OOV penalty)."""
@@ -153,7 +167,7 @@ class Recognizer:
         duration_s = len(samples) / rate_hz
         long = duration_s > segmentation.long_recording_s
         segments = speech_segments(frame_energies_db(samples, rate_hz), segmentation) if long else [(0.0, duration_s)]
-        return duration_s, segments, lambda start, end: samples[int(round(start * rate_hz)): int(round(end * rate_hz))]
+        return duration_s, segments, lambda start, end: samples[int(round(start * rate_hz)) : int(round(end * rate_hz))]
 
     def _samples(self, audio, sample_rate: int | None) -> np.ndarray:
         """Mono float32 samples at the model's rate from an array or a tensor."""
@@ -165,8 +179,10 @@ class Recognizer:
         if samples.ndim == 2:
             samples = samples.mean(axis=1)
         if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-            raise AsrCliError(f"audio must be a path or 1-D (or samples x channels) float or int16 samples, "
-                              f"not an array of shape {samples.shape} and type {samples.dtype}")
+            raise AsrCliError(
+                f"audio must be a path or 1-D (or samples x channels) float or int16 samples, "
+                f"not an array of shape {samples.shape} and type {samples.dtype}"
+            )
         if not np.all(np.isfinite(samples)):
             raise AsrCliError("audio holds NaN or infinite samples")
         return resample(samples.astype(np.float32), sample_rate or self.sample_rate_hz, self.sample_rate_hz)

@@ -20,19 +20,28 @@ from .store import FeatureStore
 
 def write_run_config(folder: ExperimentFolder, record: dict) -> None:
     """config.json: the command, the data, every configuration, the vocabulary, what was left out, versions."""
-    versions = {"asr_cli": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                "numpy": np.__version__, "platform": platform.platform()}
+    versions = {
+        "asr_cli": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
     write_json(folder.config_file, {"command": sys.argv, **record, "versions": versions})
 
 
-def data_summary(train_stores: Sequence[FeatureStore], training: ExampleSet,
-                 valid_stores: Sequence[FeatureStore]) -> dict:
+def data_summary(
+    train_stores: Sequence[FeatureStore], training: ExampleSet, valid_stores: Sequence[FeatureStore]
+) -> dict:
     """What the model was trained on, for `asr-cli info`."""
     entries = [train_stores[e.store].entry(e.position) for e in training.examples]
-    return {"train_stores": [str(store.path.resolve()) for store in train_stores],
-            "train_utterances": len(entries), "train_hours": round(sum(e.duration for e in entries) / 3600, 3),
-            "train_speakers": len({e.speaker for e in entries if e.speaker is not None}),
-            "valid_store": str(valid_stores[0].path.resolve())}
+    return {
+        "train_stores": [str(store.path.resolve()) for store in train_stores],
+        "train_utterances": len(entries),
+        "train_hours": round(sum(e.duration for e in entries) / 3600, 3),
+        "train_speakers": len({e.speaker for e in entries if e.speaker is not None}),
+        "valid_store": str(valid_stores[0].path.resolve()),
+    }
 
 
 def write_history(folder: ExperimentFolder, history: list[dict]) -> None:

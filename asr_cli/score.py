@@ -35,7 +35,6 @@ class Transcript:
     speaker: str | None = None
 
 
-
 def _check_unique(transcripts: list[Transcript], path: Path) -> None:
     counts = collections.Counter(t.id for t in transcripts)
     duplicates = [utterance_id for utterance_id, count in counts.items() if count > 1]
@@ -93,7 +92,9 @@ def read_hypotheses(path: str | Path, hyp_format: str = ScoreConfig.hyp_format) 
         records = _read_jsonl(path)
         untexted = [r["id"] for r in records if not isinstance(r.get("text"), str)]
         if untexted:
-            raise AsrCliError(f"{path}: {len(untexted)} hypothesis line(s) without a text field: {some_of(list(untexted))}")
+            raise AsrCliError(
+                f"{path}: {len(untexted)} hypothesis line(s) without a text field: {some_of(list(untexted))}"
+            )
         transcripts = [Transcript(r["id"], r["text"]) for r in records]
     elif detected == "kaldi":
         transcripts = [Transcript(key, text) for _, key, text in read_kaldi_table(path)]
@@ -160,7 +161,9 @@ def _rate(numerator: float, denominator: float) -> float | None:
     return numerator / denominator
 
 
-def bootstrap_wer_interval(errors: np.ndarray, ref_words: np.ndarray, draws: int, seed: int) -> tuple[float, float] | None:
+def bootstrap_wer_interval(
+    errors: np.ndarray, ref_words: np.ndarray, draws: int, seed: int
+) -> tuple[float, float] | None:
     """95% interval of corpus WER, resampling utterances with replacement (seeded)."""
     if draws <= 0 or ref_words.sum() == 0:
         return None
@@ -199,8 +202,12 @@ class ScoreReport:
             ref_words, hyp_words = self.words.references[row], self.words.hypotheses[row]
             for chunk in self.words.alignments[row]:
                 if chunk.type == "substitute":
-                    pairs.update(zip(ref_words[chunk.ref_start_idx : chunk.ref_end_idx],
-                                     hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx]))
+                    pairs.update(
+                        zip(
+                            ref_words[chunk.ref_start_idx : chunk.ref_end_idx],
+                            hyp_words[chunk.hyp_start_idx : chunk.hyp_end_idx],
+                        )
+                    )
         return pairs.most_common(limit)
 
     def worst(self, count: int) -> list[int]:
@@ -216,8 +223,12 @@ def totals(counts: np.ndarray) -> dict:
     hits, substitutions, deletions, insertions = (int(x) for x in counts.sum(axis=0))
     reference = hits + substitutions + deletions
     return {
-        "reference": reference, "hits": hits, "substitutions": substitutions, "deletions": deletions,
-        "insertions": insertions, "errors": substitutions + deletions + insertions,
+        "reference": reference,
+        "hits": hits,
+        "substitutions": substitutions,
+        "deletions": deletions,
+        "insertions": insertions,
+        "errors": substitutions + deletions + insertions,
         "error_rate": _rate(substitutions + deletions + insertions, reference),
     }
 
@@ -226,9 +237,13 @@ def group_stats(word_counts: np.ndarray, char_counts: np.ndarray | None) -> dict
     """sclite-style summary of a group of utterances, from their [H, S, D, I] word (and character) counts."""
     words = totals(word_counts)
     return {
-        "num_utterances": int(word_counts.shape[0]), "ref_words": words["reference"], "wer": words["error_rate"],
-        "substitutions": words["substitutions"], "deletions": words["deletions"],
-        "insertions": words["insertions"], "hits": words["hits"],
+        "num_utterances": int(word_counts.shape[0]),
+        "ref_words": words["reference"],
+        "wer": words["error_rate"],
+        "substitutions": words["substitutions"],
+        "deletions": words["deletions"],
+        "insertions": words["insertions"],
+        "hits": words["hits"],
         "ser": float(np.mean(word_counts[:, 1:].sum(axis=1) > 0)) if len(word_counts) else 0.0,
         "cer": totals(char_counts)["error_rate"] if char_counts is not None else None,
     }
@@ -239,8 +254,9 @@ def speaker_stats(speakers: list[str | None], word_counts: np.ndarray, char_coun
     known = np.array([s is not None for s in speakers], dtype=bool)
     if not known.any():
         return {}
-    names, group = np.unique(np.array([s for s in speakers if s is not None], dtype=object).astype(str),
-                             return_inverse=True)
+    names, group = np.unique(
+        np.array([s for s in speakers if s is not None], dtype=object).astype(str), return_inverse=True
+    )
     rows = np.flatnonzero(known)
     order = np.argsort(group, kind="stable")
     boundaries = np.searchsorted(group[order], np.arange(len(names) + 1))
@@ -255,8 +271,15 @@ def render_json(report: ScoreReport, view: ReportConfig = ReportConfig()) -> dic
     """The machine-readable report; `utterances` holds per-utterance counts."""
     overall = report.overall
     utterances = [
-        {"id": utterance_id, "speaker": speaker, "ref_words": int(h + s + d), "substitutions": int(s),
-         "deletions": int(d), "insertions": int(i), "errors": int(s + d + i)}
+        {
+            "id": utterance_id,
+            "speaker": speaker,
+            "ref_words": int(h + s + d),
+            "substitutions": int(s),
+            "deletions": int(d),
+            "insertions": int(i),
+            "errors": int(s + d + i),
+        }
         for utterance_id, speaker, (h, s, d, i) in zip(report.ids, report.speakers, report.word_counts.tolist())
     ]
     if report.char_counts is not None:
@@ -264,13 +287,27 @@ def render_json(report: ScoreReport, view: ReportConfig = ReportConfig()) -> dic
             entry["ref_chars"] = h + s + d
             entry["char_errors"] = s + d + i
     return {
-        **{key: overall[key] for key in ("wer", "cer", "substitutions", "deletions", "insertions", "hits",
-                                         "ref_words", "num_utterances", "ser")},
+        **{
+            key: overall[key]
+            for key in (
+                "wer",
+                "cer",
+                "substitutions",
+                "deletions",
+                "insertions",
+                "hits",
+                "ref_words",
+                "num_utterances",
+                "ser",
+            )
+        },
         "wer_ci95": list(report.wer_ci95) if report.wer_ci95 else None,
         "chars": totals(report.char_counts) if report.char_counts is not None else None,
         "per_speaker": report.per_speaker,
-        "top_substitutions": [{"ref": ref, "hyp": hyp, "count": count}
-                              for (ref, hyp), count in report.substitution_pairs(view.top_substitutions)],
+        "top_substitutions": [
+            {"ref": ref, "hyp": hyp, "count": count}
+            for (ref, hyp), count in report.substitution_pairs(view.top_substitutions)
+        ],
         "missing_scored_as_deletion": report.missing_scored_as_deletion,
         "normalization": report.options.normalize.describe(),
         "utterances": utterances,
@@ -297,12 +334,13 @@ def render_text(report: ScoreReport, view: ReportConfig = ReportConfig()) -> str
 
 def _summary_lines(report: ScoreReport) -> list[str]:
     words = totals(report.word_counts)
-    lines = [f"utterances: {len(report.ids):,}   reference words: {words['reference']:,}   "
-             f"normalisation: {report.options.normalize.describe()}"]
+    lines = [
+        f"utterances: {len(report.ids):,}   reference words: {words['reference']:,}   "
+        f"normalisation: {report.options.normalize.describe()}"
+    ]
     if report.missing_scored_as_deletion:
         lines.append(f"missing hypotheses scored as empty: {report.missing_scored_as_deletion:,}")
-    interval = (f"   95% CI [{_percent(report.wer_ci95[0])}, {_percent(report.wer_ci95[1])}]"
-                if report.wer_ci95 else "")
+    interval = f"   95% CI [{_percent(report.wer_ci95[0])}, {_percent(report.wer_ci95[1])}]" if report.wer_ci95 else ""
     lines.append(f"WER {_percent(words['error_rate']):>8}{interval}")
     lines.append("    " + _sdi_line(words))
     if report.char_counts is not None:
@@ -310,16 +348,19 @@ def _summary_lines(report: ScoreReport) -> list[str]:
         lines.append(f"CER {_percent(chars['error_rate']):>8}   over {chars['reference']:,} reference characters")
         lines.append("    " + _sdi_line(chars))
     with_errors = int((report.word_counts[:, 1:].sum(axis=1) > 0).sum())
-    lines.append(f"SER {_percent(report.overall['ser']):>8}   ({with_errors:,} of {len(report.ids):,} utterances "
-                 "with an error)")
+    lines.append(
+        f"SER {_percent(report.overall['ser']):>8}   ({with_errors:,} of {len(report.ids):,} utterances with an error)"
+    )
     return lines
 
 
 def _alignment_lines(report: ScoreReport, row: int) -> list[str]:
     hits, substitutions, deletions, insertions = (int(x) for x in report.word_counts[row])
     speaker = f" (speaker {report.speakers[row]})" if report.speakers[row] is not None else ""
-    header = (f"{report.ids[row]}{speaker}: {substitutions + deletions + insertions} error(s) in "
-              f"{hits + substitutions + deletions} word(s)")
+    header = (
+        f"{report.ids[row]}{speaker}: {substitutions + deletions + insertions} error(s) in "
+        f"{hits + substitutions + deletions} word(s)"
+    )
     ref_words, hyp_words = report.words.references[row], report.words.hypotheses[row]
     ref_cells, hyp_cells, marks = [], [], []
     for chunk in report.words.alignments[row]:
@@ -334,8 +375,12 @@ def _alignment_lines(report: ScoreReport, row: int) -> list[str]:
             ref_cells.append(shown(ref_word).ljust(width) if ref_word else "*" * width)
             hyp_cells.append(shown(hyp_word).ljust(width) if hyp_word else "*" * width)
             marks.append(mark.ljust(width))
-    return [header, "  REF: " + " ".join(ref_cells), "  HYP: " + " ".join(hyp_cells),
-            "       " + " ".join(marks).rstrip()]
+    return [
+        header,
+        "  REF: " + " ".join(ref_cells),
+        "  HYP: " + " ".join(hyp_cells),
+        "       " + " ".join(marks).rstrip(),
+    ]
 
 
 def _percent(rate: float | None) -> str:
@@ -344,8 +389,10 @@ def _percent(rate: float | None) -> str:
 
 def _sdi_line(totals: dict) -> str:
     reference = totals["reference"]
-    parts = [f"{name} {totals[key]:,} ({_percent(_rate(totals[key], reference))})"
-             for name, key in (("sub", "substitutions"), ("del", "deletions"), ("ins", "insertions"))]
+    parts = [
+        f"{name} {totals[key]:,} ({_percent(_rate(totals[key], reference))})"
+        for name, key in (("sub", "substitutions"), ("del", "deletions"), ("ins", "insertions"))
+    ]
     return "   ".join(parts)
 
 
@@ -358,8 +405,10 @@ def _speaker_table(speakers: dict[str, dict], total: dict | None) -> list[str]:
         pct = lambda count: f"{100 * count / words:.1f}" if words else "n/a"  # noqa: E731
         correct = words - stats["substitutions"] - stats["deletions"]
         errors = stats["substitutions"] + stats["deletions"] + stats["insertions"]
-        return (f"{name:<16} {stats['num_utterances']:>6,} {words:>7,} {pct(correct):>7} {pct(stats['substitutions']):>6} "
-                f"{pct(stats['deletions']):>6} {pct(stats['insertions']):>6} {pct(errors):>7} {100 * stats['ser']:>7.1f}")
+        return (
+            f"{name:<16} {stats['num_utterances']:>6,} {words:>7,} {pct(correct):>7} {pct(stats['substitutions']):>6} "
+            f"{pct(stats['deletions']):>6} {pct(stats['insertions']):>6} {pct(errors):>7} {100 * stats['ser']:>7.1f}"
+        )
 
     rows += [row(name, stats) for name, stats in speakers.items()]
     if total is not None:
@@ -367,7 +416,9 @@ def _speaker_table(speakers: dict[str, dict], total: dict | None) -> list[str]:
     return rows
 
 
-def score(references: list[Transcript], hypotheses: list[Transcript], options: ScoreConfig = ScoreConfig()) -> ScoreReport:
+def score(
+    references: list[Transcript], hypotheses: list[Transcript], options: ScoreConfig = ScoreConfig()
+) -> ScoreReport:
     """Normalise, match by id, and compute word (and character) error statistics."""
     pairs = pair_up(references, hypotheses, options)
     reference_texts = [normalize_text(r.text, options.normalize) for r, _ in pairs]
@@ -383,8 +434,14 @@ def score(references: list[Transcript], hypotheses: list[Transcript], options: S
     hypothesis_ids = {h.id for h in hypotheses}
     speakers = [r.speaker for r, _ in pairs]
     return ScoreReport(
-        ids=[r.id for r, _ in pairs], speakers=speakers, words=words, word_counts=word_counts,
-        char_counts=char_counts, wer_ci95=interval, options=options,
-        overall=group_stats(word_counts, char_counts), per_speaker=speaker_stats(speakers, word_counts, char_counts),
+        ids=[r.id for r, _ in pairs],
+        speakers=speakers,
+        words=words,
+        word_counts=word_counts,
+        char_counts=char_counts,
+        wer_ci95=interval,
+        options=options,
+        overall=group_stats(word_counts, char_counts),
+        per_speaker=speaker_stats(speakers, word_counts, char_counts),
         missing_scored_as_deletion=sum(1 for r, _ in pairs if r.id not in hypothesis_ids),
     )

@@ -71,6 +71,7 @@ def greedy_hypotheses(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hy
 
 # --- the search ---
 
+
 class SearchSettings(NamedTuple):
     """The search's scalars. With LmArrays they make the numba search's arguments, unpacked in field order:
     numba reads named tuples too, but passing them through its inner loop measured 2x slower."""
@@ -87,6 +88,9 @@ class SearchSettings(NamedTuple):
     unlisted_penalty: float  # with a lexicon: nats for a word outside it (inf: refused)
 
 
+# The numba kernels take the search's state as flat argument lists (passing the named tuples through them costs
+# 2.5x); they keep a hand layout, several arguments a line, rather than the formatter's one a line.
+# fmt: off
 @numba.njit(cache=True)
 def _log_add(a, b):
     if a == -np.inf:
@@ -351,8 +355,12 @@ def _prefix_beam_search(log_probs,
             np.nonzero(missed[:num_nodes])[0])
 
 
-def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: SearchConfig,
-                lm: LanguageModelTables | None = None) -> list[Hypothesis]:
+# fmt: on
+
+
+def beam_search(
+    log_probs: np.ndarray, vocabulary: Vocabulary, options: SearchConfig, lm: LanguageModelTables | None = None
+) -> list[Hypothesis]:
     """N-best hypotheses of one utterance's (T, V) log-probabilities (natural log), best first.
 
     With an external scorer (KenLM) the search treats a score missing from the
@@ -367,24 +375,40 @@ def beam_search(log_probs: np.ndarray, vocabulary: Vocabulary, options: SearchCo
     tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
     space_id = vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1
     settings = SearchSettings(
-        int(options.beam_size), int(min(options.token_prune_k, vocabulary.size)), float(options.token_prune_threshold),
-        float(options.beam_threshold), space_id, float(options.lm_weight), float(options.word_bonus),
-        float(options.oov_penalty), int(options.nbest),
-        np.inf if options.unlisted_word_penalty is None else float(options.unlisted_word_penalty))
+        int(options.beam_size),
+        int(min(options.token_prune_k, vocabulary.size)),
+        float(options.token_prune_threshold),
+        float(options.beam_threshold),
+        space_id,
+        float(options.lm_weight),
+        float(options.word_bonus),
+        float(options.oov_penalty),
+        int(options.nbest),
+        np.inf if options.unlisted_word_penalty is None else float(options.unlisted_word_penalty),
+    )
     for _ in range(MAX_SCORER_PASSES):
         nodes, scores, parent, token, frame, missed = _prefix_beam_search(
-            np.ascontiguousarray(log_probs, dtype=np.float32), *tables.arrays, *settings)
+            np.ascontiguousarray(log_probs, dtype=np.float32), *tables.arrays, *settings
+        )
         if missed.shape[0] == 0:
             break
-        fill_scorer_cache(tables, [_labels_and_frames(node, parent, token, frame)[0] for node in missed], space_id,
-                          vocabulary, options.oov_penalty)
+        fill_scorer_cache(
+            tables,
+            [_labels_and_frames(node, parent, token, frame)[0] for node in missed],
+            space_id,
+            vocabulary,
+            options.oov_penalty,
+        )
     else:
         raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
-    hypotheses = [Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score))
-                  for node, score in zip(nodes, scores)]
+    hypotheses = [
+        Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score)) for node, score in zip(nodes, scores)
+    ]
     if tables.arrays.restricted:  # every prefix left broke the lexicon (a narrow beam): keep the lexicon words it has
-        hypotheses = [_lexicon_words_only(h, space_id, tables.arrays.lexicon_words) if h.score == -np.inf else h
-                      for h in hypotheses]
+        hypotheses = [
+            _lexicon_words_only(h, space_id, tables.arrays.lexicon_words) if h.score == -np.inf else h
+            for h in hypotheses
+        ]
     return hypotheses
 
 
@@ -405,12 +429,12 @@ def _lexicon_words_only(hypothesis: Hypothesis, space_id: int, lexicon_words: Di
     return Hypothesis(kept_labels, kept_frames, hypothesis.score)
 
 
-def _labels_and_frames(node: int, parent: np.ndarray, token: np.ndarray, frame: np.ndarray) -> tuple[list[int], list[int]]:
+def _labels_and_frames(
+    node: int, parent: np.ndarray, token: np.ndarray, frame: np.ndarray
+) -> tuple[list[int], list[int]]:
     label_ids, frames = [], []
     while node > 0:
         label_ids.append(int(token[node]))
         frames.append(int(frame[node]))
         node = parent[node]
     return label_ids[::-1], frames[::-1]
-
-

@@ -22,7 +22,6 @@ ENERGY_FLOOR = 1e-10  # of mean squared amplitude: digital silence is -100 dB, n
 READ_BLOCK_S = 60.0
 
 
-
 def frame_energies_db(samples: np.ndarray, rate_hz: int) -> np.ndarray:
     """Mean power in dB of each ENERGY_FRAME_S frame of (num_samples,) samples (a partial last frame is dropped)."""
     frame = int(rate_hz * ENERGY_FRAME_S)
@@ -37,12 +36,16 @@ def file_energies_db(path: str | Path) -> tuple[np.ndarray, int, int]:
         rate_hz = sound.samplerate
         frame = int(rate_hz * ENERGY_FRAME_S)
         block = frame * int(READ_BLOCK_S / ENERGY_FRAME_S)
-        energies = [frame_energies_db(np.asarray(b, np.float32).mean(axis=1), rate_hz)
-                    for b in sound.blocks(blocksize=block, dtype="float32", always_2d=True)]
+        energies = [
+            frame_energies_db(np.asarray(b, np.float32).mean(axis=1), rate_hz)
+            for b in sound.blocks(blocksize=block, dtype="float32", always_2d=True)
+        ]
         return (np.concatenate(energies) if energies else np.zeros(0)), rate_hz, sound.frames
 
 
-def speech_segments(energies_db: np.ndarray, options: SegmentationConfig = SegmentationConfig()) -> list[tuple[float, float]]:
+def speech_segments(
+    energies_db: np.ndarray, options: SegmentationConfig = SegmentationConfig()
+) -> list[tuple[float, float]]:
     """(start s, end s) of the speech segments that frame energies show, in order, never overlapping."""
     if len(energies_db) == 0:
         return []

@@ -46,8 +46,13 @@ class IndexEntry:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "array": self.array, "start": self.start, "num_frames": self.num_frames,
-            "text": self.text, "speaker": self.speaker, "duration": round(self.duration, 6),
+            "id": self.id,
+            "array": self.array,
+            "start": self.start,
+            "num_frames": self.num_frames,
+            "text": self.text,
+            "speaker": self.speaker,
+            "duration": round(self.duration, 6),
         }
 
     @classmethod
@@ -154,13 +159,17 @@ class FeatureStore:
         self.path = Path(path)
         metadata_path = self.path / METADATA_FILE
         if not metadata_path.is_file():
-            raise AsrCliError(f"{self.path} is not a feature store ({METADATA_FILE} not found); create one with `asr-cli prepare`")
+            raise AsrCliError(
+                f"{self.path} is not a feature store ({METADATA_FILE} not found); create one with `asr-cli prepare`"
+            )
         try:
             self.metadata = StoreMetadata.from_dict(json.loads(metadata_path.read_text(encoding="utf-8")))
         except (KeyError, TypeError, ValueError) as error:
             raise AsrCliError(f"{metadata_path}: damaged store metadata ({error})") from error
         if self.metadata.format_version != STORE_FORMAT_VERSION:
-            raise AsrCliError(f"{self.path}: store format {self.metadata.format_version} is not supported (expected {STORE_FORMAT_VERSION})")
+            raise AsrCliError(
+                f"{self.path}: store format {self.metadata.format_version} is not supported (expected {STORE_FORMAT_VERSION})"
+            )
         self.entries = self._read_index()
         self._check_array_sizes()
         self._position_of = {entry.id: position for position, entry in enumerate(self.entries)}
@@ -175,10 +184,13 @@ class FeatureStore:
                     if line.strip():
                         entries.append(_index_entry(line, index_path, line_number))
         except UnicodeDecodeError as error:
-            raise AsrCliError(f"{index_path}: not valid UTF-8 ({error.reason}); the store is damaged: "
-                              "prepare it again") from error
+            raise AsrCliError(
+                f"{index_path}: not valid UTF-8 ({error.reason}); the store is damaged: prepare it again"
+            ) from error
         except FileNotFoundError as error:
-            raise AsrCliError(f"{self.path}: {INDEX_FILE} is missing; the store is damaged: prepare it again") from error
+            raise AsrCliError(
+                f"{self.path}: {INDEX_FILE} is missing; the store is damaged: prepare it again"
+            ) from error
         return entries
 
     def _check_array_sizes(self) -> None:
@@ -190,13 +202,19 @@ class FeatureStore:
             actual = array_path.stat().st_size if array_path.is_file() else None
             if num_frames and actual != expected:
                 found = "missing" if actual is None else f"{actual:,} bytes, expected {expected:,}"
-                raise AsrCliError(f"{array_path}: {found}; the store is damaged (truncated copy or full disk): "
-                                  "prepare it again")
+                raise AsrCliError(
+                    f"{array_path}: {found}; the store is damaged (truncated copy or full disk): prepare it again"
+                )
         for entry in self.entries:
-            if not (0 <= entry.array < len(self.metadata.array_frames)
-                    and 0 <= entry.start and entry.start + entry.num_frames <= self.metadata.array_frames[entry.array]):
-                raise AsrCliError(f"{self.path / INDEX_FILE}: utterance {entry.id} points outside the arrays; "
-                                  "the store is damaged: prepare it again")
+            if not (
+                0 <= entry.array < len(self.metadata.array_frames)
+                and 0 <= entry.start
+                and entry.start + entry.num_frames <= self.metadata.array_frames[entry.array]
+            ):
+                raise AsrCliError(
+                    f"{self.path / INDEX_FILE}: utterance {entry.id} points outside the arrays; "
+                    "the store is damaged: prepare it again"
+                )
 
     @property
     def feature_config(self) -> FeatureConfig:
@@ -259,7 +277,8 @@ class FeatureStore:
         if self._arrays is None:
             self._arrays = [
                 np.memmap(self.path / array_file_name(i), dtype=self.metadata.dtype, mode="r", shape=(n, self.dim))
-                if n > 0 else np.zeros((0, self.dim), self.metadata.dtype)
+                if n > 0
+                else np.zeros((0, self.dim), self.metadata.dtype)
                 for i, n in enumerate(self.metadata.array_frames)
             ]
         return self._arrays
@@ -269,9 +288,12 @@ def _index_entry(line: str, index_path: Path, line_number: int) -> IndexEntry:
     try:
         entry = IndexEntry.from_dict(json.loads(line))
     except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
-        raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry ({error}); "
-                          "prepare the store again") from error
-    if not isinstance(entry.id, str) or not all(isinstance(v, int) for v in (entry.array, entry.start, entry.num_frames)):
+        raise AsrCliError(
+            f"{index_path}, line {line_number}: damaged index entry ({error}); prepare the store again"
+        ) from error
+    if not isinstance(entry.id, str) or not all(
+        isinstance(v, int) for v in (entry.array, entry.start, entry.num_frames)
+    ):
         raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry; prepare the store again")
     return entry
 

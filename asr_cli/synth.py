@@ -49,8 +49,16 @@ class EspeakEngine:
         self._library = ctypes.CDLL(espeakng_loader.get_library_path())
         self._library.espeak_Initialize.restype = ctypes.c_int
         self._library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self._library.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                               ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self._library.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         data_path = espeakng_loader.get_data_path().encode()
         self.sample_rate_hz = self._library.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0)
         if self.sample_rate_hz <= 0:
@@ -72,8 +80,9 @@ class EspeakEngine:
         self._library.espeak_SetParameter(PARAMETER_PITCH, pitch, 0)
         self._chunks = []
         encoded = text.encode("utf-8") + b"\0"
-        self._library.espeak_Synth(encoded, len(encoded), 0, POSITION_CHARACTER, 0,
-                                   ESPEAK_CHARS_UTF8 | ESPEAK_END_PAUSE, None, None)
+        self._library.espeak_Synth(
+            encoded, len(encoded), 0, POSITION_CHARACTER, 0, ESPEAK_CHARS_UTF8 | ESPEAK_END_PAUSE, None, None
+        )
         self._library.espeak_Synchronize()
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
 
@@ -140,8 +149,9 @@ def sentence(rng: random.Random) -> str:
     return f"it costs {say_number(rng.randint(2, 999))} dollars"
 
 
-
-def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = SHOW_PROGRESS) -> dict:
+def make_corpus(
+    output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = SHOW_PROGRESS
+) -> dict:
     """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`."""
 
     output_dir = Path(output_dir)
@@ -149,8 +159,11 @@ def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), sho
     engine = EspeakEngine()
     rng = random.Random(spec.seed)
     written = {}
-    splits = (("train", spec.num_train, TRAIN_VARIANTS), ("dev", spec.num_dev, DEV_VARIANTS),
-              ("test", spec.num_test, TEST_VARIANTS))
+    splits = (
+        ("train", spec.num_train, TRAIN_VARIANTS),
+        ("dev", spec.num_dev, DEV_VARIANTS),
+        ("test", spec.num_test, TEST_VARIANTS),
+    )
     for split, count, variants in splits:
         utterances = []
         for index in progress_bar(count, f"synthesise {split}", show_progress, iterable=range(count), unit="utt"):
@@ -162,8 +175,15 @@ def make_corpus(output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), sho
             utterance_id = f"{split}-{index:05d}"
             path = output_dir / "audio" / f"{utterance_id}.wav"
             soundfile.write(str(path), samples, engine.sample_rate_hz, subtype="PCM_16")
-            utterances.append(Utterance(utterance_id, f"audio/{path.name}", text=text, speaker=voice,
-                                        duration=len(samples) / engine.sample_rate_hz))
+            utterances.append(
+                Utterance(
+                    utterance_id,
+                    f"audio/{path.name}",
+                    text=text,
+                    speaker=voice,
+                    duration=len(samples) / engine.sample_rate_hz,
+                )
+            )
         write_manifest(output_dir / f"{split}.jsonl", utterances)
         written[split] = len(utterances)
     return written

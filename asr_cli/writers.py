@@ -41,20 +41,29 @@ def format_txt(transcription: Transcription, recording_id: str) -> str:
 
 
 def format_json(transcription: Transcription, recording_id: str) -> str:
-    record = {"id": recording_id, "text": transcription.text, "score": rounded_score(transcription.score),
-              "duration": round(transcription.duration_s, 3), "words": [w.to_dict() for w in transcription.words]}
+    record = {
+        "id": recording_id,
+        "text": transcription.text,
+        "score": rounded_score(transcription.score),
+        "duration": round(transcription.duration_s, 3),
+        "words": [w.to_dict() for w in transcription.words],
+    }
     return json_line(record)
 
 
 def format_srt(transcription: Transcription, recording_id: str) -> str:
-    blocks = [f"{number}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n"
-              for number, (start, end, text) in enumerate(subtitle_cues(transcription), start=1)]
+    blocks = [
+        f"{number}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n"
+        for number, (start, end, text) in enumerate(subtitle_cues(transcription), start=1)
+    ]
     return "\n".join(blocks)
 
 
 def format_vtt(transcription: Transcription, recording_id: str) -> str:
-    blocks = [f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{text}\n"
-              for start, end, text in subtitle_cues(transcription)]
+    blocks = [
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{text}\n"
+        for start, end, text in subtitle_cues(transcription)
+    ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
@@ -79,7 +88,11 @@ def ctm_lines(recording_id: str, words: Sequence[WordTiming]) -> str:
 
 
 WRITERS: dict[str, tuple[str, Callable[[Transcription, str], str]]] = {
-    "txt": ("txt", format_txt), "json": ("json", format_json), "srt": ("srt", format_srt),
-    "vtt": ("vtt", format_vtt), "tsv": ("tsv", format_tsv), "kaldi": ("text", format_kaldi),
+    "txt": ("txt", format_txt),
+    "json": ("json", format_json),
+    "srt": ("srt", format_srt),
+    "vtt": ("vtt", format_vtt),
+    "tsv": ("tsv", format_tsv),
+    "kaldi": ("text", format_kaldi),
     "ctm": ("ctm", format_ctm),
 }

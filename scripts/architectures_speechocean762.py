@@ -23,15 +23,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipe_common import Recipe  # noqa: E402
 
 # Same optimiser and regularisation for every model: the recipe's settings.
-COMMON_OPTIONS = ["--batch-frames", "3000", "--lr", "2e-3", "--warmup-steps", "300", "--hold-fraction", "0.5",
-                  "--dropout", "0.1", "--freq-width", "10", "--time-width", "20"]
+COMMON_OPTIONS = [
+    "--batch-frames",
+    "3000",
+    "--lr",
+    "2e-3",
+    "--warmup-steps",
+    "300",
+    "--hold-fraction",
+    "0.5",
+    "--dropout",
+    "0.1",
+    "--freq-width",
+    "10",
+    "--time-width",
+    "20",
+]
 ARCHITECTURES = {
     "DNN 4x1024": ["--architecture", "dnn", "--layers", "4", "--hidden-size", "1024"],
     "LSTM 3x512": ["--architecture", "lstm", "--layers", "3", "--hidden-size", "512"],
-    "LSTMP 3x768, p256": ["--architecture", "lstm", "--layers", "3", "--hidden-size", "768", "--projection-size", "256"],
+    "LSTMP 3x768, p256": [
+        "--architecture",
+        "lstm",
+        "--layers",
+        "3",
+        "--hidden-size",
+        "768",
+        "--projection-size",
+        "256",
+    ],
     "BLSTM 3x256": ["--architecture", "blstm", "--layers", "3", "--hidden-size", "256"],
     "BLSTM 3x256, peepholes": ["--architecture", "blstm", "--layers", "3", "--hidden-size", "256", "--peepholes"],
-    "BLSTMP 3x384, p128": ["--architecture", "blstm", "--layers", "3", "--hidden-size", "384", "--projection-size", "128"],
+    "BLSTMP 3x384, p128": [
+        "--architecture",
+        "blstm",
+        "--layers",
+        "3",
+        "--hidden-size",
+        "384",
+        "--projection-size",
+        "128",
+    ],
 }
 
 
@@ -51,18 +83,43 @@ def main() -> None:
     if not train_store.exists():
         recipe.run("prepare", recipe_dir / "train.jsonl", "-o", train_store, "--jobs", 2, "--no-progress")
     dev_store = recipe_dir / "dev.store"
-    search = ["--beam-size", args.beam_size, "--lm", lm, "--lm-weight", tuned["lm_weight"],
-              "--word-bonus", tuned["word_bonus"]]
+    search = [
+        "--beam-size",
+        args.beam_size,
+        "--lm",
+        lm,
+        "--lm-weight",
+        tuned["lm_weight"],
+        "--word-bonus",
+        tuned["word_bonus"],
+    ]
     rows = []
     for name, options in ARCHITECTURES.items():
         exp = out / re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-        recipe.run("train", "--train", train_store, "--valid", dev_store, "-o", exp, "--epochs", args.epochs,
-                   *options, *COMMON_OPTIONS, "--no-progress")
+        recipe.run(
+            "train",
+            "--train",
+            train_store,
+            "--valid",
+            dev_store,
+            "-o",
+            exp,
+            "--epochs",
+            args.epochs,
+            *options,
+            *COMMON_OPTIONS,
+            "--no-progress",
+        )
         recipe.run("decode", exp / "model.pt", dev_store, "-o", exp / "dev_greedy.jsonl", "--no-progress")
         recipe.run("decode", exp / "model.pt", dev_store, "-o", exp / "dev_beam_lm.jsonl", *search, "--no-progress")
-        rows.append({"architecture": name, **training_numbers(exp),
-                     "greedy": recipe.score(dev_store, exp / "dev_greedy.jsonl", f"{exp.name}_greedy"),
-                     "beam_lm": recipe.score(dev_store, exp / "dev_beam_lm.jsonl", f"{exp.name}_beam_lm")})
+        rows.append(
+            {
+                "architecture": name,
+                **training_numbers(exp),
+                "greedy": recipe.score(dev_store, exp / "dev_greedy.jsonl", f"{exp.name}_greedy"),
+                "beam_lm": recipe.score(dev_store, exp / "dev_beam_lm.jsonl", f"{exp.name}_beam_lm"),
+            }
+        )
     (out / "architectures.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "architectures.md").write_text(markdown_table(rows, args.epochs))
     print(markdown_table(rows, args.epochs))
@@ -82,14 +139,18 @@ def training_numbers(exp: Path) -> dict:
 
 
 def markdown_table(rows: list[dict], epochs: int) -> str:
-    lines = [f"| architecture ({epochs} epochs) | parameters | greedy CER | greedy WER | beam+LM CER | beam+LM WER "
-             "| training time | input frames/s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"| architecture ({epochs} epochs) | parameters | greedy CER | greedy WER | beam+LM CER | beam+LM WER "
+        "| training time | input frames/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for row in rows:
         greedy, beam = row["greedy"], row["beam_lm"]
-        lines.append(f"| {row['architecture']} | {row['parameters'] / 1e6:.2f} M | {100 * greedy['cer']:.1f}% "
-                     f"| {100 * greedy['wer']:.1f}% | {100 * beam['cer']:.1f}% | {100 * beam['wer']:.1f}% "
-                     f"| {row['training_s'] / 60:.1f} min | {row['frames_per_s']:,} |")
+        lines.append(
+            f"| {row['architecture']} | {row['parameters'] / 1e6:.2f} M | {100 * greedy['cer']:.1f}% "
+            f"| {100 * greedy['wer']:.1f}% | {100 * beam['cer']:.1f}% | {100 * beam['wer']:.1f}% "
+            f"| {row['training_s'] / 60:.1f} min | {row['frames_per_s']:,} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -65,8 +65,11 @@ def word_error_rate(ids, references, hypotheses) -> float:
     from asr_cli.config import ScoreConfig
     from asr_cli.score import Transcript, score
 
-    report = score([Transcript(i, r) for i, r in zip(ids, references)],
-                   [Transcript(i, h) for i, h in zip(ids, hypotheses)], ScoreConfig(bootstrap_draws=0, compute_cer=False))
+    report = score(
+        [Transcript(i, r) for i, r in zip(ids, references)],
+        [Transcript(i, h) for i, h in zip(ids, hypotheses)],
+        ScoreConfig(bootstrap_draws=0, compute_cer=False),
+    )
     return report.overall["wer"]
 
 
@@ -77,7 +80,9 @@ def main() -> None:
     parser.add_argument("lm", type=Path, help="word n-gram ARPA built on training text only")
     parser.add_argument("--lm-weights", default="0.5,0.8,1.2,1.6", help="grid of LM weights")
     parser.add_argument("--word-bonuses", default="0,1,2,3", help="grid of word bonuses")
-    parser.add_argument("--reference-python", help="python of an environment with pyctcdecode, kenlm and flashlight-text")
+    parser.add_argument(
+        "--reference-python", help="python of an environment with pyctcdecode, kenlm and flashlight-text"
+    )
     parser.add_argument("--lexicon", type=Path, help="word list for the lexicon-constrained rows")
     args = parser.parse_args()
 
@@ -111,8 +116,12 @@ def main() -> None:
     for beam in (16, 64):
         runs[f"ours_beam{beam}_nolm"] = ours(beam)
         runs[f"ours_beam{beam}_lm"] = ours(beam, *our_weights, tables)
-    summary = {"benchmark": "decode", "utterances": len(log_probs), "lm": args.lm.name,
-               "ours_lm_weight_bonus": list(our_weights)}
+    summary = {
+        "benchmark": "decode",
+        "utterances": len(log_probs),
+        "lm": args.lm.name,
+        "ours_lm_weight_bonus": list(our_weights),
+    }
     if args.lexicon:
         lexicon_tables = restrict_to_lexicon(tables, read_lexicon(args.lexicon), vocabulary, SearchConfig().oov_penalty)
         lexicon_weights = best_pair({pair: ours(16, *pair, lexicon_tables)[1] for pair in grid})
@@ -122,43 +131,74 @@ def main() -> None:
     if args.reference_python:
         with tempfile.TemporaryDirectory() as work_dir:
             saved = Path(work_dir) / "log_probs.npz"
-            np.savez(saved, count=len(log_probs), characters=np.array(characters),
-                     **{f"utterance_{i}": lp for i, lp in enumerate(log_probs)})
+            np.savez(
+                saved,
+                count=len(log_probs),
+                characters=np.array(characters),
+                **{f"utterance_{i}": lp for i, lp in enumerate(log_probs)},
+            )
             tuning = run_reference(args.reference_python, saved, args.lm, ["--grid", json.dumps(grid)])
             their_weights = best_pair({tuple(pair): hyps for pair, hyps in tuning["grid"]})
             summary["pyctcdecode_lm_weight_bonus"] = list(their_weights)
-            timed = run_reference(args.reference_python, saved, args.lm, [
-                "--lm-weight", str(their_weights[0]), "--word-bonus", str(their_weights[1])])
+            timed = run_reference(
+                args.reference_python,
+                saved,
+                args.lm,
+                ["--lm-weight", str(their_weights[0]), "--word-bonus", str(their_weights[1])],
+            )
             if args.lexicon:
                 lexicon_option = ["--lexicon", str(args.lexicon)]
-                tuning = run_reference(args.reference_python, saved, args.lm, ["--grid", json.dumps(grid), *lexicon_option])
+                tuning = run_reference(
+                    args.reference_python, saved, args.lm, ["--grid", json.dumps(grid), *lexicon_option]
+                )
                 flashlight_weights = best_pair({tuple(pair): hyps for pair, hyps in tuning["grid"]})
                 summary["flashlight_lexicon_lm_weight_bonus"] = list(flashlight_weights)
-                timed.update(run_reference(args.reference_python, saved, args.lm, [
-                    "--lm-weight", str(flashlight_weights[0]), "--word-bonus", str(flashlight_weights[1]),
-                    *lexicon_option]))
+                timed.update(
+                    run_reference(
+                        args.reference_python,
+                        saved,
+                        args.lm,
+                        [
+                            "--lm-weight",
+                            str(flashlight_weights[0]),
+                            "--word-bonus",
+                            str(flashlight_weights[1]),
+                            *lexicon_option,
+                        ],
+                    )
+                )
         for name, result in timed.items():
             runs[name] = (result["seconds"], result["hypotheses"])
     for name, (seconds, hypotheses) in runs.items():
-        summary[name] = {"utt_per_s": round(len(log_probs) / seconds, 1),
-                         "wer": round(word_error_rate(ids, references, hypotheses), 4)}
+        summary[name] = {
+            "utt_per_s": round(len(log_probs) / seconds, 1),
+            "wer": round(word_error_rate(ids, references, hypotheses), 4),
+        }
     for beam in (16, 64):
         if f"pyctcdecode_beam{beam}_lm" in summary:
             summary[f"speedup_vs_pyctcdecode_beam{beam}"] = round(
-                summary[f"ours_beam{beam}_lm"]["utt_per_s"] / summary[f"pyctcdecode_beam{beam}_lm"]["utt_per_s"], 2)
+                summary[f"ours_beam{beam}_lm"]["utt_per_s"] / summary[f"pyctcdecode_beam{beam}_lm"]["utt_per_s"], 2
+            )
             summary[f"speed_vs_flashlight_beam{beam}"] = round(
-                summary[f"ours_beam{beam}_nolm"]["utt_per_s"] / summary[f"flashlight_beam{beam}_nolm"]["utt_per_s"], 2)
+                summary[f"ours_beam{beam}_nolm"]["utt_per_s"] / summary[f"flashlight_beam{beam}_nolm"]["utt_per_s"], 2
+            )
         if f"flashlight_lexicon_beam{beam}_lm" in summary:
             summary[f"lexicon_speed_vs_flashlight_beam{beam}"] = round(
                 summary[f"ours_lexicon_beam{beam}_lm"]["utt_per_s"]
-                / summary[f"flashlight_lexicon_beam{beam}_lm"]["utt_per_s"], 2)
+                / summary[f"flashlight_lexicon_beam{beam}_lm"]["utt_per_s"],
+                2,
+            )
     print(json.dumps(summary))
 
 
 def run_reference(python: str, saved: Path, lm: Path, extra: list[str]) -> dict:
     """Run bench_decode_reference.py in its own environment; its last output line is JSON."""
-    output = subprocess.run([python, str(REPO_ROOT / "scripts" / "bench_decode_reference.py"), str(saved),
-                             "--lm", str(lm), *extra], check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [python, str(REPO_ROOT / "scripts" / "bench_decode_reference.py"), str(saved), "--lm", str(lm), *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(output.splitlines()[-1])
 
 

@@ -42,8 +42,15 @@ def run_pyctcdecode(log_probs, labels, lm_path, alpha, beta, beam):
 def run_flashlight(log_probs, labels, beam):
     from flashlight.lib.text.decoder import CriterionType, LexiconFreeDecoder, LexiconFreeDecoderOptions, ZeroLM
 
-    options = LexiconFreeDecoderOptions(beam_size=beam, beam_size_token=len(labels), beam_threshold=25.0,
-                                        lm_weight=0.0, sil_score=0.0, log_add=True, criterion_type=CriterionType.CTC)
+    options = LexiconFreeDecoderOptions(
+        beam_size=beam,
+        beam_size_token=len(labels),
+        beam_threshold=25.0,
+        lm_weight=0.0,
+        sil_score=0.0,
+        log_add=True,
+        criterion_type=CriterionType.CTC,
+    )
     decoder = LexiconFreeDecoder(options, ZeroLM(), labels.index(" "), 0, [])
     started = time.perf_counter()
     hypotheses = []
@@ -73,9 +80,17 @@ def run_flashlight_lexicon(log_probs, labels, lm_path, lexicon_path, alpha, beta
         _, unigram = language_model.score(start, index)
         trie.insert([labels.index(c) for c in word] + [space], index, unigram)
     trie.smear(SmearingMode.MAX)
-    options = LexiconDecoderOptions(beam_size=beam, beam_size_token=len(labels), beam_threshold=25.0, lm_weight=alpha,
-                                    word_score=beta, unk_score=float("-inf"), sil_score=0.0, log_add=True,
-                                    criterion_type=CriterionType.CTC)
+    options = LexiconDecoderOptions(
+        beam_size=beam,
+        beam_size_token=len(labels),
+        beam_threshold=25.0,
+        lm_weight=alpha,
+        word_score=beta,
+        unk_score=float("-inf"),
+        sil_score=0.0,
+        log_add=True,
+        criterion_type=CriterionType.CTC,
+    )
     decoder = LexiconDecoder(options, trie, language_model, space, 0, -1, [], False)
     started = time.perf_counter()
     hypotheses = []
@@ -111,8 +126,10 @@ def arpa_language_model(arpa, words):
         def score(self, state, index):
             history = self.histories[state]
             word = words[index]
-            return (self._child(state, index, (history + (word,))[-context_size:]),
-                    arpa.log10_prob(word, history) * ln_10)
+            return (
+                self._child(state, index, (history + (word,))[-context_size:]),
+                arpa.log10_prob(word, history) * ln_10,
+            )
 
         def finish(self, state):
             history = self.histories[state]
@@ -135,11 +152,14 @@ def main() -> None:
     labels = [""] + list(saved["characters"])
     log_probs = [saved[f"utterance_{i}"] for i in range(int(saved["count"]))]
     if args.lexicon:
+
         def decode(alpha, beta, beam):
             return run_flashlight_lexicon(log_probs, labels, args.lm, args.lexicon, alpha, beta, beam)
     else:
+
         def decode(alpha, beta, beam):
             return run_pyctcdecode(log_probs, labels, args.lm, alpha, beta, beam)
+
     if args.grid:
         grid = [(pair, decode(*pair, 16)[1]) for pair in json.loads(args.grid)]
         print(json.dumps({"grid": grid}))
@@ -151,7 +171,9 @@ def main() -> None:
         print(json.dumps({name: {"seconds": seconds, "hypotheses": hyps} for name, (seconds, hyps) in results.items()}))
         return
     for beam in (int(b) for b in args.beams.split(",")):
-        results[f"pyctcdecode_beam{beam}_lm"] = run_pyctcdecode(log_probs, labels, args.lm, args.lm_weight, args.word_bonus, beam)
+        results[f"pyctcdecode_beam{beam}_lm"] = run_pyctcdecode(
+            log_probs, labels, args.lm, args.lm_weight, args.word_bonus, beam
+        )
         results[f"flashlight_beam{beam}_nolm"] = run_flashlight(log_probs, labels, beam)
     print(json.dumps({name: {"seconds": seconds, "hypotheses": hyps} for name, (seconds, hyps) in results.items()}))
 

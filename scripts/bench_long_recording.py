@@ -65,11 +65,14 @@ def write_long_file(recordings: list[Path], path: Path, hours: float) -> Path:
 def peak_rss_mb(model: Path, audio: Path) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of a child process transcribing `audio`."""
     # VmHWM, not ru_maxrss: the latter carries over the forking parent's size across exec.
-    code = ("import sys, asr_cli; asr_cli.load_model(sys.argv[1]).transcribe(sys.argv[2]); "
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
+    code = (
+        "import sys, asr_cli; asr_cli.load_model(sys.argv[1]).transcribe(sys.argv[2]); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
     started = time.perf_counter()
-    output = subprocess.run([sys.executable, "-c", code, str(model), str(audio)], capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(audio)], capture_output=True, text=True, check=True
+    ).stdout
     return int(output.split()[-1]) / 1024, time.perf_counter() - started
 
 
@@ -83,19 +86,34 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     recognizer = asr_cli.load_model(args.model)
     files, texts, utterances = long_recordings(args.manifest, args.work)
-    one_by_one = score([Transcript(u.id, u.text) for u in utterances],
-                       [Transcript(u.id, recognizer.transcribe(u.audio).text) for u in utterances]).overall
-    joined = score([Transcript(s, t) for s, t in texts.items()],
-                   [Transcript(s, recognizer.transcribe(path).text) for s, path in files.items()]).overall
-    result = {"benchmark": "long_recording", "speakers": len(files), "utterances": len(utterances),
-              "mean_recording_s": round(float(np.mean([soundfile.info(str(p)).duration for p in files.values()])), 1),
-              "wer_per_utterance": round(one_by_one["wer"], 4), "wer_long_recordings": round(joined["wer"], 4),
-              "wer_ratio": round(joined["wer"] / one_by_one["wer"], 3)}
+    one_by_one = score(
+        [Transcript(u.id, u.text) for u in utterances],
+        [Transcript(u.id, recognizer.transcribe(u.audio).text) for u in utterances],
+    ).overall
+    joined = score(
+        [Transcript(s, t) for s, t in texts.items()],
+        [Transcript(s, recognizer.transcribe(path).text) for s, path in files.items()],
+    ).overall
+    result = {
+        "benchmark": "long_recording",
+        "speakers": len(files),
+        "utterances": len(utterances),
+        "mean_recording_s": round(float(np.mean([soundfile.info(str(p)).duration for p in files.values()])), 1),
+        "wer_per_utterance": round(one_by_one["wer"], 4),
+        "wer_long_recordings": round(joined["wer"], 4),
+        "wer_ratio": round(joined["wer"] / one_by_one["wer"], 3),
+    }
     if args.hours > 0:
         long_file = write_long_file(list(files.values()), args.work / "long.flac", args.hours)
         rss_mb, seconds = peak_rss_mb(args.model, long_file)
-        result.update({"long_file_hours": args.hours, "peak_rss_mb": round(rss_mb), "transcribe_s": round(seconds, 1),
-                       "x_real_time": round(args.hours * 3600 / seconds, 1)})
+        result.update(
+            {
+                "long_file_hours": args.hours,
+                "peak_rss_mb": round(rss_mb),
+                "transcribe_s": round(seconds, 1),
+                "x_real_time": round(args.hours * 3600 / seconds, 1),
+            }
+        )
     result["this_process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result))
 

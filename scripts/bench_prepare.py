@@ -33,9 +33,20 @@ def run_prepare(manifest: Path, store: Path, jobs: int) -> float:
     """Wall seconds of the whole `asr-cli prepare` command."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "from asr_cli.cli import main; main()", "prepare", str(manifest),
-         "-o", str(store), "--jobs", str(jobs), "--no-progress"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-c",
+            "from asr_cli.cli import main; main()",
+            "prepare",
+            str(manifest),
+            "-o",
+            str(store),
+            "--jobs",
+            str(jobs),
+            "--no-progress",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 
@@ -58,8 +69,12 @@ def main() -> None:
     parser.add_argument("data_dir", nargs="?", type=Path, default=DEFAULT_CORPUS, help="Kaldi data directory")
     parser.add_argument("--jobs", type=int, default=2, help="prepare worker processes")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side; the fastest counts")
-    parser.add_argument("--reference-limit", type=int, default=0,
-                        help="time the reference on the first N files only (0: all); its speed is per audio second")
+    parser.add_argument(
+        "--reference-limit",
+        type=int,
+        default=0,
+        help="time the reference on the first N files only (0: all); its speed is per audio second",
+    )
     args = parser.parse_args()
 
     from asr_cli.importers import import_kaldi
@@ -84,25 +99,29 @@ def main() -> None:
     x_real_time = audio_s / prepare_s
     reference_x_real_time = reference_audio_s / reference_s
     speedup = x_real_time / reference_x_real_time
-    print(json.dumps({
-        "benchmark": "prepare",
-        "corpus": args.data_dir.name,
-        "utterances": num_utterances,
-        "audio_hours": round(audio_s / 3600, 3),
-        "jobs": args.jobs,
-        "repeats": args.repeats,
-        "prepare_s": round(prepare_s, 2),
-        "prepare_runs_s": [round(seconds, 2) for seconds in prepare_runs_s],
-        "x_real_time": round(x_real_time, 1),
-        "peak_rss_mb": round(peak_rss_mb, 1),
-        "reference": "librosa.load + librosa.feature.melspectrogram per file, 1 process",
-        "reference_files": len(reference_paths),
-        "reference_s": round(reference_s, 2),
-        "reference_runs_s": [round(seconds, 2) for seconds, _ in reference_runs],
-        "reference_x_real_time": round(reference_x_real_time, 1),
-        "speedup_vs_reference": round(speedup, 2),
-        "meets_targets": x_real_time >= TARGET_X_REAL_TIME and speedup >= TARGET_SPEEDUP,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "prepare",
+                "corpus": args.data_dir.name,
+                "utterances": num_utterances,
+                "audio_hours": round(audio_s / 3600, 3),
+                "jobs": args.jobs,
+                "repeats": args.repeats,
+                "prepare_s": round(prepare_s, 2),
+                "prepare_runs_s": [round(seconds, 2) for seconds in prepare_runs_s],
+                "x_real_time": round(x_real_time, 1),
+                "peak_rss_mb": round(peak_rss_mb, 1),
+                "reference": "librosa.load + librosa.feature.melspectrogram per file, 1 process",
+                "reference_files": len(reference_paths),
+                "reference_s": round(reference_s, 2),
+                "reference_runs_s": [round(seconds, 2) for seconds, _ in reference_runs],
+                "reference_x_real_time": round(reference_x_real_time, 1),
+                "speedup_vs_reference": round(speedup, 2),
+                "meets_targets": x_real_time >= TARGET_X_REAL_TIME and speedup >= TARGET_SPEEDUP,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,23 @@ def main() -> None:
         ids = [f"utt{index:07d}" for index in range(args.pairs)]
         (work / "text").write_text("".join(f"{i} {r}\n" for i, r in zip(ids, references)))
         (work / "utt2spk").write_text("".join(f"{i} spk{n % NUM_SPEAKERS:04d}\n" for n, i in enumerate(ids)))
-        (work / "hyp.jsonl").write_text("".join(json.dumps({"id": i, "text": h}) + "\n" for i, h in zip(ids, hypotheses)))
+        (work / "hyp.jsonl").write_text(
+            "".join(json.dumps({"id": i, "text": h}) + "\n" for i, h in zip(ids, hypotheses))
+        )
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", "from asr_cli.cli import main; main()", "score", str(work / "text"),
-             str(work / "hyp.jsonl"), "--json", str(work / "score.json")],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-c",
+                "from asr_cli.cli import main; main()",
+                "score",
+                str(work / "text"),
+                str(work / "hyp.jsonl"),
+                "--json",
+                str(work / "score.json"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         score_s = time.perf_counter() - started
         report = json.loads((work / "score.json").read_text())
@@ -76,19 +87,23 @@ def main() -> None:
     started = time.perf_counter()
     bare_wer = jiwer.wer([r.lower() for r in references], hypotheses)
     jiwer_s = time.perf_counter() - started
-    print(json.dumps({
-        "benchmark": "score",
-        "pairs": args.pairs,
-        "speakers": NUM_SPEAKERS,
-        "score_s": round(score_s, 2),
-        "wer": round(report["wer"], 4),
-        "cer": round(report["cer"], 4),
-        "reference": "bare jiwer.wer over the same pairs, in-process",
-        "reference_s": round(jiwer_s, 2),
-        "reference_wer": round(bare_wer, 4),
-        "ratio_vs_reference": round(score_s / jiwer_s, 2),
-        "meets_target": score_s < TARGET_S,
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "score",
+                "pairs": args.pairs,
+                "speakers": NUM_SPEAKERS,
+                "score_s": round(score_s, 2),
+                "wer": round(report["wer"], 4),
+                "cer": round(report["cer"], 4),
+                "reference": "bare jiwer.wer over the same pairs, in-process",
+                "reference_s": round(jiwer_s, 2),
+                "reference_wer": round(bare_wer, 4),
+                "ratio_vs_reference": round(score_s / jiwer_s, 2),
+                "meets_target": score_s < TARGET_S,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

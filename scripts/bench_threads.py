@@ -35,8 +35,14 @@ MODEL_OPTIONS = ["--layers", "3", "--hidden-size", "256", "--num-workers", "1", 
 
 
 def cli(*args, env: dict, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "asr_cli", *map(str, args)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "asr_cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -55,8 +61,20 @@ def prepare_data(work: Path, train_utterances: int, decode_utterances: int, env:
 
 
 def train_job(work: Path, name: str, env: dict, threads: list[str]) -> subprocess.Popen:
-    return cli("train", "--train", work / "train.store", "--valid", work / "decode.store", "-o", work / name,
-               "--epochs", "1", *MODEL_OPTIONS, *threads, env=env)
+    return cli(
+        "train",
+        "--train",
+        work / "train.store",
+        "--valid",
+        work / "decode.store",
+        "-o",
+        work / name,
+        "--epochs",
+        "1",
+        *MODEL_OPTIONS,
+        *threads,
+        env=env,
+    )
 
 
 def train_frames_per_s(work: Path, name: str) -> float:
@@ -64,8 +82,18 @@ def train_frames_per_s(work: Path, name: str) -> float:
 
 
 def decode_once(work: Path, env: dict, threads: list[str]) -> None:
-    finish(cli("decode", work / "model" / "model.pt", work / "decode.store", "-o", work / "hyp.jsonl", "--no-progress",
-               *threads, env=env))
+    finish(
+        cli(
+            "decode",
+            work / "model" / "model.pt",
+            work / "decode.store",
+            "-o",
+            work / "hyp.jsonl",
+            "--no-progress",
+            *threads,
+            env=env,
+        )
+    )
 
 
 SETTINGS = {  # environment, and --threads for both jobs (None: asr-cli's adaptive default)
@@ -96,12 +124,20 @@ def measure(work: Path, policy: str, decode_utterances: int) -> dict:
         decodes += 1
     decode_shared = decodes * decode_utterances / (time.perf_counter() - started)
     finish(training)
-    train_alone, train_shared = train_frames_per_s(work, f"alone-{policy}"), train_frames_per_s(work, f"shared-{policy}")
-    return {"train_frames_per_s_alone": train_alone, "train_frames_per_s_shared": train_shared,
-            "train_slowdown": round(train_alone / train_shared, 2), "train_alone_s": round(train_alone_s, 1),
-            "decode_utt_per_s_alone": round(decode_alone, 1), "decode_utt_per_s_shared": round(decode_shared, 1),
-            "decode_slowdown": round(decode_alone / decode_shared, 2) if decode_shared else None,
-            "decodes_while_training": decodes}
+    train_alone, train_shared = (
+        train_frames_per_s(work, f"alone-{policy}"),
+        train_frames_per_s(work, f"shared-{policy}"),
+    )
+    return {
+        "train_frames_per_s_alone": train_alone,
+        "train_frames_per_s_shared": train_shared,
+        "train_slowdown": round(train_alone / train_shared, 2),
+        "train_alone_s": round(train_alone_s, 1),
+        "decode_utt_per_s_alone": round(decode_alone, 1),
+        "decode_utt_per_s_shared": round(decode_shared, 1),
+        "decode_slowdown": round(decode_alone / decode_shared, 2) if decode_shared else None,
+        "decodes_while_training": decodes,
+    }
 
 
 def main() -> None:
@@ -116,16 +152,31 @@ def main() -> None:
         work = Path(folder)
         env = dict(os.environ)
         prepare_data(work, args.train_utterances, args.decode_utterances, env)
-        finish(cli("train", "--train", work / "train.store", "--valid", work / "decode.store", "-o", work / "model",
-                   "--epochs", "1", *MODEL_OPTIONS, env=env))  # the model the decodes use
+        finish(
+            cli(
+                "train",
+                "--train",
+                work / "train.store",
+                "--valid",
+                work / "decode.store",
+                "-o",
+                work / "model",
+                "--epochs",
+                "1",
+                *MODEL_OPTIONS,
+                env=env,
+            )
+        )  # the model the decodes use
         results = {policy: measure(work, policy, args.decode_utterances) for policy in args.settings.split(",")}
     summary = {"benchmark": "threads", "physical_cores": physical_cores(), "cpus": os.cpu_count(), **results}
     if "fixed" in results:
         for result in results.values():
             result["train_alone_vs_fixed"] = round(
-                result["train_frames_per_s_alone"] / results["fixed"]["train_frames_per_s_alone"], 3)
+                result["train_frames_per_s_alone"] / results["fixed"]["train_frames_per_s_alone"], 3
+            )
             result["decode_alone_vs_fixed"] = round(
-                result["decode_utt_per_s_alone"] / results["fixed"]["decode_utt_per_s_alone"], 3)
+                result["decode_utt_per_s_alone"] / results["fixed"]["decode_utt_per_s_alone"], 3
+            )
     print(json.dumps(summary))
 
 

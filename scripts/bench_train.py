@@ -41,12 +41,19 @@ def train_frames_per_second(train_store: Path, valid_store: Path, work: Path, na
 
 def bare_lstm_frames_per_second(batch_shapes: list[tuple[int, int]], model_config, input_dim: int) -> float:
     """nn.LSTM forward + backward over batches of (batch size, frames) input frames, stacked as the model does."""
-    lstm = torch.nn.LSTM(input_dim * model_config.stack_frames, model_config.hidden_size, num_layers=model_config.num_layers,
-                         bidirectional=model_config.directions == 2, batch_first=True)
+    lstm = torch.nn.LSTM(
+        input_dim * model_config.stack_frames,
+        model_config.hidden_size,
+        num_layers=model_config.num_layers,
+        bidirectional=model_config.directions == 2,
+        batch_first=True,
+    )
     frames = 0
     started = time.perf_counter()
     for batch_size, num_frames in batch_shapes:
-        inputs = torch.randn(batch_size, math.ceil(num_frames / model_config.subsample), input_dim * model_config.stack_frames)
+        inputs = torch.randn(
+            batch_size, math.ceil(num_frames / model_config.subsample), input_dim * model_config.stack_frames
+        )
         outputs, _ = lstm(inputs)
         outputs.sum().backward()
         frames += batch_size * num_frames
@@ -85,28 +92,37 @@ def main() -> None:
 
         fp32 = train_frames_per_second(work / "train", work / "valid", work, "fp32", model_config, config)
         bare = bare_lstm_frames_per_second(shapes, model_config, store.dim)
-        bf16 = train_frames_per_second(work / "train", work / "valid", work, "bf16", model_config,
-                                       TrainConfig(epochs=1, batch_frames=args.batch_frames, precision="bf16",
-                                                   num_workers=args.num_workers))
+        bf16 = train_frames_per_second(
+            work / "train",
+            work / "valid",
+            work,
+            "bf16",
+            model_config,
+            TrainConfig(epochs=1, batch_frames=args.batch_frames, precision="bf16", num_workers=args.num_workers),
+        )
         peephole_config = ModelConfig(num_layers=args.layers, hidden_size=args.hidden_size, peepholes=True)
         peephole = train_frames_per_second(work / "train", work / "valid", work, "peephole", peephole_config, config)
 
-    print(json.dumps({
-        "benchmark": "train",
-        "model": f"{args.layers}x{args.hidden_size} blstm, stack/subsample 3/3",
-        "utterances": args.utterances,
-        "batches": len(batches),
-        "threads": torch.get_num_threads(),
-        "num_workers": args.num_workers,
-        "train_frames_per_s": fp32["frames_per_s"],
-        "bare_lstm_frames_per_s": round(bare),
-        "ratio_vs_bare_lstm": round(fp32["frames_per_s"] / bare, 3),
-        "padding_waste": fp32["padding_waste"],
-        "bf16_frames_per_s": bf16["frames_per_s"],
-        "bf16_over_fp32": round(bf16["frames_per_s"] / fp32["frames_per_s"], 3),
-        "peephole_frames_per_s": peephole["frames_per_s"],
-        "peephole_over_nn_lstm": round(peephole["frames_per_s"] / fp32["frames_per_s"], 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train",
+                "model": f"{args.layers}x{args.hidden_size} blstm, stack/subsample 3/3",
+                "utterances": args.utterances,
+                "batches": len(batches),
+                "threads": torch.get_num_threads(),
+                "num_workers": args.num_workers,
+                "train_frames_per_s": fp32["frames_per_s"],
+                "bare_lstm_frames_per_s": round(bare),
+                "ratio_vs_bare_lstm": round(fp32["frames_per_s"] / bare, 3),
+                "padding_waste": fp32["padding_waste"],
+                "bf16_frames_per_s": bf16["frames_per_s"],
+                "bf16_over_fp32": round(bf16["frames_per_s"] / fp32["frames_per_s"], 3),
+                "peephole_frames_per_s": peephole["frames_per_s"],
+                "peephole_over_nn_lstm": round(peephole["frames_per_s"] / fp32["frames_per_s"], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the demo's results table from `asr-cli score --json` files: name=path pairs.
 
-    python scripts/demo_table.py greedy=demo/score_greedy.json beam+lm=demo/score_beam_lm.json
+python scripts/demo_table.py greedy=demo/score_greedy.json beam+lm=demo/score_beam_lm.json
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ def main(pairs: list[str]) -> None:
     for pair in pairs:
         name, path = pair.split("=", 1)
         report = json.loads(Path(path).read_text())
-        print(f"{name:<12} {100 * report['wer']:>7.2f}% {100 * report['cer']:>7.2f}% {100 * report['ser']:>7.2f}%  "
-              f"{report['num_utterances']}")
+        print(
+            f"{name:<12} {100 * report['wer']:>7.2f}% {100 * report['cer']:>7.2f}% {100 * report['ser']:>7.2f}%  "
+            f"{report['num_utterances']}"
+        )
 
 
 if __name__ == "__main__":

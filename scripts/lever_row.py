@@ -49,16 +49,25 @@ def main() -> None:
         greedy = recipe.output_dir / "greedy.jsonl"
         recipe.run("decode", model, args.dev_store, "-o", greedy, "--no-progress", quiet=True)
         row["greedy"] = recipe.score(args.dev_store, greedy, "greedy")
-        weight, bonus = recipe.tune_lm_weights(model, args.dev_store, args.lm, LM_WEIGHTS, WORD_BONUSES,
-                                               args.beam_size)
-        row["beam_lm"] = recipe.score(args.dev_store, recipe.output_dir / "tune" / f"dev_w{weight}_b{bonus}.jsonl",
-                                      "beam_lm")
+        weight, bonus = recipe.tune_lm_weights(model, args.dev_store, args.lm, LM_WEIGHTS, WORD_BONUSES, args.beam_size)
+        row["beam_lm"] = recipe.score(
+            args.dev_store, recipe.output_dir / "tune" / f"dev_w{weight}_b{bonus}.jsonl", "beam_lm"
+        )
         row["lm_weight"], row["word_bonus"] = weight, bonus
     if args.lexicon is not None:
-        weight, bonus = recipe.tune_lm_weights(model, args.dev_store, args.lm, LM_WEIGHTS, WORD_BONUSES,
-                                               args.beam_size, ("--lexicon", args.lexicon), "_lexicon")
+        weight, bonus = recipe.tune_lm_weights(
+            model,
+            args.dev_store,
+            args.lm,
+            LM_WEIGHTS,
+            WORD_BONUSES,
+            args.beam_size,
+            ("--lexicon", args.lexicon),
+            "_lexicon",
+        )
         row["beam_lm_lexicon"] = recipe.score(
-            args.dev_store, recipe.output_dir / "tune" / f"dev_lexicon_w{weight}_b{bonus}.jsonl", "beam_lm_lexicon")
+            args.dev_store, recipe.output_dir / "tune" / f"dev_lexicon_w{weight}_b{bonus}.jsonl", "beam_lm_lexicon"
+        )
         row["lexicon_lm_weight"], row["lexicon_word_bonus"] = weight, bonus
     print(json.dumps(row))
 

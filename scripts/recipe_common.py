@@ -39,14 +39,31 @@ class Recipe:
     def score(self, references: Path, hypotheses: Path, name: str) -> dict:
         json_path = self.output_dir / f"score_{name}.json"
         with open(self.output_dir / f"score_{name}.txt", "w", encoding="utf-8") as report:
-            subprocess.run([*ASR_CLI, "score", str(references), str(hypotheses), "--json", str(json_path),
-                            "--show-worst", "5"], check=True, stdout=report)
+            subprocess.run(
+                [*ASR_CLI, "score", str(references), str(hypotheses), "--json", str(json_path), "--show-worst", "5"],
+                check=True,
+                stdout=report,
+            )
         result = json.loads(json_path.read_text())
-        return {"wer": result["wer"], "cer": result["cer"], "ser": result["ser"], "wer_ci95": result["wer_ci95"],
-                "utterances": result["num_utterances"]}
+        return {
+            "wer": result["wer"],
+            "cer": result["cer"],
+            "ser": result["ser"],
+            "wer_ci95": result["wer_ci95"],
+            "utterances": result["num_utterances"],
+        }
 
-    def tune_lm_weights(self, model: Path, dev_store: Path, lm: Path, weights, bonuses, beam_size: int,
-                        extra: tuple = (), name: str = "") -> tuple[float, float]:
+    def tune_lm_weights(
+        self,
+        model: Path,
+        dev_store: Path,
+        lm: Path,
+        weights,
+        bonuses,
+        beam_size: int,
+        extra: tuple = (),
+        name: str = "",
+    ) -> tuple[float, float]:
         """(LM weight, word bonus) with the lowest dev WER; test data never enter here. `extra`: more decode
         options (e.g. a lexicon), `name` tells such a grid's files apart."""
         best = None
@@ -54,11 +71,30 @@ class Recipe:
             for bonus in bonuses:
                 hypotheses = self.output_dir / "tune" / f"dev{name}_w{weight}_b{bonus}.jsonl"
                 hypotheses.parent.mkdir(exist_ok=True)
-                self.run("decode", model, dev_store, "-o", hypotheses, "--beam-size", beam_size, "--lm", lm,
-                         "--lm-weight", weight, "--word-bonus", bonus, *extra, "--no-progress", quiet=True)
+                self.run(
+                    "decode",
+                    model,
+                    dev_store,
+                    "-o",
+                    hypotheses,
+                    "--beam-size",
+                    beam_size,
+                    "--lm",
+                    lm,
+                    "--lm-weight",
+                    weight,
+                    "--word-bonus",
+                    bonus,
+                    *extra,
+                    "--no-progress",
+                    quiet=True,
+                )
                 wer = self.score(dev_store, hypotheses, f"tune{name}_w{weight}_b{bonus}")["wer"]
-                print(f"  {name.strip('_') + ': ' if name else ''}lm weight {weight}, word bonus {bonus}: "
-                      f"dev WER {100 * wer:.2f}%", flush=True)
+                print(
+                    f"  {name.strip('_') + ': ' if name else ''}lm weight {weight}, word bonus {bonus}: "
+                    f"dev WER {100 * wer:.2f}%",
+                    flush=True,
+                )
                 if best is None or wer < best[0]:
                     best = (wer, weight, bonus)
         return best[1], best[2]

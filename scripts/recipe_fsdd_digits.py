@@ -39,9 +39,28 @@ from recipe_common import Recipe  # noqa: E402
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SPLITS = {"train": range(10, 50), "dev": range(5, 10), "test": range(0, 5)}
-TRAIN_OPTIONS = ["--layers", "2", "--hidden-size", "192", "--batch-frames", "4000", "--lr", "2e-3",
-                 "--warmup-steps", "200", "--precision", "bf16", "--hold-fraction", "0.3", "--dropout", "0.2",
-                 "--freq-width", "15", "--time-width", "40"]
+TRAIN_OPTIONS = [
+    "--layers",
+    "2",
+    "--hidden-size",
+    "192",
+    "--batch-frames",
+    "4000",
+    "--lr",
+    "2e-3",
+    "--warmup-steps",
+    "200",
+    "--precision",
+    "bf16",
+    "--hold-fraction",
+    "0.3",
+    "--dropout",
+    "0.2",
+    "--freq-width",
+    "15",
+    "--time-width",
+    "40",
+]
 
 
 QUIET_FRAME_S = 0.01
@@ -58,14 +77,20 @@ def background_noise(samples: np.ndarray, length: int, rate_hz: int, rng: random
     frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
     if len(frames) == 0:
         return np.zeros(length, np.float32)
-    energies = (frames ** 2).mean(axis=1)
+    energies = (frames**2).mean(axis=1)
     quiet = frames[energies <= np.quantile(energies, QUIET_QUANTILE)].reshape(-1)
     start = rng.randrange(len(quiet))
     return np.resize(np.roll(quiet, -start), length).astype(np.float32)
 
 
-def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0,
-             splits: dict[str, tuple[list[str], range]] | None = None, noisy_splits: tuple[str, ...] = ()) -> None:
+def assemble(
+    fsdd: Path,
+    output: Path,
+    counts: dict[str, int],
+    seed: int = 0,
+    splits: dict[str, tuple[list[str], range]] | None = None,
+    noisy_splits: tuple[str, ...] = (),
+) -> None:
     """Write OUT/audio/*.wav and OUT/{split}.jsonl of connected-digit utterances.
 
     `splits`: per split, its speakers and recording indices (default: every speaker, SPLITS' indices).
@@ -92,12 +117,16 @@ def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0,
             for path in chosen:
                 samples, rate_hz = soundfile.read(str(path), dtype="float32")
                 pause_length = int(rng.uniform(0.05, 0.3) * rate_hz)
-                pause = (background_noise(samples, pause_length, rate_hz, rng) if split in noisy_splits
-                         else np.zeros(pause_length, np.float32))
+                pause = (
+                    background_noise(samples, pause_length, rate_hz, rng)
+                    if split in noisy_splits
+                    else np.zeros(pause_length, np.float32)
+                )
                 pieces += [pause, samples]
             tail = int(0.1 * rate_hz)
-            pieces.append(background_noise(samples, tail, rate_hz, rng) if split in noisy_splits
-                          else np.zeros(tail, np.float32))
+            pieces.append(
+                background_noise(samples, tail, rate_hz, rng) if split in noisy_splits else np.zeros(tail, np.float32)
+            )
             audio = output / "audio" / f"{split}-{number:05d}.wav"
             soundfile.write(str(audio), np.concatenate(pieces), rate_hz, subtype="PCM_16")
             text = " ".join(DIGIT_WORDS[int(path.stem.split("_")[0])] for path in chosen)
@@ -108,19 +137,57 @@ def assemble(fsdd: Path, output: Path, counts: dict[str, int], seed: int = 0,
 def train_and_test(recipe: Recipe, out: Path, args) -> dict:
     """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split."""
     for name in ("train", "dev", "test"):
-        recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
-                   "--overwrite", "--no-progress")
-    train_s = recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / "model",
-                         "--epochs", args.epochs, *TRAIN_OPTIONS, *args.train_options.split(), "--no-progress")
+        recipe.run(
+            "prepare",
+            out / "corpus" / f"{name}.jsonl",
+            "-o",
+            out / f"{name}.store",
+            "--jobs",
+            args.jobs,
+            "--overwrite",
+            "--no-progress",
+        )
+    train_s = recipe.run(
+        "train",
+        "--train",
+        out / "train.store",
+        "--valid",
+        out / "dev.store",
+        "-o",
+        out / "model",
+        "--epochs",
+        args.epochs,
+        *TRAIN_OPTIONS,
+        *args.train_options.split(),
+        "--no-progress",
+    )
     model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
     recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
     weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
     recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
-    recipe.run("decode", model, out / "test.store", "-o", out / "test_beam_lm.jsonl", "--beam-size", 16, "--lm", lm,
-               "--lm-weight", weight, "--word-bonus", bonus, "--no-progress")
-    return {"training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus,
-            "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
-            "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm")}
+    recipe.run(
+        "decode",
+        model,
+        out / "test.store",
+        "-o",
+        out / "test_beam_lm.jsonl",
+        "--beam-size",
+        16,
+        "--lm",
+        lm,
+        "--lm-weight",
+        weight,
+        "--word-bonus",
+        bonus,
+        "--no-progress",
+    )
+    return {
+        "training_seconds": round(train_s, 1),
+        "lm_weight": weight,
+        "word_bonus": bonus,
+        "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
+        "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm"),
+    }
 
 
 def leave_one_speaker_out(args) -> None:
@@ -132,19 +199,41 @@ def leave_one_speaker_out(args) -> None:
         out = args.output / held_out
         recipe = Recipe(out)
         noisy = ("train", "dev", "test") if args.pause_noise else ("test",)
-        assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 150},
-                 splits={"train": (others, SPLITS["train"]), "dev": (others, SPLITS["dev"]),
-                         "test": ([held_out], range(0, 50))}, noisy_splits=noisy)
+        assemble(
+            args.fsdd,
+            out / "corpus",
+            {"train": args.train_utterances, "dev": 200, "test": 150},
+            splits={
+                "train": (others, SPLITS["train"]),
+                "dev": (others, SPLITS["dev"]),
+                "test": ([held_out], range(0, 50)),
+            },
+            noisy_splits=noisy,
+        )
         per_speaker[held_out] = train_and_test(recipe, out, args)
-        print(f"{held_out}: WER {100 * per_speaker[held_out]['test_beam_lm']['wer']:.1f}% (beam + LM), "
-              f"{100 * per_speaker[held_out]['test_greedy']['wer']:.1f}% (greedy)", flush=True)
-    mean = {kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
-            for kind in ("test_greedy", "test_beam_lm")}
-    Recipe(args.output).write_results({"pause_noise": args.pause_noise, "train_options": args.train_options,
-                                       "epochs": args.epochs, "train_utterances": args.train_utterances,
-                                       "mean_wer": mean, "speakers": per_speaker})
-    print(f"mean WER over the six held-out speakers: {100 * mean['test_beam_lm']:.1f}% (beam + LM), "
-          f"{100 * mean['test_greedy']:.1f}% (greedy)")
+        print(
+            f"{held_out}: WER {100 * per_speaker[held_out]['test_beam_lm']['wer']:.1f}% (beam + LM), "
+            f"{100 * per_speaker[held_out]['test_greedy']['wer']:.1f}% (greedy)",
+            flush=True,
+        )
+    mean = {
+        kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
+        for kind in ("test_greedy", "test_beam_lm")
+    }
+    Recipe(args.output).write_results(
+        {
+            "pause_noise": args.pause_noise,
+            "train_options": args.train_options,
+            "epochs": args.epochs,
+            "train_utterances": args.train_utterances,
+            "mean_wer": mean,
+            "speakers": per_speaker,
+        }
+    )
+    print(
+        f"mean WER over the six held-out speakers: {100 * mean['test_beam_lm']:.1f}% (beam + LM), "
+        f"{100 * mean['test_greedy']:.1f}% (greedy)"
+    )
 
 
 def main() -> None:
@@ -153,11 +242,20 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("exp/fsdd"))
     parser.add_argument("--train-utterances", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--leave-one-speaker-out", action="store_true", help="six models, each tested on an unseen speaker")
-    parser.add_argument("--pause-noise", action=argparse.BooleanOptionalAction, default=True,
-                        help="fill pauses and edges with the recordings' own background noise (default: on)")
-    parser.add_argument("--train-options", default="--cmvn speaker",
-                        help="`asr-cli train` options beyond the recipe's model (default: '--cmvn speaker')")
+    parser.add_argument(
+        "--leave-one-speaker-out", action="store_true", help="six models, each tested on an unseen speaker"
+    )
+    parser.add_argument(
+        "--pause-noise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill pauses and edges with the recordings' own background noise (default: on)",
+    )
+    parser.add_argument(
+        "--train-options",
+        default="--cmvn speaker",
+        help="`asr-cli train` options beyond the recipe's model (default: '--cmvn speaker')",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     if args.leave_one_speaker_out:
@@ -165,8 +263,12 @@ def main() -> None:
         return
     out = args.output
     recipe = Recipe(out)
-    assemble(args.fsdd, out / "corpus", {"train": args.train_utterances, "dev": 200, "test": 300},
-             noisy_splits=("train", "dev", "test") if args.pause_noise else ())
+    assemble(
+        args.fsdd,
+        out / "corpus",
+        {"train": args.train_utterances, "dev": 200, "test": 300},
+        noisy_splits=("train", "dev", "test") if args.pause_noise else (),
+    )
     recipe.write_results(train_and_test(recipe, out, args))
 
 

@@ -29,12 +29,20 @@ BLOCK_NAMES = {  # CTranslate2 name within a block -> transformers name within e
     "self_attention/linear_1/bias": "self_attn.out_proj.bias",
     "ffn/layer_norm/gamma": "final_layer_norm.weight",
     "ffn/layer_norm/beta": "final_layer_norm.bias",
-    "ffn/linear_0/weight": "fc1.weight", "ffn/linear_0/bias": "fc1.bias",
-    "ffn/linear_1/weight": "fc2.weight", "ffn/linear_1/bias": "fc2.bias",
+    "ffn/linear_0/weight": "fc1.weight",
+    "ffn/linear_0/bias": "fc1.bias",
+    "ffn/linear_1/weight": "fc2.weight",
+    "ffn/linear_1/bias": "fc2.bias",
 }
-TOP_NAMES = {"conv1/weight": "conv1.weight", "conv1/bias": "conv1.bias", "conv2/weight": "conv2.weight",
-             "conv2/bias": "conv2.bias", "position_encodings/encodings": "embed_positions.weight",
-             "layer_norm/gamma": "layer_norm.weight", "layer_norm/beta": "layer_norm.bias"}
+TOP_NAMES = {
+    "conv1/weight": "conv1.weight",
+    "conv1/bias": "conv1.bias",
+    "conv2/weight": "conv2.weight",
+    "conv2/bias": "conv2.bias",
+    "position_encodings/encodings": "embed_positions.weight",
+    "layer_norm/gamma": "layer_norm.weight",
+    "layer_norm/beta": "layer_norm.bias",
+}
 
 
 def encoder_state_dict(weights: Path) -> tuple[dict[str, torch.Tensor], int]:
@@ -43,7 +51,7 @@ def encoder_state_dict(weights: Path) -> tuple[dict[str, torch.Tensor], int]:
     for name, shape, dtype, data in iter_ct2_variables(weights):
         if not name.startswith("encoder/"):
             continue
-        name = name[len("encoder/"):]
+        name = name[len("encoder/") :]
         if name == "num_heads":
             heads = int(np.frombuffer(data, dtype=dtype)[0])
             continue
@@ -74,15 +82,24 @@ def main() -> None:
     state, heads = encoder_state_dict(args.ct2_folder / "model.bin")
     layers = len({key.split(".")[2] for key in state if key.startswith("encoder.layers.")})
     d_model = state["encoder.conv1.bias"].shape[0]
-    config = WhisperConfig(num_mel_bins=state["encoder.conv1.weight"].shape[1], d_model=d_model,
-                           encoder_layers=layers, encoder_attention_heads=heads, decoder_layers=layers,
-                           decoder_attention_heads=heads, encoder_ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
-                           decoder_ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
-                           max_source_positions=state["encoder.embed_positions.weight"].shape[0])
+    config = WhisperConfig(
+        num_mel_bins=state["encoder.conv1.weight"].shape[1],
+        d_model=d_model,
+        encoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_layers=layers,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
+        decoder_ffn_dim=state["encoder.layers.0.fc1.weight"].shape[0],
+        max_source_positions=state["encoder.embed_positions.weight"].shape[0],
+    )
     args.output.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(args.output)
-    save_file({key: value.contiguous() for key, value in state.items()}, str(args.output / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_file(
+        {key: value.contiguous() for key, value in state.items()},
+        str(args.output / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     (args.output / "CONVERTED_FROM.json").write_text(json.dumps({"ct2_folder": str(args.ct2_folder.resolve())}) + "\n")
     print(f"wrote {args.output}: Whisper encoder, {layers} blocks of {d_model}, {heads} heads")
 

@@ -62,8 +62,14 @@ def fixture_model(tmp_path_factory, fixture_stores) -> Path:
     from asr_cli.train import train
 
     exp_dir = tmp_path_factory.mktemp("fixture_model")
-    train([fixture_stores[0]], fixture_stores[1], exp_dir, ModelConfig(num_layers=1, hidden_size=24),
-          TrainConfig(epochs=1, batch_frames=3000, num_workers=0), show_progress=False)
+    train(
+        [fixture_stores[0]],
+        fixture_stores[1],
+        exp_dir,
+        ModelConfig(num_layers=1, hidden_size=24),
+        TrainConfig(epochs=1, batch_frames=3000, num_workers=0),
+        show_progress=False,
+    )
     return exp_dir / "model.pt"
 
 
@@ -75,6 +81,12 @@ def tiny_model(tmp_path_factory, tiny_stores) -> Path:
 
     train_store, valid_store = tiny_stores
     exp_dir = tmp_path_factory.mktemp("tiny_model")
-    train([train_store], valid_store, exp_dir, ModelConfig(num_layers=1, hidden_size=24),
-          TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)
+    train(
+        [train_store],
+        valid_store,
+        exp_dir,
+        ModelConfig(num_layers=1, hidden_size=24),
+        TrainConfig(epochs=1, batch_frames=1500, num_workers=0),
+        show_progress=False,
+    )
     return exp_dir / "model.pt"

@@ -93,11 +93,18 @@ def refused(*args, names: str, code: int = 1) -> str:
 def start_cli(*args, **popen_options) -> subprocess.Popen:
     """`asr-cli ARGS` as its own process (console entry point included), for tests that signal it or need its
     exit without teardown; output captured as text."""
-    return subprocess.Popen([sys.executable, "-c", "from asr_cli.cli import main; main()", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_options)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from asr_cli.cli import main; main()", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen_options,
+    )
 
 
-def write_tone(path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, channels: int = 1, **kwargs) -> np.ndarray:
+def write_tone(
+    path: Path, seconds: float = 0.5, sample_rate_hz: int = 16000, channels: int = 1, **kwargs
+) -> np.ndarray:
     """Write a quiet noisy tone and return its samples (num_samples, channels)."""
     rng = np.random.default_rng(len(str(path)))
     num_samples = int(seconds * sample_rate_hz)

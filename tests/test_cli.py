@@ -23,12 +23,28 @@ def test_every_command_and_option_has_help():
 def test_help_lists_every_command():
     output = run_cli("--help").stdout
     registered = set(typer.main.get_command(app).commands)
-    assert len(registered) >= 12  # import, split, prepare, train, decode, score, transcribe, export, pack, info, lm, synth
+    assert (
+        len(registered) >= 12
+    )  # import, split, prepare, train, decode, score, transcribe, export, pack, info, lm, synth
     for name in registered:
         assert f" {name} " in output, f"{name} missing from --help"
-    listed = [line.split()[1] for line in output.splitlines() if len(line.split()) > 2 and line.split()[1] in registered]
-    assert listed == ["import", "split", "prepare", "train", "lm", "decode", "score", "transcribe", "pack", "info",
-                      "export", "synth"]  # in the order a user meets them
+    listed = [
+        line.split()[1] for line in output.splitlines() if len(line.split()) > 2 and line.split()[1] in registered
+    ]
+    assert listed == [
+        "import",
+        "split",
+        "prepare",
+        "train",
+        "lm",
+        "decode",
+        "score",
+        "transcribe",
+        "pack",
+        "info",
+        "export",
+        "synth",
+    ]  # in the order a user meets them
     assert {"kaldi", "librispeech", "csv"} <= set(run_cli("import", "--help").stdout.split())
 
 
@@ -38,8 +54,17 @@ def test_import_and_prepare_from_the_command_line(tmp_path: Path):
     lines = (tmp_path / "all.jsonl").read_text().splitlines()
     assert len(lines) == 2500
     (tmp_path / "few.jsonl").write_text("\n".join(lines[:6]) + "\n")
-    result = run_cli("prepare", str(tmp_path / "few.jsonl"), "-o", str(tmp_path / "store"), "--no-progress",
-                     "--features", "mfcc", "--jobs", "2")
+    result = run_cli(
+        "prepare",
+        str(tmp_path / "few.jsonl"),
+        "-o",
+        str(tmp_path / "store"),
+        "--no-progress",
+        "--features",
+        "mfcc",
+        "--jobs",
+        "2",
+    )
     assert "6 utterances" in result.stdout and "skipped: 0" in result.stdout
     metadata = json.loads((tmp_path / "store" / "store.json").read_text())
     assert metadata["feature_config"]["kind"] == "mfcc" and metadata["dim"] == 13

@@ -42,18 +42,32 @@ DERIVED_DEFAULTS = {
     ("transcribe", "word_bonus"): None,
 }
 CHOICES = {
-    "kind": config.FEATURE_KINDS, "dtype": config.STORE_DTYPES, "architecture": config.ARCHITECTURES,
-    "frontend": config.FRONTENDS, "cmvn": config.CMVN_MODES, "units": config.UNITS, "optimizer": config.OPTIMIZERS,
-    "precision": config.PRECISIONS, "device": config.DEVICES, "lm_unit": config.LM_UNITS, "unit": config.LM_UNITS,
-    "lm_backend": config.LM_BACKENDS, "missing": config.MISSING_POLICIES, "ref_format": config.REF_FORMATS,
-    "hyp_format": config.HYP_FORMATS, "output_format": (*config.TRANSCRIPT_FORMATS, "all"),
+    "kind": config.FEATURE_KINDS,
+    "dtype": config.STORE_DTYPES,
+    "architecture": config.ARCHITECTURES,
+    "frontend": config.FRONTENDS,
+    "cmvn": config.CMVN_MODES,
+    "units": config.UNITS,
+    "optimizer": config.OPTIMIZERS,
+    "precision": config.PRECISIONS,
+    "device": config.DEVICES,
+    "lm_unit": config.LM_UNITS,
+    "unit": config.LM_UNITS,
+    "lm_backend": config.LM_BACKENDS,
+    "missing": config.MISSING_POLICIES,
+    "ref_format": config.REF_FORMATS,
+    "hyp_format": config.HYP_FORMATS,
+    "output_format": (*config.TRANSCRIPT_FORMATS, "all"),
 }
 
 
 def _commands() -> dict:
     """Every command that runs (not a group), by its name as typed: `prepare`, `import csv`."""
-    return {" ".join(path): command for path, command in cli.command_tree(typer.main.get_command(cli.app))
-            if path and not hasattr(command, "commands")}
+    return {
+        " ".join(path): command
+        for path, command in cli.command_tree(typer.main.get_command(cli.app))
+        if path and not hasattr(command, "commands")
+    }
 
 
 def _choices_of(param) -> tuple[str, ...] | None:
@@ -117,20 +131,28 @@ def test_api_and_cli_decode_with_the_same_beam():
     assert config.SearchConfig(lexicon_path="words.txt").resolved().beam_size == config.LM_BEAM_SIZE
     assert config.SearchConfig(nbest=4).resolved().beam_size == 4
     assert config.SearchConfig(beam_size=3, lm_path="words.arpa").resolved().beam_size == 3
-    assert _commands()["decode"].params[[p.name for p in _commands()["decode"].params].index("beam_size")].default is None
+    assert (
+        _commands()["decode"].params[[p.name for p in _commands()["decode"].params].index("beam_size")].default is None
+    )
 
 
-@pytest.mark.parametrize("make, fields, option_text", [
-    (lambda: config.SearchConfig(beam_size=0), ("beam_size",), "--beam-size must be at least 1, not 0"),
-    (lambda: config.SearchConfig(beam_size=2, nbest=3), ("nbest", "beam_size"),
-     "--nbest (3) cannot exceed --beam-size (2)"),
-    (lambda: config.TrainConfig(learning_rate=-1.0), ("learning_rate",), "--lr must be positive"),
-    (lambda: config.TrainConfig(vtlp_warp=0.7), ("vtlp_warp",), "--vtlp must be in [0, 0.5)"),
-    (lambda: config.ModelConfig(num_layers=0), ("num_layers",), "--layers must be at least 1"),
-    (lambda: config.FeatureConfig(kind="plp"), ("kind",), "--features must be one of fbank, mfcc"),
-    (lambda: config.PrepareConfig(speed_factors=(3.0,)), ("speed_factors",), "--speed-perturb factor 3 is outside"),
-    (lambda: config.ScoreConfig(missing="skip"), ("missing",), "--missing must be one of error, deletion"),
-])
+@pytest.mark.parametrize(
+    "make, fields, option_text",
+    [
+        (lambda: config.SearchConfig(beam_size=0), ("beam_size",), "--beam-size must be at least 1, not 0"),
+        (
+            lambda: config.SearchConfig(beam_size=2, nbest=3),
+            ("nbest", "beam_size"),
+            "--nbest (3) cannot exceed --beam-size (2)",
+        ),
+        (lambda: config.TrainConfig(learning_rate=-1.0), ("learning_rate",), "--lr must be positive"),
+        (lambda: config.TrainConfig(vtlp_warp=0.7), ("vtlp_warp",), "--vtlp must be in [0, 0.5)"),
+        (lambda: config.ModelConfig(num_layers=0), ("num_layers",), "--layers must be at least 1"),
+        (lambda: config.FeatureConfig(kind="plp"), ("kind",), "--features must be one of fbank, mfcc"),
+        (lambda: config.PrepareConfig(speed_factors=(3.0,)), ("speed_factors",), "--speed-perturb factor 3 is outside"),
+        (lambda: config.ScoreConfig(missing="skip"), ("missing",), "--missing must be one of error, deletion"),
+    ],
+)
 def test_invalid_options_name_the_field_and_the_cli_names_the_option(make, fields, option_text):
     with pytest.raises(ConfigError) as caught:
         make()

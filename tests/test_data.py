@@ -119,8 +119,15 @@ def test_examples_skip_utterances_too_short_for_their_labels(fixture_stores):
 
 def _dataset(store: FeatureStore, examples, utterance_transforms=(), batch_transforms=()) -> BatchDataset:
     batches = [list(range(len(examples)))]
-    return BatchDataset([store], examples, batches, np.zeros(store.dim, np.float32), epoch_batch_seeds(0, 0, 1),
-                        utterance_transforms, batch_transforms)
+    return BatchDataset(
+        [store],
+        examples,
+        batches,
+        np.zeros(store.dim, np.float32),
+        epoch_batch_seeds(0, 0, 1),
+        utterance_transforms,
+        batch_transforms,
+    )
 
 
 def _examples(store: FeatureStore):
@@ -156,8 +163,9 @@ def test_vtlp_in_a_batch_warps_each_utterance_by_its_own_seeded_factor(tiny_stor
     for row, (example, factor) in enumerate(zip(examples, factors.tolist())):
         expected = vtlp.warp(torch.from_numpy(store.features(example.position)), factor)
         torch.testing.assert_close(warped["features"][row, : example.num_frames], expected)
-        assert not torch.equal(warped["features"][row, : example.num_frames],
-                               plain["features"][row, : example.num_frames])
+        assert not torch.equal(
+            warped["features"][row, : example.num_frames], plain["features"][row, : example.num_frames]
+        )
 
 
 def test_spec_augment_in_a_batch_masks_spans_with_the_fill_inside_each_utterance(tiny_stores):

@@ -23,8 +23,12 @@ from tests.helpers import make_store, write_tone
 
 def test_greedy_decoding_writes_the_models_best_paths(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
-    decode_inputs(tiny_model, [valid_store], tmp_path / "beam1.jsonl",
-               DecodeConfig(search=SearchConfig(beam_size=1), show_progress=False))
+    decode_inputs(
+        tiny_model,
+        [valid_store],
+        tmp_path / "beam1.jsonl",
+        DecodeConfig(search=SearchConfig(beam_size=1), show_progress=False),
+    )
     model = load_model_file(tiny_model).model
     store = FeatureStore(valid_store)
     vocabulary = load_model_file(tiny_model).vocabulary
@@ -38,9 +42,13 @@ def test_greedy_decoding_writes_the_models_best_paths(tmp_path: Path, tiny_model
 
 def test_timestamps_are_monotonic_and_inside_the_audio(tmp_path: Path, tiny_model, tiny_stores):
     _, valid_store = tiny_stores
-    decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
-               DecodeConfig(search=SearchConfig(beam_size=4, nbest=2), show_progress=False),
-               ctm_path=tmp_path / "hyp.ctm")
+    decode_inputs(
+        tiny_model,
+        [valid_store],
+        tmp_path / "hyp.jsonl",
+        DecodeConfig(search=SearchConfig(beam_size=4, nbest=2), show_progress=False),
+        ctm_path=tmp_path / "hyp.ctm",
+    )
     store = FeatureStore(valid_store)
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [e.id for e in store]  # input order
@@ -77,15 +85,21 @@ def test_decoding_from_audio_uses_the_models_features(tmp_path: Path, tiny_model
 
 # --- bad input ---
 
+
 def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_model, caplog):
     write_tone(tmp_path / "short.wav", seconds=0.01)
     write_tone(tmp_path / "ok.wav", seconds=0.5)
-    decode_inputs(tiny_model, [tmp_path / "short.wav", tmp_path / "ok.wav"], tmp_path / "hyp.jsonl",
-               DecodeConfig(show_progress=False))
+    decode_inputs(
+        tiny_model,
+        [tmp_path / "short.wav", tmp_path / "ok.wav"],
+        tmp_path / "hyp.jsonl",
+        DecodeConfig(show_progress=False),
+    )
     records = [json.loads(line) for line in (tmp_path / "hyp.jsonl").read_text().splitlines()]
     assert records[0] == {"id": "short", "text": "", "score": 0.0}
-    assert any(record.levelname == "WARNING" and "short: shorter than one frame" in record.message
-               for record in caplog.records)
+    assert any(
+        record.levelname == "WARNING" and "short: shorter than one frame" in record.message for record in caplog.records
+    )
 
 
 def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
@@ -100,8 +114,12 @@ def test_audio_files_with_the_same_name_are_refused(tmp_path: Path, tiny_model):
         (tmp_path / folder).mkdir()
         write_tone(tmp_path / folder / "take1.wav")
     with pytest.raises(AsrCliError, match="same name would get the same id: take1"):
-        decode_inputs(tiny_model, [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"], tmp_path / "hyp.jsonl",
-                   DecodeConfig(show_progress=False))
+        decode_inputs(
+            tiny_model,
+            [tmp_path / "a" / "take1.wav", tmp_path / "b" / "take1.wav"],
+            tmp_path / "hyp.jsonl",
+            DecodeConfig(show_progress=False),
+        )
 
 
 def test_unknown_or_corrupt_model_file(tmp_path: Path, tiny_model):
@@ -138,9 +156,12 @@ def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model,
     _, valid_store = tiny_stores
     write_arpa(build_kneser_ney([["привет", "мир"], ["hello", "мир"]], 2), tmp_path / "other.arpa")
     with caplog.at_level(logging.INFO, logger="asr_cli"):
-        decode_inputs(tiny_model, [valid_store], tmp_path / "hyp.jsonl",
-                      DecodeConfig(search=SearchConfig(beam_size=2, lm_path=str(tmp_path / "other.arpa")),
-                                   show_progress=False))
+        decode_inputs(
+            tiny_model,
+            [valid_store],
+            tmp_path / "hyp.jsonl",
+            DecodeConfig(search=SearchConfig(beam_size=2, lm_path=str(tmp_path / "other.arpa")), show_progress=False),
+        )
     err = caplog.text
     assert "66.7% of them use characters the model cannot produce" in err and "most of the LM's vocabulary" in err
 
@@ -148,8 +169,12 @@ def test_lm_vocabulary_mismatch_reports_the_oov_rate(tmp_path: Path, tiny_model,
 def test_malformed_arpa_through_decode(tmp_path: Path, tiny_model, tiny_stores):
     (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nx\n")
     with pytest.raises(AsrCliError, match="bad.arpa, line 5"):
-        decode_inputs(tiny_model, [tiny_stores[1]], tmp_path / "hyp.jsonl",
-                   DecodeConfig(search=SearchConfig(lm_path=str(tmp_path / "bad.arpa")), show_progress=False))
+        decode_inputs(
+            tiny_model,
+            [tiny_stores[1]],
+            tmp_path / "hyp.jsonl",
+            DecodeConfig(search=SearchConfig(lm_path=str(tmp_path / "bad.arpa")), show_progress=False),
+        )
 
 
 def test_decode_with_the_kenlm_backend_writes_what_the_arpa_backend_writes(tmp_path: Path, tiny_model, tiny_stores):
@@ -160,13 +185,22 @@ def test_decode_with_the_kenlm_backend_writes_what_the_arpa_backend_writes(tmp_p
     outputs = {}
     for backend in ("arpa", "kenlm"):
         outputs[backend] = tmp_path / f"{backend}.jsonl"
-        summary = decode_inputs(tiny_model, [valid_store], outputs[backend], DecodeConfig(
-            search=SearchConfig(beam_size=8, lm_weight=0.8, nbest=3, lm_path=str(tmp_path / "words.arpa"),
-                                lm_backend=backend), show_progress=False))
+        summary = decode_inputs(
+            tiny_model,
+            [valid_store],
+            outputs[backend],
+            DecodeConfig(
+                search=SearchConfig(
+                    beam_size=8, lm_weight=0.8, nbest=3, lm_path=str(tmp_path / "words.arpa"), lm_backend=backend
+                ),
+                show_progress=False,
+            ),
+        )
         assert 0 <= summary["lm_oov_rate"] < 0.5
     arpa_records = [json.loads(line) for line in outputs["arpa"].read_text().splitlines()]
     kenlm_records = [json.loads(line) for line in outputs["kenlm"].read_text().splitlines()]
     for kenlm_record, arpa_record in zip(kenlm_records, arpa_records, strict=True):
         assert [h["text"] for h in kenlm_record["nbest"]] == [h["text"] for h in arpa_record["nbest"]]
-        assert [h["score"] for h in kenlm_record["nbest"]] == pytest.approx([h["score"] for h in arpa_record["nbest"]],
-                                                                            abs=1e-3)
+        assert [h["score"] for h in kenlm_record["nbest"]] == pytest.approx(
+            [h["score"] for h in arpa_record["nbest"]], abs=1e-3
+        )

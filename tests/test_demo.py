@@ -19,16 +19,35 @@ def test_make_demo_small(tmp_path: Path):
         pytest.skip("make is not installed")
     demo = tmp_path / "demo"
     result = subprocess.run(
-        ["make", "--no-print-directory", "demo", f"DEMO={demo}",
-         "DEMO_SIZE=--num-train 60 --num-dev 10 --num-test 10",
-         "DEMO_TRAIN_OPTIONS=--epochs 2 --layers 1 --hidden-size 32 --batch-frames 4000 --no-progress"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        [
+            "make",
+            "--no-print-directory",
+            "demo",
+            f"DEMO={demo}",
+            "DEMO_SIZE=--num-train 60 --num-dev 10 --num-test 10",
+            "DEMO_TRAIN_OPTIONS=--epochs 2 --layers 1 --hidden-size 32 --batch-frames 4000 --no-progress",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for artefact in ("corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl", "train.store/store.json",
-                     "test.store/index.jsonl", "exp/model.pt", "exp/curves.png", "exp/metrics.jsonl",
-                     "words.3gram.arpa", "hyp_greedy.jsonl", "hyp_beam_lm.jsonl", "score_greedy.txt",
-                     "score_beam_lm.txt"):
+    for artefact in (
+        "corpus/train.jsonl",
+        "corpus/dev.jsonl",
+        "corpus/test.jsonl",
+        "train.store/store.json",
+        "test.store/index.jsonl",
+        "exp/model.pt",
+        "exp/curves.png",
+        "exp/metrics.jsonl",
+        "words.3gram.arpa",
+        "hyp_greedy.jsonl",
+        "hyp_beam_lm.jsonl",
+        "score_greedy.txt",
+        "score_beam_lm.txt",
+    ):
         assert (demo / artefact).is_file(), artefact
     assert len(list((demo / "corpus" / "audio").glob("*.wav"))) == 80
     for decoding in ("greedy", "beam_lm"):
@@ -49,15 +68,34 @@ def test_synthesis_is_deterministic_and_keeps_voices_apart(tmp_path: Path):
 
     # eSpeak NG keeps state between utterances, so each corpus is made by a fresh process, as `synth` runs.
     for name in ("a", "b"):
-        subprocess.run([sys.executable, "-m", "asr_cli", "synth", str(tmp_path / name), "--num-train", "6",
-                        "--num-dev", "2", "--num-test", "3", "--seed", "4", "--no-progress"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asr_cli",
+                "synth",
+                str(tmp_path / name),
+                "--num-train",
+                "6",
+                "--num-dev",
+                "2",
+                "--num-test",
+                "3",
+                "--seed",
+                "4",
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+        )
     for split in ("train", "dev", "test"):
         assert (tmp_path / "a" / f"{split}.jsonl").read_text() == (tmp_path / "b" / f"{split}.jsonl").read_text()
     first = (tmp_path / "a" / "audio" / "train-00000.wav").read_bytes()
     assert first == (tmp_path / "b" / "audio" / "train-00000.wav").read_bytes()
-    voices = {split: {u.speaker.split("+")[1] for u in load_manifest(tmp_path / "a" / f"{split}.jsonl")}
-              for split in ("train", "dev", "test")}
+    voices = {
+        split: {u.speaker.split("+")[1] for u in load_manifest(tmp_path / "a" / f"{split}.jsonl")}
+        for split in ("train", "dev", "test")
+    }
     assert not voices["train"] & voices["test"] and not voices["train"] & voices["dev"]
     assert all(u.text and u.duration > 0.3 for u in load_manifest(tmp_path / "a" / "train.jsonl"))
 
@@ -66,4 +104,10 @@ def test_grammar_numbers():
     from asr_cli.synth import say_number
 
     assert [say_number(n) for n in (0, 13, 40, 57, 100, 712)] == [
-        "zero", "thirteen", "forty", "fifty seven", "one hundred", "seven hundred and twelve"]
+        "zero",
+        "thirteen",
+        "forty",
+        "fifty seven",
+        "one hundred",
+        "seven hundred and twelve",
+    ]

@@ -22,8 +22,22 @@ def test_a_packed_run_is_still_a_run_that_can_be_trained_on(tmp_path: Path, fixt
     (once refused: the folder's lexicon.txt was not on a hand-kept list of a run's files)."""
     train_store, dev_store = fixture_stores
     exp = tmp_path / "exp"
-    train = ["train", "--train", train_store, "--valid", dev_store, "-o", exp, "--layers", "1", "--hidden-size", "16",
-             "--num-workers", "0", "--no-progress"]
+    train = [
+        "train",
+        "--train",
+        train_store,
+        "--valid",
+        dev_store,
+        "-o",
+        exp,
+        "--layers",
+        "1",
+        "--hidden-size",
+        "16",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     run_cli(*train, "--epochs", "1")
     run_cli("lm", train_store, "-o", tmp_path / "words.arpa", "--order", "2")
     (tmp_path / "words.txt").write_text("\n".join(_words_of(train_store)) + "\n")
@@ -37,8 +51,12 @@ def test_a_packed_run_is_still_a_run_that_can_be_trained_on(tmp_path: Path, fixt
 
 def test_every_file_a_run_pack_or_recipe_writes_is_owned():
     owned = ExperimentFolder.owned_names()
-    for name in (ExperimentFolder.MODEL_FILE, ExperimentFolder.LAST_CHECKPOINT, ExperimentFolder.SUMMARY_FILE,
-                 *StoredDecoding.files()):
+    for name in (
+        ExperimentFolder.MODEL_FILE,
+        ExperimentFolder.LAST_CHECKPOINT,
+        ExperimentFolder.SUMMARY_FILE,
+        *StoredDecoding.files(),
+    ):
         assert name in owned
 
 

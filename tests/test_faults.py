@@ -42,6 +42,7 @@ def manifest(tmp_path: Path, fixture_utterances) -> Path:
 
 # --- Data loss ---------------------------------------------------------------------------------------------------
 
+
 def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, manifest: Path):
     precious = tmp_path / "thesis"
     precious.mkdir()
@@ -62,10 +63,28 @@ def test_overwrite_replaces_a_store(tmp_path: Path, manifest: Path):
 
 def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, manifest: Path):
     before = checksums(manifest)
-    refused("split", manifest, "--train-output", manifest, "--dev-output", tmp_path / "dev.jsonl",
-            "--dev-speakers", 1, names=str(manifest))
-    refused("split", manifest, "--train-output", tmp_path / "same.jsonl", "--dev-output",
-            tmp_path / "same.jsonl", "--dev-speakers", 1, names="same.jsonl")
+    refused(
+        "split",
+        manifest,
+        "--train-output",
+        manifest,
+        "--dev-output",
+        tmp_path / "dev.jsonl",
+        "--dev-speakers",
+        1,
+        names=str(manifest),
+    )
+    refused(
+        "split",
+        manifest,
+        "--train-output",
+        tmp_path / "same.jsonl",
+        "--dev-output",
+        tmp_path / "same.jsonl",
+        "--dev-speakers",
+        1,
+        names="same.jsonl",
+    )
     refused("lm", manifest, "-o", manifest, names=str(manifest))
     link = tmp_path / "link.jsonl"
     link.symlink_to(manifest)
@@ -98,8 +117,17 @@ def test_a_symlinked_output_is_written_through(tmp_path: Path, manifest: Path):
 def test_split_outputs_appear_together_or_not_at_all(tmp_path: Path, manifest: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    refused("split", manifest, "--train-output", tmp_path / "train.jsonl", "--dev-output",
-            blocker / "dev.jsonl", "--dev-speakers", 1, names="a-file")
+    refused(
+        "split",
+        manifest,
+        "--train-output",
+        tmp_path / "train.jsonl",
+        "--dev-output",
+        blocker / "dev.jsonl",
+        "--dev-speakers",
+        1,
+        names="a-file",
+    )
     assert not (tmp_path / "train.jsonl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -129,6 +157,7 @@ def test_a_rerun_removes_temporaries_left_by_a_killed_run(tmp_path: Path, manife
 
 # --- Exit codes and interrupts ------------------------------------------------------------------------------------
 
+
 def start_prepare(manifest: Path, store: Path, *options: str) -> subprocess.Popen:
     return start_cli("prepare", manifest, "-o", store, "--no-progress", *options)
 
@@ -142,8 +171,9 @@ def wait_for_temporary(folder: Path, name: str, process: subprocess.Popen) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_prepare_exits_nonzero_and_keeps_the_old_store(tmp_path: Path, speechocean_utterances,
-                                                                      signum, code):
+def test_an_interrupted_prepare_exits_nonzero_and_keeps_the_old_store(
+    tmp_path: Path, speechocean_utterances, signum, code
+):
     manifest = tmp_path / "all.jsonl"
     write_manifest(manifest, speechocean_utterances)
     store = make_store(tmp_path / "old", speechocean_utterances[:5])
@@ -189,6 +219,7 @@ def _state(pid: int) -> str:
 
 # --- Tracebacks become one line --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def store(tmp_path: Path, fixture_utterances) -> Path:
     return make_store(tmp_path / "damaged", fixture_utterances[0][:6])
@@ -205,16 +236,18 @@ def test_a_damaged_index_line(tmp_path: Path, store: Path, fixture_model: Path):
     index = store / "index.jsonl"
     lines = index.read_text().splitlines()
     index.write_text("\n".join(lines[:2] + ['{"id": "x", "array": 0'] + lines[3:]) + "\n")
-    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
-            names=f"{index}, line 3")
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=f"{index}, line 3")
 
 
-@pytest.mark.parametrize("damage, names", [
-    (lambda c: c["state_dict"].update({"output.weight": c["state_dict"]["output.weight"][:3]}), "inconsistent"),
-    (lambda c: c["model_config"].update({"colour": "blue"}), "colour"),
-    (lambda c: c.pop("feature_config"), "no feature configuration"),
-    (lambda c: c.update({"vocabulary": c["vocabulary"][:3]}), "vocabulary"),
-])
+@pytest.mark.parametrize(
+    "damage, names",
+    [
+        (lambda c: c["state_dict"].update({"output.weight": c["state_dict"]["output.weight"][:3]}), "inconsistent"),
+        (lambda c: c["model_config"].update({"colour": "blue"}), "colour"),
+        (lambda c: c.pop("feature_config"), "no feature configuration"),
+        (lambda c: c.update({"vocabulary": c["vocabulary"][:3]}), "vocabulary"),
+    ],
+)
 def test_a_model_file_with_inconsistent_contents(tmp_path: Path, fixture_model: Path, store: Path, damage, names):
     import torch
 
@@ -230,44 +263,104 @@ def test_a_bare_tensor_as_model_or_checkpoint(tmp_path: Path, fixture_stores, st
     import torch
 
     torch.save(torch.zeros(3), tmp_path / "model.pt")
-    refused("decode", tmp_path / "model.pt", store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
-            names="not an asr-cli model file")
+    refused(
+        "decode",
+        tmp_path / "model.pt",
+        store,
+        "-o",
+        tmp_path / "hyp.jsonl",
+        "--no-progress",
+        names="not an asr-cli model file",
+    )
     exp = tmp_path / "exp"
     exp.mkdir()
     torch.save(torch.zeros(3), exp / "checkpoint.last.pt")
-    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", exp, "--resume",
-            "--no-progress", names="not an asr-cli training checkpoint")
+    refused(
+        "train",
+        "--train",
+        fixture_stores[0],
+        "--valid",
+        fixture_stores[1],
+        "-o",
+        exp,
+        "--resume",
+        "--no-progress",
+        names="not an asr-cli training checkpoint",
+    )
 
 
 def test_an_arpa_file_with_only_its_header_and_end(tmp_path: Path, fixture_model: Path, store: Path):
     arpa = tmp_path / "empty.arpa"
     arpa.write_text("\\data\\\n\\end\\\n")
-    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm", arpa,
-            "--no-progress", names=str(arpa))
+    refused(
+        "decode",
+        fixture_model,
+        store,
+        "-o",
+        tmp_path / "hyp.jsonl",
+        "--beam-size",
+        "4",
+        "--lm",
+        arpa,
+        "--no-progress",
+        names=str(arpa),
+    )
 
 
-@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--num-workers", "-1"),
-                                           ("--grad-clip", "-5"), ("--hold-fraction", "2")])
+@pytest.mark.parametrize(
+    "option, value",
+    [("--lr", "nan"), ("--lr", "inf"), ("--num-workers", "-1"), ("--grad-clip", "-5"), ("--hold-fraction", "2")],
+)
 def test_out_of_range_training_options(tmp_path: Path, option, value):
     """Refused before any file is read: the stores named here do not exist."""
-    message = refused("train", "--train", tmp_path / "train.store", "--valid", tmp_path / "dev.store", "-o",
-                      tmp_path / "exp", option, value, "--no-progress", names=option)
+    message = refused(
+        "train",
+        "--train",
+        tmp_path / "train.store",
+        "--valid",
+        tmp_path / "dev.store",
+        "-o",
+        tmp_path / "exp",
+        option,
+        value,
+        "--no-progress",
+        names=option,
+    )
     assert "not a feature store" not in message and not (tmp_path / "exp").exists()
 
 
 def test_a_vocabulary_that_is_not_utf8(tmp_path: Path, fixture_stores):
     vocabulary = tmp_path / "chars.txt"
     vocabulary.write_bytes(b"\xff\xfe\n")
-    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp",
-            "--vocabulary", vocabulary, "--no-progress", names=str(vocabulary))
+    refused(
+        "train",
+        "--train",
+        fixture_stores[0],
+        "--valid",
+        fixture_stores[1],
+        "-o",
+        tmp_path / "exp",
+        "--vocabulary",
+        vocabulary,
+        "--no-progress",
+        names=str(vocabulary),
+    )
 
 
 # --- Silent wrong results and misleading messages --------------------------------------------------------------------
 
+
 def test_a_folder_where_a_file_is_expected_is_called_a_folder(tmp_path: Path, fixture_stores):
     refused("decode", tmp_path, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", names="is a folder")
-    refused("split", tmp_path, "--train-output", tmp_path / "t.jsonl", "--dev-output", tmp_path / "d.jsonl",
-            names="is a folder")
+    refused(
+        "split",
+        tmp_path,
+        "--train-output",
+        tmp_path / "t.jsonl",
+        "--dev-output",
+        tmp_path / "d.jsonl",
+        names="is a folder",
+    )
 
 
 def test_csv_byte_order_mark_duplicate_ids_short_rows_and_spaces_in_ids(tmp_path: Path):
@@ -298,13 +391,40 @@ def test_kaldi_empty_wav_scp_and_bad_segments(tmp_path: Path):
 def test_nan_in_an_arpa_file(tmp_path: Path, fixture_model: Path, fixture_stores):
     arpa = tmp_path / "nan.arpa"
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\nnan\tA\n-1.0\tB\n\n\\end\\\n")
-    refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4", "--lm",
-            arpa, "--no-progress", names=f"{arpa}, line 5")
+    refused(
+        "decode",
+        fixture_model,
+        fixture_stores[1],
+        "-o",
+        tmp_path / "hyp.jsonl",
+        "--beam-size",
+        "4",
+        "--lm",
+        arpa,
+        "--no-progress",
+        names=f"{arpa}, line 5",
+    )
 
 
 def test_resume_keeps_the_records_true(tmp_path: Path, fixture_stores):
-    args = ["train", "--train", str(fixture_stores[0]), "--valid", str(fixture_stores[1]), "-o", str(tmp_path / "exp"),
-            "--layers", "1", "--hidden-size", "8", "--epochs", "2", "--num-workers", "0", "--no-progress"]
+    args = [
+        "train",
+        "--train",
+        str(fixture_stores[0]),
+        "--valid",
+        str(fixture_stores[1]),
+        "-o",
+        str(tmp_path / "exp"),
+        "--layers",
+        "1",
+        "--hidden-size",
+        "8",
+        "--epochs",
+        "2",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
     assert run(args) == 0
     config_before = (tmp_path / "exp" / "config.json").read_text()
     refused(*args, "--resume", names="already finished")
@@ -313,11 +433,20 @@ def test_resume_keeps_the_records_true(tmp_path: Path, fixture_stores):
     assert len(epochs) == 2 and '"epoch": 2' in epochs[1]
 
 
-@pytest.mark.parametrize("option, value", [("--sample-rate", "0"), ("--num-mel-bins", "400"), ("--dither", "nan"),
-                                           ("--dither", "-1")])
+@pytest.mark.parametrize(
+    "option, value", [("--sample-rate", "0"), ("--num-mel-bins", "400"), ("--dither", "nan"), ("--dither", "-1")]
+)
 def test_out_of_range_feature_options(tmp_path: Path, manifest: Path, option, value):
-    refused("prepare", manifest, "-o", tmp_path / "store", option, value, "--no-progress",
-            names=option.lstrip("-").replace("-", " ").split()[-1])
+    refused(
+        "prepare",
+        manifest,
+        "-o",
+        tmp_path / "store",
+        option,
+        value,
+        "--no-progress",
+        names=option.lstrip("-").replace("-", " ").split()[-1],
+    )
     assert not (tmp_path / "store").exists()
 
 
@@ -354,11 +483,33 @@ def test_decode_refuses_undecodable_audio_or_skips_it_when_asked(tmp_path: Path,
     write_tone(flac, seconds=2.0)
     flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])
     for bad in ("nan.wav", "truncated.flac"):
-        refused("decode", fixture_model, tmp_path / "good.wav", tmp_path / bad, "-o", tmp_path / "hyp.jsonl",
-                "--no-progress", names=bad)
+        refused(
+            "decode",
+            fixture_model,
+            tmp_path / "good.wav",
+            tmp_path / bad,
+            "-o",
+            tmp_path / "hyp.jsonl",
+            "--no-progress",
+            names=bad,
+        )
         assert not (tmp_path / "hyp.jsonl").exists()
-    assert run(["decode", str(fixture_model), str(tmp_path / "good.wav"), str(tmp_path / "nan.wav"),
-                str(flac), "-o", str(tmp_path / "hyp.jsonl"), "--skip-bad", "--no-progress"]) == 0
+    assert (
+        run(
+            [
+                "decode",
+                str(fixture_model),
+                str(tmp_path / "good.wav"),
+                str(tmp_path / "nan.wav"),
+                str(flac),
+                "-o",
+                str(tmp_path / "hyp.jsonl"),
+                "--skip-bad",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "nan.wav" in captured.err and "truncated.flac" in captured.err and "2 left out" in captured.out
     assert [line.split('"')[3] for line in (tmp_path / "hyp.jsonl").read_text().splitlines()] == ["good"]
@@ -391,8 +542,13 @@ def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_pa
     write_tone(truncated, seconds=2.0)
     truncated.write_bytes(truncated.read_bytes()[:40000])  # the header still says 2 s
     manifest = tmp_path / "m.jsonl"
-    write_manifest(manifest, [Utterance("past-end", str(tmp_path / "whole.wav"), "A", duration=1.5, offset=1.0),
-                              Utterance("truncated", str(truncated), "B")])
+    write_manifest(
+        manifest,
+        [
+            Utterance("past-end", str(tmp_path / "whole.wav"), "A", duration=1.5, offset=1.0),
+            Utterance("truncated", str(truncated), "B"),
+        ],
+    )
     message = refused("prepare", manifest, "-o", tmp_path / "store", "--no-progress", names="past-end")
     assert "runs past the end" in message and "truncated" in message and "header promises" in message
     assert not (tmp_path / "store").exists()
@@ -402,9 +558,25 @@ def test_truncated_audio_and_segments_past_the_end_are_not_stored_shorter(tmp_pa
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, fixture_stores, workers):
     exp = tmp_path / "exp"
-    process = start_cli("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", exp, "--layers", "1",
-                        "--hidden-size", "16", "--epochs", "200", "--num-workers", workers, "--no-progress",
-                        start_new_session=True)
+    process = start_cli(
+        "train",
+        "--train",
+        fixture_stores[0],
+        "--valid",
+        fixture_stores[1],
+        "-o",
+        exp,
+        "--layers",
+        "1",
+        "--hidden-size",
+        "16",
+        "--epochs",
+        "200",
+        "--num-workers",
+        workers,
+        "--no-progress",
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not (exp / "metrics.jsonl").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -418,6 +590,7 @@ def test_a_stopped_training_exits_nonzero_after_its_checkpoint(tmp_path: Path, f
 
 # --- A full disk ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A folder on a tmpfs of the size asked for (root only; skipped elsewhere)."""
@@ -426,8 +599,9 @@ def small_disk(tmp_path: Path):
     def mount(size_kb: int) -> Path:
         folder = tmp_path / f"disk{len(mounted)}"
         folder.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip() or 'not root'})")
         mounted.append(folder)
@@ -441,11 +615,9 @@ def small_disk(tmp_path: Path):
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_prepare_on_a_full_disk(small_disk, manifest: Path, jobs):
     disk = small_disk(256)
-    message = refused("prepare", manifest, "-o", disk / "store", "--jobs", jobs, "--no-progress",
-                      names=str(disk))
+    message = refused("prepare", manifest, "-o", disk / "store", "--jobs", jobs, "--no-progress", names=str(disk))
     assert "No space left" in message
     assert list(disk.iterdir()) == []  # no store, no temporary
-
 
 
 def test_a_feature_array_filling_the_disk_says_so(small_disk):
@@ -464,25 +636,63 @@ def test_a_feature_array_filling_the_disk_says_so(small_disk):
         writer.close()
     assert "No space left" in str(caught.value.strerror) and "feats-000.bin" in str(caught.value.filename)
 
+
 def test_training_checkpoint_on_a_full_disk(small_disk, fixture_stores):
     disk = small_disk(160)
-    message = refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", disk / "exp",
-                      "--layers", "1", "--hidden-size", "32", "--epochs", "1", "--num-workers", "0", "--no-progress",
-                      names=str(disk / "exp"))
+    message = refused(
+        "train",
+        "--train",
+        fixture_stores[0],
+        "--valid",
+        fixture_stores[1],
+        "-o",
+        disk / "exp",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "32",
+        "--epochs",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        names=str(disk / "exp"),
+    )
     assert "--resume" in message and "Free some disk space" in message
     assert not [p for p in (disk / "exp").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_decode_options_must_be_finite_and_an_lm_must_have_words(tmp_path: Path, fixture_model: Path, fixture_stores,
-                                                                  capsys):
+def test_decode_options_must_be_finite_and_an_lm_must_have_words(
+    tmp_path: Path, fixture_model: Path, fixture_stores, capsys
+):
     for option in ("--lm-weight", "--word-bonus", "--beam-threshold"):  # before the (missing) model is read
-        message = refused("decode", tmp_path / "missing.pt", tmp_path / "missing.store", "-o", tmp_path / "hyp.jsonl",
-                          option, "nan", "--no-progress", names=option)
+        message = refused(
+            "decode",
+            tmp_path / "missing.pt",
+            tmp_path / "missing.store",
+            "-o",
+            tmp_path / "hyp.jsonl",
+            option,
+            "nan",
+            "--no-progress",
+            names=option,
+        )
         assert "not found" not in message
     arpa = tmp_path / "specials.arpa"
     arpa.write_text("\\data\\\nngram 1=2\n\n\\1-grams:\n-99\t<s>\n-1.0\t</s>\n\n\\end\\\n")
-    message = refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--beam-size", "4",
-                      "--lm", arpa, "--no-progress", names="has no words")
+    message = refused(
+        "decode",
+        fixture_model,
+        fixture_stores[1],
+        "-o",
+        tmp_path / "hyp.jsonl",
+        "--beam-size",
+        "4",
+        "--lm",
+        arpa,
+        "--no-progress",
+        names="has no words",
+    )
     assert "KenLM" not in message and not (tmp_path / "hyp.jsonl").exists()
 
 
@@ -491,8 +701,14 @@ def test_an_interrupted_decode_exits_130_and_writes_nothing(tmp_path: Path, fixt
     import dataclasses
 
     manifest = tmp_path / "all.jsonl"  # 8,000 utterances: far more than the seconds before the signal
-    write_manifest(manifest, [dataclasses.replace(u, id=f"{u.id}-{copy}") for copy in range(500)
-                              for u in fixture_utterances[0] + fixture_utterances[1]])
+    write_manifest(
+        manifest,
+        [
+            dataclasses.replace(u, id=f"{u.id}-{copy}")
+            for copy in range(500)
+            for u in fixture_utterances[0] + fixture_utterances[1]
+        ],
+    )
     output = tmp_path / "hyp.jsonl"
     process = start_cli("decode", fixture_model, manifest, "-o", output, "--beam-size", "16", "--no-progress")
     time.sleep(4)
@@ -511,8 +727,29 @@ def test_validation_utterances_left_out_are_counted(tmp_path: Path, fixture_stor
     texts = ["ÉTÉ", "HELLO", "HELLO", "HELLO"]  # É: a character training never saw
     valid = [Utterance(u.id, u.audio, text, u.speaker) for u, text in zip(fixture_utterances[1], texts)]
     valid_store = make_store(tmp_path / "valid", valid)
-    assert run(["train", "--train", str(fixture_stores[0]), "--valid", str(valid_store), "-o", str(tmp_path / "exp"),
-                "--layers", "1", "--hidden-size", "8", "--epochs", "1", "--num-workers", "0", "--no-progress"]) == 0
+    assert (
+        run(
+            [
+                "train",
+                "--train",
+                str(fixture_stores[0]),
+                "--valid",
+                str(valid_store),
+                "-o",
+                str(tmp_path / "exp"),
+                "--layers",
+                "1",
+                "--hidden-size",
+                "8",
+                "--epochs",
+                "1",
+                "--num-workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "3 validation utterances (skipped: 1 unknown characters)" in capsys.readouterr().err
     config = json.loads((tmp_path / "exp" / "config.json").read_text())
     assert config["skipped_validation_utterances"]["unknown characters"] == [valid[0].id]
@@ -524,8 +761,17 @@ def test_training_never_writes_into_a_folder_of_other_files(tmp_path: Path, fixt
     (project / "config.json").write_text('{"mine": true}')
     (project / "notes.txt").write_text("keep")
     before = checksums(project)
-    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", project, "--no-progress",
-            names="notes.txt")
+    refused(
+        "train",
+        "--train",
+        fixture_stores[0],
+        "--valid",
+        fixture_stores[1],
+        "-o",
+        project,
+        "--no-progress",
+        names="notes.txt",
+    )
     assert checksums(project) == before
 
 

@@ -81,7 +81,10 @@ def test_deltas_of_a_ramp():
     np.testing.assert_allclose(with_deltas[4:-4, 6:9], 0.0, atol=1e-5)
     assert with_deltas[0, 3] < 2.0
     config = FeatureConfig(deltas=True)
-    assert FeatureExtractor(config)([np.random.default_rng(0).standard_normal(8000).astype(np.float32)])[0].shape == (48, 240)
+    assert FeatureExtractor(config)([np.random.default_rng(0).standard_normal(8000).astype(np.float32)])[0].shape == (
+        48,
+        240,
+    )
 
 
 def test_bad_configuration_is_refused():

@@ -82,11 +82,10 @@ def test_librispeech_tree(tmp_path: Path):
 def test_common_voice_tsv(tmp_path: Path):
     (tmp_path / "clips").mkdir()
     write_tone(tmp_path / "clips" / "cv_1.wav")
-    (tmp_path / "train.tsv").write_text(
-        "client_id\tpath\tsentence\tup_votes\nabc\tcv_1.wav\t\"Hello,\" she said.\t2\n"
+    (tmp_path / "train.tsv").write_text('client_id\tpath\tsentence\tup_votes\nabc\tcv_1.wav\t"Hello," she said.\t2\n')
+    [utterance] = import_csv(
+        tmp_path / "train.tsv", CsvImportConfig(speaker_column="client_id"), audio_dir=tmp_path / "clips"
     )
-    [utterance] = import_csv(tmp_path / "train.tsv", CsvImportConfig(speaker_column="client_id"),
-                             audio_dir=tmp_path / "clips")
     assert utterance.id == "cv_1"
     assert utterance.text == '"Hello," she said.'
     assert utterance.speaker == "abc"

@@ -27,8 +27,9 @@ def test_word_times_of_a_known_hypothesis():
     assert word_timings(Hypothesis([], [], 0.0), CHARACTERS, 0.03, 1.0) == []
 
 
-def test_sources_of_a_store_a_manifest_and_audio_files(tmp_path: Path, fixture_model: Path, fixture_stores,
-                                                       fixture_utterances):
+def test_sources_of_a_store_a_manifest_and_audio_files(
+    tmp_path: Path, fixture_model: Path, fixture_stores, fixture_utterances
+):
     model = load_model_file(fixture_model)
     store_sources, store = collect_sources([fixture_stores[1]], model.feature_config)
     assert [s.id for s in store_sources] == [e.id for e in FeatureStore(fixture_stores[1])] and store is not None
@@ -44,8 +45,7 @@ def test_sources_of_a_store_a_manifest_and_audio_files(tmp_path: Path, fixture_m
         np.testing.assert_allclose(read(from_audio), read(from_store), atol=0.02, rtol=0.002)  # float16 storage
 
 
-def test_a_store_and_audio_together_are_refused_by_what_they_are(tmp_path: Path, fixture_model: Path,
-                                                                 fixture_stores):
+def test_a_store_and_audio_together_are_refused_by_what_they_are(tmp_path: Path, fixture_model: Path, fixture_stores):
     write_tone(tmp_path / "tone.wav")
     model = load_model_file(fixture_model)
     with pytest.raises(AsrCliError, match=r"give one feature store.*\(store\).*tone.wav \(audio\)"):

@@ -46,8 +46,14 @@ def test_wide_lexicon_search_finds_the_best_labellings_made_of_lexicon_words(see
     lexicon = lexicon_of(*rng.choice(["a", "b", "ab", "ba", "bb", "aab"], size=3, replace=False))
     tables = restrict_to_lexicon(empty_lm_tables(VOCABULARY.size), lexicon, VOCABULARY, oov_penalty=10.0)
     exact = labelling_probabilities(log_probs.astype(np.float64))
-    allowed = sorted(((labelling, log_prob) for labelling, log_prob in exact.items()
-                      if all(word in lexicon.pronunciations for word in words_of(labelling))), key=lambda x: -x[1])
+    allowed = sorted(
+        (
+            (labelling, log_prob)
+            for labelling, log_prob in exact.items()
+            if all(word in lexicon.pronunciations for word in words_of(labelling))
+        ),
+        key=lambda x: -x[1],
+    )
     hypotheses = beam_search(log_probs, VOCABULARY, EXHAUSTIVE, tables)
     for hypothesis, (labelling, log_prob) in zip(hypotheses, allowed):
         assert tuple(hypothesis.label_ids) == labelling
@@ -58,7 +64,7 @@ def _lm_score(lm, words: list[str], weight: float, bonus: float) -> float:
     """Natural-log word-LM score of a sentence as the search adds it: weight * ln P per word and </s>, bonus per word."""
     context, total = [SENTENCE_START], 0.0
     for word in [*words, SENTENCE_END]:
-        total += weight * lm.log10_prob(word, context[-(lm.order - 1):]) * math.log(10)
+        total += weight * lm.log10_prob(word, context[-(lm.order - 1) :]) * math.log(10)
         total += bonus if word != SENTENCE_END else 0.0
         context.append(word)
     return total
@@ -73,9 +79,14 @@ def test_wide_lexicon_search_with_a_word_lm_ranks_like_brute_force(tmp_path: Pat
     options = SearchConfig(**{**EXHAUSTIVE.__dict__, "lm_weight": 0.7, "word_bonus": 0.5})
     log_probs = random_log_probs(np.random.default_rng(seed), 6)
     exact = labelling_probabilities(log_probs.astype(np.float64))
-    expected = sorted(((labelling, log_prob + _lm_score(lm, words_of(labelling), 0.7, 0.5))
-                       for labelling, log_prob in exact.items()
-                       if all(word in lexicon.pronunciations for word in words_of(labelling))), key=lambda x: -x[1])
+    expected = sorted(
+        (
+            (labelling, log_prob + _lm_score(lm, words_of(labelling), 0.7, 0.5))
+            for labelling, log_prob in exact.items()
+            if all(word in lexicon.pronunciations for word in words_of(labelling))
+        ),
+        key=lambda x: -x[1],
+    )
     hypotheses = beam_search(log_probs, VOCABULARY, options, tables)
     for hypothesis, (labelling, score) in zip(hypotheses, expected):
         assert words_of(tuple(hypothesis.label_ids)) == words_of(labelling)
@@ -85,11 +96,14 @@ def test_wide_lexicon_search_with_a_word_lm_ranks_like_brute_force(tmp_path: Pat
 def test_words_outside_the_lexicon_are_refused_or_cost_the_unlisted_penalty():
     tables = restrict_to_lexicon(empty_lm_tables(VOCABULARY.size), lexicon_of("ab"), VOCABULARY, oov_penalty=10.0)
     # The acoustics prefer "bb" (P .486) to "ab" (P .257).
-    log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
-                                dtype=np.float32))
+    log_probs = np.log(
+        np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]], dtype=np.float32)
+    )
 
     def best(**options) -> str:
-        return VOCABULARY.decode(beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, **options), tables)[0].label_ids)
+        return VOCABULARY.decode(
+            beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, **options), tables)[0].label_ids
+        )
 
     assert best() == "ab"
     assert best(unlisted_word_penalty=0.0) == "bb"
@@ -118,17 +132,22 @@ def test_reading_word_lists_and_kaldi_lexicons(tmp_path: Path):
     assert read_lexicon(words).pronunciations == {"hello": [tuple("hello")], "world": [tuple("world")]}
     kaldi = tmp_path / "lexicon.txt"
     kaldi.write_text("READ R IY D\nREAD R EH D\nA AH\nA 0.5 EY\n", encoding="utf-8")
-    assert read_lexicon(kaldi, PHONE_UNITS).pronunciations == {"read": [("R", "IY", "D"), ("R", "EH", "D")],
-                                                                "a": [("AH",), ("EY",)]}
+    assert read_lexicon(kaldi, PHONE_UNITS).pronunciations == {
+        "read": [("R", "IY", "D"), ("R", "EH", "D")],
+        "a": [("AH",), ("EY",)],
+    }
     assert read_lexicon(kaldi).pronunciations == {"read": [tuple("read")], "a": [("a",)]}  # characters: the spelling
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("", "has no words"),
-    ("\n  \n", "has no words"),
-    ("hello\n!!!\n", "line 2"),
-    ("hello\nhello world\n", None),  # a Kaldi line: "world" is hello's (one-unit) pronunciation
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("", "has no words"),
+        ("\n  \n", "has no words"),
+        ("hello\n!!!\n", "line 2"),
+        ("hello\nhello world\n", None),  # a Kaldi line: "world" is hello's (one-unit) pronunciation
+    ],
+)
 def test_bad_lexicon_files_are_refused_with_their_line(tmp_path: Path, content: str, problem):
     path = tmp_path / "lexicon.txt"
     path.write_text(content, encoding="utf-8")
@@ -162,14 +181,30 @@ def _training_words(store: Path) -> list[str]:
     return sorted({word for entry in FeatureStore(store).entries for word in normalize_text(entry.text).split()})
 
 
-def test_decode_with_a_lexicon_outputs_only_its_words(tmp_path: Path, tiny_model: Path, tiny_stores, capsys,
-                                                      speechocean_utterances):
+def test_decode_with_a_lexicon_outputs_only_its_words(
+    tmp_path: Path, tiny_model: Path, tiny_stores, capsys, speechocean_utterances
+):
     words = _training_words(tiny_stores[0])
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("\n".join(words) + "\n", encoding="utf-8")
     output = tmp_path / "hyp.jsonl"
-    assert run(["decode", str(tiny_model), str(tiny_stores[1]), "-o", str(output), "--beam-size", "8",
-                "--lexicon", str(lexicon), "--no-progress"]) == 0
+    assert (
+        run(
+            [
+                "decode",
+                str(tiny_model),
+                str(tiny_stores[1]),
+                "-o",
+                str(output),
+                "--beam-size",
+                "8",
+                "--lexicon",
+                str(lexicon),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert f"{len(words):,} words" in capsys.readouterr().err
     decoded = [word for line in output.read_text().splitlines() for word in json.loads(line)["text"].split()]
     assert decoded and set(decoded) <= set(words)

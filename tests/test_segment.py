@@ -39,8 +39,9 @@ def test_file_energies_read_in_blocks_equal_the_whole(tmp_path: Path):
     np.testing.assert_allclose(from_file, frame_energies_db(samples, 16000), atol=1e-4)
 
 
-def test_a_long_recording_is_transcribed_segment_by_segment_with_recording_times(tmp_path: Path, tiny_model,
-                                                                                  speechocean_utterances):
+def test_a_long_recording_is_transcribed_segment_by_segment_with_recording_times(
+    tmp_path: Path, tiny_model, speechocean_utterances
+):
     speech, rate_hz = soundfile.read(speechocean_utterances[40].audio, dtype="float32")
     pause = np.zeros(rate_hz, np.float32)
     copies = 12

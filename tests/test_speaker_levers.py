@@ -76,8 +76,16 @@ def test_vtlp_moves_a_tone_where_a_warped_tone_lies():
 @pytest.mark.parametrize("subsample", [2, 3, 4])
 def test_conv_frontend_lengths_and_padding_invariance(subsample):
     torch.manual_seed(0)
-    config = ModelConfig(num_layers=1, hidden_size=16, frontend="conv", conv_channels=4, subsample=subsample,
-                         input_dim=20, vocab_size=5, dropout=0.0)
+    config = ModelConfig(
+        num_layers=1,
+        hidden_size=16,
+        frontend="conv",
+        conv_channels=4,
+        subsample=subsample,
+        input_dim=20,
+        vocab_size=5,
+        dropout=0.0,
+    )
     model = AcousticModel(config).eval()
     lengths = torch.tensor([23, 9])
     features = torch.randn(2, 23, 20)
@@ -126,8 +134,14 @@ def test_speaker_cmvn_needs_speakers_in_training(tmp_path: Path, speechocean_utt
     anonymous = [Utterance(u.id, u.audio, u.text) for u in speechocean_utterances[:8]]
     store = make_store(tmp_path / "anonymous", anonymous)
     with pytest.raises(AsrCliError, match="without a speaker.*--cmvn global"):
-        train([store], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=1, hidden_size=8, cmvn="speaker"),
-              TINY_TRAINING, show_progress=False)
+        train(
+            [store],
+            tiny_stores[1],
+            tmp_path / "exp",
+            ModelConfig(num_layers=1, hidden_size=8, cmvn="speaker"),
+            TINY_TRAINING,
+            show_progress=False,
+        )
 
 
 def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_path: Path, tiny_stores):
@@ -142,8 +156,12 @@ def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_pa
         torch.testing.assert_close(intermediate, model.output(first_layer).log_softmax(-1), atol=1e-6, rtol=0)
         torch.testing.assert_close(log_probs, model(features, lengths)[0])
     config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, intermediate_ctc=0.3)
-    batch = {"features": features, "lengths": lengths, "targets": torch.tensor([1, 2, 3, 4, 5, 6]),
-             "target_lengths": torch.tensor([4, 2])}
+    batch = {
+        "features": features,
+        "lengths": lengths,
+        "targets": torch.tensor([1, 2, 3, 4, 5, 6]),
+        "target_lengths": torch.tensor([4, 2]),
+    }
     device = torch.device("cpu")
     with torch.no_grad():
         mixed = compute_loss(model, batch, device, config)  # what train_step minimises
@@ -152,9 +170,21 @@ def test_intermediate_ctc_reads_the_middle_layer_through_the_output_layer(tmp_pa
     torch.testing.assert_close(final_only.value, main)
     torch.testing.assert_close(mixed.value, 0.7 * main + 0.3 * middle)
     assert abs(float(mixed.value - final_only.value)) > 1e-3
-    train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=16), config,
-          show_progress=False)
+    train(
+        [tiny_stores[0]],
+        tiny_stores[1],
+        tmp_path / "exp",
+        ModelConfig(num_layers=2, hidden_size=16),
+        config,
+        show_progress=False,
+    )
     assert json.loads((tmp_path / "exp" / "config.json").read_text())["train_config"]["intermediate_ctc"] == 0.3
     with pytest.raises(AsrCliError, match="intermediate_ctc needs a recurrent model with num_layers at least 2"):
-        train([tiny_stores[0]], tiny_stores[1], tmp_path / "one", ModelConfig(num_layers=1, hidden_size=8), config,
-              show_progress=False)
+        train(
+            [tiny_stores[0]],
+            tiny_stores[1],
+            tmp_path / "one",
+            ModelConfig(num_layers=1, hidden_size=8),
+            config,
+            show_progress=False,
+        )

@@ -60,10 +60,14 @@ def test_a_busy_machine_starts_a_job_with_fewer_threads(monkeypatch):
 def test_threads_must_be_positive_on_every_command(tmp_path: Path):
     """Checked before any input is read: none of the inputs named here exists."""
     missing = tmp_path / "missing"
-    for command in (["prepare", missing / "all.jsonl", "-o", tmp_path / "store"],
-                    ["train", "--train", missing / "train.store", "--valid", missing / "dev.store", "-o", tmp_path / "exp"],
-                    ["decode", missing / "model.pt", missing / "dev.store", "-o", tmp_path / "hyp.jsonl"],
-                    ["transcribe", missing / "model.pt", missing / "speech.wav"]):
+    for command in (
+        ["prepare", missing / "all.jsonl", "-o", tmp_path / "store"],
+        ["train", "--train", missing / "train.store", "--valid", missing / "dev.store", "-o", tmp_path / "exp"],
+        ["decode", missing / "model.pt", missing / "dev.store", "-o", tmp_path / "hyp.jsonl"],
+        ["transcribe", missing / "model.pt", missing / "speech.wav"],
+    ):
         message = refused(*command, "--threads", "0", names="--threads")
         assert "not found" not in message
-    assert not (tmp_path / "store").exists() and not (tmp_path / "exp").exists() and not (tmp_path / "hyp.jsonl").exists()
+    assert (
+        not (tmp_path / "store").exists() and not (tmp_path / "exp").exists() and not (tmp_path / "hyp.jsonl").exists()
+    )

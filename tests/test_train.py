@@ -46,8 +46,15 @@ def assert_same_weights(first: dict, second: dict) -> None:
 @pytest.mark.slow
 def test_overfits_fifty_real_utterances(tmp_path: Path, speechocean_utterances):
     store = make_store(tmp_path / "fifty", speechocean_utterances[:50])
-    config = TrainConfig(epochs=40, batch_frames=1000, learning_rate=5e-3, warmup_steps=30, final_lr_scale=0.1,
-                         spec_augment=NO_AUGMENT, num_workers=0)
+    config = TrainConfig(
+        epochs=40,
+        batch_frames=1000,
+        learning_rate=5e-3,
+        warmup_steps=30,
+        final_lr_scale=0.1,
+        spec_augment=NO_AUGMENT,
+        num_workers=0,
+    )
     run(store, store, tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=128, dropout=0.0), config)
     history = [json.loads(line) for line in (tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 40
@@ -63,8 +70,9 @@ def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch
     run(train_store, valid_store, tmp_path / "straight")
     # Ask for a stop when the first epoch's curves are drawn: training stops one step into epoch 2.
     original = train_module.write_history
-    monkeypatch.setattr(train_module, "write_history",
-                        lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
+    monkeypatch.setattr(
+        train_module, "write_history", lambda *args: (original(*args), signal.raise_signal(signal.SIGINT))
+    )
     summary = run(train_store, valid_store, tmp_path / "resumed")
     assert summary.stopped and summary.epoch == 1
     monkeypatch.setattr(train_module, "write_history", original)
@@ -105,18 +113,29 @@ def test_the_precision_is_that_of_every_forward_pass(tmp_path: Path, tiny_stores
             self.output.register_forward_hook(lambda module, inputs, output: output_dtypes.append(output.dtype))
 
     monkeypatch.setattr(train_module, "AcousticModel", Recorded)
-    run(*tiny_stores, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500, precision=precision,
-                                                           num_workers=0))
+    run(
+        *tiny_stores,
+        tmp_path / "exp",
+        config=TrainConfig(epochs=1, batch_frames=1500, precision=precision, num_workers=0),
+    )
     assert len(output_dtypes) > 4 and set(output_dtypes) == {dtype}  # training steps and validation
 
 
 def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
     train_store, valid_store = tiny_stores
-    summary = run(train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500,
-                                                                                   num_workers=1))
+    summary = run(
+        train_store, valid_store, tmp_path / "exp", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=1)
+    )
     exp = tmp_path / "exp"
-    assert {"model.pt", "checkpoint.last.pt", "checkpoint.best.pt", "metrics.jsonl", "curves.png", "config.json",
-            "summary.json"} <= {p.name for p in exp.iterdir()}
+    assert {
+        "model.pt",
+        "checkpoint.last.pt",
+        "checkpoint.best.pt",
+        "metrics.jsonl",
+        "curves.png",
+        "config.json",
+        "summary.json",
+    } <= {p.name for p in exp.iterdir()}
     assert not [p for p in exp.iterdir() if p.name.startswith(".")]  # no temporary files left
     config = json.loads((exp / "config.json").read_text())
     assert config["versions"]["torch"] == torch.__version__
@@ -125,9 +144,12 @@ def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
     assert 0 <= record["padding_waste"] < 1
     # The validation scores are what decoding the validation store greedily with the saved model scores.
     decode_inputs(exp / "model.pt", [valid_store], tmp_path / "valid.jsonl", DecodeConfig(show_progress=False))
-    rescored = score(read_references(valid_store), read_hypotheses(tmp_path / "valid.jsonl"),
-                     ScoreConfig(bootstrap_draws=0)).overall
-    assert record["valid_cer"] == pytest.approx(rescored["cer"]) and record["valid_wer"] == pytest.approx(rescored["wer"])
+    rescored = score(
+        read_references(valid_store), read_hypotheses(tmp_path / "valid.jsonl"), ScoreConfig(bootstrap_draws=0)
+    ).overall
+    assert record["valid_cer"] == pytest.approx(rescored["cer"]) and record["valid_wer"] == pytest.approx(
+        rescored["wer"]
+    )
     loaded = load_model_file(exp / "model.pt")
     assert loaded.info["valid_cer"] == record["valid_cer"]
     model = loaded.model
@@ -140,12 +162,39 @@ def test_experiment_folder_contents(tmp_path: Path, tiny_stores):
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(tmp_path: Path, tiny_stores):
     train_store, valid_store = tiny_stores
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "asr_cli", "train", "--train", str(train_store), "--valid", str(valid_store),
-               "-o", str(tmp_path / "exp"), "--epochs", "2", "--layers", "1", "--hidden-size", "24",
-               "--batch-frames", "1500", "--num-workers", "0", "--no-progress", "--device", "cpu"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "asr_cli",
+        "train",
+        "--train",
+        str(train_store),
+        "--valid",
+        str(valid_store),
+        "-o",
+        str(tmp_path / "exp"),
+        "--epochs",
+        "2",
+        "--layers",
+        "1",
+        "--hidden-size",
+        "24",
+        "--batch-frames",
+        "1500",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr
     assert result.stderr.count("epoch 2: train loss") == 1  # only rank 0 reports and writes
@@ -156,6 +205,7 @@ def test_two_process_ddp_on_cpu(tmp_path: Path, tiny_stores):
 
 
 # --- pieces ---
+
 
 def test_learning_rate_schedule():
     config = TrainConfig(warmup_steps=10, hold_fraction=0.5, final_lr_scale=0.01)
@@ -169,6 +219,7 @@ def test_learning_rate_schedule():
 
 
 # --- bad input ---
+
 
 def test_characters_outside_the_vocabulary(tmp_path: Path, tiny_stores):
     train_store, valid_store = tiny_stores
@@ -185,12 +236,21 @@ def test_too_short_and_empty_utterances_are_skipped_and_counted(tmp_path: Path, 
     train_store, valid_store = tiny_stores
     write_tone(tmp_path / "short.wav", seconds=0.2)
     write_tone(tmp_path / "empty.wav", seconds=1.0)
-    extra = make_store(tmp_path / "extra", [
-        Utterance("short", str(tmp_path / "short.wav"), text="A SENTENCE FAR TOO LONG FOR TWO TENTHS OF A SECOND"),
-        Utterance("silent", str(tmp_path / "empty.wav"), text="  ...  "),
-    ])
-    train([train_store, extra], valid_store, tmp_path / "exp", TINY_MODEL,
-          TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)
+    extra = make_store(
+        tmp_path / "extra",
+        [
+            Utterance("short", str(tmp_path / "short.wav"), text="A SENTENCE FAR TOO LONG FOR TWO TENTHS OF A SECOND"),
+            Utterance("silent", str(tmp_path / "empty.wav"), text="  ...  "),
+        ],
+    )
+    train(
+        [train_store, extra],
+        valid_store,
+        tmp_path / "exp",
+        TINY_MODEL,
+        TrainConfig(epochs=1, batch_frames=1500, num_workers=0),
+        show_progress=False,
+    )
     skipped = json.loads((tmp_path / "exp" / "config.json").read_text())["skipped_utterances"]
     assert skipped["too short for its transcript"] == ["short"] and skipped["empty transcript"] == ["silent"]
 
@@ -213,13 +273,20 @@ def test_empty_store_and_store_without_text(tmp_path: Path, tiny_stores):
 
 def test_feature_mismatch(tmp_path: Path, tiny_stores, speechocean_utterances):
     train_store, _ = tiny_stores
-    mfcc_valid = make_store(tmp_path / "mfcc", speechocean_utterances[20:24], feature_config=FeatureConfig.for_kind("mfcc"))
+    mfcc_valid = make_store(
+        tmp_path / "mfcc", speechocean_utterances[20:24], feature_config=FeatureConfig.for_kind("mfcc")
+    )
     with pytest.raises(AsrCliError, match="different feature options.*kind: 'fbank'"):
         run(train_store, mfcc_valid, tmp_path / "exp")
     # Same dimension, other features: 80 bins at 8 kHz are not 80 bins at 16 kHz.
-    other_rate = make_store(tmp_path / "8k", speechocean_utterances[20:24],
-                            feature_config=FeatureConfig(sample_rate_hz=8000, num_mel_bins=40))
-    same_dim = make_store(tmp_path / "16k", speechocean_utterances[20:24], feature_config=FeatureConfig(num_mel_bins=40))
+    other_rate = make_store(
+        tmp_path / "8k",
+        speechocean_utterances[20:24],
+        feature_config=FeatureConfig(sample_rate_hz=8000, num_mel_bins=40),
+    )
+    same_dim = make_store(
+        tmp_path / "16k", speechocean_utterances[20:24], feature_config=FeatureConfig(num_mel_bins=40)
+    )
     with pytest.raises(AsrCliError, match="sample_rate_hz: 16000"):
         run(same_dim, other_rate, tmp_path / "exp2")
 
@@ -275,30 +342,45 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path: Path, tiny_stores, m
         return loss * float("nan") if calls["count"] == 1 else loss
 
     monkeypatch.setattr(train_module.F, "ctc_loss", first_loss_is_nan)
-    summary = run(train_store, valid_store, tmp_path / "one", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0))
+    summary = run(
+        train_store, valid_store, tmp_path / "one", config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0)
+    )
     assert summary.skipped_steps == 1
-    monkeypatch.setattr(train_module.F, "ctc_loss", lambda log_probs, *a, **k: real_ctc(log_probs, *a, **k) * float("nan"))
+    monkeypatch.setattr(
+        train_module.F, "ctc_loss", lambda log_probs, *a, **k: real_ctc(log_probs, *a, **k) * float("nan")
+    )
     with pytest.raises(AsrCliError, match="3 non-finite losses in a row"):
-        run(train_store, valid_store, tmp_path / "all",
-            config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0, max_bad_steps=3))
+        run(
+            train_store,
+            valid_store,
+            tmp_path / "all",
+            config=TrainConfig(epochs=1, batch_frames=1500, num_workers=0, max_bad_steps=3),
+        )
 
 
 def test_init_from_starts_at_a_trained_models_weights(tmp_path: Path, tiny_stores, tiny_model, speechocean_utterances):
     train_store, valid_store = tiny_stores
     config = TrainConfig(epochs=1, batch_frames=1500, warmup_steps=2, num_workers=0, learning_rate=1e-9)
     # Architecture options are ignored; with a vanishing learning rate the weights stay the source's.
-    train([train_store], valid_store, tmp_path / "tuned", ModelConfig(num_layers=3, hidden_size=64), config,
-          show_progress=False, init_from=tiny_model)
+    train(
+        [train_store],
+        valid_store,
+        tmp_path / "tuned",
+        ModelConfig(num_layers=3, hidden_size=64),
+        config,
+        show_progress=False,
+        init_from=tiny_model,
+    )
     source = load_model_file(tiny_model).model
     tuned = load_model_file(tmp_path / "tuned" / "model.pt").model
     assert tuned.config == source.config
-    assert_same_weights({k: v for k, v in source.state_dict().items()},
-                        {k: v for k, v in tuned.state_dict().items()})
+    assert_same_weights({k: v for k, v in source.state_dict().items()}, {k: v for k, v in tuned.state_dict().items()})
     other = make_store(tmp_path / "mfcc", speechocean_utterances[:4], feature_config=FeatureConfig.for_kind("mfcc"))
     with pytest.raises(AsrCliError, match="init_from .*other features"):
         train([other], other, tmp_path / "bad", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
-    foreign = make_store(tmp_path / "foreign", [Utterance(u.id, u.audio, "QUIZ JAZZ", u.speaker)
-                                                for u in speechocean_utterances[:4]])
+    foreign = make_store(
+        tmp_path / "foreign", [Utterance(u.id, u.audio, "QUIZ JAZZ", u.speaker) for u in speechocean_utterances[:4]]
+    )
     with pytest.raises(AsrCliError, match="outside the vocabulary"):  # the tiny model never saw q, j, z
         train([foreign], valid_store, tmp_path / "oov", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
 

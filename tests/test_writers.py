@@ -26,8 +26,13 @@ def test_writers_on_a_known_transcription():
 
 def test_json_transcripts_write_words_as_objects_and_a_dead_end_score_as_null():
     record = json.loads(format_json(Transcription("a b", [WordTiming("a", 0.0, 0.5)], float("-inf"), 1.0), "rec"))
-    assert record == {"id": "rec", "text": "a b", "score": None, "duration": 1.0,
-                      "words": [{"word": "a", "start": 0.0, "end": 0.5}]}
+    assert record == {
+        "id": "rec",
+        "text": "a b",
+        "score": None,
+        "duration": 1.0,
+        "words": [{"word": "a", "start": 0.0, "end": 0.5}],
+    }
 
 
 def test_the_writers_import_without_torch():
