@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +22,23 @@ class AudioError(Exception):
 
 def audio_info(path: str | Path) -> tuple[int, int]:
     """(sample rate in Hz, number of samples) from the header only; raises AudioError."""
+    with open_audio(path, "unreadable audio") as sound:
+        return int(sound.samplerate), int(sound.frames)
+
+
+@contextlib.contextmanager
+def open_audio(path: str | Path, problem: str = "unreadable or corrupt audio") -> Iterator[soundfile.SoundFile]:
+    """An audio file opened for reading; AudioError naming it when it is missing, a folder or unreadable (also
+    for decoding errors while it is read)."""
     path = Path(path)
-    problem = missing_file_problem(path, "audio file")
-    if problem:
-        raise AudioError(problem)
+    missing = missing_file_problem(path, "audio file")
+    if missing:
+        raise AudioError(missing)
     try:
         with soundfile.SoundFile(str(path)) as sound:
-            return int(sound.samplerate), int(sound.frames)
+            yield sound
     except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(f"{path}: unreadable audio ({error})") from error
+        raise AudioError(f"{path}: {problem} ({error})") from error
 
 
 def usable_duration_s(path: str | Path, offset_s: float = 0.0, duration_s: float | None = None) -> float:
@@ -51,38 +61,9 @@ def load_audio(
     `sample_rate_hz`, the result is resampled to it (soxr, high quality).
     Returns (samples of shape (num_samples,), sample rate in Hz).
     """
-    path = Path(path)
-    problem = missing_file_problem(path, "audio file")
-    if problem:
-        raise AudioError(problem)
-    try:
-        with soundfile.SoundFile(str(path)) as sound:
-            native_rate_hz = sound.samplerate
-            start = int(round(offset_s * native_rate_hz))
-            if start > sound.frames:
-                raise AudioError(
-                    f"{path}: offset {offset_s:.3f} s is past the end ({sound.frames / native_rate_hz:.3f} s)"
-                )
-            num_samples = -1 if duration_s is None else int(round(duration_s * native_rate_hz))
-            available = sound.frames - start
-            tolerance = int(SEGMENT_TOLERANCE_S * native_rate_hz)
-            if num_samples > available + tolerance:
-                raise AudioError(
-                    f"{path}: the segment {offset_s:.3f} + {duration_s:.3f} s runs past the end of the "
-                    f"audio ({sound.frames / native_rate_hz:.3f} s)"
-                )
-            _refuse_truncated_header(sound, path)
-            if start:
-                sound.seek(start)
-            samples = _read_float32(sound, num_samples)
-            expected = available if num_samples < 0 else min(num_samples, available)
-            if samples.shape[0] < expected - tolerance:
-                raise AudioError(
-                    f"{path}: truncated: its header promises {expected / native_rate_hz:.3f} s, only "
-                    f"{samples.shape[0] / native_rate_hz:.3f} s could be decoded"
-                )
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(f"{path}: unreadable or corrupt audio ({error})") from error
+    with open_audio(path) as sound:
+        native_rate_hz = sound.samplerate
+        samples = _read_segment(sound, Path(path), offset_s, duration_s)
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: no audio samples (empty file or segment)")
     if not np.all(np.isfinite(samples)):
@@ -91,6 +72,34 @@ def load_audio(
     if sample_rate_hz is not None and sample_rate_hz != native_rate_hz:
         return resample(mono, native_rate_hz, sample_rate_hz), sample_rate_hz
     return np.ascontiguousarray(mono), native_rate_hz
+
+
+def _read_segment(sound: soundfile.SoundFile, path: Path, offset_s: float, duration_s: float | None) -> np.ndarray:
+    """(num_samples, channels) float32 samples of [offset_s, offset_s + duration_s) of an open file; segments past
+    its end and files shorter than their header says are errors."""
+    rate_hz = sound.samplerate
+    start = int(round(offset_s * rate_hz))
+    if start > sound.frames:
+        raise AudioError(f"{path}: offset {offset_s:.3f} s is past the end ({sound.frames / rate_hz:.3f} s)")
+    num_samples = -1 if duration_s is None else int(round(duration_s * rate_hz))
+    available = sound.frames - start
+    tolerance = int(SEGMENT_TOLERANCE_S * rate_hz)
+    if num_samples > available + tolerance:
+        raise AudioError(
+            f"{path}: the segment {offset_s:.3f} + {duration_s:.3f} s runs past the end of the "
+            f"audio ({sound.frames / rate_hz:.3f} s)"
+        )
+    _refuse_truncated_header(sound, path)
+    if start:
+        sound.seek(start)
+    samples = _read_float32(sound, num_samples)
+    expected = available if num_samples < 0 else min(num_samples, available)
+    if samples.shape[0] < expected - tolerance:
+        raise AudioError(
+            f"{path}: truncated: its header promises {expected / rate_hz:.3f} s, only "
+            f"{samples.shape[0] / rate_hz:.3f} s could be decoded"
+        )
+    return samples
 
 
 def resample(samples: np.ndarray, from_rate_hz: float, to_rate_hz: int) -> np.ndarray:

@@ -321,18 +321,8 @@ def prepare(
             deltas=deltas,
             dither=dither,
         )
-    options = config.PrepareConfig(
-        feature_config=feature_config,
-        dtype=dtype.value,
-        jobs=jobs,
-        shard_index=shard_index,
-        num_shards=num_shards,
-        skip_bad=skip_bad,
-        overwrite=overwrite,
-        show_progress=show_progress,
-        speed_factors=parse_speed_factors(speed_perturb) if speed_perturb else PREPARE.speed_factors,
-        threads=threads,
-    )
+    speed_factors = parse_speed_factors(speed_perturb) if speed_perturb else PREPARE.speed_factors
+    options = _config(config.PrepareConfig, locals(), shard_index=shard_index, num_shards=num_shards)
     summary = run_prepare(manifest, output, options)
     typer.echo(summary.describe())
 
@@ -752,31 +742,9 @@ def decode(
     """Transcribe a feature store, an audio manifest or audio files with a trained model: greedy or beam search (+LM)."""
     from .decode import decode_inputs
 
-    search = config.SearchConfig(
-        beam_size=beam_size,
-        token_prune_k=token_prune_k,
-        token_prune_threshold=token_prune_threshold,
-        beam_threshold=beam_threshold,
-        lm_weight=lm_weight,
-        word_bonus=word_bonus,
-        oov_penalty=oov_penalty,
-        nbest=nbest,
-        unlisted_word_penalty=unlisted_word_penalty,
-        lm_path=str(lm_path) if lm_path is not None else None,
-        lm_unit=lm_unit.value,
-        lm_backend=lm_backend.value,
-        lexicon_path=str(lexicon_path) if lexicon_path is not None else None,
-    )
-    options = config.DecodeConfig(
-        search=search,
-        batch_frames=batch_frames,
-        device=device.value,
-        timestamps=timestamps,
-        show_progress=show_progress,
-        skip_bad=skip_bad,
-        threads=threads,
-        encoder_path=str(encoder) if encoder is not None else None,
-    )
+    options = locals()
+    search = _config(config.SearchConfig, options)
+    options = _config(config.DecodeConfig, options, search=search, encoder_path=encoder and str(encoder))
     lm, lexicon = lm_path, lexicon_path
     check_distinct_paths([model, *inputs, lm, lexicon, encoder], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)

@@ -108,6 +108,11 @@ def copy_file(source: Path, target: Path) -> None:
         shutil.copyfileobj(reader, writer)
 
 
+def _in_folder(name: str) -> property:
+    """A path of the folder's, as a read-only attribute."""
+    return property(lambda folder: folder.path / name, doc=f"EXP_DIR/{name}")
+
+
 class ExperimentFolder:
     """An experiment folder (`asr-cli train -o EXP_DIR`) and the names of everything in it."""
 
@@ -138,33 +143,13 @@ class ExperimentFolder:
         )
         return frozenset(training + StoredDecoding.files())
 
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.path / self.LAST_CHECKPOINT
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / self.BEST_CHECKPOINT
-
-    @property
-    def model_file(self) -> Path:
-        return self.path / self.MODEL_FILE
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / self.METRICS_FILE
-
-    @property
-    def curves_file(self) -> Path:
-        return self.path / self.CURVES_FILE
-
-    @property
-    def config_file(self) -> Path:
-        return self.path / self.CONFIG_FILE
-
-    @property
-    def summary_file(self) -> Path:
-        return self.path / self.SUMMARY_FILE
+    last_checkpoint = _in_folder(LAST_CHECKPOINT)
+    best_checkpoint = _in_folder(BEST_CHECKPOINT)
+    model_file = _in_folder(MODEL_FILE)
+    metrics_file = _in_folder(METRICS_FILE)
+    curves_file = _in_folder(CURVES_FILE)
+    config_file = _in_folder(CONFIG_FILE)
+    summary_file = _in_folder(SUMMARY_FILE)
 
     def foreign_names(self) -> list[str]:
         """Names in the folder that no training run, `pack` or recipe wrote."""

@@ -261,3 +261,15 @@ def ensure_writable_dir(directory: Path, what: str = "folder") -> None:
         raise AsrCliError(f"cannot create the {what} {directory}: {error.strerror}") from error
     if not os.access(directory, os.W_OK):
         raise AsrCliError(f"cannot write to the {what} {directory}: permission denied")
+
+
+def read_text_lines(path: str | Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file; an error naming the file (and where the bytes stop being UTF-8)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise AsrCliError(
+            f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the {what} as UTF-8"
+        ) from error
+    except OSError as error:
+        raise AsrCliError(f"cannot read the {what} {path}: {error.strerror}") from error

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .errors import AsrCliError, require_file
+from .fileio import read_text_lines
 from .text import normalize_text
 
 CHARACTER_UNITS = "chars"
@@ -131,14 +132,7 @@ def read_lexicon(path: str | Path, units: str = CHARACTER_UNITS) -> Lexicon:
     """
     path = Path(path)
     require_file(path, "lexicon")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise AsrCliError(
-            f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the lexicon as UTF-8"
-        ) from error
-    except OSError as error:
-        raise AsrCliError(f"cannot read the lexicon {path}: {error.strerror}") from error
+    lines = read_text_lines(path, "lexicon")
     lexicon = Lexicon(source=str(path))
     for line_number, line in enumerate(lines, start=1):
         fields = line.split()

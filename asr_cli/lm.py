@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import MAX_LM_ORDER, ConfigError, LmConfig
 from .errors import AsrCliError, require_file
-from .fileio import atomic_write
+from .fileio import atomic_write, read_text_lines
 
 SENTENCE_START = "<s>"
 SENTENCE_END = "</s>"
@@ -328,10 +328,7 @@ def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.
         elif kind == inputs.MANIFEST:
             texts += [u.text for u in load_manifest(path) if u.text]
         else:
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as error:
-                raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
+            lines = read_text_lines(path, "LM text")
             ids_first = strip_ids or kind == inputs.KALDI_TEXT
             texts += [
                 line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)

@@ -117,36 +117,33 @@ def say_number(value: int) -> str:
 def say_time(rng: random.Random) -> str:
     hour = rng.randint(1, 12)
     minute = rng.choice([0, 15, 30, 45, rng.randint(1, 59)])
-    if minute == 0:
-        return f"{say_number(hour)} o'clock"
-    if minute == 15:
-        return f"quarter past {say_number(hour)}"
-    if minute == 30:
-        return f"half past {say_number(hour)}"
-    return f"{say_number(hour)} {'oh ' + ONES[minute] if minute < 10 else say_number(minute)}"
+    named = {0: f"{say_number(hour)} o'clock", 15: f"quarter past {say_number(hour)}",
+             30: f"half past {say_number(hour)}"}  # fmt: skip
+    return named.get(minute) or f"{say_number(hour)} {'oh ' + ONES[minute] if minute < 10 else say_number(minute)}"
+
+
+def _shopping(rng: random.Random) -> str:
+    first, second = rng.sample(ITEMS, 2)
+    return f"add {first} and {second} to the shopping list"
+
+
+# The grammar's sentence forms, drawn uniformly; each draws its words from the generator in its own order.
+SENTENCE_FORMS = (
+    lambda rng: f"turn {rng.choice(['on', 'off'])} the {rng.choice(ROOMS)} {rng.choice(DEVICES)}",
+    lambda rng: f"set an alarm for {say_time(rng)}",
+    lambda rng: f"call {rng.choice(PEOPLE)} at {say_time(rng)}",
+    lambda rng: f"what is the weather in {rng.choice(CITIES)} {rng.choice(DAYS)}",
+    _shopping,
+    lambda rng: f"play {rng.choice(GENRES)} in the {rng.choice(ROOMS)}",
+    lambda rng: f"set the temperature to {say_number(rng.randint(15, 30))} degrees",
+    lambda rng: "my number is " + " ".join(ONES[rng.randrange(10)] for _ in range(rng.randint(3, 6))),
+    lambda rng: f"it costs {say_number(rng.randint(2, 999))} dollars",
+)
 
 
 def sentence(rng: random.Random) -> str:
     """One sentence of the grammar: commands, times, numbers and questions."""
-    choice = rng.randrange(9)
-    if choice == 0:
-        return f"turn {rng.choice(['on', 'off'])} the {rng.choice(ROOMS)} {rng.choice(DEVICES)}"
-    if choice == 1:
-        return f"set an alarm for {say_time(rng)}"
-    if choice == 2:
-        return f"call {rng.choice(PEOPLE)} at {say_time(rng)}"
-    if choice == 3:
-        return f"what is the weather in {rng.choice(CITIES)} {rng.choice(DAYS)}"
-    if choice == 4:
-        first, second = rng.sample(ITEMS, 2)
-        return f"add {first} and {second} to the shopping list"
-    if choice == 5:
-        return f"play {rng.choice(GENRES)} in the {rng.choice(ROOMS)}"
-    if choice == 6:
-        return f"set the temperature to {say_number(rng.randint(15, 30))} degrees"
-    if choice == 7:
-        return "my number is " + " ".join(ONES[rng.randrange(10)] for _ in range(rng.randint(3, 6)))
-    return f"it costs {say_number(rng.randint(2, 999))} dollars"
+    return SENTENCE_FORMS[rng.randrange(len(SENTENCE_FORMS))](rng)
 
 
 def make_corpus(

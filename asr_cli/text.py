@@ -15,6 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from .config import NormalizeConfig
+from .errors import AsrCliError
+from .fileio import read_text_lines
 
 APOSTROPHES = "'\u2019"
 _IN_WORD_APOSTROPHE = re.compile(r"(?<=\w)[" + APOSTROPHES + r"](?=\w)")
@@ -68,19 +70,8 @@ class Vocabulary:
     @classmethod
     def read(cls, path) -> Vocabulary:
         """One character per line, `<space>` for the space; the order is kept (blank comes first, implied)."""
-        from pathlib import Path
-
-        from .errors import AsrCliError
-
         characters = []
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as error:
-            raise AsrCliError(
-                f"{path}: not valid UTF-8 text ({error.reason} at byte {error.start}); save the vocabulary as UTF-8"
-            ) from error
-        except OSError as error:
-            raise AsrCliError(f"cannot read the vocabulary {path}: {error.strerror}") from error
+        lines = read_text_lines(path, "vocabulary")
         for line_number, line in enumerate(lines, start=1):
             token = " " if line == SPACE_TOKEN else line
             if not token:
