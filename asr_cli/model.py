@@ -367,6 +367,16 @@ def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:
     return f"{len(vocabulary)} characters + blank: " + "".join(vocabulary).replace(" ", "<space>")
 
 
+def _describe_features(config: FeatureConfig) -> str:
+    if config.encoder is not None:
+        return f"encoder states: {config.encoder.describe()}"
+    size = f"{config.num_ceps} cepstra" if config.kind == "mfcc" else f"{config.num_mel_bins} mel bins"
+    return (
+        f"{config.kind}, {size}{' + deltas' if config.deltas else ''}, {config.sample_rate_hz} Hz, "
+        f"{config.frame_shift_ms:g} ms shift"
+    )
+
+
 def describe_model_file(path) -> dict:
     """What a model file holds, for `asr-cli info`: architecture, size, units, features and training record."""
     loaded = load_model_file(path)
@@ -389,9 +399,7 @@ def describe_model_file(path) -> dict:
         f"dropout {config.dropout:g}",
         "parameters": model.num_parameters(),
         "units": _describe_units(config, list(loaded.vocabulary.characters)),
-        "features": f"{features['kind']}, {features['num_ceps'] if features['kind'] == 'mfcc' else features['num_mel_bins']}"
-        f" {'cepstra' if features['kind'] == 'mfcc' else 'mel bins'}{' + deltas' if features['deltas'] else ''}"
-        f", {features['sample_rate_hz']} Hz, {features['frame_shift_ms']:g} ms shift",
+        "features": _describe_features(loaded.feature_config),
         "normalisation": "per speaker (per utterance when no speaker is known)"
         if config.speaker_cmvn
         else "global CMVN of the training data",
@@ -448,6 +456,10 @@ def export_torchscript(model_path, output) -> dict:
             else "global CMVN is inside the module"
         ),
     }
+    encoder = loaded.feature_config.encoder
+    if encoder is not None:  # the module is the part after the encoder, which is not inside it
+        metadata["contains"] = "the BLSTM-CTC part only: its input features are the states of the encoder named here"
+        metadata["encoder"] = encoder.identity()
     with atomic_write(output, "wb") as handle:
         torch.jit.save(traced, handle, _extra_files={EXPORT_METADATA_FILE: json.dumps(metadata)})
     return metadata
