@@ -758,7 +758,9 @@ def decode(
     search = _config(config.SearchConfig, options)
     options = _config(config.DecodeConfig, options, search=search, encoder_path=encoder and str(encoder))
     lm, lexicon = lm_path, lexicon_path
-    check_distinct_paths([model, *inputs, lm, lexicon, encoder], [output, ctm])
+    if STDOUT_NAME == str(output) and ctm is not None and STDOUT_NAME == str(ctm):
+        raise ConfigError(("output", "ctm"), "{0} - and {1} - would interleave two formats on standard output")
+    check_distinct_paths([model, *inputs, lm, lexicon, encoder, *_experiment_files(model)], [output, ctm])
     summary = decode_inputs(model, inputs, output, options, ctm_path=ctm)
     typer.echo(
         f"wrote {output}: {summary['utterances']:,} utterances"
@@ -842,7 +844,14 @@ def transcribe_command(
     from .writers import WRITERS
 
     use_threads(threads)
-    check_distinct_paths([model, *audio], [])
+    formats = [] if output_format is None else list(WRITERS) if output_format.value == "all" else [output_format.value]
+    folder = output_dir if output_dir is not None else Path(".")
+    if output_dir is not None and not formats:
+        raise ConfigError(("output_dir", "output_format"), "{0} is where {1} files go: give --output-format too")
+    # Two recordings of one name would write one file twice: refused before any work, as is an input overwritten.
+    outputs = [transcript_path(folder, path, name) for path in audio for name in formats]
+    lm_file = lm if lm not in (None, "stored", "none") else None
+    check_distinct_paths([model, *audio, lm_file, lexicon, *_experiment_files(model)], outputs)
     recognizer = load_model(model, device.value, encoder)
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     search = {
@@ -850,8 +859,6 @@ def transcribe_command(
         for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight), ("word_bonus", word_bonus))
         if value is not None
     }
-    formats = [] if output_format is None else list(WRITERS) if output_format.value == "all" else [output_format.value]
-    folder = output_dir if output_dir is not None else Path(".")
     failures = []
     for path in audio:
         signals.raise_if_stopped()
@@ -879,7 +886,9 @@ def export(
     """Export the acoustic model as TorchScript, with its feature configuration and characters inside (asr_cli.json)."""
     from .model import export_torchscript
 
-    check_distinct_paths([model], [output])
+    if str(output) == STDOUT_NAME:
+        raise ConfigError("output", "{0}: a TorchScript file is binary; give a file name, not -")
+    check_distinct_paths([model, *_experiment_files(model)], [output])
     export_torchscript(model, output)
     typer.echo(
         f"wrote {output}: (features, lengths) -> (log_probs, lengths); the feature configuration and "
@@ -925,14 +934,27 @@ def pack(
     )
 
 
+def transcript_path(folder: Path, audio_path: Path, format_name: str) -> Path:
+    """Where transcribe writes a recording's transcript in a format: FOLDER/NAME.EXTENSION."""
+    from .writers import WRITERS
+
+    return folder / f"{Path(audio_path).stem}.{WRITERS[format_name][0]}"
+
+
 def _write_transcript_files(folder: Path, audio_path: Path, transcription, formats: list[str]) -> None:
     from .fileio import atomic_write
     from .writers import WRITERS
 
     for name in formats:
-        extension, formatter = WRITERS[name]
-        with atomic_write(folder / f"{audio_path.stem}.{extension}") as handle:
-            handle.write(formatter(transcription, audio_path.stem))
+        with atomic_write(transcript_path(folder, audio_path, name)) as handle:
+            handle.write(WRITERS[name][1](transcription, audio_path.stem))
+
+
+def _experiment_files(model: Path) -> list[Path]:
+    """The files of the experiment folder a model file is in (an output must not replace them)."""
+    from .experiment import ExperimentFolder
+
+    return ExperimentFolder(Path(model).parent).owned_paths()
 
 
 @app.command()

@@ -129,7 +129,8 @@ class NormalizeConfig(_Serialisable):
 class EncoderConfig(_Serialisable):
     """Which pretrained encoder computes the features, and how; saved with the stores and models it made.
 
-    Its identity is everything but `path`: where the folder was found is only a hint for finding it again.
+    Its identity is everything but `name` and `path`: the folder may be renamed or moved (where it was found is
+    a hint for finding it again).
     """
 
     name: str  # the folder's name, e.g. whisper-base
@@ -153,8 +154,9 @@ class EncoderConfig(_Serialisable):
             )
 
     def identity(self) -> dict:
-        """What must match for two stores or a store and a model to hold the same features."""
-        return {key: value for key, value in self.to_dict().items() if key != "path"}
+        """What must match for two stores or a store and a model to hold the same features (the weights and how
+        they are used; not what the folder is called, or where it was found)."""
+        return {key: value for key, value in self.to_dict().items() if key not in ("name", "path")}
 
     def describe(self) -> str:
         layer = "output" if self.layer == -1 else f"block {self.layer} of {self.num_layers}"

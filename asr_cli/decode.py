@@ -14,7 +14,7 @@ from pathlib import Path
 from .audio import AudioError
 from .config import DecodeConfig
 from .errors import AsrCliError
-from .fileio import atomic_write, write_jsonl
+from .fileio import atomic_write, check_distinct_paths, write_jsonl
 from .inference import Decoder, Source, collect_sources, frame_reader, input_normalizer, source_batches
 from .logs import log, progress_bar
 from .model import load_model_file, resolve_device
@@ -44,6 +44,8 @@ def decode_inputs(
     sources, store = collect_sources(list(inputs), model.feature_config)
     if not sources:
         raise AsrCliError("nothing to decode: the inputs hold no utterances")
+    audio = [source.utterance.audio for source in sources if source.utterance is not None]
+    check_distinct_paths(audio, [output, ctm_path])  # a manifest's audio is an input too
     read = frame_reader(store, model, options.encoder_path)
     normalize = input_normalizer(model, sources, store, read)
     results: dict[int, UtteranceResult] = {}

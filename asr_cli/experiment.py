@@ -151,6 +151,10 @@ class ExperimentFolder:
     config_file = _in_folder(CONFIG_FILE)
     summary_file = _in_folder(SUMMARY_FILE)
 
+    def owned_paths(self) -> list[Path]:
+        """The paths of everything a run, pack or a recipe may have put in the folder."""
+        return [self.path / name for name in sorted(self.owned_names())]
+
     def foreign_names(self) -> list[str]:
         """Names in the folder that no training run, `pack` or recipe wrote."""
         if not self.path.is_dir():

@@ -227,23 +227,40 @@ def has_undecodable_bytes(text: str) -> bool:
 
 
 def check_distinct_paths(inputs: Iterable[str | Path | None], outputs: Iterable[str | Path | None]) -> None:
-    """Refuse, before any work, an output that is (after symbolic links) one of the inputs, or two outputs
-    that are the same file: writing them would destroy the input or one of the outputs."""
-    input_paths = {os.path.realpath(p): str(p) for p in inputs if p is not None}
+    """Refuse, before any work, an output that would destroy an input: one that is (after symbolic links) an
+    input, a file of a folder-format input (a feature store or a LibriSpeech tree: anything inside; a Kaldi
+    data directory: its Kaldi files), or a folder holding an input; and two outputs that are the same file."""
+    from .inputs import protected_paths
+
+    files: dict[str, str] = {}  # real path -> the input it belongs to
+    folders: dict[str, str] = {}
+    for path in (p for p in inputs if p is not None):
+        protected_files, protected_folders = protected_paths(path)
+        files.update({real: str(path) for real in protected_files})
+        folders.update({real: str(path) for real in protected_folders})
     seen: dict[str, str] = {}
     for output in (p for p in outputs if p is not None and str(p) != STDOUT_NAME):
         resolved = os.path.realpath(output)
-        if resolved in input_paths:
-            raise AsrCliError(
-                f"the output {output} is the input {input_paths[resolved]}: writing it would destroy "
-                "the input; choose another output path"
-            )
+        _refuse_overlap(output, resolved, files, folders)
         if resolved in seen:
             raise AsrCliError(f"two outputs are the same file ({seen[resolved]} and {output}); give each its own path")
-        inside = [source for real, source in input_paths.items() if real.startswith(resolved + os.sep)]
-        if inside and Path(resolved).is_dir():
-            raise AsrCliError(f"the output {output} holds the input {inside[0]}; choose another output path")
         seen[resolved] = str(output)
+
+
+def _refuse_overlap(output, resolved: str, files: dict[str, str], folders: dict[str, str]) -> None:
+    if resolved in files:
+        what = "is the input" if os.path.realpath(files[resolved]) == resolved else "is a file of the input"
+        raise AsrCliError(
+            f"the output {output} {what} {files[resolved]}: writing it would destroy the input; choose another "
+            "output path"
+        )
+    holder = next((source for real, source in folders.items() if resolved.startswith(real + os.sep)), None)
+    if holder is not None:
+        raise AsrCliError(f"the output {output} is inside the input {holder}, which it would damage; choose an "
+                          "output outside it")  # fmt: skip
+    inside = [source for real, source in {**files, **folders}.items() if real.startswith(resolved + os.sep)]
+    if inside and Path(resolved).is_dir():
+        raise AsrCliError(f"the output {output} holds the input {inside[0]}; choose another output path")
 
 
 def _current_umask() -> int:

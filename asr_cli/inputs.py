@@ -11,6 +11,7 @@ Each command takes the kinds it can use and names the others in its error.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import AsrCliError
@@ -18,7 +19,24 @@ from .errors import AsrCliError
 STORE, MANIFEST, AUDIO, KALDI_TEXT, TEXT = "store", "manifest", "audio", "kaldi_text", "text"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".sph", ".opus", ".aiff", ".aif"}
 STORE_MARKER = "store.json"  # store.METADATA_FILE, which needs numpy to import
-KALDI_DIRECTORY_FILES = ("wav.scp", "utt2spk", "segments")
+KALDI_DIRECTORY_FILES = ("wav.scp", "utt2spk", "segments")  # any of them beside a `text` makes it Kaldi's
+# The files a Kaldi data directory holds (what its tools read and write).
+KALDI_FILES = (
+    "wav.scp",
+    "text",
+    "utt2spk",
+    "spk2utt",
+    "segments",
+    "reco2dur",
+    "utt2dur",
+    "utt2num_frames",
+    "spk2gender",
+    "spk2age",
+    "feats.scp",
+    "cmvn.scp",
+    "frame_shift",
+    "reco2file_and_channel",
+)
 _DESCRIPTIONS = {
     STORE: "a feature store",
     MANIFEST: "a manifest (.jsonl)",
@@ -65,3 +83,20 @@ def _first_content_line(path: Path) -> str:
             if raw_line.strip():
                 return raw_line.decode("utf-8", errors="replace").strip()
     return ""
+
+
+def protected_paths(path: str | Path) -> tuple[set[str], set[str]]:
+    """(files, folders), as real paths, that an output must not be (or be inside) when `path` is an input: the
+    input itself; a feature store or a LibriSpeech tree whole (a file's store too); and for a Kaldi data
+    directory, or a file of one, its Kaldi files."""
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    if real.is_dir() and next(real.glob("*/*/*.trans.txt"), None) is not None:  # a LibriSpeech tree
+        return set(), {str(real)}
+    folder = real if real.is_dir() else real.parent
+    if (folder / STORE_MARKER).is_file():
+        return {str(real)}, {str(folder)}
+    files = {str(real)}
+    if (folder / "wav.scp").is_file() and (real.is_dir() or real.name in KALDI_FILES):
+        files |= {str(folder / name) for name in KALDI_FILES}
+    return files, set()

