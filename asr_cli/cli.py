@@ -198,9 +198,11 @@ def import_csv_command(
     """Import a CSV/TSV table; the defaults fit Common Voice TSVs (path, sentence)."""
     from .importers import import_csv
 
+    no_text = text_column is not None and text_column.lower() == "none"  # as --help says
     columns = config.CsvImportConfig(
-        audio_column, text_column, id_column, speaker_column, "\t" if delimiter in ("\\t", "tab") else delimiter
-    )
+        audio_column, None if no_text else text_column, id_column, speaker_column,
+        "\t" if delimiter in ("\\t", "tab") else delimiter,
+    )  # fmt: skip
     check_distinct_paths([table], [output])
     _write_imported(import_csv(table, columns, audio_dir), output)
 

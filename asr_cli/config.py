@@ -610,6 +610,10 @@ class CsvImportConfig:
     speaker_column: str | None = None
     delimiter: str | None = None  # None: a tab for .tsv files, a comma otherwise
 
+    def __post_init__(self) -> None:
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ConfigError("delimiter", f"{{0}} must be one character (or tab), not {self.delimiter!r}")
+
 
 _NESTED = {
     ("TrainConfig", "spec_augment"): SpecAugmentConfig,

@@ -79,6 +79,8 @@ def _read_segments(path: Path, recordings: dict[str, str]) -> dict[str, tuple[st
             raise AsrCliError(f"{path}, line {line_number}: recording {recording_id!r} is not in wav.scp")
         if end_s >= 0 and end_s <= start_s:
             raise AsrCliError(f"{path}, line {line_number}: end {end_s} is not after start {start_s}")
+        if segment_id in segments:
+            raise AsrCliError(f"{path}, line {line_number}: duplicate segment id {segment_id!r}")
         segments[segment_id] = (recording_id, start_s, None if end_s < 0 else end_s - start_s)
     return segments
 
@@ -102,16 +104,22 @@ def import_kaldi(data_dir: str | Path) -> list[Utterance]:
         if unknown:
             raise AsrCliError(format_problems(f"{data_dir / name}: {len(unknown)} id(s) with no audio entry:", unknown))
     return [
-        Utterance(
-            id=utterance_id,
-            audio=recordings[recording_id],
-            text=texts.get(utterance_id),
-            speaker=speakers.get(utterance_id),
-            duration=duration_s,
-            offset=offset_s,
-        )
+        _checked(
+            {"id": utterance_id, "audio": recordings[recording_id], "text": texts.get(utterance_id),
+             "speaker": speakers.get(utterance_id), "duration": duration_s, "offset": offset_s},
+            data_dir,
+        )  # fmt: skip
         for utterance_id, (recording_id, offset_s, duration_s) in segments.items()
     ]
+
+
+def _checked(record: dict, source: Path) -> Utterance:
+    """An imported utterance, validated as a manifest line is (ids and speakers without spaces, text that is
+    Unicode, ...); an error naming the utterance and where it came from."""
+    try:
+        return Utterance.from_dict(record)
+    except ValueError as error:
+        raise AsrCliError(f"{source}: utterance {record['id']!r}: {error}") from error
 
 
 def import_librispeech(root: str | Path) -> list[Utterance]:
@@ -129,20 +137,20 @@ def import_librispeech(root: str | Path) -> list[Utterance]:
                 undecodable,
             )
         )
+    where: dict[str, str] = {}  # utterance id -> the transcript line it is on
     for transcript in transcripts:
-        for _, utterance_id, text in read_kaldi_table(transcript):
+        for line_number, utterance_id, text in read_kaldi_table(transcript):
+            if utterance_id in where:
+                raise AsrCliError(f"{transcript}, line {line_number}: utterance {utterance_id!r} is also on "
+                                  f"{where[utterance_id]}")  # fmt: skip
+            where[utterance_id] = f"{transcript}, line {line_number}"
             audio_path = transcript.parent / f"{utterance_id}.flac"
             if not audio_path.is_file():
                 missing.append(str(audio_path))
                 continue
-            utterances.append(
-                Utterance(
-                    id=utterance_id,
-                    audio=str(audio_path.resolve()),
-                    text=text,
-                    speaker=utterance_id.split("-")[0],
-                )
-            )
+            record = {"id": utterance_id, "audio": str(audio_path.resolve()), "text": text,
+                      "speaker": utterance_id.split("-")[0]}  # fmt: skip
+            utterances.append(_checked(record, transcript))
     if missing:
         raise AsrCliError(format_problems(f"{len(missing)} transcribed utterance(s) have no audio file:", missing))
     return utterances
@@ -174,7 +182,14 @@ def import_csv(
             if absent:
                 raise AsrCliError(f"{path}: no column(s) {', '.join(absent)}; the header has: {', '.join(header)}")
             utterances, first_line_of = [], {}
-            for line_number, row in enumerate(reader, start=2):
+            line_number = 1  # of the row's first line: a quoted field may run over several
+            for row in _rows(reader, path):
+                line_number, last_line = line_number + 1, reader.line_num
+                if last_line != line_number:
+                    raise AsrCliError(
+                        f"{path}, line {line_number}: a quoted field runs on over the line's end (to line "
+                        f"{last_line}); close its quote, or quote the field's quotes by doubling them"
+                    )
                 if None in row.values() or None in row:
                     raise AsrCliError(
                         f"{path}, line {line_number}: {len(header)} fields expected (the header's), "
@@ -196,6 +211,18 @@ def import_csv(
             return utterances
     except UnicodeDecodeError as error:
         raise AsrCliError(f"{path}: not valid UTF-8 ({error.reason})") from error
+
+
+def _rows(reader: csv.DictReader, path: Path):
+    """The table's rows; the csv module's own complaints (a field over its size limit, an unclosed quote at the
+    end) as errors naming the line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise AsrCliError(f"{path}, line {reader.line_num + 1}: {error}") from error  # the line being read
 
 
 def _utterance_from_row(row: dict, line_number: int, path: Path, base_dir: Path, columns: CsvImportConfig) -> Utterance:

@@ -54,12 +54,9 @@ class Utterance:
         if missing:
             raise ValueError(f"missing required field(s): {', '.join(missing)}")
         for name in ("id", "audio", "text", "speaker"):
-            if record.get(name) is not None and not isinstance(record[name], str):
-                raise ValueError(f"field {name!r} must be a string")
+            _check_text_field(name, record.get(name))
         for name in ("duration", "offset"):
-            value = record.get(name)
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
-                raise ValueError(f"field {name!r} must be a non-negative number")
+            _check_seconds_field(name, record.get(name))
         if record.get("duration") == 0:
             raise ValueError("duration is 0: the segment is empty")
         if any(character.isspace() for character in record["id"]) or any(
@@ -67,7 +64,10 @@ class Utterance:
         ):
             raise ValueError("ids and speakers cannot contain white space (Kaldi text and CTM files are split at it)")
         known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in record.items() if key in known})
+        values = {key: value for key, value in record.items() if key in known}
+        if values.get("offset") is None:  # null, as absent: from the start
+            values.pop("offset", None)
+        return cls(**values)
 
     def resolve_audio(self, base_dir: Path) -> Utterance:
         """Copy with ``audio`` made absolute against `base_dir` (the manifest's folder)."""
@@ -144,6 +144,30 @@ def check_manifest(path: str | Path) -> tuple[list[Utterance], list[BadItem]]:
         first_line_of[utterance_id] = line.line_number
         utterances.append(line.utterance)
     return utterances, problems
+
+
+MAX_SECONDS = 1e7  # 116 days: more is no recording's offset or duration, but a typo or an overflow
+
+
+def _check_text_field(name: str, value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # JSON's \ud800 escapes decode to lone surrogates, which no file can hold
+        raise ValueError(f"field {name!r} holds {value[error.start]!r}, which is not a Unicode character") from error
+
+
+def _check_seconds_field(name: str, value) -> None:
+    """A number of seconds, or absent (None); booleans are not numbers here."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"field {name!r} must be a non-negative number of seconds, not {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"field {name!r} is {value:g} s, more than any recording ({MAX_SECONDS:g} s)")
 
 
 def load_manifest(path: str | Path) -> list[Utterance]:

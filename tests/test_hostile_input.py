@@ -95,3 +95,66 @@ def test_two_formats_on_standard_output_and_a_binary_one_are_refused(tmp_path: P
     )
     refused("export", fixture_model, "-o", "-", names="a TorchScript file is binary")
     assert not Path("-").exists()
+
+
+# --- 3. CSV rows swallowed by a quote; field limits; delimiters ---
+
+
+def test_a_quote_that_runs_over_line_ends_is_an_error_naming_the_line(tmp_path: Path):
+    for name in ("good.wav", "two.wav", "three.wav"):
+        write_tone(tmp_path / name)
+    table = tmp_path / "t.csv"
+    table.write_text('path,sentence\ngood.wav,"oops\ntwo.wav,second\nthree.wav,third\n')
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", names="t.csv, line 2: a quoted field runs on")
+    table.write_text("path,sentence\ngood.wav,hello,extra\n")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 2: 2 fields expected")
+    table.write_text("path,sentence\ngood.wav," + "x" * 140_000 + "\n")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", names="line 2: field larger than field limit")
+    refused("import", "csv", table, "-o", tmp_path / "m.jsonl", "--delimiter", "ab",
+            names="--delimiter must be one character")  # fmt: skip
+    table.write_text('path,sentence\ngood.wav,"a ""quoted"" word"\n')
+    run_cli("import", "csv", table, "-o", tmp_path / "m.jsonl")
+    assert '"a \\"quoted\\" word"' in (tmp_path / "m.jsonl").read_text()
+    run_cli("import", "csv", table, "-o", tmp_path / "none.jsonl", "--text-column", "none")  # documented
+    assert '"text"' not in (tmp_path / "none.jsonl").read_text()
+    assert not (tmp_path / "m.jsonl").read_text().count("\n") > 1
+
+
+# --- 7, 10. manifest fields that crashed or were taken for numbers ---
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("duration", "true", "must be a non-negative number of seconds, not True"),
+    ("duration", "1e308", "more than any recording"),
+    ("text", '"\\ud800"', "not a Unicode character"),
+    ("offset", '"0"', "must be a non-negative number"),
+])  # fmt: skip
+def test_manifest_fields_that_are_not_what_they_claim(tmp_path: Path, field: str, value: str, problem: str):
+    write_tone(tmp_path / "a.wav", seconds=2.0)
+    (tmp_path / "m.jsonl").write_text(f'{{"id": "a", "audio": "a.wav", "{field}": {value}}}\n')
+    refused("prepare", tmp_path / "m.jsonl", "-o", tmp_path / "store", "--no-progress", names=problem)
+    refused("prepare", tmp_path / "m.jsonl", "-o", tmp_path / "store", "--skip-bad", "--no-progress",
+            names="no usable utterances")  # fmt: skip
+
+
+def test_a_null_offset_is_the_start(tmp_path: Path):
+    write_tone(tmp_path / "a.wav", seconds=1.0)
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "audio": "a.wav", "offset": null, "text": "x"}\n')
+    run_cli("prepare", tmp_path / "m.jsonl", "-o", tmp_path / "store", "--no-progress")
+
+
+# --- 9. importers that dropped or duplicated data ---
+
+
+def test_importers_refuse_duplicates_and_speakers_with_spaces(tmp_path: Path, kaldi_dir: Path):
+    (kaldi_dir / "segments").write_text("s1 utt1 0.0 0.2\ns1 utt1 0.2 0.4\n")
+    refused("import", "kaldi", kaldi_dir, "-o", tmp_path / "m.jsonl", names="segments, line 2: duplicate segment id")
+    (kaldi_dir / "segments").unlink()
+    (kaldi_dir / "utt2spk").write_text("utt1 spk 1\n")
+    refused("import", "kaldi", kaldi_dir, "-o", tmp_path / "m.jsonl", names="cannot contain white space")
+    for chapter in ("19/198", "19/199"):
+        (tmp_path / "ls" / chapter).mkdir(parents=True)
+        write_tone(tmp_path / "ls" / chapter / "19-198-0001.flac", format="FLAC")
+        (tmp_path / "ls" / chapter / "x.trans.txt").write_text("19-198-0001 HELLO\n")
+    refused("import", "librispeech", tmp_path / "ls", "-o", tmp_path / "ls.jsonl", names="'19-198-0001' is also on")
+    assert not (tmp_path / "m.jsonl").exists() and not (tmp_path / "ls.jsonl").exists()
