@@ -105,8 +105,14 @@ def import_kaldi(data_dir: str | Path) -> list[Utterance]:
             raise AsrCliError(format_problems(f"{data_dir / name}: {len(unknown)} id(s) with no audio entry:", unknown))
     return [
         _checked(
-            {"id": utterance_id, "audio": recordings[recording_id], "text": texts.get(utterance_id),
-             "speaker": speakers.get(utterance_id), "duration": duration_s, "offset": offset_s},
+            {
+                "id": utterance_id,
+                "audio": recordings[recording_id],
+                "text": texts.get(utterance_id),
+                "speaker": speakers.get(utterance_id),
+                "duration": duration_s,
+                "offset": offset_s,
+            },
             data_dir,
         )  # fmt: skip
         for utterance_id, (recording_id, offset_s, duration_s) in segments.items()
