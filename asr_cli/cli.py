@@ -854,13 +854,14 @@ def transcribe_command(
     outputs = [transcript_path(folder, path, name) for path in audio for name in formats]
     lm_file = lm if lm not in (None, "stored", "none") else None
     check_distinct_paths([model, *audio, lm_file, lexicon, *_experiment_files(model)], outputs)
-    recognizer = load_model(model, device.value, encoder)
-    lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     search = {
         name: value
         for name, value in (("beam_size", beam_size), ("lm_weight", lm_weight), ("word_bonus", word_bonus))
         if value is not None
     }
+    config.SearchConfig(**search, lm_unit=lm_unit.value)  # checked before the model is read
+    recognizer = load_model(model, device.value, encoder)
+    lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     failures = []
     for path in audio:
         signals.raise_if_stopped()

@@ -37,6 +37,16 @@ TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt", "tsv", "kaldi", "ctm")  # wri
 DEFAULT_DEVICE = "auto"
 SHOW_PROGRESS = True  # progress bars on stderr (only ever drawn when it is a terminal)
 MIN_SAMPLE_RATE_HZ = 4000
+# Upper bounds, far beyond any sensible value, so that a typo is an error rather than an allocation of
+# gigabytes that the kernel kills or a traceback from deep inside torch.
+MAX_SAMPLE_RATE_HZ = 384_000
+MAX_BEAM_SIZE = 4096
+MAX_MODEL_WIDTH = 16_384  # cells per layer, projection, DNN units
+MAX_LAYERS = 64
+MAX_STACK = 64  # frames stacked, subsampling, DNN context
+MAX_BATCH_FRAMES = 10_000_000
+MAX_JOBS = 256
+MAX_EPOCHS = 100_000
 MFCC_NUM_MEL_BINS = 23  # Kaldi's MFCC default; fbank keeps FeatureConfig.num_mel_bins
 MIN_SPEED_FACTOR, MAX_SPEED_FACTOR = 0.5, 2.0
 MAX_LM_ORDER = 10  # beyond this, n-grams of a few hours of transcripts are all singletons
@@ -74,6 +84,12 @@ def _require_at_least(config: object, minimum: int, *names: str) -> None:
     for name in names:
         if getattr(config, name) < minimum:
             raise ConfigError(name, f"{{0}} must be at least {minimum}, not {getattr(config, name)}")
+
+
+def _require_at_most(config: object, maximum: int, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) > maximum:
+            raise ConfigError(name, f"{{0}} must be at most {maximum:,}, not {getattr(config, name):,}")
 
 
 def _require_threads(threads: int | None) -> None:
@@ -217,7 +233,8 @@ class FeatureConfig(_Serialisable):
             raise ConfigError(
                 "sample_rate_hz", f"{{0}} must be at least {MIN_SAMPLE_RATE_HZ}, not {self.sample_rate_hz}"
             )
-        _require_at_least(self, 1, "num_mel_bins")
+        _require_at_most(self, MAX_SAMPLE_RATE_HZ, "sample_rate_hz")
+        _require_at_least(self, 1, "num_mel_bins", "num_ceps")
         if self.num_mel_bins > self.fft_length // 4:
             raise ConfigError(
                 "num_mel_bins",
@@ -309,6 +326,7 @@ class PrepareConfig:
                 )
         _require_choice("dtype", self.dtype, STORE_DTYPES)
         _require_at_least(self, 1, "jobs")
+        _require_at_most(self, MAX_JOBS, "jobs")
         if not 1 <= self.shard_index <= self.num_shards:
             raise ConfigError("shard_index", f"{{0}} {self.shard_index}/{self.num_shards}: K must be between 1 and N")
 
@@ -357,7 +375,11 @@ class ModelConfig(_Serialisable):
 
     def __post_init__(self) -> None:
         _require_choice("architecture", self.architecture, ARCHITECTURES)
-        _require_at_least(self, 1, "num_layers", "hidden_size", "stack_frames", "subsample")
+        _require_at_least(self, 1, "num_layers", "hidden_size", "stack_frames", "subsample", "conv_channels")
+        _require_at_least(self, 0, "dnn_context")
+        _require_at_most(self, MAX_LAYERS, "num_layers")
+        _require_at_most(self, MAX_MODEL_WIDTH, "hidden_size", "conv_channels")
+        _require_at_most(self, MAX_STACK, "stack_frames", "subsample", "dnn_context")
         if self.projection_size < 0 or self.projection_size >= self.hidden_size and self.projection_size:
             raise ConfigError("projection_size", f"{{0}} must be 0 or below the hidden size ({self.hidden_size})")
         if not 0.0 <= self.dropout < 1.0:
@@ -422,6 +444,9 @@ class TrainConfig(_Serialisable):
         _require_choice("precision", self.precision, PRECISIONS)
         _require_at_least(self, 1, "epochs", "batch_frames", "max_bad_steps")
         _require_at_least(self, 0, "num_workers", "warmup_steps")
+        _require_at_most(self, MAX_EPOCHS, "epochs")
+        _require_at_most(self, MAX_BATCH_FRAMES, "batch_frames")
+        _require_at_most(self, MAX_JOBS, "num_workers")
         _require_finite("learning_rate", self.learning_rate)
         if self.learning_rate <= 0:
             raise ConfigError("learning_rate", f"{{0}} must be positive, not {self.learning_rate}")
@@ -457,8 +482,10 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         _require_at_least(self, 1, "nbest", "token_prune_k")
+        _require_at_most(self, MAX_BEAM_SIZE, "nbest", "token_prune_k")
         if self.beam_size is not None:
             _require_at_least(self, 1, "beam_size")
+            _require_at_most(self, MAX_BEAM_SIZE, "beam_size")
             if self.nbest > self.beam_size:
                 raise ConfigError(
                     ("nbest", "beam_size"), f"{{0}} ({self.nbest}) cannot exceed {{1}} ({self.beam_size})"
@@ -509,6 +536,7 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         _require_choice("device", self.device.split(":")[0], DEVICES)
         _require_at_least(self, 1, "batch_frames")
+        _require_at_most(self, MAX_BATCH_FRAMES, "batch_frames")
         _require_threads(self.threads)
 
 

@@ -29,7 +29,7 @@ FSDD = SHARED_DATA / "fsdd"
 VOCABULARY = Vocabulary(tuple("ab "))
 SPACE = 3
 # A search wide enough to be exhaustive on a few frames.
-EXHAUSTIVE = SearchConfig(beam_size=5000, token_prune_k=4, token_prune_threshold=1e9, beam_threshold=1e9, nbest=3)
+EXHAUSTIVE = SearchConfig(beam_size=4096, token_prune_k=4, token_prune_threshold=1e9, beam_threshold=1e9, nbest=3)
 
 
 def require(path: Path) -> Path:

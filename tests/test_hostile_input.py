@@ -158,3 +158,30 @@ def test_importers_refuse_duplicates_and_speakers_with_spaces(tmp_path: Path, ka
         (tmp_path / "ls" / chapter / "x.trans.txt").write_text("19-198-0001 HELLO\n")
     refused("import", "librispeech", tmp_path / "ls", "-o", tmp_path / "ls.jsonl", names="'19-198-0001' is also on")
     assert not (tmp_path / "m.jsonl").exists() and not (tmp_path / "ls.jsonl").exists()
+
+
+# --- 4. sizes without bounds ---
+
+
+@pytest.mark.parametrize("command, option, value", [
+    ("transcribe", "--beam-size", "100000000"),
+    ("decode", "--beam-size", "1000000000"),
+    ("decode", "--nbest", "100000"),
+    ("prepare", "--sample-rate", "10000000000"),
+    ("train", "--hidden-size", "10000000"),
+    ("train", "--layers", "1000"),
+    ("train", "--batch-frames", "100000000000"),
+    ("train", "--dnn-context", "-1"),
+    ("prepare", "--num-ceps", "0"),
+])  # fmt: skip
+def test_every_size_has_a_bound_checked_before_any_work(tmp_path: Path, command: str, option: str, value: str):
+    missing = tmp_path / "missing"
+    arguments = {
+        "transcribe": ["transcribe", missing / "model.pt", missing / "a.wav"],
+        "decode": ["decode", missing / "model.pt", missing / "dev.store", "-o", tmp_path / "hyp.jsonl"],
+        "prepare": ["prepare", missing / "m.jsonl", "-o", tmp_path / "store", "--features", "mfcc"],
+        "train": ["train", "--train", missing / "t.store", "--valid", missing / "d.store", "-o", tmp_path / "exp",
+                  "--architecture", "dnn"],
+    }[command]  # fmt: skip
+    message = refused(*arguments, option, value, names=option)
+    assert "not found" not in message and not (tmp_path / "exp").exists()
