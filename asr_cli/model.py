@@ -349,16 +349,31 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
             problem = "it has no feature configuration"
         elif not isinstance(vocabulary, list) or len(vocabulary) + 1 != config.vocab_size:
             problem = f"its vocabulary does not match its output layer ({config.vocab_size} outputs)"
+        elif len(set(vocabulary)) != len(vocabulary) or not all(isinstance(c, str) for c in vocabulary):
+            problem = "its vocabulary lists a unit twice, or one that is not text"
         else:
             model = AcousticModel(config)
             model.load_state_dict(contents["state_dict"])
-            return model
+            problem = _numerical_problem(model)
+            if problem is None:
+                return model
     except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as error:
         problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     raise AsrCliError(
         f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
         "edited: use another copy, or train again"
     )
+
+
+def _numerical_problem(model: AcousticModel) -> str | None:
+    """What makes a model's numbers unusable (NaN or infinite weights, a CMVN deviation that is not positive),
+    or None: refused where a model enters (decode, transcribe, export, --init-from)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return f"{name} holds NaN or infinite values"
+    if not (model.cmvn_std > 0).all():
+        return "its CMVN standard deviations are not all positive"
+    return None
 
 
 def _describe_units(config: ModelConfig, vocabulary: list[str]) -> str:

@@ -283,6 +283,7 @@ def _process_share(
             seeds = [zlib.crc32(utterance.id.encode("utf-8")) for _, utterance, _ in loaded]
             features = extractor([samples for _, _, samples in loaded], seeds=seeds)
             for (position, utterance, samples), utterance_features in zip(loaded, features):
+                _require_finite(utterance_features, utterance, options.dtype)
                 start, stored = writer.append(utterance_features)
                 if utterance.speaker is not None:
                     speaker_cmvn.setdefault(utterance.speaker, CmvnStats.zeros(config.dim)).accumulate(stored)
@@ -306,6 +307,14 @@ def _process_share(
         "bad": bad,
         "speaker_cmvn": {speaker: stats.to_dict() for speaker, stats in speaker_cmvn.items()},
     }
+
+
+def _require_finite(features: np.ndarray, utterance: Utterance, dtype: str) -> None:
+    """Features that are not finite, or would not be in the store's dtype, never enter a store."""
+    if not np.isfinite(features).all():
+        raise AsrCliError(f"{utterance.id}: its features are NaN or infinite ({utterance.audio})")
+    if dtype == "float16" and np.abs(features).max(initial=0.0) > np.finfo(np.float16).max:
+        raise AsrCliError(f"{utterance.id}: its features exceed float16's range; prepare with --dtype float32")
 
 
 def _loaded_batches(share: list[tuple[int, Utterance]], config: FeatureConfig, speed_factors: tuple[float, ...]):

@@ -247,13 +247,19 @@ class FeatureStore:
         return self.entries[key]
 
     def features(self, key: int | str) -> np.ndarray:
-        """Frames of one utterance, by position or id: float32 of shape (num_frames, dim)."""
+        """Frames of one utterance, by position or id: float32 of shape (num_frames, dim). Frames that are not
+        finite (a damaged or hand-made store) are an error naming the utterance."""
         entry = self.entry(key)
         array = self._memory_maps()[entry.array]
-        return np.asarray(array[entry.start : entry.start + entry.num_frames], dtype=np.float32)
+        frames = np.asarray(array[entry.start : entry.start + entry.num_frames], dtype=np.float32)
+        if not np.isfinite(frames).all():
+            raise AsrCliError(f"{self.path}: utterance {entry.id} has NaN or infinite frames; the store is damaged: "
+                              "prepare it again")  # fmt: skip
+        return frames
 
     def cmvn(self) -> CmvnStats:
-        return CmvnStats.from_dict(json.loads((self.path / CMVN_FILE).read_text(encoding="utf-8")))
+        """The store's CMVN statistics (cmvn.json), checked: finite sums over a positive count of frames."""
+        return _read_stats(self.path / CMVN_FILE, lambda record: CmvnStats.from_dict(record))
 
     def speaker_cmvn(self) -> dict[str, CmvnStats]:
         """CMVN statistics per speaker; utterances without a speaker count for none.
@@ -262,8 +268,7 @@ class FeatureStore:
         """
         path = self.path / SPEAKER_CMVN_FILE
         if path.is_file():
-            records = json.loads(path.read_text(encoding="utf-8"))
-            return {speaker: CmvnStats.from_dict(record) for speaker, record in records.items()}
+            return _read_stats(path, lambda records: {s: CmvnStats.from_dict(r) for s, r in records.items()})
         stats: dict[str, CmvnStats] = {}
         for position, entry in enumerate(self.entries):
             if entry.speaker is not None:
@@ -296,6 +301,21 @@ def _index_entry(line: str, index_path: Path, line_number: int) -> IndexEntry:
     ):
         raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry; prepare the store again")
     return entry
+
+
+def _read_stats(path: Path, parse):
+    """CMVN statistics from a JSON file of the store (one record, or one per speaker); damaged files and
+    non-finite statistics are errors naming the file."""
+    try:
+        parsed = parse(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError as error:
+        raise AsrCliError(f"{path} is missing; the store is damaged: prepare it again") from error
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as error:
+        raise AsrCliError(f"{path}: damaged CMVN statistics ({error}); prepare the store again") from error
+    for stats in parsed.values() if isinstance(parsed, dict) else [parsed]:
+        if stats.count < 0 or not (np.isfinite(stats.sum).all() and np.isfinite(stats.sum_sq).all()):
+            raise AsrCliError(f"{path}: the CMVN statistics are not finite (NaN frames?); prepare the store again")
+    return parsed
 
 
 def combine_cmvn(stores: list[FeatureStore]) -> CmvnStats:

@@ -111,6 +111,15 @@ class TrainState:
     bad_steps: int = 0  # non-finite losses in a row
     skipped_steps: int = 0
     history: list[dict] = field(default_factory=list)  # one metrics record per finished epoch
+    # The current epoch so far (this process's share), kept across a stop so that a resumed epoch's record
+    # covers all of it.
+    epoch_loss_sum: float = 0.0  # summed over tokens, of the steps whose loss was finite
+    epoch_tokens: int = 0
+    epoch_frames: int = 0
+    epoch_elapsed_s: float = 0.0
+
+    def start_epoch(self) -> None:
+        self.epoch_loss_sum, self.epoch_tokens, self.epoch_frames, self.epoch_elapsed_s = 0.0, 0, 0, 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -176,17 +185,6 @@ class TrainingRun:
     valid_transforms: list  # of validation batches: only what the model's input needs (speaker normalisation)
 
 
-@dataclass
-class EpochStats:
-    """What one process saw of an epoch."""
-
-    batches: list[list[int]]
-    frames: int = 0
-    loss_sum: float = 0.0  # summed over tokens
-    tokens: int = 0
-    elapsed_s: float = 0.0
-
-
 def train(
     train_paths: Sequence[str | Path],
     valid_path: str | Path,
@@ -221,17 +219,23 @@ def train(
     run = build_run(data, env, folder)
     if env.is_main:
         write_run_config(folder, _run_record(data, train_paths, valid_path, env))
+    # A stop asked for during validation or the run's last records is honoured at the next epoch's start: the
+    # run never ends half-recorded.
     with StopRequest() as stop:
         while run.state.epoch < data.config.epochs:
-            stats = train_one_epoch(run, data, env, governor, stop, show_progress, folder)
-            if stop.requested:
+            if env.any(stop.requested):  # asked for during the last validation, on any process
                 return _stop(run, data, env, folder, stop)
-            finish_epoch(run, data, env, folder, stats)
-    result = TrainResult(
-        False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps, folder.model_file
-    )
-    if env.is_main:
-        write_json(folder.summary_file, result.to_dict())
+            batches = train_one_epoch(run, data, env, governor, stop, show_progress, folder)
+            if stop.requested and run.state.batch < len(batches):
+                return _stop(run, data, env, folder, stop)
+            finish_epoch(run, data, env, folder, batches)
+        result = TrainResult(
+            False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps, folder.model_file
+        )
+        if env.is_main:
+            write_json(folder.summary_file, result.to_dict())
+        if stop.requested:
+            log.info("the stop came during the last epoch's validation and records: the run has finished")
     return result
 
 
@@ -439,16 +443,16 @@ def train_one_epoch(
     stop: StopRequest,
     show_progress: bool,
     folder: ExperimentFolder,
-) -> EpochStats:
-    """Train on this process's share of the epoch's batches, from where the run stands; returns early (after the
-    current step) when a stop is requested on any process."""
+) -> list[list[int]]:
+    """Train on this process's share of the epoch's batches, from where the run stands; returns the share (the
+    state says how far it got: early, after the current step, when a stop is requested on any process)."""
     config, state, epoch = data.config, run.state, run.state.epoch
     batches = rank_batches(
         make_batches(data.lengths, config.batch_frames, config.seed, epoch), env.rank, env.world_size
     )
     loader = _epoch_loader(run, data, batches)
     run.network.train()
-    stats, started = EpochStats(batches), time.perf_counter()
+    started, elapsed_before = time.perf_counter(), state.epoch_elapsed_s
     with progress_bar(
         len(batches),
         f"epoch {epoch + 1}/{config.epochs}",
@@ -460,20 +464,23 @@ def train_one_epoch(
             governor.update()
             loss, tokens = train_step(run, batch, config, env)
             if loss is not None:
-                stats.loss_sum, stats.tokens = stats.loss_sum + loss * tokens, stats.tokens + tokens
-            stats.frames += int(batch["lengths"].sum())
-            stats.elapsed_s = time.perf_counter() - started
+                state.epoch_loss_sum, state.epoch_tokens = (
+                    state.epoch_loss_sum + loss * tokens,
+                    state.epoch_tokens + tokens,
+                )
+            state.epoch_frames += int(batch["lengths"].sum())
+            state.epoch_elapsed_s = elapsed_before + time.perf_counter() - started
             bar.update(1)
             bar.set_postfix(
-                loss=f"{stats.loss_sum / max(stats.tokens, 1):.3f}",
-                fps=f"{stats.frames * env.world_size / max(stats.elapsed_s, 1e-9):,.0f}",
+                loss=f"{state.epoch_loss_sum / max(state.epoch_tokens, 1):.3f}",
+                fps=f"{state.epoch_frames * env.world_size / max(state.epoch_elapsed_s, 1e-9):,.0f}",
                 refresh=False,
             )
             _require_finite_losses(state, config, folder)
             if env.any(stop.requested):
                 stop.requested = True  # on every process, so that all of them stop here
                 break
-    return stats
+    return batches
 
 
 def _epoch_loader(run: TrainingRun, data: TrainingData, batches: list[list[int]]) -> torch.utils.data.DataLoader:
@@ -560,10 +567,16 @@ def compute_loss(
 
 
 def finish_epoch(
-    run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder, stats: EpochStats
+    run: TrainingRun, data: TrainingData, env: Distributed, folder: ExperimentFolder, batches: list[list[int]]
 ) -> None:
-    """Validate, keep the best model, write the metrics, curves and checkpoint; the state moves to the next epoch."""
+    """Validate, keep the best model, write the metrics, curves and checkpoint; the state moves to the next epoch.
+    An epoch in which no step had a finite loss learned nothing: the run fails rather than save its model."""
     state, epoch = run.state, run.state.epoch
+    if state.epoch_tokens == 0:
+        raise AsrCliError(
+            f"epoch {epoch + 1}: every step's loss was NaN or infinite ({state.skipped_steps} steps skipped), so "
+            "nothing was learned and no model is saved; lower --lr or --grad-clip, or check the data"
+        )
     valid = (
         evaluate(run.model, data.valid_stores, data.validation, data.vocabulary, data.config, env, run.valid_transforms)
         if env.is_main
@@ -572,16 +585,17 @@ def finish_epoch(
     record = {
         "epoch": epoch + 1,
         "step": state.step,
-        "train_loss": stats.loss_sum / max(stats.tokens, 1),
+        "train_loss": state.epoch_loss_sum / state.epoch_tokens,
         **valid,
         "learning_rate": run.scheduler.get_last_lr()[0],
-        "epoch_time_s": round(stats.elapsed_s, 1),
-        "frames_per_s": round(stats.frames * env.world_size / max(stats.elapsed_s, 1e-9)),
-        "padding_waste": round(padding_waste(stats.batches, data.lengths), 4),
+        "epoch_time_s": round(state.epoch_elapsed_s, 1),
+        "frames_per_s": round(state.epoch_frames * env.world_size / max(state.epoch_elapsed_s, 1e-9)),
+        "padding_waste": round(padding_waste(batches, data.lengths), 4),
         "skipped_steps": state.skipped_steps,
     }
     state.history.append(record)
     state.epoch, state.batch = epoch + 1, 0
+    state.start_epoch()
     improved = env.is_main and valid["valid_cer"] < state.best_cer
     if env.is_main:
         if improved:

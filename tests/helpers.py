@@ -125,3 +125,14 @@ def make_store(folder: Path, utterances: list[Utterance], **options) -> Path:
     write_manifest(manifest, utterances)
     prepare(manifest, folder / "store", PrepareConfig(show_progress=False, **options))
     return folder / "store"
+
+
+def checksums(*paths: Path) -> dict[str, str]:
+    """Content digests of files, and of every file under folders: what a test compares before and after."""
+    import hashlib
+
+    digests = {}
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digests.update({str(file): hashlib.sha256(file.read_bytes()).hexdigest() for file in files})
+    return digests

@@ -4,7 +4,6 @@ the message names the bad item, that no traceback is printed, and that no input 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
@@ -18,17 +17,7 @@ from asr_cli.cli import run
 from asr_cli.errors import AsrCliError
 from asr_cli.fileio import atomic_directory
 from asr_cli.manifest import write_manifest
-from tests.helpers import make_store, refused, start_cli
-
-
-def checksums(*paths: Path) -> dict[str, str]:
-    """Content digests of files, and of every file under folders."""
-    digests = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digests[str(file)] = hashlib.sha256(file.read_bytes()).hexdigest()
-    return digests
+from tests.helpers import checksums, make_store, refused, start_cli
 
 
 @pytest.fixture

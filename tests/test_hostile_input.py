@@ -4,21 +4,13 @@ input is damaged."""
 
 from __future__ import annotations
 
-import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 
 from asr_cli.manifest import Utterance, write_manifest
-from tests.helpers import refused, run_cli, write_tone
-
-
-def checksums(*paths: Path) -> dict[str, str]:
-    digests = {}
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        digests.update({str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files})
-    return digests
+from tests.helpers import checksums, refused, run_cli, write_tone
 
 
 @pytest.fixture
@@ -185,3 +177,118 @@ def test_every_size_has_a_bound_checked_before_any_work(tmp_path: Path, command:
     }[command]  # fmt: skip
     message = refused(*arguments, option, value, names=option)
     assert "not found" not in message and not (tmp_path / "exp").exists()
+
+
+# --- 5. a signal raised inside a finaliser ---
+
+
+def test_a_stop_swallowed_by_a_finaliser_is_raised_again_by_the_work_loop():
+    """Python prints "Exception ignored in ..." for an exception raised in __del__, and carries on: the handler
+    records the signal first, and the loops' raise_if_stopped() stops the work all the same."""
+    import subprocess
+    import sys
+
+    code = """
+import os, signal, sys, time
+from asr_cli import signals
+signals.install()
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here, inside the finaliser, and its exception is swallowed
+
+Finalised()
+print("carried on", flush=True)
+try:
+    for step in range(3):
+        signals.raise_if_stopped()
+        print("worked", step, flush=True)
+except signals.Terminated:
+    sys.exit(143)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" in result.stderr  # the first exception was indeed swallowed
+    assert result.stdout.splitlines() == ["carried on"] and result.returncode == 143
+
+
+# --- 6. NaN and degenerate numbers ---
+
+
+def test_nan_frames_and_statistics_are_refused_where_they_enter(tmp_path: Path, fixture_model: Path, fixture_stores):
+    import numpy as np
+
+    store = Path(shutil.copytree(fixture_stores[1], tmp_path / "nan.store"))
+    frames = np.memmap(store / "feats-000.bin", dtype=np.float16, mode="r+")
+    frames[:10] = np.nan
+    frames.flush()
+    del frames
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress",
+            names="has NaN or infinite frames")  # fmt: skip
+    assert not (tmp_path / "hyp.jsonl").exists()
+    (store / "cmvn.json").write_text('{"count": 10, "sum": [NaN], "sum_sq": [1.0]}')
+    refused("train", "--train", store, "--valid", fixture_stores[1], "-o", tmp_path / "exp", "--no-progress",
+            names="CMVN statistics are not finite")  # fmt: skip
+    (store / "cmvn.json").write_text("not json")
+    refused("train", "--train", store, "--valid", fixture_stores[1], "-o", tmp_path / "exp", "--no-progress",
+            names="damaged CMVN statistics")  # fmt: skip
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda c: c["state_dict"]["output.weight"].fill_(float("nan")), "output.weight holds NaN"),
+    (lambda c: c["state_dict"]["cmvn_std"].fill_(0.0), "CMVN standard deviations are not all positive"),
+    (lambda c: c.__setitem__("vocabulary", [c["vocabulary"][0]] * len(c["vocabulary"])), "lists a unit twice"),
+])  # fmt: skip
+def test_model_files_with_unusable_numbers_are_refused(tmp_path: Path, fixture_model: Path, fixture_stores, damage,
+                                                       problem):  # fmt: skip
+    import torch
+
+    contents = torch.load(fixture_model, weights_only=True)
+    damage(contents)
+    (tmp_path / "exp").mkdir()
+    torch.save(contents, tmp_path / "exp" / "model.pt")
+    bad = tmp_path / "exp" / "model.pt"
+    refused("decode", bad, fixture_stores[1], "-o", tmp_path / "hyp.jsonl", "--no-progress", names=problem)
+    refused("export", bad, "-o", tmp_path / "model.ts", names=problem)
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "tuned",
+            "--init-from", bad, "--epochs", "1", "--no-progress", names=problem)  # fmt: skip
+    assert not (tmp_path / "model.ts").exists() and not (tmp_path / "tuned" / "model.pt").exists()
+
+
+def test_a_run_whose_every_step_was_skipped_fails_without_a_model(tmp_path: Path, fixture_stores, monkeypatch):
+    import asr_cli.train as train_module
+
+    real = train_module.compute_loss
+
+    def nan_loss(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        return train_module.Loss(loss.value * float("nan"), loss.tokens, loss.log_probs, loss.output_lengths)
+
+    monkeypatch.setattr(train_module, "compute_loss", nan_loss)
+    refused("train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp",
+            "--epochs", "1", "--layers", "1", "--hidden-size", "8", "--num-workers", "0", "--no-progress",
+            names="every step's loss was NaN or infinite")  # fmt: skip
+    assert not (tmp_path / "exp" / "model.pt").exists()
+
+
+# --- 12. train's interrupt at the edges ---
+
+
+def test_a_stop_during_the_last_validation_lets_the_run_finish_whole(tmp_path: Path, fixture_stores, monkeypatch):
+    import signal
+
+    import asr_cli.train as train_module
+
+    real = train_module.evaluate
+    monkeypatch.setattr(
+        train_module, "evaluate", lambda *a, **k: (signal.raise_signal(signal.SIGINT), real(*a, **k))[1]
+    )
+    arguments = ["train", "--train", fixture_stores[0], "--valid", fixture_stores[1], "-o", tmp_path / "exp",
+                 "--layers", "1", "--hidden-size", "8", "--num-workers", "0", "--no-progress"]  # fmt: skip
+    result = run_cli(*arguments, "--epochs", "2", check=False)  # stopped after epoch 1's validation
+    assert result.code == 130 and "resume" in result.stderr
+    assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 1
+    result = run_cli(*arguments, "--epochs", "2", "--resume", check=False)  # the stop comes in the last validation
+    assert result.code == 0 and "the run has finished" in result.stderr
+    assert (tmp_path / "exp" / "summary.json").is_file()
+    assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 2

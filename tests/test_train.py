@@ -101,6 +101,11 @@ def test_resume_in_the_middle_of_an_epoch_is_exact(tmp_path: Path, tiny_stores, 
     assert checkpoint["state"]["batch"] == 3 and checkpoint["state"]["epoch"] == 0
     run(train_store, valid_store, tmp_path / "resumed", config=config, resume=True)
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed"))
+    # The resumed epoch's record covers the whole epoch, not only the batches after the stop.
+    straight, resumed = (
+        json.loads((tmp_path / name / "metrics.jsonl").read_text()) for name in ("straight", "resumed")
+    )
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
