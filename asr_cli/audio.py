@@ -11,9 +11,14 @@ import numpy as np
 import soundfile
 
 from .errors import missing_file_problem
+from .logs import log
 
 TRUNCATED_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-SEGMENT_TOLERANCE_S = 0.01  # segment times rounded to the centisecond still fit their recording
+SEGMENT_TOLERANCE_S = 0.01
+MIN_AUDIO_RATE_HZ = 2000  # below this a file is not speech (a typo'd header, or another kind of signal)
+FULL_SCALE = (
+    1.0  # float audio is expected in [-1, 1]  # segment times rounded to the centisecond still fit their recording
+)
 
 
 class AudioError(Exception):
@@ -36,6 +41,9 @@ def open_audio(path: str | Path, problem: str = "unreadable or corrupt audio") -
         raise AudioError(missing)
     try:
         with soundfile.SoundFile(str(path)) as sound:
+            if sound.samplerate < MIN_AUDIO_RATE_HZ:
+                raise AudioError(f"{path}: {sound.samplerate} Hz audio cannot hold speech (at least "
+                                 f"{MIN_AUDIO_RATE_HZ} Hz; telephones record 8000)")  # fmt: skip
             yield sound
     except (RuntimeError, soundfile.LibsndfileError) as error:
         raise AudioError(f"{path}: {problem} ({error})") from error
@@ -68,6 +76,7 @@ def load_audio(
         raise AudioError(f"{path}: no audio samples (empty file or segment)")
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
+    warn_if_beyond_full_scale(samples, str(path))
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     if sample_rate_hz is not None and sample_rate_hz != native_rate_hz:
         return resample(mono, native_rate_hz, sample_rate_hz), sample_rate_hz
@@ -100,6 +109,14 @@ def _read_segment(sound: soundfile.SoundFile, path: Path, offset_s: float, durat
             f"{samples.shape[0] / rate_hz:.3f} s could be decoded"
         )
     return samples
+
+
+def warn_if_beyond_full_scale(samples: np.ndarray, what: str) -> None:
+    """Float audio far beyond [-1, 1] is read as it is, but features assume that scale: say so."""
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > 1.01 * FULL_SCALE:
+        log.warning(f"{what}: samples reach {peak:g}, beyond [-1, 1]: float audio is taken as it is, louder than "
+                    "any recording the model heard; scale it to [-1, 1]")  # fmt: skip
 
 
 def resample(samples: np.ndarray, from_rate_hz: float, to_rate_hz: int) -> np.ndarray:

@@ -3,13 +3,14 @@ model files a run writes, both saved atomically and loaded without running code 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .config import ConfigError
-from .errors import AsrCliError
+from .errors import AsrCliError, first_line
 from .experiment import ExperimentFolder
 from .fileio import atomic_write
 from .model import AcousticModel, model_file_contents
@@ -25,7 +26,7 @@ def save_torch_atomically(path: Path, obj: dict) -> None:
         with atomic_write(path, "wb") as handle:
             torch.save(obj, handle)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
         raise AsrCliError(
             f"could not write {path} ({reason}); the previous version, if any, "
             "is intact. Free some disk space and resume with --resume"
@@ -63,7 +64,9 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError("resume", f"{{0}}: checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the one-line error below says it
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise AsrCliError(
             f"{path} is damaged or not a checkpoint ({type(error).__name__}); try {best}, or start anew"

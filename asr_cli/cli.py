@@ -220,6 +220,8 @@ def split(
     """Hold out whole speakers as a development set: no speaker is on both sides."""
     from .manifest import load_manifest, split_by_speaker, write_manifests
 
+    if STDOUT_NAME in (str(train_output), str(dev_output)):
+        raise ConfigError(("train_output", "dev_output"), "{0} and {1} are two files: standard output (-) is neither")
     check_distinct_paths([manifest], [train_output, dev_output])
     options = config.SplitConfig(dev_speakers, seed)
     kept, held_out = split_by_speaker(load_manifest(manifest), options.dev_speakers, options.seed)
@@ -867,6 +869,8 @@ def transcribe_command(
         signals.raise_if_stopped()
         try:
             transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, lexicon=lexicon, **search)
+        except ConfigError:  # an option's problem is every recording's: said once, naming the option
+            raise
         except (AudioError, AsrCliError) as error:
             failures.append(str(error))
             typer.echo(f"error: {error}", err=True)

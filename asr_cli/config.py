@@ -499,6 +499,7 @@ class SearchConfig:
             _require_finite(name, getattr(self, name), minimum=0)
         if self.unlisted_word_penalty is not None:
             _require_finite("unlisted_word_penalty", self.unlisted_word_penalty, minimum=0)
+
         _require_choice("lm_unit", self.lm_unit, LM_UNITS)
         _require_choice("lm_backend", self.lm_backend, LM_BACKENDS)
 

@@ -41,15 +41,17 @@ def decode_inputs(
     model = load_model_file(model_path, device)
     governor = ThreadGovernor(options.threads)
     decoder = Decoder(model, options.search, device, verbose=True)
-    sources, store = collect_sources(list(inputs), model.feature_config)
+    skipped: list[str] = []
+    sources, store = collect_sources(list(inputs), model.feature_config, skipped if options.skip_bad else None)
     if not sources:
-        raise AsrCliError("nothing to decode: the inputs hold no utterances")
+        raise AsrCliError("nothing to decode: the inputs hold no utterances"
+                          + (f" that can be read ({len(skipped)} left out)" if skipped else ""))  # fmt: skip
     audio = [source.utterance.audio for source in sources if source.utterance is not None]
     check_distinct_paths(audio, [output, ctm_path])  # a manifest's audio is an input too
     read = frame_reader(store, model, options.encoder_path)
     normalize = input_normalizer(model, sources, store, read)
     results: dict[int, UtteranceResult] = {}
-    warnings, skipped = [], []
+    warnings = []
     with progress_bar(len(sources), "decode", options.show_progress, unit="utt") as bar:
         for batch in source_batches(sources, options.batch_frames):
             raise_if_stopped()

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .config import WHISPER_HOP_SAMPLES, WHISPER_MIN_SAMPLES, ConfigError, EncoderConfig
-from .errors import AsrCliError
+from .errors import AsrCliError, first_line
 
 WHISPER_SAMPLE_RATE_HZ = 16000
 WHISPER_FFT_LENGTH = 400
@@ -385,7 +385,7 @@ def _ct2_whisper_runner(folder: Path, device: str) -> Callable[[torch.Tensor], n
             str(folder), device=device, compute_type="float32", intra_threads=threads, inter_threads=1
         )
     except (RuntimeError, ValueError) as error:
-        raise AsrCliError(f"{folder}: CTranslate2 cannot load it ({str(error).splitlines()[0][:200]})") from error
+        raise AsrCliError(f"{folder}: CTranslate2 cannot load it ({first_line(error)})") from error
 
     def encode(log_mel: torch.Tensor) -> np.ndarray:
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(log_mel.numpy()[None]))
@@ -418,7 +418,7 @@ def _transformers_runner(folder: Path, config: EncoderConfig, device: str) -> Ca
     try:
         model = transformers.AutoModel.from_pretrained(str(folder)).to(device).eval()
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise AsrCliError(f"{folder}: transformers cannot load it ({str(error).splitlines()[0][:200]})") from error
+        raise AsrCliError(f"{folder}: transformers cannot load it ({first_line(error)})") from error
     if config.model_type == "whisper":
         return _whisper_blocks(model.encoder, config.layer, device)
     normalise = _normalises_waveform(folder)

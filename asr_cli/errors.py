@@ -54,3 +54,9 @@ def describe_os_error(error: OSError) -> str:
         "; free some disk space (partial outputs were removed) and run again" if error.errno == errno.ENOSPC else ""
     )
     return f"{error.strerror or error}{where}{advice}"
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message, its first line, at most `limit` characters (some have none: EOFError())."""
+    lines = str(error).splitlines()
+    return lines[0][:limit] if lines else type(error).__name__

@@ -83,10 +83,11 @@ def pack(
 
     model_path, lm_path = Path(model_path), Path(lm_path)
     loaded = load_model_file(model_path)  # a model file it is
-    read_arpa(lm_path, max_order=1)  # an LM it is
+    read_arpa(lm_path, max_order=1)  # an LM it is, quickly, before the whole of it is read below
+    lexicon = str(lexicon_path) if lexicon_path is not None else None
+    search = SearchConfig(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=lexicon)
+    search_tables(search, loaded.vocabulary, loaded.phones, verbose=True)  # decode's checks and warnings
     if lexicon_path is not None:
-        search = SearchConfig(lm_path=str(lm_path), lm_unit=stored.lm_unit, lexicon_path=str(lexicon_path))
-        search_tables(search, loaded.vocabulary, loaded.phones)
         stored = dataclasses.replace(stored, lexicon_file=StoredDecoding.LEXICON_FILE)
     folder = model_path.parent
     target = folder / stored.lm_file

@@ -173,12 +173,14 @@ def atomic_directory(
 def check_replaceable_directory(path: Path, overwrite: bool, marker: str | None, what: str) -> bool:
     """Whether `path` exists (to be replaced); an error if it may not be: no --overwrite, or not one of ours."""
     exists = path.exists() or path.is_symlink()
+    if exists and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return True  # an empty folder: nothing in it to lose
     if exists and not overwrite:
         raise AsrCliError(f"{path} already exists; pass --overwrite to replace it")
     if exists and (path.is_symlink() or not path.is_dir() or (marker and not (path / marker).is_file())):
         raise AsrCliError(
-            f"{path} exists and is not {what} (no {marker} in it): refusing to replace it with "
-            "--overwrite; choose another output path, or remove it yourself"
+            f"{path} exists and is not {what} (no {marker} in it): refusing to replace it; choose another "
+            "output path, or remove it yourself"
         )
     return exists
 

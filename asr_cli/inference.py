@@ -48,11 +48,13 @@ class Source:
 
 
 def collect_sources(
-    inputs: Sequence[str | Path], feature_config: FeatureConfig
+    inputs: Sequence[str | Path], feature_config: FeatureConfig, skipped: list[str] | None = None
 ) -> tuple[list[Source], FeatureStore | None]:
     """The utterances of a feature store, of an audio manifest, or of audio files (ids: file names without
-    extension), with the store they come from (None for audio). A store must hold `feature_config`'s features."""
-    kinds = [require_kind(path, (STORE, MANIFEST, AUDIO), "a decoding input") for path in inputs]
+    extension), with the store they come from (None for audio). A store must hold `feature_config`'s features.
+    Audio whose header cannot be read is an error listing every such file, or, given `skipped`, left out and
+    listed there."""
+    inputs, kinds = _kinds(inputs, skipped)
     if STORE in kinds or MANIFEST in kinds:
         if len(inputs) != 1:
             raise AsrCliError(
@@ -69,7 +71,23 @@ def collect_sources(
         )
         if duplicated:
             raise AsrCliError(f"audio files with the same name would get the same id: {', '.join(duplicated)}")
-    return _audio_sources(utterances, feature_config), None
+    return _audio_sources(utterances, feature_config, skipped), None
+
+
+def _kinds(inputs: Sequence[str | Path], skipped: list[str] | None) -> tuple[list, list[str]]:
+    """(the inputs, their kinds); with `skipped`, files that are missing or no input of decoding's kinds are
+    left out and listed there (as --skip-bad leaves out audio that cannot be read)."""
+    kept, kinds = [], []
+    for path in inputs:
+        try:
+            kinds.append(require_kind(path, (STORE, MANIFEST, AUDIO), "a decoding input"))
+        except AsrCliError as error:
+            if skipped is None or Path(path).is_dir():
+                raise
+            skipped.append(str(error))
+            continue
+        kept.append(path)
+    return kept, kinds
 
 
 def _store_sources(store: FeatureStore, feature_config: FeatureConfig) -> tuple[list[Source], FeatureStore | None]:
@@ -85,19 +103,24 @@ def _store_sources(store: FeatureStore, feature_config: FeatureConfig) -> tuple[
     return sources, store if sources else None
 
 
-def _audio_sources(utterances: Sequence[Utterance], feature_config: FeatureConfig) -> list[Source]:
+def _audio_sources(
+    utterances: Sequence[Utterance], feature_config: FeatureConfig, skipped: list[str] | None
+) -> list[Source]:
     """Sources of audio, their lengths read from the headers; every unreadable file is listed at once."""
     sources, problems = [], []
     for utterance in utterances:
         try:
             duration_s = max(usable_duration_s(utterance.audio, utterance.offset, utterance.duration), 0.0)
         except AudioError as error:
-            problems.append(str(error))
+            problems.append(f"{utterance.id}: {error}")
             continue
         num_frames = feature_config.num_frames(int(duration_s * feature_config.sample_rate_hz))
         sources.append(Source(utterance.id, num_frames, duration_s, utterance.speaker, utterance=utterance))
-    if problems:
-        raise AsrCliError(format_problems(f"{len(problems)} input(s) cannot be read:", problems))
+    if problems and skipped is None:
+        raise AsrCliError(format_problems(f"{len(problems)} input(s) cannot be read (--skip-bad leaves them out):",
+                                          problems))  # fmt: skip
+    if skipped is not None:
+        skipped += problems
     return sources
 
 

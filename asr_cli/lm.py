@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import MAX_LM_ORDER, ConfigError, LmConfig
-from .errors import AsrCliError, require_file
+from .errors import AsrCliError, first_line, require_file
 from .fileio import atomic_write, read_text_lines
 
 SENTENCE_START = "<s>"
@@ -80,7 +80,7 @@ class KenlmScorer:
         try:
             self.model = kenlm.Model(str(path))
         except Exception as error:  # kenlm raises OSError, RuntimeError or its own types
-            raise AsrCliError(f"{path}: KenLM cannot read it ({str(error).splitlines()[0][:200]})") from error
+            raise AsrCliError(f"{path}: KenLM cannot read it ({first_line(error)})") from error
         self.order = int(self.model.order)
 
     def sentence_log_probs(self, words: Sequence[str]) -> list[tuple[float, bool]]:
@@ -145,6 +145,8 @@ def _parse_arpa_line(line: str, line_number: int, path: Path, section, declared:
         if not count:
             raise AsrCliError(f"{where}: expected 'ngram N=COUNT' in \\data\\, got {line!r}")
         order = int(count.group(1))
+        if not 1 <= order <= MAX_LM_ORDER:
+            raise AsrCliError(f"{where}: n-gram order {order} is not between 1 and {MAX_LM_ORDER}")
         declared[order] = int(count.group(2))
         lm.order = max(lm.order, order)
         while len(lm.ngrams) < lm.order:
@@ -164,6 +166,8 @@ def _parse_arpa_line(line: str, line_number: int, path: Path, section, declared:
         raise AsrCliError(f"{where}: probability or back-off is not a number: {line!r}") from error
     if not (math.isfinite(backoff) and (math.isfinite(log_prob) or log_prob == -math.inf)):
         raise AsrCliError(f"{where}: probability or back-off is NaN or infinite: {line!r}")
+    if log_prob > 0:
+        raise AsrCliError(f"{where}: log10 probability {log_prob:g} is above 0 (a probability over 1): {line!r}")
     lm.ngrams[section - 1][tuple(fields[1 : section + 1])] = (log_prob, backoff)
     return section
 

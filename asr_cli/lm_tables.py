@@ -386,6 +386,9 @@ def search_tables(
 
     A phone model (`phones`) needs a lexicon: it spells the LM's words and the output words in phones.
     """
+    if search.unlisted_word_penalty is not None and search.lexicon_path is None:
+        raise ConfigError(("unlisted_word_penalty", "lexicon_path"), "{0} is the cost of a word outside {1}: "
+                          "give a lexicon, or leave the penalty out")  # fmt: skip
     if phones is not None and search.lexicon_path is None:
         raise AsrCliError(
             "this is a phone model: it writes words through a pronunciation lexicon; give --lexicon "

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, FeatureConfig, ModelConfig
+from .errors import AsrCliError, first_line, require_file
 from .text import Vocabulary
 
 
@@ -302,16 +303,16 @@ class ModelFile:
 
 def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
     """The model file at `path` (a `model.pt`); loads no code (weights_only)."""
-    from .errors import AsrCliError, require_file
-
     path = require_file(path, "model file")
     try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the one-line error below says it
+            warnings.simplefilter("ignore")
+            contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated, foreign or unsafe files
         if "Weights only load failed" in str(error):  # torch's own text goes on to suggest unsafe loading: not ours
             reason = "it holds objects other than plain data and tensors, which asr-cli never loads"
         else:
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            reason = f"{type(error).__name__}: {first_line(error)}"
         raise AsrCliError(f"{path} is not a readable asr-cli model file ({reason})") from error
     if not isinstance(contents, dict) or "model_config" not in contents or "state_dict" not in contents:
         raise AsrCliError(f"{path} is not an asr-cli model file (a training checkpoint? use EXP_DIR/model.pt)")
@@ -319,13 +320,10 @@ def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
         raise AsrCliError(
             f"{path}: model format {contents.get('format_version')} is not supported (expected {MODEL_FORMAT_VERSION})"
         )
-    model = _model_from_contents(contents, path)
-    return ModelFile(
-        model.to(device).eval(),
-        FeatureConfig.from_dict(contents["feature_config"]),
-        Vocabulary(tuple(contents["vocabulary"])),
-        contents.get("info", {}),
-    )
+    model, feature_config = _model_from_contents(contents, path)
+    info = contents.get("info", {})
+    return ModelFile(model.to(device).eval(), feature_config, Vocabulary(tuple(contents["vocabulary"])),
+                     info if isinstance(info, dict) else {})  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -337,10 +335,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _model_from_contents(contents: dict, path) -> AcousticModel:
-    """The model a model file describes; an inconsistent file is an error naming what is wrong (never code)."""
-    from .errors import AsrCliError
-
+def _model_from_contents(contents: dict, path) -> tuple[AcousticModel, FeatureConfig]:
+    """The model and features a model file describes; an inconsistent file (fields of the wrong type or value
+    included) is an error naming what is wrong, never a traceback, and never runs code."""
     problem = None
     try:
         config = ModelConfig.from_dict(contents["model_config"])
@@ -352,13 +349,14 @@ def _model_from_contents(contents: dict, path) -> AcousticModel:
         elif len(set(vocabulary)) != len(vocabulary) or not all(isinstance(c, str) for c in vocabulary):
             problem = "its vocabulary lists a unit twice, or one that is not text"
         else:
+            feature_config = FeatureConfig.from_dict(contents["feature_config"])
             model = AcousticModel(config)
             model.load_state_dict(contents["state_dict"])
             problem = _numerical_problem(model)
             if problem is None:
-                return model
+                return model, feature_config
     except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as error:
-        problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        problem = f"{type(error).__name__}: {first_line(error)}"
     raise AsrCliError(
         f"{path}: an asr-cli model file with inconsistent contents ({problem}); it was damaged or "
         "edited: use another copy, or train again"
@@ -438,7 +436,6 @@ def export_torchscript(model_path, output) -> dict:
     import json
     import warnings
 
-    from .errors import AsrCliError
     from .fileio import atomic_write
 
     loaded = load_model_file(model_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import audio_info, load_audio, resample
+from .audio import audio_info, load_audio, resample, warn_if_beyond_full_scale
 from .cmvn import SpeakerNormalizer
 from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig
 from .errors import AsrCliError
@@ -185,6 +185,7 @@ class Recognizer:
             )
         if not np.all(np.isfinite(samples)):
             raise AsrCliError("audio holds NaN or infinite samples")
+        warn_if_beyond_full_scale(samples, "the audio given")
         return resample(samples.astype(np.float32), sample_rate or self.sample_rate_hz, self.sample_rate_hz)
 
 

@@ -14,6 +14,7 @@ Reading an utterance is a slice of a memory map, never a file open.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ import numpy as np
 
 from . import __version__
 from .cmvn import CmvnStats
-from .config import FeatureConfig
-from .errors import AsrCliError
+from .config import STORE_DTYPES, FeatureConfig
+from .errors import AsrCliError, some_of
 
 STORE_FORMAT_VERSION = 1
 METADATA_FILE = "store.json"
@@ -135,6 +136,12 @@ class StoreMetadata:
 
     @classmethod
     def from_dict(cls, record: dict) -> StoreMetadata:
+        """store.json's contents; a field of the wrong type or value is a ValueError naming it."""
+        if record.get("dtype") not in STORE_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(STORE_DTYPES)}, not {record.get('dtype')!r}")
+        frames = [array.get("num_frames") for array in record["arrays"]]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in frames):
+            raise ValueError("each array's num_frames must be a whole number >= 0")
         return cls(
             feature_config=FeatureConfig.from_dict(record["feature_config"]),
             dtype=record["dtype"],
@@ -164,7 +171,7 @@ class FeatureStore:
             )
         try:
             self.metadata = StoreMetadata.from_dict(json.loads(metadata_path.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise AsrCliError(f"{metadata_path}: damaged store metadata ({error})") from error
         if self.metadata.format_version != STORE_FORMAT_VERSION:
             raise AsrCliError(
@@ -173,6 +180,10 @@ class FeatureStore:
         self.entries = self._read_index()
         self._check_array_sizes()
         self._position_of = {entry.id: position for position, entry in enumerate(self.entries)}
+        if len(self._position_of) != len(self.entries):
+            repeated = sorted({e.id for e in self.entries if self.entries[self._position_of[e.id]] is not e})
+            raise AsrCliError(f"{self.path / INDEX_FILE}: {len(repeated)} id(s) listed twice ({some_of(repeated)}); "
+                              "the store is damaged: prepare it again")  # fmt: skip
         self._arrays: list[np.memmap] | None = None
 
     def _read_index(self) -> list[IndexEntry]:
@@ -296,11 +307,25 @@ def _index_entry(line: str, index_path: Path, line_number: int) -> IndexEntry:
         raise AsrCliError(
             f"{index_path}, line {line_number}: damaged index entry ({error}); prepare the store again"
         ) from error
-    if not isinstance(entry.id, str) or not all(
-        isinstance(v, int) for v in (entry.array, entry.start, entry.num_frames)
-    ):
-        raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry; prepare the store again")
+    problem = _entry_problem(entry)
+    if problem:
+        raise AsrCliError(f"{index_path}, line {line_number}: damaged index entry ({problem}); prepare the store again")
     return entry
+
+
+def _entry_problem(entry: IndexEntry) -> str | None:
+    """What is wrong with an index entry's types or values, or None."""
+    counts = (entry.array, entry.start, entry.num_frames)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+        return "array, start and num_frames must be whole numbers >= 0"
+    if not isinstance(entry.id, str) or not entry.id:
+        return "id must be text"
+    if not all(value is None or isinstance(value, str) for value in (entry.text, entry.speaker)):
+        return "text and speaker must be text or null"
+    duration_ok = isinstance(entry.duration, (int, float)) and not isinstance(entry.duration, bool)
+    if not duration_ok or not math.isfinite(entry.duration) or entry.duration < 0:
+        return "duration must be a number of seconds >= 0"
+    return None
 
 
 def _read_stats(path: Path, parse):

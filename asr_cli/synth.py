@@ -19,6 +19,7 @@ import soundfile
 
 from .config import SHOW_PROGRESS, CorpusConfig
 from .errors import AsrCliError
+from .fileio import atomic_directory
 from .logs import progress_bar
 from .manifest import Utterance, write_manifest
 from .signals import raise_if_stopped
@@ -146,13 +147,15 @@ def sentence(rng: random.Random) -> str:
     return SENTENCE_FORMS[rng.randrange(len(SENTENCE_FORMS))](rng)
 
 
+CORPUS_MARKER = "train.jsonl"  # what makes a folder a corpus of this module's, which a new one may replace
+
+
 def make_corpus(
     output_dir: str | Path, spec: CorpusConfig = CorpusConfig(), show_progress: bool = SHOW_PROGRESS
 ) -> dict:
-    """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`."""
-
-    output_dir = Path(output_dir)
-    (output_dir / "audio").mkdir(parents=True, exist_ok=True)
+    """Write `audio/*.wav` and train/dev/test manifests (speakers are voices) under `output_dir`, built in a
+    temporary sibling and renamed at the end: an interrupted run leaves nothing, and an earlier corpus there is
+    replaced whole (a folder that is not a corpus is refused)."""
     engine = EspeakEngine()
     rng = random.Random(spec.seed)
     written = {}
@@ -161,26 +164,28 @@ def make_corpus(
         ("dev", spec.num_dev, DEV_VARIANTS),
         ("test", spec.num_test, TEST_VARIANTS),
     )
-    for split, count, variants in splits:
-        utterances = []
-        for index in progress_bar(count, f"synthesise {split}", show_progress, iterable=range(count), unit="utt"):
-            raise_if_stopped()
-            voice = f"{rng.choice(LANGUAGES)}+{rng.choice(variants)}"
-            rate_wpm, pitch = rng.randint(*RATE_WPM), rng.randint(*PITCH)
-            text = sentence(rng)
-            samples = engine.speak(text, voice, rate_wpm, pitch)
-            utterance_id = f"{split}-{index:05d}"
-            path = output_dir / "audio" / f"{utterance_id}.wav"
-            soundfile.write(str(path), samples, engine.sample_rate_hz, subtype="PCM_16")
-            utterances.append(
-                Utterance(
-                    utterance_id,
-                    f"audio/{path.name}",
-                    text=text,
-                    speaker=voice,
-                    duration=len(samples) / engine.sample_rate_hz,
+    with atomic_directory(output_dir, overwrite=True, marker=CORPUS_MARKER, what="a synthesised corpus") as folder:
+        (folder / "audio").mkdir()
+        for split, count, variants in splits:
+            utterances = [
+                _synthesise(engine, rng, folder, f"{split}-{index:05d}", variants)
+                for index in progress_bar(
+                    count, f"synthesise {split}", show_progress, iterable=range(count), unit="utt"
                 )
-            )
-        write_manifest(output_dir / f"{split}.jsonl", utterances)
-        written[split] = len(utterances)
+            ]
+            write_manifest(folder / f"{split}.jsonl", utterances)
+            written[split] = len(utterances)
     return written
+
+
+def _synthesise(engine: EspeakEngine, rng: random.Random, folder: Path, utterance_id: str, variants) -> Utterance:
+    """One utterance of the grammar, said by one of `variants` at a random rate and pitch, written as a WAV."""
+    raise_if_stopped()
+    voice = f"{rng.choice(LANGUAGES)}+{rng.choice(variants)}"
+    rate_wpm, pitch = rng.randint(*RATE_WPM), rng.randint(*PITCH)
+    text = sentence(rng)
+    samples = engine.speak(text, voice, rate_wpm, pitch)
+    path = folder / "audio" / f"{utterance_id}.wav"
+    soundfile.write(str(path), samples, engine.sample_rate_hz, subtype="PCM_16")
+    duration_s = len(samples) / engine.sample_rate_hz
+    return Utterance(utterance_id, f"audio/{path.name}", text=text, speaker=voice, duration=duration_s)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -282,6 +283,12 @@ def open_training_data(
 ) -> TrainingData:
     """Open and check the stores; settle the vocabulary and configurations (new, fine-tuned, or exactly those of
     the checkpoint being resumed); turn the utterances into examples, counting what is left out and why."""
+    _warn_of_store_repeats(train_paths, valid_path)
+    if (resume or init_from is not None) and model_config != ModelConfig():
+        given = [f"{name}={value}" for name, value in dataclasses.asdict(model_config).items()
+                 if value != getattr(ModelConfig(), name)]  # fmt: skip
+        log.warning(f"the architecture comes from the {'checkpoint' if resume else '--init-from model'}; the one "
+                    f"given is ignored ({', '.join(given)})")  # fmt: skip
     train_stores = open_stores([str(p) for p in train_paths], "training")
     valid_stores = open_stores([str(valid_path)], "validation")
     require_same_features(train_stores[0], valid_stores[0])
@@ -322,6 +329,19 @@ def open_training_data(
         checkpoint,
         initial,
     )
+
+
+def _warn_of_store_repeats(train_paths: Sequence[str | Path], valid_path: str | Path) -> None:
+    """A store given twice for training counts its utterances twice; a validation store that is a training
+    store scores what the model learnt from, not new speakers. Either is allowed (overfitting checks validate
+    on training data), and said."""
+    real = [os.path.realpath(p) for p in train_paths]
+    repeated = sorted({str(p) for p, r in zip(train_paths, real) if real.count(r) > 1})
+    if repeated:
+        log.warning(f"--train names {repeated[0]} more than once: its utterances count that many times")
+    if os.path.realpath(valid_path) in real:
+        log.warning(f"--valid {valid_path} is also a --train store: its scores measure memorisation, not how the "
+                    "model does on speakers it never heard")  # fmt: skip
 
 
 def _resumed(checkpoint: dict, fingerprint: str, folder: ExperimentFolder, extend_to_epochs: int | None):

@@ -104,7 +104,7 @@ def test_empty_and_too_short_audio_give_empty_hypotheses(tmp_path: Path, tiny_mo
 
 def test_missing_audio_is_an_error(tmp_path: Path, tiny_model):
     write_manifest(tmp_path / "m.jsonl", [Utterance("x", "nope.wav")])
-    with pytest.raises(AsrCliError, match=r"1 input\(s\) cannot be read:\n.*audio file not found: .*nope.wav"):
+    with pytest.raises(AsrCliError, match=r"1 input\(s\) cannot be read .*\n.*audio file not found: .*nope.wav"):
         decode_inputs(tiny_model, [tmp_path / "m.jsonl"], tmp_path / "hyp.jsonl", DecodeConfig(show_progress=False))
     assert not (tmp_path / "hyp.jsonl").exists()
 

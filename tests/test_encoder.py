@@ -194,7 +194,8 @@ def test_features_from_audio_are_the_stores_on_every_path(tmp_path: Path, whispe
         from_audio = read(source)
         np.testing.assert_allclose(from_audio, store.features(source.id), atol=2e-3, rtol=1e-3)  # float16 store
         samples, _ = load_audio(source.utterance.audio, 16000)
-        np.testing.assert_array_equal(recognizer._features(samples), from_audio)
+        # Equal to rounding: CTranslate2 sums in an order that depends on its thread count, which may differ.
+        np.testing.assert_allclose(recognizer._features(samples), from_audio, atol=1e-5, rtol=1e-5)
     _segments_have_the_frames_of_their_stretch_of_audio(tmp_path, recognizer, read, dev_utts)
     run_cli("decode", model_path, tmp_path / "dev.store", "-o", tmp_path / "from_store.jsonl", "--no-progress")
     run_cli("decode", model_path, tmp_path / "dev.jsonl", "-o", tmp_path / "from_audio.jsonl", "--no-progress")
@@ -232,8 +233,11 @@ def _segments_have_the_frames_of_their_stretch_of_audio(tmp_path: Path, recogniz
     assert duration_s > 30 and len(segments) > 1
     for start, end in segments[:3]:
         stretch = Utterance("long", str(tmp_path / "long.wav"), offset=start, duration=end - start)
-        np.testing.assert_array_equal(
-            recognizer._features(load(start, end)), read(Source("long", 0, 0.0, utterance=stretch))
+        np.testing.assert_allclose(
+            recognizer._features(load(start, end)),
+            read(Source("long", 0, 0.0, utterance=stretch)),
+            atol=1e-5,
+            rtol=1e-5,
         )
 
 

@@ -292,3 +292,109 @@ def test_a_stop_during_the_last_validation_lets_the_run_finish_whole(tmp_path: P
     assert result.code == 0 and "the run has finished" in result.stderr
     assert (tmp_path / "exp" / "summary.json").is_file()
     assert len((tmp_path / "exp" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+# --- 7, 8. damaged stores, model files and LMs: one-line errors ---
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda s: s["store.json"].update(dtype="float128"), "dtype must be one of float16, float32"),
+    (lambda s: s["store.json"]["arrays"][0].update(num_frames="many"), "num_frames must be a whole number"),
+    (lambda s: s["index"][0].update(num_frames=-5), "num_frames must be whole numbers >= 0"),
+    (lambda s: s["index"][0].update(text=5), "text and speaker must be text or null"),
+    (lambda s: s["index"].append(dict(s["index"][0])), "listed twice"),
+])  # fmt: skip
+def test_a_damaged_store_is_refused_naming_the_file(tmp_path: Path, fixture_model: Path, fixture_stores, damage,
+                                                    problem):  # fmt: skip
+    import json
+
+    store = Path(shutil.copytree(fixture_stores[1], tmp_path / "store"))
+    parts = {"store.json": json.loads((store / "store.json").read_text()),
+             "index": [json.loads(line) for line in (store / "index.jsonl").read_text().splitlines()]}  # fmt: skip
+    damage(parts)
+    (store / "store.json").write_text(json.dumps(parts["store.json"]))
+    (store / "index.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in parts["index"]))
+    refused("decode", fixture_model, store, "-o", tmp_path / "hyp.jsonl", "--no-progress", names=problem)
+
+
+def test_model_files_and_lms_of_the_wrong_shape(tmp_path: Path, fixture_model: Path, fixture_stores):
+    import torch
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    refused("decode", tmp_path / "empty.pt", fixture_stores[1], "-o", tmp_path / "h.jsonl", names="not a readable")
+    contents = torch.load(fixture_model, weights_only=True)
+    contents["feature_config"] = {"kind": "fbank", "num_mel_bins": "eighty"}
+    torch.save(contents, tmp_path / "typed.pt")
+    refused("decode", tmp_path / "typed.pt", fixture_stores[1], "-o", tmp_path / "h.jsonl", names="inconsistent")
+    (tmp_path / "zero.arpa").write_text("\\data\\\nngram 0=1\n\n\\end\\\n")
+    for command in (["decode", fixture_model, fixture_stores[1], "-o", tmp_path / "h.jsonl", "--lm", tmp_path / "zero.arpa"],
+                    ["pack", fixture_model, "--lm", tmp_path / "zero.arpa"]):  # fmt: skip
+        refused(*command, names="n-gram order 0 is not between 1 and")
+    (tmp_path / "over.arpa").write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-99\t<s>\n-1\t</s>\n0.5\ta\n\n\\end\\\n")
+    refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "h.jsonl", "--lm", tmp_path / "over.arpa",
+            names="above 0 (a probability over 1)")  # fmt: skip
+
+
+# --- 11. decode --skip-bad ---
+
+
+def test_decode_skip_bad_leaves_out_missing_and_unreadable_audio(tmp_path: Path, fixture_model: Path):
+    import json
+
+    write_tone(tmp_path / "good.wav")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....not audio")
+    run_cli("decode", fixture_model, tmp_path / "good.wav", tmp_path / "broken.wav", tmp_path / "missing.wav",
+            "-o", tmp_path / "hyp.jsonl", "--skip-bad", "--no-progress")  # fmt: skip
+    assert [json.loads(line)["id"] for line in (tmp_path / "hyp.jsonl").read_text().splitlines()] == ["good"]
+    refused("decode", fixture_model, tmp_path / "good.wav", tmp_path / "missing.wav", "-o", tmp_path / "x.jsonl",
+            "--no-progress", names="missing.wav")  # fmt: skip
+
+
+# --- 13. an interrupted synth ---
+
+
+def test_an_interrupted_synth_leaves_nothing(tmp_path: Path, monkeypatch):
+    from asr_cli import synth
+
+    calls = []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    real = synth._synthesise
+    monkeypatch.setattr(synth, "_synthesise", interrupted)
+    result = run_cli("synth", tmp_path / "corpus", "--num-train", "5", "--num-dev", "1", "--num-test", "1",
+                     "--no-progress", check=False)  # fmt: skip
+    assert result.code == 130 and "partial outputs were removed" in result.stderr
+    assert not list(tmp_path.iterdir())  # no corpus, no temporary folder, no WAV files
+
+
+# --- 14. the smaller ones ---
+
+
+def test_options_that_would_be_ignored_or_misread(tmp_path: Path, fixture_model: Path, fixture_stores, caplog):
+    refused("split", tmp_path / "m.jsonl", "--train-output", "-", "--dev-output", tmp_path / "d.jsonl",
+            names="standard output (-) is neither")  # fmt: skip
+    assert not Path("-").exists()
+    refused("decode", fixture_model, fixture_stores[1], "-o", tmp_path / "h.jsonl", "--unlisted-word-penalty", "2",
+            names="--unlisted-word-penalty is the cost of a word outside --lexicon")  # fmt: skip
+    small = ["--epochs", "1", "--layers", "1", "--hidden-size", "8", "--num-workers", "0", "--no-progress"]
+    result = run_cli("train", "--train", fixture_stores[0], "--train", fixture_stores[0], "--valid", fixture_stores[0],
+                     "-o", tmp_path / "exp", *small)  # fmt: skip
+    assert "more than once: its utterances count that many times" in result.stderr
+    assert "is also a --train store: its scores measure memorisation" in result.stderr
+
+
+def test_audio_that_cannot_be_speech_and_samples_beyond_full_scale(tmp_path: Path, fixture_model: Path, caplog):
+    import numpy as np
+    import soundfile
+
+    soundfile.write(str(tmp_path / "slow.wav"), np.zeros(100, np.float32), 100)
+    refused("transcribe", fixture_model, tmp_path / "slow.wav", names="100 Hz audio cannot hold speech")
+    loud = (1000 * np.sin(np.arange(16000) / 10)).astype(np.float32)
+    soundfile.write(str(tmp_path / "loud.wav"), loud, 16000, subtype="FLOAT")
+    result = run_cli("transcribe", fixture_model, tmp_path / "loud.wav")
+    assert "samples reach 1000, beyond [-1, 1]" in result.stderr

@@ -304,7 +304,7 @@ def test_resume_refuses_other_data_and_existing_runs(tmp_path: Path, tiny_stores
     with pytest.raises(AsrCliError, match="holds a training run already; pass --resume"):
         run(train_store, valid_store, tmp_path / "exp")
     with pytest.raises(AsrCliError, match="training data differ"):
-        run(valid_store, valid_store, tmp_path / "exp", resume=True)
+        run(valid_store, train_store, tmp_path / "exp", resume=True)
     with pytest.raises(AsrCliError, match="already finished"):
         run(train_store, valid_store, tmp_path / "exp", resume=True)
 
@@ -380,9 +380,11 @@ def test_init_from_starts_at_a_trained_models_weights(tmp_path: Path, tiny_store
     tuned = load_model_file(tmp_path / "tuned" / "model.pt").model
     assert tuned.config == source.config
     assert_same_weights({k: v for k, v in source.state_dict().items()}, {k: v for k, v in tuned.state_dict().items()})
-    other = make_store(tmp_path / "mfcc", speechocean_utterances[:4], feature_config=FeatureConfig.for_kind("mfcc"))
+    mfcc = FeatureConfig.for_kind("mfcc")
+    other = make_store(tmp_path / "mfcc", speechocean_utterances[:4], feature_config=mfcc)
+    other_valid = make_store(tmp_path / "mfcc_valid", speechocean_utterances[4:6], feature_config=mfcc)
     with pytest.raises(AsrCliError, match="init_from .*other features"):
-        train([other], other, tmp_path / "bad", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
+        train([other], other_valid, tmp_path / "bad", TINY_MODEL, config, show_progress=False, init_from=tiny_model)
     foreign = make_store(
         tmp_path / "foreign", [Utterance(u.id, u.audio, "QUIZ JAZZ", u.speaker) for u in speechocean_utterances[:4]]
     )
