@@ -1021,17 +1021,40 @@ def build_lm(
             help="Plain text files are Kaldi `text` files: drop the first field of each line (a file named `text` beside wav.scp, utt2spk or segments is taken as one without this)."
         ),
     ] = LM.strip_ids,
+    prune: Annotated[
+        str | None,
+        typer.Option(
+            help="Count cut-offs from bigrams up, e.g. 0,1: drop bigrams seen 0 times (none) and trigrams (and longer) "
+            "seen once; the back-off weights are renormalised (as KenLM's --prune).",
+            show_default=False,
+        ),
+    ] = None,
+    vocabulary_size: Annotated[
+        int | None,
+        typer.Option(help="Keep only the N most frequent words; the others count as <unk>.", show_default=False),
+    ] = LM.vocabulary_size,
+    vocabulary_path: Annotated[
+        Path | None,
+        typer.Option("--vocabulary", help="Keep only the words of this list (one per line, or a Kaldi lexicon)."),
+    ] = None,
 ) -> None:
-    """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`."""
-    from .lm import build_kneser_ney, read_sentences, write_arpa
+    """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`: millions
+    of words in bounded memory (counted in chunks), pruned and with a limited vocabulary if asked."""
+    from .kneser_ney import build_lm_file
 
-    check_distinct_paths(texts, [output])
-    options = config.LmConfig(order, unit.value, strip_ids)
-    sentences = read_sentences(texts, options.unit, options.strip_ids)
-    model = build_kneser_ney(sentences, options.order)
-    write_arpa(model, output)
-    counts = ", ".join(f"{len(table):,} {n}-grams" for n, table in enumerate(model.ngrams, start=1))
-    typer.echo(f"wrote {output}: {len(sentences):,} sentences; {counts}", err=str(output) == STDOUT_NAME)
+    check_distinct_paths([*texts, vocabulary_path], [output])
+    cut_offs = _parse_counts(prune) if prune else LM.prune
+    options = _config(config.LmConfig, locals(), unit=unit.value, prune=cut_offs)
+    built = build_lm_file(texts, output, options)
+    counts = ", ".join(f"{count:,} {n}-grams" for n, count in enumerate(built.counts, start=1))
+    typer.echo(f"wrote {output}: {built.sentences:,} sentences; {counts}", err=str(output) == STDOUT_NAME)
+
+
+def _parse_counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as error:
+        raise ConfigError("prune", f"{{0}} takes comma-separated counts, e.g. 0,1; got {text!r}") from error
 
 
 @app.command()

@@ -622,11 +622,25 @@ class LmConfig:
     order: int = 3
     unit: str = "word"
     strip_ids: bool = False  # plain text files are Kaldi `text` files (first field an utterance id)
+    prune: tuple[int, ...] = ()  # from bigrams up: drop n-grams seen at most this often (the last for higher orders)
+    vocabulary_size: int | None = None  # keep the N most frequent words; the others are <unk>
+    vocabulary_path: str | None = None  # ... or the words of a list (one per line, first field)
 
     def __post_init__(self) -> None:
         _require_choice("unit", self.unit, LM_UNITS)
         if not 1 <= self.order <= MAX_LM_ORDER:
             raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {self.order}")
+        if any(k < 0 for k in self.prune) or list(self.prune) != sorted(self.prune):
+            raise ConfigError(
+                "prune", f"{{0}} takes counts >= 0 that never fall with the order, not {list(self.prune)}"
+            )
+        if len(self.prune) > max(self.order - 1, 0):
+            raise ConfigError(("prune", "order"), f"{{0}} gives {len(self.prune)} thresholds; a {{1}} {self.order} "
+                              f"model has {self.order - 1} orders above unigrams")  # fmt: skip
+        if self.vocabulary_size is not None and self.vocabulary_size < 1:
+            raise ConfigError("vocabulary_size", f"{{0}} must be at least 1, not {self.vocabulary_size}")
+        if self.vocabulary_size is not None and self.vocabulary_path is not None:
+            raise ConfigError(("vocabulary_size", "vocabulary_path"), "{0} and {1} both set the vocabulary: give one")
 
 
 @dataclass(frozen=True)

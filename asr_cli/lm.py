@@ -1,5 +1,5 @@
-"""N-gram language models: ARPA files read, written and queried with back-off, and
-built with interpolated modified Kneser-Ney smoothing (Chen & Goodman, 1998).
+"""N-gram language models: ARPA files read, written and queried with back-off; KenLM as a scorer; the text
+they are built from (kneser_ney.py builds them).
 
 Probabilities are log10 in ARPA files and in `NgramLM`, as the format has them.
 A model's tokens are words, or characters for a character-level model (the
@@ -8,16 +8,15 @@ space is then the token `<space>`).
 
 from __future__ import annotations
 
-import collections
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import MAX_LM_ORDER, ConfigError, LmConfig
+from .config import MAX_LM_ORDER, LmConfig
 from .errors import AsrCliError, first_line, require_file
-from .fileio import atomic_write, read_text_lines
+from .fileio import atomic_write
 
 SENTENCE_START = "<s>"
 SENTENCE_END = "</s>"
@@ -189,126 +188,6 @@ def write_arpa(lm: NgramLM, path: str | Path) -> None:
         handle.write("\n\\end\\\n")
 
 
-def kneser_ney_discounts(count_of_counts: Sequence[int]) -> tuple[float, float, float]:
-    """Modified Kneser-Ney discounts (D1, D2, D3+) from the numbers of n-grams seen 1-4 times.
-
-    Chen & Goodman's estimates, clipped to [0, k]. Where a count of counts is
-    zero (tiny corpora) the estimates are undefined, and the discounts fall back
-    to 0.5, 1.0 and 1.5 for counts 1, 2 and 3+.
-    """
-    n1, n2, n3, n4 = count_of_counts
-    if min(n1, n2, n3, n4) == 0:
-        return 0.5, 1.0, 1.5
-    y = n1 / (n1 + 2 * n2)
-    discounts = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
-    return tuple(min(max(d, 0.0), k) for d, k in zip(discounts, (1, 2, 3)))
-
-
-def build_kneser_ney(
-    sentences: Iterable[Sequence[str]], order: int, discounts: Sequence[tuple[float, float, float]] | None = None
-) -> NgramLM:
-    """Interpolated modified Kneser-Ney n-gram model of tokenised sentences.
-
-    The highest order uses raw counts; lower orders use continuation counts
-    (how many distinct tokens precede), except n-grams starting with <s>,
-    which cannot be extended to the left. The unigram distribution is
-    interpolated with a uniform one over the vocabulary (with <unk>, </s>).
-    `discounts` (per order, from unigrams up) override the estimates.
-    """
-    if not 1 <= order <= MAX_LM_ORDER:
-        raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {order}")
-    counts = _raw_counts(sentences, order)
-    if not counts[0]:
-        raise AsrCliError("the language-model text is empty")
-    adjusted = _adjusted_counts(counts, order)
-    if discounts is None:
-        discounts = [
-            kneser_ney_discounts([sum(1 for c in table.values() if c == k) for k in (1, 2, 3, 4)]) for table in adjusted
-        ]
-    vocabulary = sorted({ngram[0] for ngram in counts[0]} - {SENTENCE_START} | {UNKNOWN, SENTENCE_END})
-    probabilities: list[dict[tuple[str, ...], float]] = []
-    gammas: list[dict[tuple[str, ...], float]] = []
-    for level in range(order):
-        table = adjusted[level]
-        context_totals: dict[tuple[str, ...], float] = collections.defaultdict(float)
-        context_types: dict[tuple[str, ...], list[int]] = collections.defaultdict(lambda: [0, 0, 0])
-        for ngram, count in table.items():
-            context_totals[ngram[:-1]] += count
-            context_types[ngram[:-1]][min(count, 3) - 1] += 1
-        d1, d2, d3 = discounts[level]
-        gamma = {
-            context: (d1 * types[0] + d2 * types[1] + d3 * types[2]) / context_totals[context]
-            for context, types in context_types.items()
-        }
-        level_probs = {}
-        for ngram, count in table.items():
-            discount = (d1, d2, d3)[min(count, 3) - 1]
-            lower = probabilities[level - 1].get(ngram[1:]) if level else None
-            if lower is None and level:
-                lower = _backed_off(ngram[1:], probabilities, gammas)
-            interpolated_with = lower if level else 1.0 / len(vocabulary)
-            level_probs[ngram] = (
-                max(count - discount, 0.0) / context_totals[ngram[:-1]] + gamma[ngram[:-1]] * interpolated_with
-            )
-        if level == 0:
-            for word in vocabulary:  # words never seen as a unigram continuation (e.g. <unk>) get the uniform share
-                level_probs.setdefault((word,), gamma[()] / len(vocabulary))
-        probabilities.append(level_probs)
-        gammas.append(gamma)
-    return _to_arpa_model(probabilities, gammas, order)
-
-
-def _raw_counts(sentences: Iterable[Sequence[str]], order: int) -> list[collections.Counter]:
-    counts = [collections.Counter() for _ in range(order)]
-    for sentence in sentences:
-        tokens = [SENTENCE_START, *sentence, SENTENCE_END]
-        for n in range(1, order + 1):
-            for start in range(len(tokens) - n + 1):
-                ngram = tuple(tokens[start : start + n])
-                if ngram != (SENTENCE_START,):
-                    counts[n - 1][ngram] += 1
-    return counts
-
-
-def _adjusted_counts(counts: list[collections.Counter], order: int) -> list[dict[tuple[str, ...], int]]:
-    """Raw counts for the highest order and for <s>-initial n-grams; continuation counts otherwise."""
-    adjusted = [dict(counts[order - 1])]
-    for level in range(order - 2, -1, -1):
-        continuation = collections.Counter(ngram[1:] for ngram in counts[level + 1])
-        adjusted.insert(
-            0,
-            {
-                ngram: (count if ngram[0] == SENTENCE_START else continuation.get(ngram, count))
-                for ngram, count in counts[level].items()
-            },
-        )
-    return adjusted
-
-
-def _backed_off(ngram: tuple[str, ...], probabilities, gammas) -> float:
-    """P(ngram[-1] | ngram[:-1]) for an n-gram not stored at its own order."""
-    level = len(ngram) - 1
-    if level == 0:
-        return probabilities[0].get(ngram, probabilities[0][(UNKNOWN,)])
-    stored = probabilities[level].get(ngram)
-    if stored is not None:
-        return stored
-    return gammas[level].get(ngram[:-1], 1.0) * _backed_off(ngram[1:], probabilities, gammas)
-
-
-def _to_arpa_model(probabilities, gammas, order: int) -> NgramLM:
-    lm = NgramLM(order=order)
-    for level in range(order):
-        table = {}
-        for ngram, probability in probabilities[level].items():
-            backoff = gammas[level + 1].get(ngram) if level + 1 < order else None
-            table[ngram] = (math.log10(probability), math.log10(backoff) if backoff else 0.0)
-        if level == 0:
-            table[(SENTENCE_START,)] = (NO_PROBABILITY, math.log10(gammas[1][(SENTENCE_START,)]) if order > 1 else 0.0)
-        lm.ngrams.append(table)
-    return lm
-
-
 def tokenize(text: str, unit: str) -> list[str]:
     """Tokens of a normalised text: words, or characters with `<space>` between words."""
     if unit == "word":
@@ -316,27 +195,44 @@ def tokenize(text: str, unit: str) -> list[str]:
     return [SPACE_TOKEN if character == " " else character for character in text]
 
 
-def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.strip_ids) -> list[list[str]]:
-    """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores (inputs.input_kind);
-    a Kaldi data directory's `text` file, or any text file with `strip_ids`, loses each line's first field."""
+def iter_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.strip_ids) -> Iterator[list[str]]:
+    """Normalised, tokenised sentences from text files, manifests (.jsonl) or feature stores (inputs.input_kind),
+    one file at a time, a line at a time for text files; a Kaldi data directory's `text` file, or any text file
+    with `strip_ids`, loses each line's first field. Empty sentences are left out."""
     from . import inputs
     from .manifest import load_manifest
     from .store import FeatureStore
     from .text import normalize_text
 
-    texts: list[str] = []
     for path in map(Path, paths):
         kind = inputs.require_kind(path, (inputs.STORE, inputs.MANIFEST, inputs.KALDI_TEXT, inputs.TEXT), "LM text")
         if kind == inputs.STORE:
-            texts += [entry.text for entry in FeatureStore(path) if entry.text]
+            texts = (entry.text for entry in FeatureStore(path) if entry.text)
         elif kind == inputs.MANIFEST:
-            texts += [u.text for u in load_manifest(path) if u.text]
+            texts = (u.text for u in load_manifest(path) if u.text)
         else:
-            lines = read_text_lines(path, "LM text")
-            ids_first = strip_ids or kind == inputs.KALDI_TEXT
-            texts += [
-                line.split(maxsplit=1)[1] if ids_first and len(line.split()) > 1 else ("" if ids_first else line)
-                for line in lines
-            ]
-    sentences = [tokenize(normalize_text(text), unit) for text in texts]
-    return [sentence for sentence in sentences if sentence]
+            texts = _text_lines(path, strip_ids or kind == inputs.KALDI_TEXT)
+        for text in texts:
+            sentence = tokenize(normalize_text(text), unit)
+            if sentence:
+                yield sentence
+
+
+def _text_lines(path: Path, ids_first: bool) -> Iterator[str]:
+    """The lines of a UTF-8 text file, read as they come (a bad byte is an error naming its line)."""
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise AsrCliError(f"{path}, line {line_number}: not valid UTF-8 text ({error.reason}); save the "
+                                  "LM text as UTF-8") from error  # fmt: skip
+            if ids_first:
+                fields = line.split(maxsplit=1)
+                line = fields[1] if len(fields) > 1 else ""
+            yield line
+
+
+def read_sentences(paths: Sequence[Path], unit: str, strip_ids: bool = LmConfig.strip_ids) -> list[list[str]]:
+    """`iter_sentences` as a list."""
+    return list(iter_sentences(paths, unit, strip_ids))

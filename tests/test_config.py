@@ -34,6 +34,7 @@ DERIVED_DEFAULTS = {
     ("synth", "show_progress"): config.SHOW_PROGRESS,
     ("pack", "beam_size"): config.LM_BEAM_SIZE,
     ("prepare", "encoder_layer"): config.EncoderConfig.layer,
+    ("lm", "prune"): None,  # parsed from "0,1" into LmConfig.prune; none by default
     ("prepare", "encoder_pad"): config.EncoderConfig.pad_to_window,
     # None: decided at run time from something else, and said so in --help.
     ("prepare", "num_mel_bins"): None,  # per feature kind (FeatureConfig.for_kind)

@@ -13,7 +13,8 @@ import torch
 from asr_cli.config import DecodeConfig, FeatureConfig, SearchConfig
 from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
-from asr_cli.lm import build_kneser_ney, tokenize, write_arpa
+from asr_cli.kneser_ney import build_kneser_ney
+from asr_cli.lm import tokenize, write_arpa
 from asr_cli.manifest import Utterance, write_manifest
 from asr_cli.model import load_model_file
 from asr_cli.search import greedy_decode

@@ -10,8 +10,9 @@ import pytest
 from asr_cli.cli import run
 from asr_cli.config import PHONE_UNITS, SearchConfig
 from asr_cli.errors import AsrCliError
+from asr_cli.kneser_ney import build_kneser_ney
 from asr_cli.lexicon import Lexicon, check_units, read_lexicon
-from asr_cli.lm import SENTENCE_END, SENTENCE_START, build_kneser_ney, read_arpa, write_arpa
+from asr_cli.lm import SENTENCE_END, SENTENCE_START, read_arpa, write_arpa
 from asr_cli.lm_tables import build_lm_tables, empty_lm_tables, restrict_to_lexicon
 from asr_cli.recognizer import load_model
 from asr_cli.search import beam_search

@@ -5,15 +5,8 @@ from pathlib import Path
 import pytest
 
 from asr_cli.errors import AsrCliError
-from asr_cli.lm import (
-    SENTENCE_START,
-    build_kneser_ney,
-    kneser_ney_discounts,
-    read_arpa,
-    read_sentences,
-    tokenize,
-    write_arpa,
-)
+from asr_cli.kneser_ney import build_kneser_ney, kneser_ney_discounts
+from asr_cli.lm import SENTENCE_START, read_arpa, read_sentences, tokenize, write_arpa
 from tests.helpers import SPEECHOCEAN, require
 
 TOY = [["a", "b"], ["a", "b"], ["b", "a"]]
@@ -95,3 +88,64 @@ def test_lm_text_inputs(tmp_path: Path):
         read_sentences([tmp_path / "missing.txt"], "word")
     with pytest.raises(AsrCliError, match="empty"):
         build_kneser_ney([], order=2)
+
+
+def test_counting_in_chunks_gives_the_counts_of_counting_at_once():
+    """Chunks of a few tokens merge to the tables of one count; the trigram counts are the text's."""
+    import numpy as np
+
+    from asr_cli.kneser_ney import build_kneser_ney_tables, count_ngrams
+
+    sentences = [["a", "b", "c"], ["b", "c"], ["a", "a", "b"], ["c"]] * 3
+    tokens, rows, counts = count_ngrams(sentences, 3)
+    _, chunked_rows, chunked_counts = count_ngrams(sentences, 3, chunk_tokens=4)
+    for n in range(3):
+        assert np.array_equal(np.sort(rows[n], axis=0), np.sort(chunked_rows[n], axis=0))
+        assert sorted(counts[n].tolist()) == sorted(chunked_counts[n].tolist())
+    trigrams = {tuple(tokens[i] for i in row): int(c) for row, c in zip(rows[2].tolist(), counts[2].tolist())}
+    assert trigrams[("<s>", "a", "b")] == 3 and trigrams[("b", "c", "</s>")] == 6 and trigrams[("a", "a", "b")] == 3
+    tables = build_kneser_ney_tables(sentences, 3)
+    assert tables.counts() == [6, len(rows[1]), len(rows[2])]  # <s>, </s>, <unk>, a, b, c
+
+
+def test_pruning_keeps_contexts_and_every_context_still_sums_to_one(tmp_path: Path):
+    require(SPEECHOCEAN)
+    from asr_cli.kneser_ney import build_kneser_ney_tables
+
+    sentences = read_sentences([SPEECHOCEAN / "text"], "word", strip_ids=True)
+    full = build_kneser_ney_tables(sentences, 3)
+    pruned = build_kneser_ney_tables(sentences, 3, prune=(0, 1))
+    assert pruned.counts()[:2] == full.counts()[:2] and pruned.counts()[2] < full.counts()[2] / 2
+    pruned.write_arpa(tmp_path / "pruned.arpa")
+    lm = read_arpa(tmp_path / "pruned.arpa")
+    bigram_contexts = {ngram[:2] for ngram in lm.ngrams[2]}
+    assert bigram_contexts <= set(lm.ngrams[1])  # every trigram's context is a stored bigram
+    vocabulary = [w for w in lm.vocabulary if w != SENTENCE_START]
+    for context in list(lm.ngrams[1])[:30] + [()] + [(w,) for w in vocabulary[:20]]:
+        if context and context[-1] == "</s>":
+            continue
+        assert sum(prob(lm, w, context) for w in vocabulary) == pytest.approx(1.0, abs=1e-4), context
+
+
+def test_a_vocabulary_limit_maps_the_other_words_to_unk(tmp_path: Path):
+    from asr_cli.cli import run
+
+    (tmp_path / "text.txt").write_text("the cat sat\nthe cat ran\nthe dog sat\n")
+    (tmp_path / "words.txt").write_text("the\ncat\n")
+    assert run(["lm", str(tmp_path / "text.txt"), "-o", str(tmp_path / "a.arpa"), "--vocabulary-size", "2"]) == 0
+    assert {w for w in read_arpa(tmp_path / "a.arpa").vocabulary} == {"<s>", "</s>", "<unk>", "the", "cat"}
+    assert (
+        run(
+            [
+                "lm",
+                str(tmp_path / "text.txt"),
+                "-o",
+                str(tmp_path / "b.arpa"),
+                "--vocabulary",
+                str(tmp_path / "words.txt"),
+            ]
+        )
+        == 0
+    )
+    assert read_arpa(tmp_path / "b.arpa").vocabulary == read_arpa(tmp_path / "a.arpa").vocabulary
+    assert run(["lm", str(tmp_path / "text.txt"), "-o", str(tmp_path / "c.arpa"), "--prune", "1,0"]) == 1

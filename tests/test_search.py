@@ -11,7 +11,8 @@ import torch
 
 from asr_cli.config import SearchConfig
 from asr_cli.errors import AsrCliError
-from asr_cli.lm import build_kneser_ney, read_arpa, tokenize, write_arpa
+from asr_cli.kneser_ney import build_kneser_ney
+from asr_cli.lm import read_arpa, tokenize, write_arpa
 from asr_cli.lm_tables import build_lm_tables, sequence_hash
 from asr_cli.search import beam_search, greedy_decode, greedy_hypotheses
 from asr_cli.text import Vocabulary
