@@ -76,6 +76,7 @@ COMMAND_ORDER = (
     "info",
     "export",
     "synth",
+    "perplexity",
 )
 
 
@@ -1004,15 +1005,17 @@ def info(
 
 @app.command("lm")
 def build_lm(
-    texts: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores."
-        ),
-    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="ARPA file to write (atomically; - for standard output).")
     ],
+    texts: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Training text: plain text files (one sentence per line), manifests (.jsonl) or feature stores "
+            "(none with --mix).",
+            show_default=False,
+        ),
+    ] = None,
     order: Annotated[int, typer.Option(help="N-gram order.")] = LM.order,
     unit: Annotated[LmUnit, typer.Option(help="Model words, or characters (<space> between words).")] = LmUnit(LM.unit),
     strip_ids: Annotated[
@@ -1037,17 +1040,85 @@ def build_lm(
         Path | None,
         typer.Option("--vocabulary", help="Keep only the words of this list (one per line, or a Kaldi lexicon)."),
     ] = None,
+    mix: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Instead of building: mix these ARPA models (repeat --mix) into one, P = sum of weight x P_model, "
+            "back-off weights renormalised (SRILM's -mix-lm).",
+            show_default=False,
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="With --mix: the weights, one per model, summing to 1 (e.g. 0.3,0.7).")
+    ] = None,
+    tune_on: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --mix: choose the weights that give this held-out text (a dev manifest, not a test set) the "
+            "lowest perplexity (EM, as SRILM's compute-best-mix)."
+        ),
+    ] = None,
 ) -> None:
     """Build an n-gram LM with interpolated modified Kneser-Ney smoothing, text normalised as in `score`: millions
     of words in bounded memory (counted in chunks), pruned and with a limited vocabulary if asked."""
     from .kneser_ney import build_lm_file
 
+    if mix:
+        _mix_lms(texts, mix, output, weights, tune_on, unit.value)
+        return
+    if not texts:
+        raise ConfigError("texts", "give the text to build the LM from (or --mix ARPA models)")
     check_distinct_paths([*texts, vocabulary_path], [output])
     cut_offs = _parse_counts(prune) if prune else LM.prune
     options = _config(config.LmConfig, locals(), unit=unit.value, prune=cut_offs)
     built = build_lm_file(texts, output, options)
     counts = ", ".join(f"{count:,} {n}-grams" for n, count in enumerate(built.counts, start=1))
     typer.echo(f"wrote {output}: {built.sentences:,} sentences; {counts}", err=str(output) == STDOUT_NAME)
+
+
+def _mix_lms(texts, models: list[Path], output: Path, weights: str | None, tune_on: Path | None, unit: str) -> None:
+    from .lm_mix import mix_lm_files
+
+    if texts:
+        raise ConfigError(("texts", "mix"), "{1} mixes ARPA models: give no text to build from with it")
+    if (weights is None) == (tune_on is None):
+        raise ConfigError(("weights", "tune_on"), "--mix needs the weights: {0} W1,W2,... or {1} DEV_TEXT")
+    check_distinct_paths([*models, tune_on], [output])
+    given = _parse_numbers(weights, "weights") if weights is not None else None
+    chosen, built = mix_lm_files(models, output, given, tune_on, unit)
+    counts = ", ".join(f"{count:,} {n}-grams" for n, count in enumerate(built, start=1))
+    weights_text = ", ".join(f"{model}: {weight:.3f}" for model, weight in zip(models, chosen))
+    typer.echo(f"wrote {output}: the mixture of {weights_text}; {counts}", err=str(output) == STDOUT_NAME)
+
+
+def _parse_numbers(text: str, field: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError as error:
+        raise ConfigError(field, f"{{0}} takes comma-separated numbers, e.g. 0.3,0.7; got {text!r}") from error
+
+
+@app.command("perplexity")
+def perplexity_command(
+    texts: Annotated[list[Path], typer.Argument(help="Held-out text: text files, manifests (.jsonl) or stores.")],
+    lms: Annotated[list[Path], typer.Option("--lm", help="ARPA model(s) to score the text with (repeat --lm).")],
+    unit: Annotated[LmUnit, typer.Option(help="Tokens of the LMs: words or characters.")] = LmUnit(LM.unit),
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per LM instead.")] = False,
+) -> None:
+    """Perplexity and OOV rate of a text under n-gram LMs (the text normalised as for `lm`)."""
+    import json
+
+    from .lm import read_arpa, read_sentences
+    from .lm_mix import perplexity
+
+    sentences = read_sentences(texts, unit.value)
+    for path in lms:
+        result = perplexity(read_arpa(path), sentences)
+        if json_output:
+            typer.echo(json.dumps({"lm": str(path), **result.to_dict()}))
+        else:
+            typer.echo(f"{path}: perplexity {result.perplexity:.1f} over {result.words:,} words of "
+                       f"{result.sentences:,} sentences; OOV {100 * result.oov_rate:.2f}% ({result.oov:,})")  # fmt: skip
 
 
 def _parse_counts(text: str) -> tuple[int, ...]:

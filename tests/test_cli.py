@@ -44,6 +44,7 @@ def test_help_lists_every_command():
         "info",
         "export",
         "synth",
+        "perplexity",
     ]  # in the order a user meets them
     assert {"kaldi", "librispeech", "csv"} <= set(run_cli("import", "--help").stdout.split())
 

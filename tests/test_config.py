@@ -22,6 +22,7 @@ COMMAND_CONFIGS = {
     "score": [config.ScoreConfig(), config.NormalizeConfig(), config.ReportConfig()],
     "split": [config.SplitConfig()],
     "lm": [config.LmConfig()],
+    "perplexity": [config.LmConfig()],
     "synth": [config.CorpusConfig()],
     "import csv": [config.CsvImportConfig()],
 }

@@ -149,3 +149,79 @@ def test_a_vocabulary_limit_maps_the_other_words_to_unk(tmp_path: Path):
     )
     assert read_arpa(tmp_path / "b.arpa").vocabulary == read_arpa(tmp_path / "a.arpa").vocabulary
     assert run(["lm", str(tmp_path / "text.txt"), "-o", str(tmp_path / "c.arpa"), "--prune", "1,0"]) == 1
+
+
+def _two_models(tmp_path: Path) -> tuple[Path, Path]:
+    from asr_cli.kneser_ney import build_kneser_ney_tables
+
+    build_kneser_ney_tables([["a", "b"], ["a", "b", "c"], ["b", "a"]], 2).write_arpa(tmp_path / "one.arpa")
+    build_kneser_ney_tables([["c", "a"], ["c", "c", "b"], ["a", "c"]], 2).write_arpa(tmp_path / "two.arpa")
+    return tmp_path / "one.arpa", tmp_path / "two.arpa"
+
+
+def test_a_mixture_is_the_weighted_sum_of_its_models_and_sums_to_one(tmp_path: Path):
+    from asr_cli.lm_mix import mix
+
+    one, two = (read_arpa(path) for path in _two_models(tmp_path))
+    mixed = mix([one, two], [0.3, 0.7])
+    mixed.write_arpa(tmp_path / "mixed.arpa")
+    lm = read_arpa(tmp_path / "mixed.arpa")
+    for word, context in (("a", ()), ("b", ("a",)), ("c", ("c",)), ("a", ("b",))):
+        expected = 0.3 * prob(one, word, context) + 0.7 * prob(two, word, context)
+        assert prob(lm, word, context) == pytest.approx(expected, rel=1e-5)
+    vocabulary = [w for w in lm.vocabulary if w != SENTENCE_START]
+    for context in [(), ("a",), ("b",), ("c",), ("<s>",)]:
+        assert sum(prob(lm, w, context) for w in vocabulary) == pytest.approx(1.0, abs=1e-5), context
+
+
+def test_weights_tuned_on_held_out_text_favour_the_model_that_predicts_it(tmp_path: Path):
+    from asr_cli.cli import run
+    from asr_cli.lm_mix import best_mix, perplexity
+
+    paths = _two_models(tmp_path)
+    models = [read_arpa(p) for p in paths]
+    held_out = [["c", "a"], ["a", "c"], ["c", "c"]]
+    weights = best_mix(models, held_out)
+    assert weights[1] > 0.5 and sum(weights) == pytest.approx(1.0)
+    (tmp_path / "dev.txt").write_text("c a\na c\nc c\n")
+    assert run(["lm", "--mix", str(paths[0]), "--mix", str(paths[1]), "--tune-on", str(tmp_path / "dev.txt"),
+                "-o", str(tmp_path / "mixed.arpa")]) == 0  # fmt: skip
+    mixed = read_arpa(tmp_path / "mixed.arpa")
+    assert perplexity(mixed, held_out).perplexity < perplexity(models[0], held_out).perplexity
+    result = perplexity(models[0], [["a", "zebra"]])
+    assert result.words == 2 and result.oov == 1 and result.oov_rate == 0.5
+
+
+@pytest.mark.parametrize("arguments, problem", [
+    (["--mix", "one.arpa", "--mix", "two.arpa", "--weights", "0.5,0.6"], "sum to 1"),
+    (["--mix", "one.arpa", "--mix", "two.arpa", "--weights", "1.0"], "1 weight(s) for 2 models"),
+    (["--mix", "one.arpa", "--mix", "two.arpa"], "--mix needs the weights"),
+    (["--mix", "one.arpa", "--mix", "three.arpa", "--weights", "0.5,0.5"], "different orders"),
+    (["text.txt", "--mix", "one.arpa", "--mix", "two.arpa", "--weights", "0.5,0.5"], "give no text"),
+    (["empty.txt"], "the language-model text is empty"),
+    (["latin1.txt"], "line 1: not valid UTF-8"),
+])  # fmt: skip
+def test_bad_mixtures_and_texts(tmp_path: Path, arguments, problem):
+    from asr_cli.kneser_ney import build_kneser_ney_tables
+    from tests.helpers import refused
+
+    _two_models(tmp_path)
+    build_kneser_ney_tables([["a", "b", "c"]], 3).write_arpa(tmp_path / "three.arpa")
+    (tmp_path / "text.txt").write_text("a b\n")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    full = [str(tmp_path / a) if a.endswith((".arpa", ".txt")) else a for a in arguments]
+    refused("lm", *full, "-o", tmp_path / "out.arpa", names=problem)
+    assert not (tmp_path / "out.arpa").exists()
+
+
+def test_perplexity_command(tmp_path: Path):
+    from tests.helpers import run_cli
+
+    one, _ = _two_models(tmp_path)
+    (tmp_path / "dev.txt").write_text("a b\nb a zebra\n")
+    output = run_cli("perplexity", tmp_path / "dev.txt", "--lm", one, "--json").stdout
+    import json
+
+    record = json.loads(output)
+    assert record["words"] == 5 and record["oov"] == 1 and record["perplexity"] > 1
