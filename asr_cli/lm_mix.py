@@ -70,8 +70,8 @@ def perplexity(lm: NgramLM, sentences: Sequence[Sequence[str]]) -> Perplexity:
 
 
 def check_mixable(models: Sequence[NgramLM], names: Sequence[str]) -> None:
-    """Models of one order mix; different vocabularies do too (the union, with each model's <unk> for the words
-    it lacks), and are said."""
+    """Models of one order mix; different vocabularies do too (the union, each model's <unk> probability shared
+    among the words it lacks), and are said."""
     orders = {lm.order for lm in models}
     if len(orders) > 1:
         listed = ", ".join(f"{name}: order {lm.order}" for name, lm in zip(names, models))
@@ -81,7 +81,7 @@ def check_mixable(models: Sequence[NgramLM], names: Sequence[str]) -> None:
         union = set().union(*vocabularies)
         missing = ", ".join(f"{name} lacks {len(union - v):,}" for name, v in zip(names, vocabularies))
         log.warning(f"the models have different vocabularies ({len(union):,} words in all; {missing}): each gives "
-                    "the words it lacks its <unk> probability")  # fmt: skip
+                    "the words it lacks a share of its <unk> probability")  # fmt: skip
 
 
 def check_weights(weights: Sequence[float], count: int) -> None:
@@ -118,7 +118,11 @@ def mix(models: Sequence[NgramLM], weights: Sequence[float]) -> NgramTables:
     ids = {token: index for index, token in enumerate(tokens)}
     order = models[0].order
     ngrams = [sorted(set().union(*(lm.ngrams[n] for lm in models))) for n in range(order)]
-    probs = [np.array([_mixed(models, weights, ngram) for ngram in level]) for level in ngrams]
+    # A word a model does not know gets a share of the model's <unk> probability: <unk>'s mass split evenly
+    # among <unk> and the union's words outside the model's vocabulary, so that each model still sums to one.
+    known = [set(lm.vocabulary) for lm in models]
+    shares = [1.0 / (1 + len(set(vocabulary) - vocab - {UNKNOWN})) for vocab in known]
+    probs = [np.array([_mixed(models, weights, ngram, known, shares) for ngram in level]) for level in ngrams]
     rows = [np.array([[ids[w] for w in ngram] for ngram in level], np.int32).reshape(len(level), n + 1)
             for n, level in enumerate(ngrams)]  # fmt: skip
     backoffs = [_mixed_backoffs(ngrams, probs, n) for n in range(order - 1)] + [np.ones(len(ngrams[-1]))]
@@ -127,10 +131,16 @@ def mix(models: Sequence[NgramLM], weights: Sequence[float]) -> NgramTables:
     return NgramTables(tokens, rows, log_probs, [np.log10(np.maximum(b, 1e-300)) for b in backoffs])
 
 
-def _mixed(models: Sequence[NgramLM], weights: Sequence[float], ngram: tuple[str, ...]) -> float:
-    if ngram == (SENTENCE_START,):
+def _mixed(models: Sequence[NgramLM], weights: Sequence[float], ngram: tuple[str, ...], known: list[set],
+           shares: list[float]) -> float:  # fmt: skip
+    word = ngram[-1]
+    if word == SENTENCE_START:
         return 0.0
-    return sum(w * 10 ** lm.log10_prob(ngram[-1], ngram[:-1]) for lm, w in zip(models, weights))
+    total = 0.0
+    for lm, weight, vocabulary, share in zip(models, weights, known, shares):
+        p = 10 ** lm.log10_prob(word, ngram[:-1])
+        total += weight * (p * share if word == UNKNOWN or word not in vocabulary else p)
+    return total
 
 
 def _mixed_backoffs(ngrams: list[list[tuple]], probs: list[np.ndarray], n: int) -> np.ndarray:
