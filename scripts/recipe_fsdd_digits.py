@@ -45,6 +45,12 @@ TRAIN_OPTIONS = (
 ).split()
 
 
+# On encoder states (20 ms): one state a frame, every second kept, batches of the same seconds of audio.
+ENCODER_TRAIN_OPTIONS = (
+    "--layers 2 --hidden-size 192 --stack-frames 1 --subsample 2 --batch-frames 2000 --lr 2e-3 --warmup-steps 200 "
+    "--hold-fraction 0.3 --dropout 0.3 --freq-width 40 --time-width 20"
+).split()
+
 QUIET_FRAME_S = 0.01
 QUIET_QUANTILE = 0.2  # frames at or below this quantile of a recording's frame energies count as its background
 
@@ -118,17 +124,10 @@ def assemble(
 
 def train_and_test(recipe: Recipe, out: Path, args) -> dict:
     """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split."""
+    features = encoder_features(args)
     for name in ("train", "dev", "test"):
-        recipe.run(
-            "prepare",
-            out / "corpus" / f"{name}.jsonl",
-            "-o",
-            out / f"{name}.store",
-            "--jobs",
-            args.jobs,
-            "--overwrite",
-            "--no-progress",
-        )
+        recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
+                   "--overwrite", "--no-progress", *features)  # fmt: skip
     train_s = recipe.run(
         "train",
         "--train",
@@ -139,7 +138,7 @@ def train_and_test(recipe: Recipe, out: Path, args) -> dict:
         out / "model",
         "--epochs",
         args.epochs,
-        *TRAIN_OPTIONS,
+        *(ENCODER_TRAIN_OPTIONS if args.features == "encoder" else TRAIN_OPTIONS),
         *args.train_options.split(),
         "--no-progress",
     )
@@ -170,6 +169,15 @@ def train_and_test(recipe: Recipe, out: Path, args) -> dict:
         "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
         "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm"),
     }
+
+
+def encoder_features(args) -> list:
+    """prepare's options for `--features encoder` (Whisper base, fetched and cached unless --encoder names one)."""
+    if args.features != "encoder":
+        return []
+    from recipe_common import fetch_whisper_base
+
+    return ["--features", "encoder", "--encoder", args.encoder if args.encoder is not None else fetch_whisper_base()]
 
 
 def leave_one_speaker_out(args) -> None:
@@ -239,6 +247,9 @@ def main() -> None:
         help="`asr-cli train` options beyond the recipe's model (default: '--cmvn speaker')",
     )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--features", choices=("fbank", "encoder"), default="fbank",
+                        help="filterbanks, or the states of Whisper base's encoder (see --encoder)")  # fmt: skip
+    parser.add_argument("--encoder", type=Path, help="with --features encoder: a Whisper folder (default: fetched)")
     args = parser.parse_args()
     if args.leave_one_speaker_out:
         leave_one_speaker_out(args)
