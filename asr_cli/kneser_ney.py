@@ -280,7 +280,14 @@ def _tables(tokens: list[str], rows, probabilities, gammas, keep) -> NgramTables
         kept_rows[n], kept_probs[n], backoffs[n] = kept_rows[n][sort], kept_probs[n][sort], backoffs[n][sort]
     log_probs = [np.log10(np.maximum(p, 1e-300)) for p in kept_probs]
     log_probs[0][kept_rows[0][:, 0] == 0] = NO_PROBABILITY  # <s> is never predicted
-    return NgramTables(tokens, kept_rows, log_probs, [np.log10(b) for b in backoffs])
+    return NgramTables(tokens, kept_rows, log_probs, [_log10_backoff(b) for b in backoffs])
+
+
+def _log10_backoff(weights: np.ndarray) -> np.ndarray:
+    """log10 back-off weights; a context whose every n-gram had a discount of 0 leaves nothing to back off with,
+    written -99 (ARPA's "never"), not -inf."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.log10(np.maximum(weights, 0.0)), NO_PROBABILITY)
 
 
 def _backoffs(rows, keep, kept_rows, kept_probs, higher_gammas, n: int) -> np.ndarray:

@@ -243,3 +243,13 @@ def test_a_mixture_of_other_vocabularies_still_sums_to_one(tmp_path: Path, caplo
     vocabulary = [w for w in lm.vocabulary if w != SENTENCE_START]
     for context in [(), ("a",), ("c",), ("<s>",)]:
         assert sum(prob(lm, w, context) for w in vocabulary) == pytest.approx(1.0, abs=1e-5), context
+
+
+def test_a_context_with_nothing_to_back_off_with_is_written_readably(tmp_path: Path):
+    """Discounts of 0 leave a context no back-off mass: its weight is written -99, not -inf (read_arpa refused
+    such a file, which the synthetic test corpus produced)."""
+    from asr_cli.kneser_ney import build_kneser_ney_tables
+
+    build_kneser_ney_tables(TOY, 2, discounts=[(0.0, 0.0, 0.0)] * 2).write_arpa(tmp_path / "lm.arpa")
+    lm = read_arpa(tmp_path / "lm.arpa")
+    assert lm.ngrams[0][("a",)][1] == -99.0
