@@ -12,6 +12,7 @@ The record is the process's own (signals are delivered to the process): one flag
 from __future__ import annotations
 
 import signal
+import sys
 
 
 class Terminated(BaseException):
@@ -33,9 +34,17 @@ def _raise(signum: int) -> None:
 
 
 def install() -> None:
-    """Handle SIGINT and SIGTERM as described above (the CLI does, at start)."""
+    """Handle SIGINT and SIGTERM as described above (the CLI does, at start). A stop swallowed by a finaliser
+    is not reported as "Exception ignored" with a traceback: it is raised again, and said once, by the CLI."""
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
+    default_hook = sys.unraisablehook
+
+    def quiet_about_stops(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+            default_hook(unraisable)
+
+    sys.unraisablehook = quiet_about_stops
 
 
 def raise_if_stopped() -> None:
