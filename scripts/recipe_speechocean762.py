@@ -38,14 +38,17 @@ LEXICON_EXTRA_WORDS = 10_000
 
 
 def write_word_list(manifest: Path, output: Path, texts: list[Path] = (), extra: int = 0) -> Path:
-    """Every word of a manifest's normalised transcripts, and the `extra` most frequent words of `texts`, one per
-    line: the lexicon search's vocabulary."""
+    """Every word of a manifest's normalised transcripts, and the `extra` most frequent words of `texts` spelt
+    with the transcripts' characters (the model's units: public text has digits, which the model cannot write),
+    one per line: the lexicon search's vocabulary."""
     from asr_cli.kneser_ney import most_frequent_words
     from asr_cli.lm import iter_sentences
 
     words = {word for sentence in iter_sentences([manifest], "word") for word in sentence}
     if texts and extra:
-        words |= set(most_frequent_words(iter_sentences(texts, "word"), extra))
+        characters = set("".join(words))
+        spellable = ([w for w in s if set(w) <= characters] for s in iter_sentences(texts, "word"))
+        words |= set(most_frequent_words(spellable, extra))
     output.write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
     return output
 

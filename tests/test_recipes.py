@@ -12,12 +12,27 @@ from asr_cli.manifest import load_manifest
 from tests.helpers import FSDD, REPO_ROOT, require
 
 
-def fsdd_recipe():
+def recipe_module(name: str = "recipe_fsdd_digits"):
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("recipe_fsdd_digits", REPO_ROOT / "scripts" / "recipe_fsdd_digits.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def fsdd_recipe():
+    return recipe_module()
+
+
+def test_the_lexicon_vocabulary_adds_only_public_words_the_model_can_spell(tmp_path: Path):
+    """The training words, plus the most frequent public words written with the training text's characters:
+    digits in public text ("1", "15") would make the lexicon refuse the model."""
+    recipe = recipe_module("recipe_speechocean762")
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text('{"id": "u1", "audio": "a.wav", "text": "the good cats"}\n')
+    (tmp_path / "public.txt").write_text("1 dog 15 dog dog 1 1 1\n2 dogs dogs 2 2\nzebra\n")  # without the filter: 1, 2
+    output = recipe.write_word_list(manifest, tmp_path / "words.txt", [tmp_path / "public.txt"], extra=2)
+    assert output.read_text().split() == ["cats", "dog", "dogs", "good", "the"]  # the 2 most frequent spellable (1, 2 are more frequent)
 
 
 def test_background_noise_is_the_recordings_own_quietest_frames():
