@@ -1040,6 +1040,15 @@ def build_lm(
         Path | None,
         typer.Option("--vocabulary", help="Keep only the words of this list (one per line, or a Kaldi lexicon)."),
     ] = None,
+    max_memory_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--max-memory",
+            help="GB the build may use (default: the memory available when it starts); a text whose counts would "
+            "need more is refused while it is read, with what to change (--prune, --vocabulary-size, --order).",
+            show_default=False,
+        ),
+    ] = LM.max_memory_gb,
     mix: Annotated[
         list[Path] | None,
         typer.Option(

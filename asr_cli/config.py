@@ -625,9 +625,12 @@ class LmConfig:
     prune: tuple[int, ...] = ()  # from bigrams up: drop n-grams seen at most this often (the last for higher orders)
     vocabulary_size: int | None = None  # keep the N most frequent words; the others are <unk>
     vocabulary_path: str | None = None  # ... or the words of a list (one per line, first field)
+    max_memory_gb: float | None = None  # refuse a build whose counts would need more; None: the memory available
 
     def __post_init__(self) -> None:
         _require_choice("unit", self.unit, LM_UNITS)
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            raise ConfigError("max_memory_gb", f"{{0}} must be a positive number of GB, not {self.max_memory_gb}")
         if not 1 <= self.order <= MAX_LM_ORDER:
             raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {self.order}")
         if any(k < 0 for k in self.prune) or list(self.prune) != sorted(self.prune):

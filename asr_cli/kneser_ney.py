@@ -15,6 +15,7 @@ vocabulary (a list, or the N most frequent words) maps other words to <unk> befo
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ from .fileio import atomic_write
 from .lm import NO_PROBABILITY, SENTENCE_END, SENTENCE_START, UNKNOWN, NgramLM, iter_sentences, tokenize
 
 CHUNK_TOKENS = 4_000_000  # tokens counted at a time: the text's size never enters memory
+# Peak memory of a build per byte of its count tables (rows and counts), and the fixed part (the chunk being
+# counted as Python lists, the interpreter, numpy): measured 5.4 per byte and 150 MB on 2.5 M and 25 M words of
+# text (docs/RESULTS.md), set a little above both so that the estimate errs high.
+PEAK_PER_COUNT_BYTE = 6.0
+PEAK_FIXED_BYTES = 200_000_000
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
 
@@ -145,15 +151,38 @@ def _chunk_ngrams(encoded: list[list[int]], order: int) -> list[np.ndarray]:
     return rows
 
 
+class LmTooLargeError(AsrCliError):
+    """The counts of a text would need more memory than the build may use."""
+
+
+def estimated_peak_bytes(rows: list[np.ndarray], counts: list[np.ndarray]) -> int:
+    """The memory a build from these count tables will peak at (counting, estimation and writing)."""
+    table_bytes = sum(r.nbytes + c.nbytes for r, c in zip(rows, counts))
+    return int(PEAK_FIXED_BYTES + PEAK_PER_COUNT_BYTE * table_bytes)
+
+
+def _check_memory(rows: list[np.ndarray], counts: list[np.ndarray], limit_bytes: int | None, words: int) -> None:
+    needed = estimated_peak_bytes(rows, counts)
+    if limit_bytes is not None and needed > limit_bytes:
+        distinct = ", ".join(f"{len(r):,}" for r in rows)
+        raise LmTooLargeError(
+            f"after {words:,} tokens the counts ({distinct} distinct n-grams per order) already need about "
+            f"{needed / 1e9:.1f} GB, over the {limit_bytes / 1e9:.1f} GB this build may use: prune (--prune 0,1), "
+            "limit the vocabulary (--vocabulary-size), lower --order, or raise --max-memory"
+        )
+
+
 def count_ngrams(sentences: Iterable[Sequence[str]], order: int, vocabulary: Sequence[str] | None = None,
-                 chunk_tokens: int = CHUNK_TOKENS) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+                 chunk_tokens: int = CHUNK_TOKENS, memory_limit_bytes: int | None = None,
+                 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """(tokens by id, per order the distinct n-gram rows, their raw counts) of tokenised sentences; with a
-    `vocabulary`, other tokens count as <unk>."""
+    `vocabulary`, other tokens count as <unk>. Past `memory_limit_bytes` (the estimated peak of the whole
+    build, checked after each chunk), LmTooLargeError."""
     encoder = _Encoder(vocabulary)
     rows = [np.zeros((0, n), np.int32) for n in range(1, order + 1)]
     counts = [np.zeros(0, np.int64) for _ in range(order)]
-    chunk, size = [], 0
-    for sentence in [*sentences, None]:
+    chunk, size, total = [], 0, 0
+    for sentence in itertools.chain(sentences, [None]):  # lazily: the text is never all in memory
         if sentence is not None:
             chunk.append(encoder.sentence(sentence))
             size += len(chunk[-1])
@@ -162,6 +191,8 @@ def count_ngrams(sentences: Iterable[Sequence[str]], order: int, vocabulary: Seq
                 merged = np.concatenate([rows[n], occurrences])
                 weights = np.concatenate([counts[n], np.ones(len(occurrences), np.int64)])
                 rows[n], counts[n] = _unique_rows(merged, weights)
+            total += size
+            _check_memory(rows, counts, memory_limit_bytes, total)
             chunk, size = [], 0
     return encoder.tokens, rows, counts
 
@@ -229,12 +260,13 @@ def _estimate(vocabulary_size: int, rows: list[np.ndarray], adjusted: list[np.nd
 
 def build_kneser_ney_tables(sentences: Iterable[Sequence[str]], order: int,
                             discounts: Sequence[tuple[float, float, float]] | None = None,
-                            prune: Sequence[int] = (), vocabulary: Sequence[str] | None = None) -> NgramTables:  # fmt: skip
+                            prune: Sequence[int] = (), vocabulary: Sequence[str] | None = None,
+                            memory_limit_bytes: int | None = None) -> NgramTables:  # fmt: skip
     """The interpolated modified Kneser-Ney model of tokenised sentences, as tables (module docstring);
     `discounts` (per order, from unigrams up) override the estimates."""
     if not 1 <= order <= MAX_LM_ORDER:
         raise ConfigError("order", f"{{0}} must be between 1 and {MAX_LM_ORDER}, not {order}")
-    tokens, rows, counts = count_ngrams(sentences, order, vocabulary)
+    tokens, rows, counts = count_ngrams(sentences, order, vocabulary, memory_limit_bytes=memory_limit_bytes)
     if len(rows[0]) == 0:
         raise AsrCliError("the language-model text is empty")
     adjusted = _adjusted_counts(rows, counts)
@@ -347,9 +379,23 @@ def build_lm_file(paths: Sequence[str | Path], output: str | Path, config: LmCon
     elif config.vocabulary_path is not None:
         vocabulary = read_word_list(config.vocabulary_path, config.unit)
     counted = _Counted(sentences())
-    tables = build_kneser_ney_tables(counted, config.order, prune=config.prune, vocabulary=vocabulary)
+    limit = int(config.max_memory_gb * 1e9) if config.max_memory_gb is not None else available_memory_bytes()
+    tables = build_kneser_ney_tables(counted, config.order, prune=config.prune, vocabulary=vocabulary,
+                                     memory_limit_bytes=limit)  # fmt: skip
     tables.write_arpa(output)
     return BuiltModel(str(output), counted.count, tables.counts(), len(tables.vocabulary))
+
+
+def available_memory_bytes() -> int | None:
+    """The memory a new allocation can get now (the kernel's MemAvailable), or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class _Counted:

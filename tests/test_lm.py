@@ -253,3 +253,35 @@ def test_a_context_with_nothing_to_back_off_with_is_written_readably(tmp_path: P
     build_kneser_ney_tables(TOY, 2, discounts=[(0.0, 0.0, 0.0)] * 2).write_arpa(tmp_path / "lm.arpa")
     lm = read_arpa(tmp_path / "lm.arpa")
     assert lm.ngrams[0][("a",)][1] == -99.0
+
+
+def test_a_text_whose_counts_would_pass_the_memory_limit_is_refused_while_it_is_read(tmp_path: Path):
+    """--max-memory is checked after each chunk: the build stops early, says what to change, writes nothing; a
+    limit the counts fit in builds the model."""
+    from tests.helpers import refused, run_cli
+
+    text = tmp_path / "text.txt"
+    text.write_text("".join(f"w{i} w{i + 1} w{i + 2} w{(i * 7) % 1000}\n" for i in range(20_000)))
+    message = refused("lm", text, "-o", tmp_path / "lm.arpa", "--max-memory", "0.01", names="over the 0.0 GB")
+    assert "--prune" in message and "--max-memory" in message
+    assert not (tmp_path / "lm.arpa").exists()
+    run_cli("lm", text, "-o", tmp_path / "lm.arpa", "--max-memory", "4")
+    assert read_arpa(tmp_path / "lm.arpa").order == 3
+    refused("lm", text, "-o", tmp_path / "lm2.arpa", "--max-memory", "0", names="positive")
+
+
+def test_counting_reads_the_text_lazily():
+    """The sentences are consumed chunk by chunk (the text is never all in memory): a generator that fails after
+    the first chunk's worth has been counted past that chunk."""
+    from asr_cli.kneser_ney import LmTooLargeError, count_ngrams
+
+    consumed = []
+
+    def sentences():
+        for i in range(1000):
+            consumed.append(i)
+            yield ["a", "b", f"w{i}"]
+
+    with pytest.raises(LmTooLargeError):
+        count_ngrams(sentences(), 3, chunk_tokens=50, memory_limit_bytes=1)
+    assert 0 < len(consumed) < 20  # stopped at the first chunk (50 tokens: 10 sentences of 5)
