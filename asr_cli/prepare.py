@@ -34,7 +34,7 @@ from .features import feature_extractor
 from .fileio import atomic_directory, check_distinct_paths, check_replaceable_directory, json_line, write_json
 from .logs import progress_bar
 from .manifest import BadItem, Utterance, check_manifest
-from .signals import raise_if_stopped
+from .signals import forget_inherited_stops, raise_if_stopped
 from .store import CMVN_FILE, INDEX_FILE, METADATA_FILE, SPEAKER_CMVN_FILE, ArrayWriter, IndexEntry, StoreMetadata
 from .threads import use_threads
 
@@ -235,6 +235,7 @@ def _worker_main(share, index: int, folder: Path, options: PrepareConfig, messag
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    forget_inherited_stops()  # a SIGTERM to the parent while it forked this worker is the parent's to handle
     _die_with_parent(parent_pid)
     use_threads(options.threads, options.jobs)
     try:

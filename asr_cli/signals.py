@@ -53,6 +53,12 @@ def raise_if_stopped() -> None:
         _raise(_received[-1])
 
 
+def forget_inherited_stops() -> None:
+    """For a forked worker: the record came with the fork (a parent stopped while it forked), but the parent
+    decides what its workers do, so the worker starts with none of its own."""
+    _received.clear()
+
+
 def stop_requested() -> int | None:
     """The last stop signal received, or None."""
     return _received[-1] if _received else None

@@ -784,3 +784,28 @@ def test_an_interrupt_wrapped_by_numba_is_still_an_interrupt(monkeypatch, capsys
     monkeypatch.setattr(cli, "_refuse_undecodable_arguments", broken)
     with pytest.raises(SystemError):  # anything else stays a bug with its traceback
         run(["info", "model.pt"])
+
+
+def test_a_worker_forked_while_prepare_was_being_stopped_does_not_stop_itself(tmp_path: Path, monkeypatch):
+    """The stop record is inherited by fork: a SIGTERM that reached prepare while it forked its second worker
+    made that worker raise Terminated at its first check and print a traceback (flaky under load in CI)."""
+    import queue
+    import signal as signal_module
+
+    from asr_cli import prepare, signals
+    from asr_cli.config import PrepareConfig
+
+    monkeypatch.setattr(signals, "_received", [signal_module.SIGTERM])  # what the fork handed down
+    for name in ("signal", "pthread_sigmask"):
+        monkeypatch.setattr(prepare.signal, name, lambda *args: None)
+    monkeypatch.setattr(prepare, "_die_with_parent", lambda pid: None)
+    monkeypatch.setattr(prepare, "use_threads", lambda *args: None)
+
+    def share_that_checks_for_stops(*args):
+        signals.raise_if_stopped()
+        return {"utterances": 0}
+
+    monkeypatch.setattr(prepare, "_process_share", share_that_checks_for_stops)
+    messages = queue.Queue()
+    prepare._worker_main([], 0, tmp_path, PrepareConfig(), messages, os.getppid())
+    assert messages.get_nowait() == ("done", 0, {"utterances": 0})
