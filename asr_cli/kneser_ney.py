@@ -162,8 +162,10 @@ def estimated_peak_bytes(rows: list[np.ndarray], counts: list[np.ndarray]) -> in
 
 
 def _check_memory(rows: list[np.ndarray], counts: list[np.ndarray], limit_bytes: int | None, words: int) -> None:
+    if limit_bytes is None:
+        return
     needed = estimated_peak_bytes(rows, counts)
-    if limit_bytes is not None and needed > limit_bytes:
+    if needed > limit_bytes:
         distinct = ", ".join(f"{len(r):,}" for r in rows)
         raise LmTooLargeError(
             f"after {words:,} tokens the counts ({distinct} distinct n-grams per order) already need about "

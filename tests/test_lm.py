@@ -271,8 +271,8 @@ def test_a_text_whose_counts_would_pass_the_memory_limit_is_refused_while_it_is_
 
 
 def test_counting_reads_the_text_lazily():
-    """The sentences are consumed chunk by chunk (the text is never all in memory): a generator that fails after
-    the first chunk's worth has been counted past that chunk."""
+    """The sentences are consumed chunk by chunk (the text is never all in memory): a build refused at its first
+    chunk has drawn that chunk's sentences from the generator and no more."""
     from asr_cli.kneser_ney import LmTooLargeError, count_ngrams
 
     consumed = []

@@ -12,7 +12,7 @@ from asr_cli.manifest import load_manifest
 from tests.helpers import FSDD, REPO_ROOT, require
 
 
-def recipe_module(name: str = "recipe_fsdd_digits"):
+def recipe_module(name: str):
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -21,7 +21,7 @@ def recipe_module(name: str = "recipe_fsdd_digits"):
 
 
 def fsdd_recipe():
-    return recipe_module()
+    return recipe_module("recipe_fsdd_digits")
 
 
 def test_the_lexicon_vocabulary_adds_only_public_words_the_model_can_spell(tmp_path: Path):
