@@ -3,9 +3,12 @@ curves, and what the model was trained on (for `asr-cli info`)."""
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +47,34 @@ def data_summary(
     }
 
 
-def write_history(folder: ExperimentFolder, history: list[dict]) -> None:
-    """metrics.jsonl (rewritten whole: a resumed run never duplicates an epoch) and curves.png."""
-    write_jsonl(folder.metrics_file, history)
-    plot_curves(folder.curves_file, history)
+# Drawing the curves takes about half a second, longer than a small model's epoch: they are redrawn at most this
+# often, and always when the run ends or stops.
+CURVES_INTERVAL_S = 30.0
+
+
+@dataclass
+class HistoryWriter:
+    """metrics.jsonl after every epoch (rewritten whole: a resumed run never duplicates an epoch); curves.png after
+    the first epoch, then at most every `interval_s`, and at the end (`finish`)."""
+
+    folder: ExperimentFolder
+    interval_s: float = CURVES_INTERVAL_S
+    drawn_epochs: int = 0  # how many records the curves on disk show
+    drawn_at: float = -math.inf  # time.monotonic() of the last drawing
+
+    def write(self, history: list[dict]) -> None:
+        write_jsonl(self.folder.metrics_file, history)
+        if time.monotonic() - self.drawn_at >= self.interval_s:
+            self._draw(history)
+
+    def finish(self, history: list[dict]) -> None:
+        """Bring the curves up to date with the records (when the run ends, finished or stopped)."""
+        if history and self.drawn_epochs != len(history):
+            self._draw(history)
+
+    def _draw(self, history: list[dict]) -> None:
+        plot_curves(self.folder.curves_file, history)
+        self.drawn_epochs, self.drawn_at = len(history), time.monotonic()
 
 
 def plot_curves(path: Path, history: list[dict]) -> None:

@@ -48,7 +48,7 @@ from .fileio import write_json
 from .lexicon import Lexicon, PhoneSet, load_lexicon, phone_transcript
 from .logs import log, progress_bar
 from .model import AcousticModel
-from .records import data_summary, write_history, write_run_config
+from .records import HistoryWriter, data_summary, write_run_config
 from .score import Transcript, score
 from .search import greedy_decode
 from .store import FeatureStore, combine_cmvn
@@ -184,6 +184,7 @@ class TrainingRun:
     train_transforms: list  # utterance transforms of training batches (data.py), in order
     batch_transforms: list  # ... and of the padded batches (SpecAugment)
     valid_transforms: list  # of validation batches: only what the model's input needs (speaker normalisation)
+    history_writer: HistoryWriter  # metrics.jsonl and curves.png (main process)
 
 
 def train(
@@ -234,6 +235,7 @@ def train(
             False, run.state.epoch, run.state.step, run.state.best_cer, run.state.skipped_steps, folder.model_file
         )
         if env.is_main:
+            run.history_writer.finish(run.state.history)
             write_json(folder.summary_file, result.to_dict())
         if stop.requested:
             log.info("the stop came during the last epoch's validation and records: the run has finished")
@@ -408,6 +410,7 @@ def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) ->
         train_transforms,
         batch_transforms,
         valid_transforms,
+        HistoryWriter(folder),
     )
 
 
@@ -627,7 +630,7 @@ def finish_epoch(
                 data.vocabulary,
                 {**record, **data_summary(data.train_stores, data.training, data.valid_stores)},
             )
-        write_history(folder, state.history)
+        run.history_writer.write(state.history)
         log.info(
             f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}, valid loss {valid['valid_loss']:.3f}, "
             f"CER {100 * valid['valid_cer']:.1f}%, WER {100 * valid['valid_wer']:.1f}%"
@@ -663,6 +666,7 @@ def _stop(
     _save_checkpoint(folder, run, data, env)
     state = run.state
     if env.is_main:
+        run.history_writer.finish(state.history)
         log.info(
             f"stopped in epoch {state.epoch + 1} after batch {state.batch}; resume with the same command "
             f"and --resume (checkpoint: {folder.last_checkpoint})"

@@ -18,6 +18,7 @@ from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
 from asr_cli.manifest import Utterance
 from asr_cli.model import load_model_file
+from asr_cli.records import HistoryWriter
 from asr_cli.score import read_hypotheses, read_references, score
 from asr_cli.store import FeatureStore
 from asr_cli.text import Vocabulary
@@ -68,14 +69,12 @@ def test_overfits_fifty_real_utterances(tmp_path: Path, speechocean_utterances):
 def test_resume_after_an_epoch_is_exact(tmp_path: Path, tiny_stores, monkeypatch):
     train_store, valid_store = tiny_stores
     run(train_store, valid_store, tmp_path / "straight")
-    # Ask for a stop when the first epoch's curves are drawn: training stops one step into epoch 2.
-    original = train_module.write_history
-    monkeypatch.setattr(
-        train_module, "write_history", lambda *args: (original(*args), signal.raise_signal(signal.SIGINT))
-    )
+    # Ask for a stop when the first epoch's records are written: training stops one step into epoch 2.
+    original = HistoryWriter.write
+    monkeypatch.setattr(HistoryWriter, "write", lambda *args: (original(*args), signal.raise_signal(signal.SIGINT)))
     summary = run(train_store, valid_store, tmp_path / "resumed")
     assert summary.stopped and summary.epoch == 1
-    monkeypatch.setattr(train_module, "write_history", original)
+    monkeypatch.setattr(HistoryWriter, "write", original)
     summary = run(train_store, valid_store, tmp_path / "resumed", resume=True)
     assert not summary.stopped and summary.epoch == 2
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
