@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,13 +121,18 @@ def warn_if_beyond_full_scale(samples: np.ndarray, what: str) -> None:
 
 
 def resample(samples: np.ndarray, from_rate_hz: float, to_rate_hz: int) -> np.ndarray:
-    """(num_samples,) float32 audio at `from_rate_hz` -> the same at `to_rate_hz` (soxr, high quality)."""
+    """(num_samples,) float32 audio at `from_rate_hz` -> the same at `to_rate_hz` (soxr, high quality), of
+    ceil(num_samples * to_rate_hz / from_rate_hz) samples: exactly `librosa.resample(..., res_type="soxr_hq")`,
+    without importing librosa (three seconds, most of a short `prepare`)."""
     if from_rate_hz == to_rate_hz:
         return np.ascontiguousarray(samples, dtype=np.float32)
-    import librosa  # deferred: importing librosa costs about a second
+    import soxr  # deferred: only resampling needs it
 
-    resampled = librosa.resample(samples, orig_sr=from_rate_hz, target_sr=to_rate_hz, res_type="soxr_hq")
-    return np.ascontiguousarray(resampled, dtype=np.float32)
+    resampled = soxr.resample(np.asarray(samples, dtype=np.float32), from_rate_hz, to_rate_hz, quality="soxr_hq")
+    num_samples = math.ceil(len(samples) * to_rate_hz / from_rate_hz)
+    fitted = np.zeros(num_samples, dtype=np.float32)  # soxr can come out a sample short of librosa's length
+    fitted[: min(num_samples, len(resampled))] = resampled[:num_samples]
+    return fitted
 
 
 def _refuse_truncated_header(sound: soundfile.SoundFile, path: Path) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr_cli.audio import AudioError, audio_info, load_audio
+from asr_cli.audio import AudioError, audio_info, load_audio, resample
 from tests.helpers import FSDD, SPEECHOCEAN, require, write_tone
 
 
@@ -35,6 +35,18 @@ def test_fsdd_8k_is_resampled_to_16k():
     assert len(resampled) == 2 * len(native)
     # The resampled signal keeps the same energy (a band-limited upsampling).
     assert np.mean(resampled**2) == pytest.approx(np.mean(native**2), rel=0.05)
+
+
+@pytest.mark.parametrize("num_samples", [7, 8001, 12345])
+@pytest.mark.parametrize("from_rate_hz", [8000, 22050, 44100, 48000])
+def test_resampling_is_librosas_soxr_hq(num_samples: int, from_rate_hz: int):
+    """Resampling calls soxr itself and gives librosa's samples, length included (at 7 samples from 22,050 or
+    48,000 Hz soxr alone comes out a sample short): features are those of stores prepared with librosa."""
+    import librosa
+
+    samples = np.random.default_rng(num_samples).standard_normal(num_samples).astype(np.float32) * 0.1
+    expected = librosa.resample(samples, orig_sr=from_rate_hz, target_sr=16000, res_type="soxr_hq")
+    np.testing.assert_array_equal(resample(samples, from_rate_hz, 16000), expected)
 
 
 def test_ogg_and_nist_sphere(tmp_path: Path):
