@@ -9,6 +9,7 @@ constructors return new tables; none changes one it is given.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,65 @@ def sequence_hash(token_ids) -> int:
     for token in token_ids:
         value = int(extend_hash(value, token))
     return value
+
+
+# The tables are built in numba: a numba dictionary filled from Python costs seconds of compiling in every
+# process and microseconds an entry (7 s for a 900,000-n-gram LM); these are compiled once, cached on disk.
+
+
+@numba.njit(cache=True)
+def _empty_int_dict():
+    return Dict.empty(key_type=types.int64, value_type=types.int64)
+
+
+@numba.njit(cache=True)
+def _empty_float_dict():
+    return Dict.empty(key_type=types.int64, value_type=types.float64)
+
+
+@numba.njit(cache=True)
+def _sequence_hashes(ids, lengths):
+    """(N, k) int64 sequences of ids, each `lengths` long (the rest padding) -> (N,) their sequence hashes."""
+    hashes = np.empty(ids.shape[0], np.int64)
+    for row in range(ids.shape[0]):
+        value = np.int64(HASH_SEED)
+        for column in range(lengths[row]):
+            value = extend_hash(value, ids[row, column])
+        hashes[row] = value
+    return hashes
+
+
+@numba.njit(cache=True)
+def _index_of_hashes(hashes):
+    """(N,) hashes -> {hash: its position}."""
+    index = _empty_int_dict()
+    for position in range(hashes.shape[0]):
+        index[hashes[position]] = position
+    return index
+
+
+@numba.njit(cache=True)
+def _spelling_tables(labels, lengths, scores, word_ids, prefix_hashes, words_of_hash):
+    """Spellings (S, L) of label ids padded past `lengths`, each with a score and a word id: every prefix's hash
+    in `prefix_hashes` -> the best score of a spelling below it; each whole spelling's hash in `words_of_hash`
+    -> the word id of its best-scoring word (the first of equals)."""
+    best = _empty_float_dict()
+    for spelling in range(labels.shape[0]):
+        value = np.int64(HASH_SEED)
+        for position in range(lengths[spelling]):
+            value = extend_hash(value, labels[spelling, position])
+            prefix_hashes[value] = max(prefix_hashes.get(value, -np.inf), scores[spelling])
+        if scores[spelling] > best.get(value, -np.inf):
+            best[value] = scores[spelling]
+            words_of_hash[value] = word_ids[spelling]
+
+
+def _padded(sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences of ids -> ((S, longest) int64 padded with 0, (S,) lengths)."""
+    lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+    padded = np.zeros((len(sequences), int(lengths.max(initial=0))), dtype=np.int64)
+    padded[np.arange(padded.shape[1]) < lengths[:, None]] = [i for sequence in sequences for i in sequence]
+    return padded, lengths
 
 
 class LmArrays(NamedTuple):
@@ -127,19 +187,20 @@ def build_lm_tables(
     for required in (SENTENCE_START, SENTENCE_END):
         if required not in word_id:
             raise AsrCliError(f"the language model has no {required} token; is it an ARPA model of sentences?")
-    keys = Dict.empty(key_type=types.int64, value_type=types.int64)
-    log_probs, backoffs = [], []
+    hashes, values = [np.zeros(0, np.int64)], [np.zeros((0, 2))]
     for table in lm.ngrams:
-        for ngram, (log_prob, backoff) in table.items():
-            keys[sequence_hash([word_id[w] for w in ngram])] = len(log_probs)
-            log_probs.append(log_prob * LOG10_TO_LN)
-            backoffs.append(backoff * LOG10_TO_LN)
+        if table:
+            order = len(next(iter(table)))
+            ids = np.fromiter(map(word_id.__getitem__, itertools.chain.from_iterable(table)), np.int64)
+            hashes.append(_sequence_hashes(ids.reshape(-1, order), np.full(len(table), order, np.int64)))
+            values.append(np.array(list(table.values()), dtype=np.float64).reshape(-1, 2) * LOG10_TO_LN)
+    log_probs_and_backoffs = np.concatenate(values)
     unknown_entry = lm.ngrams[0].get((UNKNOWN,))
     tables = empty_lm_tables(vocabulary.size).with_arrays(
         order=lm.order,
-        keys=keys,
-        lm_log_probs=np.asarray(log_probs, np.float64),
-        lm_backoffs=np.asarray(backoffs, np.float64),
+        keys=_index_of_hashes(np.concatenate(hashes)),
+        lm_log_probs=np.ascontiguousarray(log_probs_and_backoffs[:, 0]),
+        lm_backoffs=np.ascontiguousarray(log_probs_and_backoffs[:, 1]),
         unknown_log_prob=(unknown_entry[0] if unknown_entry else -99.0) * LOG10_TO_LN,
         start_id=word_id[SENTENCE_START],
         end_id=word_id[SENTENCE_END],
@@ -159,10 +220,7 @@ def _with_words(
     """Word LM: each word's spelling (hash of its label ids) -> its LM id, and every spelling prefix -> the best
     unigram ln P below it (the look-ahead)."""
     label_of = {character: index + 1 for index, character in enumerate(vocabulary.characters)}
-    word_of_hash = Dict.empty(key_type=types.int64, value_type=types.int64)
-    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
-    unigram_of_hash: dict[int, float] = {}
-    unreachable = []
+    forms_labels, scores, word_ids, unreachable = [], [], [], []
     for word_id, word in enumerate(lm.vocabulary):
         if word in SPECIAL_TOKENS:
             continue
@@ -172,11 +230,14 @@ def _with_words(
             unreachable.append(word)
         unigram_log_prob = lm.ngrams[0][(word,)][0] * LOG10_TO_LN
         for form in forms:
-            labels = [label_of[c] for c in form]
-            word_hash = sequence_hash(labels)
-            if unigram_log_prob > unigram_of_hash.get(word_hash, -np.inf):
-                word_of_hash[word_hash], unigram_of_hash[word_hash] = word_id, unigram_log_prob
-            _raise_prefix_scores(prefix_hashes, labels, unigram_log_prob)
+            forms_labels.append([label_of[c] for c in form])
+            scores.append(unigram_log_prob)
+            word_ids.append(word_id)
+    word_of_hash, prefix_hashes = _empty_int_dict(), _empty_float_dict()
+    labels, lengths = _padded(forms_labels)
+    _spelling_tables(
+        labels, lengths, np.array(scores, np.float64), np.array(word_ids, np.int64), prefix_hashes, word_of_hash
+    )
     tables = tables.with_arrays(mode=WORD_LM, word_of_hash=word_of_hash, prefix_hashes=prefix_hashes)
     return dataclasses.replace(tables, unreachable=unreachable)
 
@@ -199,33 +260,25 @@ def _with_characters(tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocab
     return dataclasses.replace(tables, unreachable=unreachable, unmodelled=unmodelled)
 
 
-def _raise_prefix_scores(prefix_hashes: Dict, labels: list[int], score: float) -> None:
-    """Make every prefix of `labels` (by its hash) score at least `score`: the best continuation below it."""
-    prefix = np.int64(HASH_SEED)
-    for label in labels:
-        prefix = extend_hash(prefix, label)
-        prefix_hashes[prefix] = max(prefix_hashes.get(prefix, -np.inf), score)
-
-
 def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     """No LM: the search scores the acoustics alone."""
     arrays = LmArrays(
         mode=NO_LM,
         order=1,
-        keys=Dict.empty(key_type=types.int64, value_type=types.int64),
+        keys=_empty_int_dict(),
         lm_log_probs=np.zeros(0),
         lm_backoffs=np.zeros(0),
         unknown_log_prob=0.0,
         start_id=0,
         end_id=0,
         unknown_id=-1,
-        word_of_hash=Dict.empty(key_type=types.int64, value_type=types.int64),
-        prefix_hashes=Dict.empty(key_type=types.int64, value_type=types.float64),
+        word_of_hash=_empty_int_dict(),
+        prefix_hashes=_empty_float_dict(),
         token_of_label=np.full(vocabulary_size, -1, dtype=np.int64),
         external=False,
-        cache=_empty_cache(),
+        cache=_empty_float_dict(),
         restricted=False,
-        lexicon_words=_empty_word_set(),
+        lexicon_words=_empty_int_dict(),
     )
     return LanguageModelTables(arrays, unreachable=[], unmodelled=[], lm_tokens=[])
 
@@ -241,7 +294,7 @@ def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = 
     """
     tables = build_lm_tables(unigrams, vocabulary, "word") if unigrams is not None else empty_lm_tables(vocabulary.size)
     tables = tables.with_arrays(
-        mode=WORD_LM, order=scorer.order, start_id=START_MARK, end_id=END_MARK, external=True, cache=_empty_cache()
+        mode=WORD_LM, order=scorer.order, start_id=START_MARK, end_id=END_MARK, external=True, cache=_empty_float_dict()
     )
     return dataclasses.replace(tables, scorer=scorer)
 
@@ -256,28 +309,32 @@ def restrict_to_lexicon(
     OOV penalty, as in the search without a lexicon), so the look-ahead only sees words the search may finish.
     """
     lm = tables.arrays
-    no_context = np.full(max(lm.order - 1, 1), NO_CONTEXT, np.int64)
-    lexicon_words = Dict.empty(key_type=types.int64, value_type=types.int64)
-    prefix_hashes = Dict.empty(key_type=types.int64, value_type=types.float64)
-    for spellings in lexicon.pronunciations.values():
-        for units in spellings:
-            labels = vocabulary.encode("".join(units))
-            word_hash = sequence_hash(labels)
-            lexicon_words[word_hash] = 1
-            look_ahead = 0.0
-            if lm.mode == WORD_LM and word_hash in lm.word_of_hash:
-                look_ahead = lm_log_prob(
-                    no_context,
-                    lm.word_of_hash[word_hash],
-                    lm.keys,
-                    lm.lm_log_probs,
-                    lm.lm_backoffs,
-                    lm.unknown_log_prob,
-                )
-            elif lm.mode == WORD_LM and len(lm.word_of_hash) > 0:  # as for prefixes no LM word begins
-                look_ahead = -oov_penalty
-            _raise_prefix_scores(prefix_hashes, labels, look_ahead)
+    spelt = [vocabulary.encode("".join(units)) for spellings in lexicon.pronunciations.values() for units in spellings]
+    labels, lengths = _padded(spelt)
+    hashes = _sequence_hashes(labels, lengths)
+    look_aheads = np.zeros(len(spelt))
+    if lm.mode == WORD_LM:
+        no_context = np.full(max(lm.order - 1, 1), NO_CONTEXT, np.int64)
+        look_aheads = _unigram_look_aheads(
+            hashes, no_context, lm.word_of_hash, lm.keys, lm.lm_log_probs, lm.lm_backoffs, lm.unknown_log_prob,
+            # a word no LM word spells counts as one no LM word begins (when the LM has words)
+            -oov_penalty if len(lm.word_of_hash) > 0 else 0.0,
+        )  # fmt: skip
+    lexicon_words, prefix_hashes = _empty_int_dict(), _empty_float_dict()
+    _spelling_tables(labels, lengths, look_aheads, np.ones(len(spelt), np.int64), prefix_hashes, lexicon_words)
     return tables.with_arrays(prefix_hashes=prefix_hashes, lexicon_words=lexicon_words, restricted=True)
+
+
+@numba.njit(cache=True)
+def _unigram_look_aheads(hashes, no_context, word_of_hash, keys, log_probs, backoffs, unknown_log_prob, unknown):
+    """ln P of each spelt word (by hash) without context; `unknown` for a spelling that is no LM word."""
+    look_aheads = np.full(hashes.shape[0], unknown)
+    for index in range(hashes.shape[0]):
+        if hashes[index] in word_of_hash:
+            look_aheads[index] = lm_log_prob(
+                no_context, word_of_hash[hashes[index]], keys, log_probs, backoffs, unknown_log_prob
+            )
+    return look_aheads
 
 
 @numba.njit(cache=True)
@@ -307,14 +364,6 @@ def context_key(context, token):
     for position in range(context.shape[0]):
         value = extend_hash(value, context[position])
     return extend_hash(value, token)
-
-
-def _empty_word_set() -> Dict:
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
-
-
-def _empty_cache() -> Dict:
-    return Dict.empty(key_type=types.int64, value_type=types.float64)
 
 
 def fill_scorer_cache(
