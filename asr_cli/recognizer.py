@@ -14,7 +14,7 @@ import torch
 
 from .audio import audio_info, load_audio, resample, warn_if_beyond_full_scale
 from .cmvn import SpeakerNormalizer
-from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig
+from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig, SpeechActivityConfig
 from .errors import AsrCliError
 from .experiment import StoredDecoding
 from .inference import Decoder
@@ -23,6 +23,7 @@ from .model import load_model_file, resolve_device
 from .results import Transcription
 from .segment import file_energies_db, frame_energies_db, speech_segments
 from .signals import raise_if_stopped
+from .speech_activity import SpeechDetector
 
 INT16_FULL_SCALE = 32768.0
 SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together
@@ -74,6 +75,7 @@ class Recognizer:
         lm_unit: str = SearchConfig.lm_unit,
         lexicon: str | Path | None = None,
         segmentation: SegmentationConfig = SegmentationConfig(),
+        speech_activity: SpeechActivityConfig = SpeechActivityConfig(),
         **search_options,
     ) -> Transcription:
         """Transcribe one recording.
@@ -88,8 +90,12 @@ class Recognizer:
         one; `None` for none; "stored" to insist on the stored one; or an ARPA file's path.
         `lexicon`: a word list or Kaldi lexicon; the beam search then outputs only its words
         (`unlisted_word_penalty` in `search_options` allows others at that cost).
+        `speech_activity`: which frames hold speech (speech_activity.py; method "energy" or "silero"); the
+        others are searched as silence, so nothing is written into the noise around and between words.
         """
         decoder = self.decoder(self.search_config(lm, lm_unit, lexicon, **search_options))
+        feature_config = self.model_file.feature_config
+        detector = SpeechDetector(speech_activity, feature_config.kind, feature_config.sample_rate_hz)
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
         normalize = self._normalizer(segments, load)
         texts, words, score = [], [], 0.0
@@ -97,9 +103,10 @@ class Recognizer:
             raise_if_stopped()
             pieces = [(begin, load(begin, end)) for begin, end in segments[start : start + SEGMENTS_PER_BATCH]]
             features = [self._features(samples) for _, samples in pieces]
+            masks = [detector.mask(frames, samples) for frames, (_, samples) in zip(features, pieces)]
             if normalize is not None:
                 features = [normalize(frames, RECORDING) for frames in features]
-            for (offset_s, samples), hypotheses in zip(pieces, decoder.hypotheses(features)):
+            for (offset_s, samples), hypotheses in zip(pieces, decoder.hypotheses(features, masks)):
                 texts.append(decoder.text(hypotheses[0]))
                 piece_s = len(samples) / self.sample_rate_hz
                 words += [word.shifted(offset_s) for word in decoder.words(hypotheses[0], piece_s)]

@@ -63,6 +63,25 @@ def speech_segments(
     return segments
 
 
+def energy_activity(energies_db: np.ndarray, threshold_db: float) -> np.ndarray:
+    """Frames more than `threshold_db` above the recording's noise floor (the 10th percentile of its energies)."""
+    if len(energies_db) == 0:
+        return np.zeros(0, dtype=bool)
+    return energies_db > np.percentile(energies_db, 10) + threshold_db
+
+
+def smoothed_activity(active: np.ndarray, min_speech_s: float, min_pause_s: float, padding_s: float) -> np.ndarray:
+    """A per-frame speech decision made into speech runs: pauses shorter than `min_pause_s` closed, then runs
+    shorter than `min_speech_s` dropped (a click, a breath), then `padding_s` added on both sides."""
+    runs = _merge_close(_runs(active), int(round(min_pause_s / ENERGY_FRAME_S)))
+    min_frames, padding = int(round(min_speech_s / ENERGY_FRAME_S)), int(round(padding_s / ENERGY_FRAME_S))
+    speech = np.zeros(len(active), dtype=bool)
+    for start, end in runs:
+        if end - start >= min_frames:
+            speech[max(start - padding, 0) : end + padding] = True
+    return speech
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) frame ranges where `mask` is true."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))

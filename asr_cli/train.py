@@ -48,6 +48,7 @@ from .fileio import write_json
 from .lexicon import Lexicon, PhoneSet, load_lexicon, phone_transcript
 from .logs import log, progress_bar
 from .model import AcousticModel
+from .noise import NoiseAugment, noise_pool, require_filterbank
 from .records import HistoryWriter, data_summary, write_run_config
 from .score import Transcript, score
 from .search import greedy_decode
@@ -378,6 +379,8 @@ def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) ->
     fill = model.cmvn_mean.clone().numpy()
     if config.vtlp_warp > 0:  # after speaker normalisation, as at test time: the warp moves formants, not the mean
         train_transforms.append(Vtlp(data.train_stores[0].feature_config, config.vtlp_warp))
+    if config.noise.enabled:  # on the raw frames: before any normalisation
+        train_transforms.insert(0, _noise_transform(data))
     batch_transforms = [SpecAugment(config.spec_augment, torch.from_numpy(fill))] if config.spec_augment.enabled else []
     model.to(env.device)
     optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -412,6 +415,15 @@ def build_run(data: TrainingData, env: Distributed, folder: ExperimentFolder) ->
         valid_transforms,
         HistoryWriter(folder),
     )
+
+
+def _noise_transform(data: TrainingData) -> NoiseAugment:
+    """Noise around, between and under the training utterances, from the configured source (noise.py)."""
+    feature_config = data.train_stores[0].feature_config
+    require_filterbank(feature_config)
+    pool = noise_pool(data.config.noise, data.train_stores, feature_config, data.config.seed)
+    log.info(f"noise augmentation: {len(pool):,} frames of noise from {data.config.noise.noise_source}")
+    return NoiseAugment(data.config.noise, pool, feature_config.frame_shift_ms / 1000)
 
 
 def _normalization_transforms(data: TrainingData, model: AcousticModel) -> tuple[list, list]:

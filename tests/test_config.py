@@ -15,9 +15,9 @@ from asr_cli.config import ConfigError
 # The configurations each command's options fill.
 COMMAND_CONFIGS = {
     "prepare": [config.FeatureConfig(), config.PrepareConfig()],
-    "train": [config.ModelConfig(), config.TrainConfig(), config.SpecAugmentConfig()],
-    "decode": [config.SearchConfig(), config.DecodeConfig()],
-    "transcribe": [config.SearchConfig(), config.DecodeConfig()],
+    "train": [config.ModelConfig(), config.TrainConfig(), config.SpecAugmentConfig(), config.NoiseConfig()],
+    "decode": [config.SearchConfig(), config.DecodeConfig(), config.SpeechActivityConfig()],
+    "transcribe": [config.SearchConfig(), config.DecodeConfig(), config.SpeechActivityConfig()],
     "pack": [config.SearchConfig()],
     "score": [config.ScoreConfig(), config.NormalizeConfig(), config.ReportConfig()],
     "split": [config.SplitConfig()],
@@ -59,6 +59,7 @@ CHOICES = {
     "missing": config.MISSING_POLICIES,
     "ref_format": config.REF_FORMATS,
     "hyp_format": config.HYP_FORMATS,
+    "vad": config.SPEECH_ACTIVITY_METHODS,
     "output_format": (*config.TRANSCRIPT_FORMATS, "all"),
 }
 
