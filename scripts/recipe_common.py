@@ -99,9 +99,9 @@ class Recipe:
                     best = (wer, weight, bonus)
         return best[1], best[2]
 
-    def write_results(self, results: dict) -> None:
+    def write_results(self, results: dict, name: str = "results") -> None:
         results["commands"] = self.timings
-        (self.output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (self.output_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps({key: value for key, value in results.items() if key != "commands"}, indent=2))
 
 

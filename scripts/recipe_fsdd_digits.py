@@ -122,53 +122,122 @@ def assemble(
         write_manifest(output / f"{split}.jsonl", utterances)
 
 
-def train_and_test(recipe: Recipe, out: Path, args) -> dict:
-    """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split."""
+UNTRIMMED_EDGES_S = (1.0, 3.0)  # noise before the first digit and after the last
+UNTRIMMED_PAUSES_S = (0.05, 1.0)
+NOTHING_SAID_S = (2.0, 3.0)
+
+
+def assemble_untrimmed(
+    fsdd: Path, output: Path, speaker: str, count: int, silent_count: int, seed: int = 0
+) -> tuple[Path, Path]:
+    """The speaker's digits as a recording has them: 2-7 digits with noisy pauses of up to 1 s, and 1-3 s of the
+    recordings' own background before and after; and `silent_count` clips of 2-3 s of background alone, in
+    which nothing is said (no text). Returns (manifest of both kinds, manifest of the speech alone, to score)."""
+    from asr_cli.manifest import Utterance, write_manifest
+
+    paths = sorted((fsdd / "recordings").glob(f"*_{speaker}_*.wav"))
+    rng = random.Random(seed)
+    (output / "audio").mkdir(parents=True, exist_ok=True)
+    speech, silent = [], []
+    for number in range(count):
+        chosen = [rng.choice(paths) for _ in range(rng.randint(2, 7))]
+        pieces = []
+        for position, path in enumerate(chosen):
+            samples, rate_hz = soundfile.read(str(path), dtype="float32")
+            gap_s = rng.uniform(*(UNTRIMMED_EDGES_S if position == 0 else UNTRIMMED_PAUSES_S))
+            pieces += [background_noise(samples, int(gap_s * rate_hz), rate_hz, rng), samples]
+        pieces.append(background_noise(samples, int(rng.uniform(*UNTRIMMED_EDGES_S) * rate_hz), rate_hz, rng))
+        audio = output / "audio" / f"untrimmed-{number:05d}.wav"
+        soundfile.write(str(audio), np.concatenate(pieces), rate_hz, subtype="PCM_16")
+        text = " ".join(DIGIT_WORDS[int(path.stem.split("_")[0])] for path in chosen)
+        speech.append(Utterance(audio.stem, f"audio/{audio.name}", text=text, speaker=speaker))
+    for number in range(silent_count):
+        samples, rate_hz = soundfile.read(str(rng.choice(paths)), dtype="float32")
+        audio = output / "audio" / f"nothing-said-{number:05d}.wav"
+        length = int(rng.uniform(*NOTHING_SAID_S) * rate_hz)
+        soundfile.write(str(audio), background_noise(samples, length, rate_hz, rng), rate_hz, subtype="PCM_16")
+        silent.append(Utterance(audio.stem, f"audio/{audio.name}", speaker=speaker))
+    # One manifest of both: a speaker's statistics (--cmvn speaker) come from all of their recordings.
+    write_manifest(output / "untrimmed.jsonl", speech + silent)
+    write_manifest(output / "untrimmed_speech.jsonl", speech)
+    return output / "untrimmed.jsonl", output / "untrimmed_speech.jsonl"
+
+
+def train_and_test(recipe: Recipe, out: Path, args, untrimmed: tuple[Path, Path] | None = None) -> dict:
+    """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split (and
+    the untrimmed recordings and nothing-said clips, when given). With --reuse-models, a model already in OUT
+    is decoded again (with today's --decode-options) instead of trained."""
     features = encoder_features(args)
-    for name in ("train", "dev", "test"):
+    model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
+    reuse = args.reuse_models and model.is_file() and lm.is_file()
+    names = ("train", "dev", "test") if not reuse else ()
+    for name in names:
         recipe.run("prepare", out / "corpus" / f"{name}.jsonl", "-o", out / f"{name}.store", "--jobs", args.jobs,
                    "--overwrite", "--no-progress", *features)  # fmt: skip
-    train_s = recipe.run(
-        "train",
-        "--train",
-        out / "train.store",
-        "--valid",
-        out / "dev.store",
-        "-o",
-        out / "model",
-        "--epochs",
-        args.epochs,
-        *(ENCODER_TRAIN_OPTIONS if args.features == "encoder" else TRAIN_OPTIONS),
-        *args.train_options.split(),
-        "--no-progress",
+    train_s = (
+        0.0
+        if reuse
+        else recipe.run(
+            "train",
+            "--train",
+            out / "train.store",
+            "--valid",
+            out / "dev.store",
+            "-o",
+            out / "model",
+            "--epochs",
+            args.epochs,
+            *(ENCODER_TRAIN_OPTIONS if args.features == "encoder" else TRAIN_OPTIONS),
+            *args.train_options.split(),
+            "--no-progress",
+        )
     )
-    model, lm = out / "model" / "model.pt", out / "digits.3gram.arpa"
-    recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
-    weight, bonus = recipe.tune_lm_weights(model, out / "dev.store", lm, (0.3, 0.8), (0.0, 1.0), 16)
-    recipe.run("decode", model, out / "test.store", "-o", out / "test_greedy.jsonl", "--no-progress")
-    recipe.run(
-        "decode",
-        model,
-        out / "test.store",
-        "-o",
-        out / "test_beam_lm.jsonl",
-        "--beam-size",
-        16,
-        "--lm",
-        lm,
-        "--lm-weight",
-        weight,
-        "--word-bonus",
-        bonus,
-        "--no-progress",
+    if not reuse:
+        recipe.run("lm", out / "corpus" / "train.jsonl", "-o", lm, "--order", 3)
+    # Decoded from the audio manifests (the same features as the stores): a VAD on the audio (--vad silero) can
+    # then run on every input.
+    decode_options = args.decode_options.split()
+    corpus = out / "corpus"
+    weight, bonus = recipe.tune_lm_weights(
+        model, corpus / "dev.jsonl", lm, (0.3, 0.8), (0.0, 1.0), 16, extra=tuple(decode_options)
     )
+    beam_lm = ["--beam-size", 16, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus, *decode_options]
+    tests = {"test": corpus / "test.jsonl"}
+    if untrimmed is not None:
+        tests["untrimmed"] = untrimmed[0]
+    results = {"training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus}
+    for name, manifest in tests.items():
+        for kind, options in (("greedy", decode_options), ("beam_lm", beam_lm)):
+            hypotheses = out / f"{name}_{kind}.jsonl"
+            recipe.run("decode", model, manifest, "-o", hypotheses, *options, "--no-progress")
+            if name == "untrimmed":
+                results[f"nothing_said_{kind}"] = nothing_said(hypotheses)
+                hypotheses = speech_only(hypotheses)
+            results[f"{name}_{kind}"] = recipe.score(
+                untrimmed[1] if name == "untrimmed" else manifest, hypotheses, f"{name}_{kind}"
+            )
+    return results
+
+
+def nothing_said(hypotheses: Path) -> dict:
+    """Of the nothing-said clips, how many came out empty (the right answer), and the words written into the rest."""
+    import json
+
+    texts = [json.loads(line)["text"] for line in hypotheses.read_text().splitlines()
+             if json.loads(line)["id"].startswith("nothing-said-")]  # fmt: skip
     return {
-        "training_seconds": round(train_s, 1),
-        "lm_weight": weight,
-        "word_bonus": bonus,
-        "test_greedy": recipe.score(out / "test.store", out / "test_greedy.jsonl", "test_greedy"),
-        "test_beam_lm": recipe.score(out / "test.store", out / "test_beam_lm.jsonl", "test_beam_lm"),
+        "clips": len(texts),
+        "empty_share": sum(not text.strip() for text in texts) / max(len(texts), 1),
+        "words_written": sum(len(text.split()) for text in texts),
     }
+
+
+def speech_only(hypotheses: Path) -> Path:
+    """The hypotheses of the untrimmed recordings in which something was said."""
+    kept = [line for line in hypotheses.read_text().splitlines() if '"nothing-said-' not in line]
+    path = hypotheses.with_name(hypotheses.stem + "_speech.jsonl")
+    path.write_text("".join(line + "\n" for line in kept))
+    return path
 
 
 def encoder_features(args) -> list:
@@ -200,29 +269,41 @@ def leave_one_speaker_out(args) -> None:
             },
             noisy_splits=noisy,
         )
-        per_speaker[held_out] = train_and_test(recipe, out, args)
+        untrimmed = assemble_untrimmed(args.fsdd, out / "untrimmed", held_out, 150, 50)
+        result = per_speaker[held_out] = train_and_test(recipe, out, args, untrimmed)
         print(
-            f"{held_out}: WER {100 * per_speaker[held_out]['test_beam_lm']['wer']:.1f}% (beam + LM), "
-            f"{100 * per_speaker[held_out]['test_greedy']['wer']:.1f}% (greedy)",
+            f"{held_out}: WER {100 * result['test_beam_lm']['wer']:.1f}% (beam + LM), "
+            f"{100 * result['test_greedy']['wer']:.1f}% (greedy); untrimmed "
+            f"{100 * result['untrimmed_beam_lm']['wer']:.1f}% ({100 * result['untrimmed_greedy']['wer']:.1f}%); "
+            f"nothing said: {100 * result['nothing_said_beam_lm']['empty_share']:.0f}% empty",
             flush=True,
         )
     mean = {
         kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
-        for kind in ("test_greedy", "test_beam_lm")
+        for kind in ("test_greedy", "test_beam_lm", "untrimmed_greedy", "untrimmed_beam_lm")
     }
+    for kind in ("greedy", "beam_lm"):
+        mean[f"nothing_said_empty_{kind}"] = sum(
+            result[f"nothing_said_{kind}"]["empty_share"] for result in per_speaker.values()
+        ) / len(per_speaker)
     Recipe(args.output).write_results(
         {
             "pause_noise": args.pause_noise,
             "train_options": args.train_options,
             "epochs": args.epochs,
             "train_utterances": args.train_utterances,
+            "decode_options": args.decode_options,
             "mean_wer": mean,
             "speakers": per_speaker,
-        }
+        },
+        args.results_name,
     )
     print(
         f"mean WER over the six held-out speakers: {100 * mean['test_beam_lm']:.1f}% (beam + LM), "
-        f"{100 * mean['test_greedy']:.1f}% (greedy)"
+        f"{100 * mean['test_greedy']:.1f}% (greedy); untrimmed {100 * mean['untrimmed_beam_lm']:.1f}% "
+        f"({100 * mean['untrimmed_greedy']:.1f}%); nothing said: "
+        f"{100 * mean['nothing_said_empty_beam_lm']:.1f}% of the clips empty "
+        f"({100 * mean['nothing_said_empty_greedy']:.1f}%)"
     )
 
 
@@ -246,6 +327,13 @@ def main() -> None:
         default="--cmvn speaker",
         help="`asr-cli train` options beyond the recipe's model (default: '--cmvn speaker')",
     )
+    parser.add_argument("--decode-options", default="", help="more `asr-cli decode` options, for every decode")
+    parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="decode (and tune) again with the models already in OUT instead of training them",
+    )
+    parser.add_argument("--results-name", default="results", help="OUT/NAME.json holds the results")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--features", choices=("fbank", "encoder"), default="fbank",
                         help="filterbanks, or the states of Whisper base's encoder (see --encoder)")  # fmt: skip
