@@ -101,8 +101,14 @@ class SpeakerNormalizer:
             stats.setdefault(speaker, CmvnStats.zeros(dim)).accumulate(frames)
         return cls([stats])
 
-    def __call__(self, frames: np.ndarray, speaker: str | None, group: int = 0) -> np.ndarray:
-        """`frames` of an utterance of `speaker` (of `group`), normalised."""
+    def __call__(
+        self, frames: np.ndarray, speaker: str | None, group: int = 0, own: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`frames` of an utterance of `speaker` (of `group`), normalised; an utterance whose speaker has no
+        statistics by those of `own` (its frames in speech, say), or of all its frames."""
         table = self.tables[group]
-        mean, std = table[speaker] if speaker in table else utterance_mean_and_std(frames)
+        if speaker in table:
+            mean, std = table[speaker]
+        else:
+            mean, std = utterance_mean_and_std(own if own is not None and len(own) else frames)
         return (frames - mean) / std

@@ -22,6 +22,7 @@ from .inference import (
     frame_reader,
     input_normalizer,
     source_batches,
+    speech_part,
     speech_reader,
 )
 from .logs import log, progress_bar
@@ -59,6 +60,7 @@ def decode_inputs(
     read = frame_reader(store, model, options.encoder_path)
     speech = speech_reader(options.speech, model)
     normalize = input_normalizer(model, sources, store, read, speech)
+    frame_shift_s = model.feature_config.frame_shift_ms / 1000
     results: dict[int, UtteranceResult] = {}
     warnings = []
     with progress_bar(len(sources), "decode", options.show_progress, unit="utt") as bar:
@@ -69,7 +71,8 @@ def decode_inputs(
             batch, features = _read_batch(batch, sources, read, options.skip_bad, skipped)
             masks = [speech(sources[i], f) if speech is not None else None for i, f in zip(batch, features)]
             if normalize is not None:
-                features = [normalize(f, sources[i].speaker) for i, f in zip(batch, features)]
+                features = [normalize(f, sources[i].speaker, own=speech_part(f, m, frame_shift_s))
+                            for i, f, m in zip(batch, features, masks)]  # fmt: skip
             decoded = decoder.hypotheses(features, masks) if batch else []
             for index, frames, hypotheses in zip(batch, features, decoded):
                 if frames.shape[0] == 0:

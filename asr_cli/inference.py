@@ -171,6 +171,11 @@ def speech_reader(config: SpeechActivityConfig, model: ModelFile) -> SpeechReade
     return speech
 
 
+def speech_part(frames: np.ndarray, speech: np.ndarray | None, frame_shift_s: float) -> np.ndarray | None:
+    """The frames (every `frame_shift_s`) in speech, or None without a speech mask."""
+    return None if speech is None else frames[frames_in_speech(speech, len(frames), frame_shift_s)]
+
+
 def input_normalizer(
     model: ModelFile,
     sources: Sequence[Source],
@@ -202,7 +207,7 @@ def _speakers_frames(
             except AudioError:  # reported (or skipped) when it is decoded
                 continue
             if mask is not None:
-                frames = frames[frames_in_speech(mask, len(frames), frame_shift_s)]
+                frames = speech_part(frames, mask, frame_shift_s)
             if len(frames):
                 yield source.speaker, frames
 

@@ -17,7 +17,7 @@ from .cmvn import SpeakerNormalizer
 from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig, SpeechActivityConfig
 from .errors import AsrCliError
 from .experiment import StoredDecoding
-from .inference import Decoder
+from .inference import Decoder, speech_part
 from .lm_tables import LanguageModelTables, search_tables
 from .model import load_model_file, resolve_device
 from .results import Transcription
@@ -97,7 +97,7 @@ class Recognizer:
         feature_config = self.model_file.feature_config
         detector = SpeechDetector(speech_activity, feature_config.kind, feature_config.sample_rate_hz)
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
-        normalize = self._normalizer(segments, load)
+        normalize = self._normalizer(segments, load, detector)
         texts, words, score = [], [], 0.0
         for start in range(0, len(segments), SEGMENTS_PER_BATCH):
             raise_if_stopped()
@@ -147,16 +147,26 @@ class Recognizer:
             self._extractor = self.model_file.feature_extractor(self.encoder_path)
         return self._extractor([samples])[0]
 
-    def _normalizer(self, segments: list[tuple[float, float]], load) -> SpeakerNormalizer | None:
+    def _normalizer(self, segments: list[tuple[float, float]], load, detector: SpeechDetector):
         """For a model trained per speaker: the recording is one speaker; a single piece is normalised by its own
         statistics when decoded, several by the recording's (a first pass that keeps only sums, so a long file
-        stays out of memory)."""
+        stays out of memory); with a speech detector on, by the statistics of the frames in speech."""
         if not self.model_file.config.speaker_cmvn:
             return None
-        if len(segments) == 1:
+        if len(segments) == 1 and detector.config.vad == "none":
             return SpeakerNormalizer([{}])
-        pieces = ((RECORDING, self._features(load(start, end))) for start, end in segments)
-        return SpeakerNormalizer.of_frames(pieces, self.model_file.feature_config.dim)
+        frame_shift_s = self.model_file.feature_config.frame_shift_ms / 1000
+        pieces = (
+            (RECORDING, self._speech_frames(load(start, end), detector, frame_shift_s)) for start, end in segments
+        )
+        return SpeakerNormalizer.of_frames(
+            (piece for piece in pieces if len(piece[1])), self.model_file.feature_config.dim
+        )
+
+    def _speech_frames(self, samples: np.ndarray, detector: SpeechDetector, frame_shift_s: float) -> np.ndarray:
+        frames = self._features(samples)
+        mask = detector.mask(frames, samples)
+        return frames if mask is None else speech_part(frames, mask, frame_shift_s)
 
     def _recording(self, audio, sample_rate: int | None, segmentation: SegmentationConfig):
         """(duration s, [(start s, end s)] to decode, load(start, end) -> samples at the model's rate): the whole
