@@ -75,7 +75,7 @@ class Recognizer:
         lm_unit: str = SearchConfig.lm_unit,
         lexicon: str | Path | None = None,
         segmentation: SegmentationConfig = SegmentationConfig(),
-        speech_activity: SpeechActivityConfig = SpeechActivityConfig(),
+        speech_activity: SpeechActivityConfig | str = SpeechActivityConfig(),
         **search_options,
     ) -> Transcription:
         """Transcribe one recording.
@@ -90,10 +90,13 @@ class Recognizer:
         one; `None` for none; "stored" to insist on the stored one; or an ARPA file's path.
         `lexicon`: a word list or Kaldi lexicon; the beam search then outputs only its words
         (`unlisted_word_penalty` in `search_options` allows others at that cost).
-        `speech_activity`: which frames hold speech (speech_activity.py; method "energy" or "silero"); the
-        others are searched as silence, so nothing is written into the noise around and between words.
+        `speech_activity`: which frames hold speech (a SpeechActivityConfig, or its method: "energy" or
+        "silero"); the others are searched as silence, so nothing is written into the noise around and between
+        words, and a model trained per speaker is normalised by the statistics of the speech.
         """
         decoder = self.decoder(self.search_config(lm, lm_unit, lexicon, **search_options))
+        if isinstance(speech_activity, str):
+            speech_activity = SpeechActivityConfig(vad=speech_activity)
         feature_config = self.model_file.feature_config
         detector = SpeechDetector(speech_activity, feature_config.kind, feature_config.sample_rate_hz)
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)

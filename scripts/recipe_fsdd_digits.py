@@ -128,19 +128,25 @@ NOTHING_SAID_S = (2.0, 3.0)
 
 
 def assemble_untrimmed(
-    fsdd: Path, output: Path, speaker: str, count: int, silent_count: int, seed: int = 0
+    fsdd: Path, output: Path, speakers: list[str], indices: range, count: int, silent_count: int, seed: int = 0
 ) -> tuple[Path, Path]:
-    """The speaker's digits as a recording has them: 2-7 digits with noisy pauses of up to 1 s, and 1-3 s of the
-    recordings' own background before and after; and `silent_count` clips of 2-3 s of background alone, in
-    which nothing is said (no text). Returns (manifest of both kinds, manifest of the speech alone, to score)."""
+    """The speakers' digits (recordings `indices`) as a recording has them: 2-7 digits of one speaker with noisy
+    pauses of up to 1 s, and 1-3 s of the recordings' own background before and after; and `silent_count`
+    clips of 2-3 s of background alone, in which nothing is said (no text). Returns (manifest of both kinds,
+    manifest of the speech alone, to score)."""
     from asr_cli.manifest import Utterance, write_manifest
 
-    paths = sorted((fsdd / "recordings").glob(f"*_{speaker}_*.wav"))
+    paths_of = {
+        speaker: [path for path in sorted((fsdd / "recordings").glob(f"*_{speaker}_*.wav"))
+                  if int(path.stem.split("_")[2]) in indices]
+        for speaker in speakers
+    }  # fmt: skip
     rng = random.Random(seed)
     (output / "audio").mkdir(parents=True, exist_ok=True)
     speech, silent = [], []
     for number in range(count):
-        chosen = [rng.choice(paths) for _ in range(rng.randint(2, 7))]
+        speaker = rng.choice(speakers)
+        chosen = [rng.choice(paths_of[speaker]) for _ in range(rng.randint(2, 7))]
         pieces = []
         for position, path in enumerate(chosen):
             samples, rate_hz = soundfile.read(str(path), dtype="float32")
@@ -152,7 +158,8 @@ def assemble_untrimmed(
         text = " ".join(DIGIT_WORDS[int(path.stem.split("_")[0])] for path in chosen)
         speech.append(Utterance(audio.stem, f"audio/{audio.name}", text=text, speaker=speaker))
     for number in range(silent_count):
-        samples, rate_hz = soundfile.read(str(rng.choice(paths)), dtype="float32")
+        speaker = rng.choice(speakers)
+        samples, rate_hz = soundfile.read(str(rng.choice(paths_of[speaker])), dtype="float32")
         audio = output / "audio" / f"nothing-said-{number:05d}.wav"
         length = int(rng.uniform(*NOTHING_SAID_S) * rate_hz)
         soundfile.write(str(audio), background_noise(samples, length, rate_hz, rng), rate_hz, subtype="PCM_16")
@@ -163,7 +170,7 @@ def assemble_untrimmed(
     return output / "untrimmed.jsonl", output / "untrimmed_speech.jsonl"
 
 
-def train_and_test(recipe: Recipe, out: Path, args, untrimmed: tuple[Path, Path] | None = None) -> dict:
+def train_and_test(recipe: Recipe, out: Path, args, untrimmed: dict[str, tuple[Path, Path]] | None = None) -> dict:
     """Prepare OUT/corpus's three splits, train, build the digit LM, tune it on dev, score the test split (and
     the untrimmed recordings and nothing-said clips, when given). With --reuse-models, a model already in OUT
     is decoded again (with today's --decode-options) instead of trained."""
@@ -202,20 +209,16 @@ def train_and_test(recipe: Recipe, out: Path, args, untrimmed: tuple[Path, Path]
         model, corpus / "dev.jsonl", lm, (0.3, 0.8), (0.0, 1.0), 16, extra=tuple(decode_options)
     )
     beam_lm = ["--beam-size", 16, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus, *decode_options]
-    tests = {"test": corpus / "test.jsonl"}
-    if untrimmed is not None:
-        tests["untrimmed"] = untrimmed[0]
+    tests = {"test": (corpus / "test.jsonl", corpus / "test.jsonl"), **(untrimmed or {})}
     results = {"training_seconds": round(train_s, 1), "lm_weight": weight, "word_bonus": bonus}
-    for name, manifest in tests.items():
+    for name, (manifest, references) in tests.items():
         for kind, options in (("greedy", decode_options), ("beam_lm", beam_lm)):
             hypotheses = out / f"{name}_{kind}.jsonl"
             recipe.run("decode", model, manifest, "-o", hypotheses, *options, "--no-progress")
-            if name == "untrimmed":
-                results[f"nothing_said_{kind}"] = nothing_said(hypotheses)
+            if name != "test":
+                results[f"{name}_nothing_said_{kind}"] = nothing_said(hypotheses)
                 hypotheses = speech_only(hypotheses)
-            results[f"{name}_{kind}"] = recipe.score(
-                untrimmed[1] if name == "untrimmed" else manifest, hypotheses, f"{name}_{kind}"
-            )
+            results[f"{name}_{kind}"] = recipe.score(references, hypotheses, f"{name}_{kind}")
     return results
 
 
@@ -269,23 +272,28 @@ def leave_one_speaker_out(args) -> None:
             },
             noisy_splits=noisy,
         )
-        untrimmed = assemble_untrimmed(args.fsdd, out / "untrimmed", held_out, 150, 50)
+        # Untrimmed recordings of the held-out speaker (the test), and of the five others' dev recordings (to
+        # choose levers on: they are never tested on).
+        untrimmed = {
+            "untrimmed": assemble_untrimmed(args.fsdd, out / "untrimmed", [held_out], range(0, 50), 150, 50),
+            "untrimmed_dev": assemble_untrimmed(args.fsdd, out / "untrimmed_dev", others, SPLITS["dev"], 100, 25),
+        }
         result = per_speaker[held_out] = train_and_test(recipe, out, args, untrimmed)
         print(
             f"{held_out}: WER {100 * result['test_beam_lm']['wer']:.1f}% (beam + LM), "
             f"{100 * result['test_greedy']['wer']:.1f}% (greedy); untrimmed "
             f"{100 * result['untrimmed_beam_lm']['wer']:.1f}% ({100 * result['untrimmed_greedy']['wer']:.1f}%); "
-            f"nothing said: {100 * result['nothing_said_beam_lm']['empty_share']:.0f}% empty",
+            f"nothing said: {100 * result['untrimmed_nothing_said_beam_lm']['empty_share']:.0f}% empty; "
+            f"untrimmed dev {100 * result['untrimmed_dev_beam_lm']['wer']:.1f}%",
             flush=True,
         )
-    mean = {
-        kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker)
-        for kind in ("test_greedy", "test_beam_lm", "untrimmed_greedy", "untrimmed_beam_lm")
-    }
-    for kind in ("greedy", "beam_lm"):
-        mean[f"nothing_said_empty_{kind}"] = sum(
-            result[f"nothing_said_{kind}"]["empty_share"] for result in per_speaker.values()
-        ) / len(per_speaker)
+    kinds = [f"{name}_{kind}" for name in ("test", "untrimmed", "untrimmed_dev") for kind in ("greedy", "beam_lm")]
+    mean = {kind: sum(result[kind]["wer"] for result in per_speaker.values()) / len(per_speaker) for kind in kinds}
+    for name in ("untrimmed", "untrimmed_dev"):
+        for kind in ("greedy", "beam_lm"):
+            mean[f"{name}_nothing_said_empty_{kind}"] = sum(
+                result[f"{name}_nothing_said_{kind}"]["empty_share"] for result in per_speaker.values()
+            ) / len(per_speaker)
     Recipe(args.output).write_results(
         {
             "pause_noise": args.pause_noise,
@@ -302,8 +310,10 @@ def leave_one_speaker_out(args) -> None:
         f"mean WER over the six held-out speakers: {100 * mean['test_beam_lm']:.1f}% (beam + LM), "
         f"{100 * mean['test_greedy']:.1f}% (greedy); untrimmed {100 * mean['untrimmed_beam_lm']:.1f}% "
         f"({100 * mean['untrimmed_greedy']:.1f}%); nothing said: "
-        f"{100 * mean['nothing_said_empty_beam_lm']:.1f}% of the clips empty "
-        f"({100 * mean['nothing_said_empty_greedy']:.1f}%)"
+        f"{100 * mean['untrimmed_nothing_said_empty_beam_lm']:.1f}% of the clips empty "
+        f"({100 * mean['untrimmed_nothing_said_empty_greedy']:.1f}%); untrimmed dev "
+        f"{100 * mean['untrimmed_dev_beam_lm']:.1f}%, its nothing said "
+        f"{100 * mean['untrimmed_dev_nothing_said_empty_beam_lm']:.1f}% empty"
     )
 
 

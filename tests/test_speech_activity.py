@@ -109,6 +109,7 @@ def test_decode_and_transcribe_with_vad_write_nothing_into_noise(tmp_path: Path,
         assert (text == "") == expected_empty, (vad, text)
     recognizer = load_model(chatty_model)
     assert recognizer.transcribe(noise, speech_activity=ENERGY).text == ""
+    assert recognizer.transcribe(noise, speech_activity="energy").text == ""
     assert recognizer.transcribe(noise).text != ""
     result = run_cli("transcribe", chatty_model, noise, "--vad", "energy")
     assert result.stdout.strip() == ""
