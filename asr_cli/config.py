@@ -568,14 +568,16 @@ class SearchConfig:
         return dataclasses.replace(self, beam_size=LM_BEAM_SIZE if self.uses_tables else self.nbest)
 
 
-SPEECH_ACTIVITY_METHODS = ("none", "energy", "silero")
+SPEECH_ACTIVITY_METHODS = ("auto", "none", "energy", "silero")
 
 
 @dataclass(frozen=True)
 class SpeechActivityConfig:
     """Which frames of a recording are searched (speech_activity.py); times in seconds."""
 
-    vad: str = "none"  # "energy" (above the recording's noise floor), "silero" (a VAD model), "none": every frame
+    # "energy" (above the recording's noise floor), "silero" (a VAD model), "none" (every frame), or "auto":
+    # silero on audio when installed, else energy; none on a feature store
+    vad: str = "none"
     vad_threshold_db: float = 12.0  # energy: above the noise floor (the 10th percentile of frame energies)
     silero_threshold: float = 0.5  # silero: speech probability
     vad_min_speech_s: float = 0.1  # shorter bursts are not speech

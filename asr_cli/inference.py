@@ -153,20 +153,28 @@ SpeechReader = Callable[[Source, np.ndarray], "np.ndarray | None"]
 
 def speech_reader(config: SpeechActivityConfig, model: ModelFile) -> SpeechReader | None:
     """Where a source's speech is (speech_activity.py), from its frames as read (before normalisation) or, for
-    a detector that needs the samples, from its audio (read again); None with --vad none."""
+    a detector that needs the samples, from its audio (read again); None with --vad none (auto: none on a
+    store, silero or energy on audio)."""
     if config.vad == "none":
         return None
     feature_config = model.feature_config
     detector = SpeechDetector(config, feature_config.kind, feature_config.sample_rate_hz)
 
+    found: dict[str, np.ndarray | None] = {}  # by source id: the normaliser's first pass and the decoding share
+
     def speech(source: Source, frames: np.ndarray) -> np.ndarray | None:
-        samples = None
-        if detector.needs_audio and source.utterance is not None:
+        if source.id not in found:
+            found[source.id] = detect(source, frames)
+        return found[source.id]
+
+    def detect(source: Source, frames: np.ndarray) -> np.ndarray | None:
+        samples, has_audio = None, source.utterance is not None
+        if has_audio and detector.needs_audio(detector.method(has_audio)):
             utterance = source.utterance
             samples, _ = load_audio(
                 utterance.audio, feature_config.sample_rate_hz, utterance.offset, utterance.duration
             )
-        return detector.mask(frames, samples)
+        return detector.mask(frames, samples, has_audio)
 
     return speech
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from .config import SpeechActivityConfig
 from .errors import AsrCliError
+from .logs import log
 from .segment import ENERGY_FRAME_S, energy_activity, frame_energies_db, smoothed_activity
 
 SILERO_RATE_HZ = 16000
@@ -40,23 +41,41 @@ class SpeechDetector:
     feature_kind: str
     sample_rate_hz: int
     _silero: object | None = None
+    _said: bool = False
 
-    @property
-    def needs_audio(self) -> bool:
-        return self.config.vad == "silero" or (self.config.vad == "energy" and self.feature_kind != "fbank")
+    def method(self, has_audio: bool) -> str:
+        """The detector that runs: the configured one; for auto, silero on audio when installed, else energy on
+        audio, and none on a feature store."""
+        if self.config.vad != "auto":
+            return self.config.vad
+        method = ("silero" if silero_available() else "energy") if has_audio else "none"
+        if not self._said:
+            log.info(f"speech activity (--vad auto): {method}" + (
+                " (pip install 'asr-cli[vad]' for silero)" if method == "energy" else ""))  # fmt: skip
+            self._said = True
+        return method
 
-    def mask(self, frames: np.ndarray | None, samples: np.ndarray | None) -> np.ndarray | None:
-        if self.config.vad == "none":
+    def needs_audio(self, method: str) -> bool:
+        return method == "silero" or (method == "energy" and self.feature_kind != "fbank")
+
+    def mask(
+        self, frames: np.ndarray | None, samples: np.ndarray | None, has_audio: bool | None = None
+    ) -> np.ndarray | None:
+        """`has_audio`: whether the input is audio (default: whether `samples` are given); it decides auto."""
+        method = self.method(samples is not None if has_audio is None else has_audio)
+        if method == "none":
             return None
-        if self.needs_audio and samples is None:
+        if self.needs_audio(method) and samples is None:
             raise AsrCliError(
-                f"--vad {self.config.vad} needs the audio (for {self.feature_kind} features): decode the audio "
+                f"--vad {method} needs the audio (for {self.feature_kind} features): decode the audio "
                 "manifest or files instead of the feature store, or use --vad none"
             )
         config = self.config
-        if config.vad == "energy":
+        if method == "energy":
             energies_db = (
-                fbank_energies_db(frames) if not self.needs_audio else frame_energies_db(samples, self.sample_rate_hz)
+                fbank_energies_db(frames)
+                if not self.needs_audio(method)
+                else frame_energies_db(samples, self.sample_rate_hz)
             )
             active = energy_activity(energies_db, config.vad_threshold_db)
         else:
@@ -87,6 +106,12 @@ class SpeechDetector:
         if self._silero is None:
             self._silero = load_silero()
         return self._silero
+
+
+def silero_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("silero_vad") is not None and importlib.util.find_spec("onnxruntime") is not None
 
 
 def load_silero():

@@ -161,3 +161,18 @@ def test_speaker_statistics_come_from_the_frames_in_speech():
     )
     mean, std = CmvnStats.of(frames["a"][:30]).mean_and_std()
     np.testing.assert_allclose(normalizer(frames["a"], "spk"), (frames["a"] - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_searches_a_store_whole_and_finds_the_speech_in_audio(monkeypatch):
+    import asr_cli.speech_activity as speech_activity
+
+    samples = noise_with_a_burst()
+    frames = fbank(samples)
+    auto = SpeechDetector(SpeechActivityConfig(vad="auto"), "fbank", RATE_HZ)
+    assert auto.mask(frames, None, has_audio=False) is None  # a store: every frame, as before
+    monkeypatch.setattr(speech_activity, "silero_available", lambda: False)
+    energy = SpeechDetector(ENERGY, "fbank", RATE_HZ).mask(frames, None)
+    assert auto.method(True) == "energy"
+    np.testing.assert_array_equal(auto.mask(frames, None, has_audio=True), energy)
+    monkeypatch.setattr(speech_activity, "silero_available", lambda: True)
+    assert auto.method(True) == "silero" and auto.method(False) == "none"
