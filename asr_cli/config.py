@@ -577,7 +577,7 @@ class SpeechActivityConfig:
 
     # "energy" (above the recording's noise floor), "silero" (a VAD model), "none" (every frame), or "auto":
     # silero on audio when installed, else energy; none on a feature store
-    vad: str = "none"
+    vad: str = "auto"
     vad_threshold_db: float = 12.0  # energy: above the noise floor (the 10th percentile of frame energies)
     silero_threshold: float = 0.5  # silero: speech probability
     vad_min_speech_s: float = 0.1  # shorter bursts are not speech

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from asr_cli.cmvn import CmvnStats
-from asr_cli.config import DecodeConfig, FeatureConfig, ModelConfig, TrainConfig
+from asr_cli.config import DecodeConfig, FeatureConfig, ModelConfig, SpeechActivityConfig, TrainConfig
 from asr_cli.data import Vtlp
 from asr_cli.decode import decode_inputs
 from asr_cli.errors import AsrCliError
@@ -119,7 +119,7 @@ def test_train_and_decode_with_speaker_cmvn_vtlp_and_conv(tmp_path: Path, tiny_s
     valid_ids = {entry.id for entry in FeatureStore(valid_store)}
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("".join(json.dumps(u.to_dict()) + "\n" for u in speechocean_utterances if u.id in valid_ids))
-    options = DecodeConfig(show_progress=False)
+    options = DecodeConfig(show_progress=False, speech=SpeechActivityConfig(vad="none"))  # every frame, both
     decode_inputs(tmp_path / "exp" / "model.pt", [valid_store], tmp_path / "from_store.jsonl", options)
     decode_inputs(tmp_path / "exp" / "model.pt", [manifest], tmp_path / "from_manifest.jsonl", options)
     from_store = [json.loads(line) for line in (tmp_path / "from_store.jsonl").read_text().splitlines()]
