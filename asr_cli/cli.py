@@ -691,7 +691,7 @@ def train(
 VadOption = Annotated[
     Vad,
     typer.Option(
-        help="Search only where speech is, so that nothing is written into the noise around and between words: energy (frames well above the recording's noise floor; from a filterbank model's own frames, so it works on stores), silero (the Silero VAD model on the audio: pip install 'asr-cli[vad]'), none (every frame), or auto: silero on audio when installed, else energy, and none on a feature store."
+        help="Search only where speech is, so that nothing is written into the noise around and between words: energy (frames well above the recording's noise floor; from a filterbank model's own frames, so it works on stores), silero (the Silero VAD model on the audio: pip install 'asr-cli[vad]'), none (every frame), or auto: silero on audio when installed (else none, with a warning), and none on a feature store."
     ),
 ]
 VadThresholdOption = Annotated[

@@ -576,7 +576,7 @@ class SpeechActivityConfig:
     """Which frames of a recording are searched (speech_activity.py); times in seconds."""
 
     # "energy" (above the recording's noise floor), "silero" (a VAD model), "none" (every frame), or "auto":
-    # silero on audio when installed, else energy; none on a feature store
+    # silero on audio when installed, else none; none on a feature store
     vad: str = "auto"
     vad_threshold_db: float = 12.0  # energy: above the noise floor (the 10th percentile of frame energies)
     silero_threshold: float = 0.5  # silero: speech probability

@@ -154,7 +154,7 @@ SpeechReader = Callable[[Source, np.ndarray], "np.ndarray | None"]
 def speech_reader(config: SpeechActivityConfig, model: ModelFile) -> SpeechReader | None:
     """Where a source's speech is (speech_activity.py), from its frames as read (before normalisation) or, for
     a detector that needs the samples, from its audio (read again); None with --vad none (auto: none on a
-    store, silero or energy on audio)."""
+    store, silero on audio when installed)."""
     if config.vad == "none":
         return None
     feature_config = model.feature_config

@@ -44,14 +44,15 @@ class SpeechDetector:
     _said: bool = False
 
     def method(self, has_audio: bool) -> str:
-        """The detector that runs: the configured one; for auto, silero on audio when installed, else energy on
-        audio, and none on a feature store."""
+        """The detector that runs: the configured one; for auto, silero on audio when installed, else none (the
+        energy rule is no default: it cuts into quiet speech, see docs/RESULTS.md), and none on a store."""
         if self.config.vad != "auto":
             return self.config.vad
-        method = ("silero" if silero_available() else "energy") if has_audio else "none"
-        if not self._said:
-            log.info(f"speech activity (--vad auto): {method}" + (
-                " (pip install 'asr-cli[vad]' for silero)" if method == "energy" else ""))  # fmt: skip
+        installed = silero_available()
+        method = "silero" if has_audio and installed else "none"
+        if has_audio and not installed and not self._said:
+            log.warning("--vad auto: silero-vad is not installed, so every frame is searched and words may be "
+                        "written into noise; pip install 'asr-cli[vad]', or choose --vad energy")  # fmt: skip
             self._said = True
         return method
 
