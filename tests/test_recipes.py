@@ -67,3 +67,20 @@ def test_leave_one_speaker_out_splits_and_noisy_pauses(tmp_path: Path):
             samples, _ = soundfile.read(str(tmp_path / utterance.audio), dtype="float32")
             tail = samples[-400:]  # the last 50 ms: pause after the last digit
             assert np.any(tail != 0) == noisy
+
+
+def test_untrimmed_recordings_have_noise_around_the_digits_and_nothing_said_clips_have_no_text(tmp_path: Path):
+    recipe = fsdd_recipe()
+    fsdd = require(FSDD)
+    both, speech = recipe.assemble_untrimmed(fsdd, tmp_path, ["theo"], range(0, 50), count=3, silent_count=2)
+    utterances, spoken = load_manifest(both), load_manifest(speech)
+    assert [u.id for u in spoken] == [u.id for u in utterances if u.text is not None] and len(spoken) == 3
+    silent = [u for u in utterances if u.text is None]
+    assert len(silent) == 2 and all(u.speaker == "theo" for u in utterances)
+    for utterance in silent:
+        assert 2.0 <= soundfile.info(str(tmp_path / utterance.audio)).duration <= 3.0
+    for utterance in spoken:
+        digits = len(utterance.text.split())
+        duration_s = soundfile.info(str(tmp_path / utterance.audio)).duration
+        # at least 1 s of background at each edge, around 2-7 digits of 0.1-1.0 s each
+        assert 2 <= digits <= 7 and duration_s >= 2.0 + 0.1 * digits
