@@ -29,6 +29,7 @@ from .logs import log
 from .store import FeatureStore
 
 QUIET_QUANTILE = 0.1  # frames at or below this quantile of an utterance's frame energies are its background
+PAUSE_MARGIN = 3.0  # natural-log energy (13 dB) above an utterance's floor: where a pause may be put
 POOL_UTTERANCES = 2000  # utterances of the training stores whose quiet frames make the corpus pool, at most
 MAX_FOLDER_S = 600.0  # seconds of a noise folder read into the pool, at most
 COLOURED_S = 20.0  # seconds of each colour generated
@@ -166,7 +167,7 @@ class NoiseAugment:
         """Up to NOISE_PAUSES_PER_UTTERANCE frame positions, in order, among the utterance's inner quiet frames."""
         if self.config.noise_pauses_s <= 0 or len(energies) < 3:
             return []
-        quiet = torch.nonzero(energies[1:-1] <= floor + 3.0).flatten() + 1  # within ~13 dB of the floor
+        quiet = torch.nonzero(energies[1:-1] <= floor + PAUSE_MARGIN).flatten() + 1
         if len(quiet) == 0:
             return []
         count = int(torch.randint(0, NOISE_PAUSES_PER_UTTERANCE + 1, (1,), generator=generator))

@@ -17,7 +17,7 @@ inference.Decoder): nothing is written there, and times stay recording times.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,8 +40,8 @@ class SpeechDetector:
     config: SpeechActivityConfig
     feature_kind: str
     sample_rate_hz: int
-    _silero: object | None = None
-    _said: bool = False
+    _silero: object | None = field(default=None, init=False, repr=False)  # loaded on first use
+    _said: bool = field(default=False, init=False, repr=False)  # auto's warning is given once
 
     def method(self, has_audio: bool) -> str:
         """The detector that runs: the configured one; for auto, silero on audio when installed, else none (the
