@@ -99,14 +99,22 @@ class Recognizer:
             speech_activity = SpeechActivityConfig(vad=speech_activity)
         feature_config = self.model_file.feature_config
         detector = SpeechDetector(speech_activity, feature_config.kind, feature_config.sample_rate_hz)
+        found: dict[tuple[float, float], np.ndarray | None] = {}  # the normaliser's first pass finds them once
+
+        def speech(segment: tuple[float, float], frames: np.ndarray, samples: np.ndarray) -> np.ndarray | None:
+            if segment not in found:
+                found[segment] = detector.mask(frames, samples)
+            return found[segment]
+
         duration_s, segments, load = self._recording(audio, sample_rate, segmentation)
-        normalize = self._normalizer(segments, load, detector)
+        normalize = self._normalizer(segments, load, detector.config.vad != "none", speech)
         texts, words, score = [], [], 0.0
         for start in range(0, len(segments), SEGMENTS_PER_BATCH):
             raise_if_stopped()
-            pieces = [(begin, load(begin, end)) for begin, end in segments[start : start + SEGMENTS_PER_BATCH]]
+            batch = segments[start : start + SEGMENTS_PER_BATCH]
+            pieces = [(segment[0], load(*segment)) for segment in batch]
             features = [self._features(samples) for _, samples in pieces]
-            masks = [detector.mask(frames, samples) for frames, (_, samples) in zip(features, pieces)]
+            masks = [speech(segment, f, samples) for segment, f, (_, samples) in zip(batch, features, pieces)]
             if normalize is not None:
                 features = [normalize(frames, RECORDING) for frames in features]
             for (offset_s, samples), hypotheses in zip(pieces, decoder.hypotheses(features, masks)):
@@ -150,26 +158,27 @@ class Recognizer:
             self._extractor = self.model_file.feature_extractor(self.encoder_path)
         return self._extractor([samples])[0]
 
-    def _normalizer(self, segments: list[tuple[float, float]], load, detector: SpeechDetector):
+    def _normalizer(self, segments: list[tuple[float, float]], load, detecting: bool, speech):
         """For a model trained per speaker: the recording is one speaker; a single piece is normalised by its own
         statistics when decoded, several by the recording's (a first pass that keeps only sums, so a long file
-        stays out of memory); with a speech detector on, by the statistics of the frames in speech."""
+        stays out of memory); with a speech detector on (`speech(segment, frames, samples)` says where), by the
+        statistics of the frames in speech."""
         if not self.model_file.config.speaker_cmvn:
             return None
-        if len(segments) == 1 and detector.config.vad == "none":
+        if len(segments) == 1 and not detecting:
             return SpeakerNormalizer([{}])
         frame_shift_s = self.model_file.feature_config.frame_shift_ms / 1000
-        pieces = (
-            (RECORDING, self._speech_frames(load(start, end), detector, frame_shift_s)) for start, end in segments
-        )
+
+        def speech_frames(segment: tuple[float, float]) -> np.ndarray:
+            samples = load(*segment)
+            frames = self._features(samples)
+            mask = speech(segment, frames, samples)
+            return frames if mask is None else speech_part(frames, mask, frame_shift_s)
+
+        pieces = ((RECORDING, speech_frames(segment)) for segment in segments)
         return SpeakerNormalizer.of_frames(
             (piece for piece in pieces if len(piece[1])), self.model_file.feature_config.dim
         )
-
-    def _speech_frames(self, samples: np.ndarray, detector: SpeechDetector, frame_shift_s: float) -> np.ndarray:
-        frames = self._features(samples)
-        mask = detector.mask(frames, samples)
-        return frames if mask is None else speech_part(frames, mask, frame_shift_s)
 
     def _recording(self, audio, sample_rate: int | None, segmentation: SegmentationConfig):
         """(duration s, [(start s, end s)] to decode, load(start, end) -> samples at the model's rate): the whole

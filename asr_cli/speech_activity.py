@@ -135,10 +135,7 @@ def load_silero():
 
 def fbank_energies_db(frames: np.ndarray) -> np.ndarray:
     """(num_frames, num_mel_bins) natural-log mel energies -> (num_frames,) their total in dB."""
-    frames = np.asarray(frames, dtype=np.float64)
-    peak = frames.max(axis=1, initial=-np.inf) if frames.size else np.zeros(len(frames))
-    total = peak + np.log(np.exp(frames - peak[:, None]).sum(axis=1)) if frames.size else peak
-    return LN_TO_DB * total
+    return LN_TO_DB * np.logaddexp.reduce(np.asarray(frames, dtype=np.float64), axis=1)
 
 
 def silent_outputs(speech: np.ndarray, num_outputs: int, seconds_per_frame: float) -> np.ndarray:
