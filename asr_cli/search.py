@@ -16,7 +16,6 @@ unpacked into the numba functions' arguments in their field order.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import numba
@@ -67,6 +66,37 @@ def greedy_hypotheses(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hy
         Hypothesis(row[mask].tolist(), torch.nonzero(mask).flatten().tolist(), float(score))
         for row, mask, score in zip(best, keep, path_scores)
     ]
+
+
+class GreedySearch:
+    """The best path carried on a few frames at a time (PrefixSearch's interface): fed in blocks of any sizes,
+    it gives `greedy_hypotheses` of the whole utterance."""
+
+    def __init__(self) -> None:
+        self.label_ids: list[int] = []
+        self.frames: list[int] = []
+        self.score = 0.0
+        self.previous = BLANK_INDEX  # the last frame's best label: a repeat across the block edge collapses
+        self.num_frames = 0
+
+    def advance(self, log_probs: np.ndarray) -> None:
+        """Search the next (num_frames, V) rows (natural log)."""
+        if len(log_probs) == 0:
+            return
+        best = np.argmax(log_probs, axis=1)
+        self.score += float(log_probs[np.arange(len(best)), best].astype(np.float64).sum())
+        before = np.concatenate([[self.previous], best[:-1]])
+        emitted = np.nonzero((best != before) & (best != BLANK_INDEX))[0]
+        self.label_ids += best[emitted].tolist()
+        self.frames += (emitted + self.num_frames).tolist()
+        self.previous = int(best[-1])
+        self.num_frames += len(best)
+
+    def best(self) -> Hypothesis:
+        return Hypothesis(list(self.label_ids), list(self.frames), self.score)
+
+    def finish(self) -> list[Hypothesis]:
+        return [self.best()]
 
 
 # --- the search ---
@@ -301,38 +331,41 @@ def _search_frame(t, row, beam_nodes, beam_blank, beam_nonblank, num_nodes, chil
 
 
 @numba.njit(cache=True)
-def _prefix_beam_search(log_probs,
-                        mode, order, keys, lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id,
-                        word_of_hash, prefix_hashes, token_of_label, external, cache, restricted, lexicon_words,
-                        beam_size, prune_k, prune_threshold, beam_threshold, space_id, lm_weight, word_bonus,
-                        oov_penalty, nbest, unlisted_penalty):
-    """(best nodes, their scores, the tree's parent, token and frame arrays, nodes that missed external scores) for
-    (T, V) log-probabilities; the arguments after them are LmArrays' fields, then SearchSettings'.
-
-    Prefixes are nodes of a tree (node 0: the empty prefix), kept in arrays that double when a frame could fill
-    them: parent, token, the frame it was first emitted in, the unfinished word's hash, the LM context, the
-    finished words' LM score, the unfinished word's look-ahead score, its slot among the frame's candidates, and
-    whether it missed an external score.
-    """
-    capacity, num_nodes = INITIAL_NODES, 1
+def _search_start(order, mode, start_id, beam_size, prune_k):
+    """The search's state before the first frame: the node arrays (node 0: the empty prefix), the tree's children
+    by (node, label), the beam (the empty prefix, certainly ending in blank), the frame's candidate arrays, and
+    the node count."""
     parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed = _grown(
-        capacity, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+        INITIAL_NODES, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
         np.zeros((0, max(order - 1, 1)), np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64),
         np.zeros(0, np.bool_))
     if mode != NO_LM:
         contexts[0, -1] = start_id
     children = Dict.empty(key_type=types.int64, value_type=types.int64)
-    beam_nodes, beam_blank, beam_nonblank = np.zeros(1, np.int64), np.zeros(1), np.full(1, -np.inf)
     max_candidates = beam_size * (prune_k + 1) + 1
-    cand_nodes = np.zeros(max_candidates, np.int64)
-    cand_blank, cand_nonblank = np.full(max_candidates, -np.inf), np.full(max_candidates, -np.inf)
+    return (parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed, children,
+            np.zeros(1, np.int64), np.zeros(1), np.full(1, -np.inf),
+            np.zeros(max_candidates, np.int64), np.full(max_candidates, -np.inf), np.full(max_candidates, -np.inf), 1)
+
+
+@numba.njit(cache=True)
+def _search_frames(log_probs, first_frame,
+                   parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed, children,
+                   beam_nodes, beam_blank, beam_nonblank, cand_nodes, cand_blank, cand_nonblank, num_nodes,
+                   mode, order, keys, lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id,
+                   word_of_hash, prefix_hashes, token_of_label, external, cache, restricted, lexicon_words,
+                   beam_size, prune_k, prune_threshold, beam_threshold, space_id, lm_weight, word_bonus,
+                   oov_penalty, nbest, unlisted_penalty):
+    """The state (as `_search_start` returns it) carried over (T, V) log-probabilities whose first row is frame
+    `first_frame` of the utterance; returns the new state. The node arrays double when a frame could fill them,
+    so they may be new arrays."""
     for t in range(log_probs.shape[0]):
-        if num_nodes + beam_nodes.shape[0] * prune_k > capacity:  # room for every prefix this frame can make
+        if num_nodes + beam_nodes.shape[0] * prune_k > parent.shape[0]:  # room for every prefix this frame can make
             capacity = 2 * (num_nodes + beam_size * prune_k)
             parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed = _grown(
                 capacity, num_nodes, parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed)
         num_candidates, num_nodes = _search_frame(
-            t, log_probs[t], beam_nodes, beam_blank, beam_nonblank, num_nodes, children,
+            first_frame + t, log_probs[t], beam_nodes, beam_blank, beam_nonblank, num_nodes, children,
             parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed,
             cand_nodes, cand_blank, cand_nonblank,
             mode, keys, lm_log_probs, lm_backoffs, unknown_log_prob, unknown_id, word_of_hash, prefix_hashes,
@@ -340,6 +373,19 @@ def _prefix_beam_search(log_probs,
             prune_k, prune_threshold, space_id, lm_weight, word_bonus, oov_penalty, unlisted_penalty)
         beam_nodes, beam_blank, beam_nonblank = _prune(cand_nodes, cand_blank, cand_nonblank, num_candidates,
                                                        lm_score, look_ahead, slot_of, beam_size, beam_threshold)
+    return (parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed, children,
+            beam_nodes, beam_blank, beam_nonblank, cand_nodes, cand_blank, cand_nonblank, num_nodes)
+
+
+@numba.njit(cache=True)
+def _search_end(parent, token, frame, word_hash, contexts, lm_score, look_ahead, slot_of, missed, children,
+                beam_nodes, beam_blank, beam_nonblank, cand_nodes, cand_blank, cand_nonblank, num_nodes,
+                mode, order, keys, lm_log_probs, lm_backoffs, unknown_log_prob, start_id, end_id, unknown_id,
+                word_of_hash, prefix_hashes, token_of_label, external, cache, restricted, lexicon_words,
+                beam_size, prune_k, prune_threshold, beam_threshold, space_id, lm_weight, word_bonus,
+                oov_penalty, nbest, unlisted_penalty):
+    """(best nodes, their scores, the tree's parent, token and frame arrays, nodes that missed external scores):
+    the beam's prefixes ended (the unfinished word and </s> scored, a lexicon's unfinished word refused)."""
     finals = np.empty(beam_nodes.shape[0])
     for b in range(beam_nodes.shape[0]):
         node = beam_nodes[b]
@@ -358,6 +404,106 @@ def _prefix_beam_search(log_probs,
 # fmt: on
 
 
+class SearchState(NamedTuple):
+    """The search between frames, as `_search_start` makes it and `_search_frames` carries it on (unpacked in
+    field order): the prefix tree's node arrays and children, the beam, the frame's candidate arrays, the node
+    count."""
+
+    parent: np.ndarray
+    token: np.ndarray
+    frame: np.ndarray  # where each node's label was first emitted
+    word_hash: np.ndarray
+    contexts: np.ndarray
+    lm_score: np.ndarray
+    look_ahead: np.ndarray
+    slot_of: np.ndarray
+    missed: np.ndarray
+    children: Dict
+    beam_nodes: np.ndarray  # best first (by acoustic + LM + look-ahead score)
+    beam_blank: np.ndarray
+    beam_nonblank: np.ndarray
+    cand_nodes: np.ndarray
+    cand_blank: np.ndarray
+    cand_nonblank: np.ndarray
+    num_nodes: int
+
+
+def search_settings(vocabulary: Vocabulary, options: SearchConfig) -> SearchSettings:
+    """The numba search's scalars for `options` (a beam search asked for without a size gets LM_BEAM_SIZE)."""
+    beam_size = LM_BEAM_SIZE if options.beam_size is None else options.beam_size
+    return SearchSettings(
+        int(beam_size),
+        int(min(options.token_prune_k, vocabulary.size)),
+        float(options.token_prune_threshold),
+        float(options.beam_threshold),
+        vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1,
+        float(options.lm_weight),
+        float(options.word_bonus),
+        float(options.oov_penalty),
+        int(options.nbest),
+        np.inf if options.unlisted_word_penalty is None else float(options.unlisted_word_penalty),
+    )
+
+
+class PrefixSearch:
+    """The prefix beam search of one utterance, carried on a few frames at a time: `advance` with each new block
+    of (num_frames, V) log-probabilities, `best` for the best prefix so far (a partial result), `finish` for the
+    n-best. Fed in blocks of any sizes it makes exactly the search of the whole utterance at once (the same
+    kernel, frame by frame). The LM must be our own tables: an external scorer (KenLM) fills its cache between
+    passes over a whole utterance, which a stream cannot go back for."""
+
+    def __init__(self, vocabulary: Vocabulary, options: SearchConfig, lm: LanguageModelTables | None = None) -> None:
+        self.vocabulary = vocabulary
+        self.tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
+        self.settings = search_settings(vocabulary, options)
+        arrays = self.tables.arrays
+        self.state = SearchState(*_search_start(arrays.order, arrays.mode, arrays.start_id,
+                                                self.settings.beam_size, self.settings.prune_k))  # fmt: skip
+        self.num_frames = 0
+
+    def advance(self, log_probs: np.ndarray) -> None:
+        """Search the next (num_frames, V) rows (natural log)."""
+        if len(log_probs) == 0:
+            return
+        self.state = SearchState(*_search_frames(
+            np.ascontiguousarray(log_probs, dtype=np.float32), self.num_frames, *self.state, *self.tables.arrays,
+            *self.settings))  # fmt: skip
+        self.num_frames += len(log_probs)
+
+    def best(self) -> Hypothesis:
+        """The best prefix so far (unfinished word and all), with the score the beam ranks it by."""
+        state = self.state
+        node = int(state.beam_nodes[0])
+        total = np.logaddexp(state.beam_blank[0], state.beam_nonblank[0]) + state.lm_score[node]
+        return Hypothesis(*_labels_and_frames(node, state.parent, state.token, state.frame), float(total))
+
+    def ended(self):
+        """(best nodes, scores, parent, token, frame, nodes that missed external scores) of the prefixes ended."""
+        return _search_end(*self.state, *self.tables.arrays, *self.settings)
+
+    def finish(self) -> list[Hypothesis]:
+        """The n-best hypotheses of the frames searched, best first."""
+        if self.tables.arrays.external:
+            raise AsrCliError("an external LM (KenLM) cannot be searched a few frames at a time; use an ARPA file")
+        if self.num_frames == 0:
+            return [Hypothesis([], [], 0.0)]
+        nodes, scores, parent, token, frame, _ = self.ended()
+        return self._hypotheses(nodes, scores, parent, token, frame)
+
+    def _hypotheses(self, nodes, scores, parent, token, frame) -> list[Hypothesis]:
+        hypotheses = [
+            Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score))
+            for node, score in zip(nodes, scores)
+        ]
+        arrays = self.tables.arrays
+        if arrays.restricted:  # every prefix left broke the lexicon (a narrow beam): keep the lexicon words it has
+            space_id = self.settings.space_id
+            hypotheses = [
+                _lexicon_words_only(h, space_id, arrays.lexicon_words) if h.score == -np.inf else h for h in hypotheses
+            ]
+        return hypotheses
+
+
 def beam_search(
     log_probs: np.ndarray, vocabulary: Vocabulary, options: SearchConfig, lm: LanguageModelTables | None = None
 ) -> list[Hypothesis]:
@@ -370,46 +516,20 @@ def beam_search(
     """
     if log_probs.shape[0] == 0:
         return [Hypothesis([], [], 0.0)]
-    if options.beam_size is None:  # a beam search was asked for: the beam an LM search gets
-        options = dataclasses.replace(options, beam_size=LM_BEAM_SIZE)
-    tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
-    space_id = vocabulary.characters.index(" ") + 1 if " " in vocabulary.characters else -1
-    settings = SearchSettings(
-        int(options.beam_size),
-        int(min(options.token_prune_k, vocabulary.size)),
-        float(options.token_prune_threshold),
-        float(options.beam_threshold),
-        space_id,
-        float(options.lm_weight),
-        float(options.word_bonus),
-        float(options.oov_penalty),
-        int(options.nbest),
-        np.inf if options.unlisted_word_penalty is None else float(options.unlisted_word_penalty),
-    )
     for _ in range(MAX_SCORER_PASSES):
-        nodes, scores, parent, token, frame, missed = _prefix_beam_search(
-            np.ascontiguousarray(log_probs, dtype=np.float32), *tables.arrays, *settings
-        )
+        search = PrefixSearch(vocabulary, options, lm)
+        search.advance(log_probs)
+        nodes, scores, parent, token, frame, missed = search.ended()
         if missed.shape[0] == 0:
-            break
+            return search._hypotheses(nodes, scores, parent, token, frame)
         fill_scorer_cache(
-            tables,
+            search.tables,
             [_labels_and_frames(node, parent, token, frame)[0] for node in missed],
-            space_id,
+            search.settings.space_id,
             vocabulary,
             options.oov_penalty,
         )
-    else:
-        raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
-    hypotheses = [
-        Hypothesis(*_labels_and_frames(node, parent, token, frame), float(score)) for node, score in zip(nodes, scores)
-    ]
-    if tables.arrays.restricted:  # every prefix left broke the lexicon (a narrow beam): keep the lexicon words it has
-        hypotheses = [
-            _lexicon_words_only(h, space_id, tables.arrays.lexicon_words) if h.score == -np.inf else h
-            for h in hypotheses
-        ]
-    return hypotheses
+    raise AsrCliError(f"the external LM's scores did not settle in {MAX_SCORER_PASSES} search passes")
 
 
 def _lexicon_words_only(hypothesis: Hypothesis, space_id: int, lexicon_words: Dict) -> Hypothesis:

@@ -200,13 +200,18 @@ def test_kenlm_binary_needs_kenlm_and_the_arpa_reader_says_so(tmp_path: Path, mo
 
 
 def test_the_kernel_takes_the_named_tuples_fields_in_their_order():
-    """beam_search unpacks LmArrays and SearchSettings into the numba kernel's positional parameters (named tuples
-    cost 2.5x inside its loop): a field added, removed or reordered on either side must fail here."""
+    """PrefixSearch unpacks SearchState, LmArrays and SearchSettings into the numba kernels' positional parameters
+    (named tuples cost 2.5x inside their loops): a field added, removed or reordered on any side must fail here."""
     import inspect
 
     from asr_cli.lm_tables import LmArrays
-    from asr_cli.search import SearchSettings, _prefix_beam_search
+    from asr_cli.search import SearchSettings, SearchState, _search_end, _search_frames, _search_start
 
-    parameters = list(inspect.signature(_prefix_beam_search.py_func).parameters)
-    assert parameters[0] == "log_probs"
-    assert parameters[1:] == [*LmArrays._fields, *SearchSettings._fields]
+    def parameters(kernel):
+        return list(inspect.signature(kernel.py_func).parameters)
+
+    assert parameters(_search_frames)[:2] == ["log_probs", "first_frame"]
+    assert parameters(_search_frames)[2:] == [*SearchState._fields[:-1], "num_nodes", *LmArrays._fields,
+                                              *SearchSettings._fields]  # fmt: skip
+    assert parameters(_search_end) == parameters(_search_frames)[2:]
+    assert parameters(_search_start) == ["order", "mode", "start_id", "beam_size", "prune_k"]
