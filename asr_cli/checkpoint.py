@@ -95,8 +95,11 @@ def restore_rng(state: dict, rank: int) -> None:
         torch.manual_seed(int(torch.randint(0, 2**62, (1,))) + rank)
 
 
-def save_model(path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict) -> None:
-    """The model file of an epoch: the model, and from `record` its validation scores and training data."""
+def save_model(
+    path: Path, model: AcousticModel, feature_config: dict, vocabulary: Vocabulary, record: dict, input_statistics=None
+) -> None:
+    """The model file of an epoch: the model, and from `record` its validation scores and training data;
+    `input_statistics` (the training features' CmvnStats) for streaming."""
     info = {
         "epoch": record["epoch"],
         "valid_cer": record["valid_cer"],
@@ -105,4 +108,5 @@ def save_model(path: Path, model: AcousticModel, feature_config: dict, vocabular
         "torch_version": str(torch.__version__),
         **{key: record[key] for key in MODEL_INFO_KEYS if key in record},
     }
-    save_torch_atomically(path, model_file_contents(model, feature_config, list(vocabulary.characters), info))
+    contents = model_file_contents(model, feature_config, list(vocabulary.characters), info, input_statistics)
+    save_torch_atomically(path, contents)

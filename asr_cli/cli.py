@@ -36,6 +36,8 @@ SPLIT = config.SplitConfig()
 LM = config.LmConfig()
 CORPUS = config.CorpusConfig()
 CSV = config.CsvImportConfig()
+STREAM = config.StreamConfig()
+LIVE = config.LiveConfig()
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -58,6 +60,8 @@ LmBackend = _choices("LmBackend", config.LM_BACKENDS)
 MissingPolicy = _choices("MissingPolicy", config.MISSING_POLICIES)
 RefFormat = _choices("RefFormat", config.REF_FORMATS)
 HypFormat = _choices("HypFormat", config.HYP_FORMATS)
+StreamFormat = _choices("StreamFormat", config.STREAM_FORMATS)
+StreamInputFormat = _choices("StreamInputFormat", config.STREAM_INPUT_FORMATS)
 
 THREADS_HELP = (
     "CPU threads for the computation (default: one per physical core, divided among worker processes; "
@@ -75,6 +79,7 @@ COMMAND_ORDER = (
     "decode",
     "score",
     "transcribe",
+    "stream",
     "pack",
     "info",
     "export",
@@ -800,6 +805,23 @@ def decode(
         ),
     ] = None,
     threads: ThreadsOption = DECODE.threads,
+    online_cmvn: Annotated[
+        bool,
+        typer.Option(
+            help="Normalise a per-speaker model's input as `asr-cli stream` does (online CMVN from the training data's statistics, each utterance from its start), to compare the two."
+        ),
+    ] = DECODE.online_cmvn,
+    chunk_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Decode a bidirectional model latency-controlled, as `asr-cli stream` does: windows of this many seconds (with --right-context-s; default: whole utterances, or the windows the model was trained in).",
+            show_default=False,
+        ),
+    ] = DECODE.chunk_s,
+    right_context_s: Annotated[
+        float | None,
+        typer.Option(help="... each window looking this many seconds ahead.", show_default=False),
+    ] = DECODE.right_context_s,
     show_progress: Annotated[
         bool,
         typer.Option(
@@ -939,6 +961,132 @@ def transcribe_command(
     if failures:
         typer.echo(f"{len(failures)} of {len(audio)} recording(s) could not be transcribed", err=True)
         raise typer.Exit(1)
+
+
+@app.command("stream")
+def stream_command(
+    model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
+    audio: Annotated[
+        str | None,
+        typer.Argument(
+            help="A recording (read as if it were arriving), or - for standard input: WAV, or raw 16-bit little-endian mono PCM (`arecord -f S16_LE -r 16000 | asr-cli stream model.pt -`). Omit with --microphone.",
+            show_default=False,
+        ),
+    ] = None,
+    microphone: Annotated[
+        bool, typer.Option(help="Listen to the default input device (pip install 'asr-cli[microphone]').")
+    ] = False,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(
+            help="Raw PCM's sample rate in Hz (default: the model's; other rates are resampled as they arrive). A WAV's comes from its header.",
+            show_default=False,
+        ),
+    ] = None,
+    input_format: Annotated[
+        StreamInputFormat,
+        typer.Option(help="Standard input: auto (a WAV header if there is one, else raw PCM), wav or raw."),
+    ] = StreamInputFormat(LIVE.input_format),
+    segment_format: Annotated[
+        StreamFormat,
+        typer.Option(
+            "--output-format",
+            help="Each finished segment on stdout as a line of text, or as JSON with start/end and word times (seconds from the start of the stream).",
+        ),
+    ] = StreamFormat(LIVE.segment_format),
+    realtime: Annotated[
+        bool, typer.Option(help="Read a file no faster than real time (demos, latency measurements).")
+    ] = False,
+    show_partial: Annotated[
+        bool | None,
+        typer.Option(
+            help="Show the words of the segment under way on stderr, one line rewritten (default: when stderr is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    read_ms: Annotated[
+        float, typer.Option(help="Milliseconds of audio read and recognised at a time: the latency's floor.")
+    ] = LIVE.read_ms,
+    beam_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Prefixes kept per frame (default: 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).",
+            show_default=False,
+        ),
+    ] = SEARCH.beam_size,
+    lm: Annotated[
+        str | None,
+        typer.Option(
+            help="Word or character n-gram LM (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one) or `none`.",
+            show_default=False,
+        ),
+    ] = None,
+    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
+    lm_weight: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Weight of the LM (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False
+        ),
+    ] = None,
+    word_bonus: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Score added per LM token (default: the stored value, else {SEARCH.word_bonus:g}).",
+            show_default=False,
+        ),
+    ] = None,
+    lexicon: Annotated[
+        Path | None, typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt.")
+    ] = None,
+    chunk_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Bidirectional models: seconds of speech per window (default: the model's, if trained with --chunk-frames, else 0.4).",
+            show_default=False,
+        ),
+    ] = STREAM.chunk_s,
+    right_context_s: Annotated[
+        float | None,
+        typer.Option(
+            help="Bidirectional models: seconds of future each window looks ahead, which the words wait for (default: the model's, else 0.4).",
+            show_default=False,
+        ),
+    ] = STREAM.right_context_s,
+    endpointing: Annotated[
+        bool, typer.Option(help="End a segment after silence (its words are then final and printed).")
+    ] = STREAM.endpointing,
+    endpoint_silence_s: Annotated[
+        float, typer.Option(help="Silence after words that ends a segment.")
+    ] = STREAM.endpoint_silence_s,
+    idle_s: Annotated[float, typer.Option(help="Silence without words after which it is forgotten.")] = STREAM.idle_s,
+    max_segment_s: Annotated[
+        float, typer.Option(help="A segment ends at this length whatever is said.")
+    ] = STREAM.max_segment_s,
+    cmvn_window_s: Annotated[
+        float, typer.Option(help="Models trained per speaker: seconds of the stream their input is normalised by.")
+    ] = STREAM.cmvn_window_s,
+    cmvn_prior_s: Annotated[
+        float, typer.Option(help="... and the seconds the training data's statistics stand in for at the start.")
+    ] = STREAM.cmvn_prior_s,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads (live recognition keeps to one by default).")
+    ] = LIVE.threads,
+) -> None:
+    """Recognise speech as it arrives: from a file, standard input or a microphone; print each segment when it
+    ends (after a pause), and the words under way as they are heard. Ctrl-C finishes the last segment first."""
+    from .live import run_stream
+
+    options = dict(locals())
+    if microphone == (audio is not None):
+        raise ConfigError(("microphone",), "give an AUDIO file, - for standard input, or {0}: one of them")
+    search = {name: options[name] for name in ("beam_size", "lm_weight", "word_bonus") if options[name] is not None}
+    config.SearchConfig(**search, lm_unit=lm_unit.value)  # checked before the model is read
+    stream_config = _config(config.StreamConfig, options)
+    live = _config(config.LiveConfig, options)
+    lm_file = lm if lm not in (None, "stored", "none") else None
+    check_distinct_paths([model, lm_file, lexicon], [])
+    run_stream(model, audio, live, stream_config, search, lm=lm, lm_unit=lm_unit.value, lexicon=lexicon,
+               sample_rate=sample_rate, realtime=realtime, show_partial=show_partial)  # fmt: skip
 
 
 @app.command()

@@ -112,3 +112,54 @@ class SpeakerNormalizer:
         else:
             mean, std = utterance_mean_and_std(own if own is not None and len(own) else frames)
         return (frames - mean) / std
+
+
+class OnlineCmvn:
+    """Mean and variance normalisation that needs no future, as Kaldi's apply-cmvn-online: each frame by the
+    statistics of the last `window_frames` frames up to it (itself included), topped up to `prior_frames` frames
+    by a prior (the training data's statistics, which a model file records) while fewer have been seen. Carries
+    its state from call to call: a stream normalised a few frames at a time gets the frames of normalising it
+    at once (to rounding: the running sums start elsewhere). Numpy only, float64 sums."""
+
+    def __init__(self, prior: CmvnStats | None, window_frames: int = 600, prior_frames: int = 200) -> None:
+        if window_frames < 1 or prior_frames < 0:
+            raise ValueError(f"online CMVN needs a window of at least 1 frame and a prior of at least 0 frames, not "
+                             f"{window_frames} and {prior_frames}")  # fmt: skip
+        self.prior, self.window_frames = prior, window_frames
+        has_prior = prior is not None and prior.count > 0
+        self.prior_frames = prior_frames if has_prior else 0
+        self.prior_mean = prior.sum / prior.count if has_prior else 0.0
+        self.prior_square = prior.sum_sq / prior.count if has_prior else 0.0
+        self.recent: np.ndarray | None = None  # the last frames seen (at most window_frames), float64
+
+    def fresh(self) -> OnlineCmvn:
+        """The same normalisation from the start (nothing seen yet)."""
+        return OnlineCmvn(self.prior, self.window_frames, self.prior_frames)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """The next (num_frames, dim) frames, normalised (float32)."""
+        frames = np.asarray(frames, np.float64)
+        recent = self.recent if self.recent is not None else np.zeros((0, frames.shape[1]))
+        known = np.concatenate([recent, frames])
+        sums = np.concatenate([np.zeros((1, known.shape[1])), np.cumsum(known, axis=0)])
+        squares = np.concatenate([np.zeros((1, known.shape[1])), np.cumsum(np.square(known), axis=0)])
+        ends = np.arange(len(recent) + 1, len(known) + 1)
+        starts = np.maximum(ends - self.window_frames, 0)
+        counts = (ends - starts)[:, None].astype(np.float64)
+        weights = np.maximum(self.prior_frames - counts, 0.0)
+        mean = (sums[ends] - sums[starts] + weights * self.prior_mean) / (counts + weights)
+        square = (squares[ends] - squares[starts] + weights * self.prior_square) / (counts + weights)
+        std = np.sqrt(np.maximum(square - np.square(mean), MIN_CMVN_STD**2))
+        self.recent = known[-self.window_frames :]
+        return ((frames - mean) / std).astype(np.float32)
+
+
+class OnlineNormalizer:
+    """SpeakerNormalizer's interface over online CMVN, to decode files as a stream normalises them: each
+    utterance from the start (the prior only), whatever its speaker."""
+
+    def __init__(self, cmvn: OnlineCmvn) -> None:
+        self.cmvn = cmvn
+
+    def __call__(self, frames: np.ndarray, speaker: str | None = None, group: int = 0, own=None) -> np.ndarray:
+        return self.cmvn.fresh()(frames)

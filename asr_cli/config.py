@@ -33,6 +33,8 @@ MISSING_POLICIES = ("error", "deletion")
 REF_FORMATS = ("auto", "manifest", "store", "kaldi")
 HYP_FORMATS = ("auto", "jsonl", "kaldi")
 TRANSCRIPT_FORMATS = ("txt", "json", "srt", "vtt", "tsv", "kaldi", "ctm")  # writers.WRITERS; "all": every one
+STREAM_FORMATS = ("txt", "json")  # `asr-cli stream`: a line per finished segment, text or JSON with word times
+STREAM_INPUT_FORMATS = ("auto", "wav", "raw")  # a byte stream: a WAV header if there is one, else raw s16le
 
 DEFAULT_DEVICE = "auto"
 SHOW_PROGRESS = True  # progress bars on stderr (only ever drawn when it is a terminal)
@@ -418,6 +420,10 @@ class ModelConfig(_Serialisable):
     vocab_size: int = 30  # characters + the CTC blank
     units: str = CHARACTER_UNITS  # phones: the characters stand for `phones` (lexicon.PhoneSet)
     phones: tuple[str, ...] = ()  # set by training from its lexicon
+    # Latency-controlled (B)LSTM: trained and decoded in windows of `chunk_frames` first-layer frames (after
+    # stacking and subsampling) plus `right_context_frames` of future, forward states carried (0: whole utterances).
+    chunk_frames: int = 0
+    right_context_frames: int = 0
 
     def __post_init__(self) -> None:
         _require_choice("architecture", self.architecture, ARCHITECTURES)
@@ -435,6 +441,11 @@ class ModelConfig(_Serialisable):
         _require_choice("units", self.units, UNITS)
         if self.units == CHARACTER_UNITS and self.phones:
             raise ConfigError("units", "phones are listed only for {0} phones")
+        _require_at_least(self, 0, "chunk_frames", "right_context_frames")
+        if self.chunk_frames and self.architecture == "dnn" or self.right_context_frames and not self.chunk_frames:
+            raise ConfigError(
+                ("chunk_frames", "right_context_frames"), "{0} is for recurrent models, and {1} needs {0}"
+            )
         if self.frontend == "conv" and (self.architecture == "dnn" or self.conv_channels < 1):
             raise ConfigError(
                 ("frontend", "conv_channels"), "{0} conv needs a recurrent architecture and {1} at least 1"
@@ -608,11 +619,65 @@ class DecodeConfig:
     threads: int | None = None  # CPU threads (None: adaptive, see threads.py)
     encoder_path: str | None = None  # encoder features: the encoder's folder (None: where the model recorded it)
     speech: SpeechActivityConfig = field(default_factory=SpeechActivityConfig)  # frames searched
+    # As a stream would decode (stream.py), to compare the two: online CMVN for a model trained per speaker, and
+    # a bidirectional model's windows (None: whole utterances, or the windows it was trained in).
+    online_cmvn: bool = False
+    chunk_s: float | None = None
+    right_context_s: float | None = None
 
     def __post_init__(self) -> None:
         _require_choice("device", self.device.split(":")[0], DEVICES)
+        StreamConfig(chunk_s=self.chunk_s, right_context_s=self.right_context_s)  # the same checks
         _require_at_least(self, 1, "batch_frames")
         _require_at_most(self, MAX_BATCH_FRAMES, "batch_frames")
+        _require_threads(self.threads)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How a stream is recognised as it arrives (stream.py); times in seconds of audio."""
+
+    # A bidirectional model looks `right_context_s` ahead of each `chunk_s` of speech (a latency-controlled
+    # BLSTM); a model trained in chunks (train --chunk-frames) streams with its own unless these are given.
+    chunk_s: float | None = None  # None: the model's, else 0.4
+    right_context_s: float | None = None  # None: the model's, else 0.4
+    # Endpointing (Kaldi online2's rules, on the best path's trailing blanks): a segment ends after this much
+    # silence following words, or at max_segment_s; silence without words is dropped after idle_s.
+    endpointing: bool = True
+    endpoint_silence_s: float = 0.5
+    idle_s: float = 5.0
+    max_segment_s: float = 20.0
+    # Online CMVN for a model trained per speaker: the last cmvn_window_s of the stream, the training data's
+    # statistics standing in for what is missing of the first cmvn_prior_s.
+    cmvn_window_s: float = 6.0
+    cmvn_prior_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_s", "right_context_s"):
+            if getattr(self, name) is not None:
+                _require_finite(name, getattr(self, name), minimum=0.0)
+        if self.chunk_s is not None and self.chunk_s <= 0:
+            raise ConfigError("chunk_s", f"{{0}} must be above 0, not {self.chunk_s}")
+        for name in ("endpoint_silence_s", "idle_s", "max_segment_s", "cmvn_window_s", "cmvn_prior_s"):
+            _require_finite(name, getattr(self, name), minimum=0.0)
+        for name in ("endpoint_silence_s", "idle_s", "max_segment_s", "cmvn_window_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"{{0}} must be above 0, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How `asr-cli stream` reads audio and prints what it hears (what it recognises is StreamConfig's)."""
+
+    read_ms: float = 100.0  # audio read and recognised at a time: the latency's floor
+    input_format: str = "auto"
+    segment_format: str = "txt"
+    threads: int = 1  # live recognition keeps to one core by default
+
+    def __post_init__(self) -> None:
+        _require_finite("read_ms", self.read_ms, minimum=1.0)
+        _require_choice("input_format", self.input_format, STREAM_INPUT_FORMATS)
+        _require_choice("segment_format", self.segment_format, STREAM_FORMATS)
         _require_threads(self.threads)
 
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .audio import AudioError
-from .config import DecodeConfig
+from .cmvn import OnlineNormalizer
+from .config import ConfigError, DecodeConfig, StreamConfig
 from .errors import AsrCliError
 from .fileio import atomic_write, check_distinct_paths, write_jsonl
 from .inference import (
@@ -29,6 +30,7 @@ from .logs import log, progress_bar
 from .model import load_model_file, resolve_device
 from .results import UtteranceResult
 from .signals import raise_if_stopped
+from .stream import latency_controlled, online_cmvn
 from .threads import ThreadGovernor
 from .writers import ctm_lines
 
@@ -48,6 +50,10 @@ def decode_inputs(
         options = dataclasses.replace(options, timestamps=True)
     device = resolve_device(options.device)
     model = load_model_file(model_path, device)
+    if options.chunk_s is not None or options.right_context_s is not None:
+        model = latency_controlled(
+            model, StreamConfig(chunk_s=options.chunk_s, right_context_s=options.right_context_s)
+        )
     governor = ThreadGovernor(options.threads)
     decoder = Decoder(model, options.search, device, verbose=True)
     skipped: list[str] = []
@@ -59,7 +65,9 @@ def decode_inputs(
     check_distinct_paths(audio, [output, ctm_path])  # a manifest's audio is an input too
     read = frame_reader(store, model, options.encoder_path)
     speech = speech_reader(options.speech, model)
-    normalize = input_normalizer(model, sources, store, read, speech)
+    normalize = (
+        _online_normalizer(model) if options.online_cmvn else input_normalizer(model, sources, store, read, speech)
+    )
     frame_shift_s = model.feature_config.frame_shift_ms / 1000
     results: dict[int, UtteranceResult] = {}
     warnings = []
@@ -89,6 +97,13 @@ def decode_inputs(
     if decoder.tables is not None and decoder.tables.lm_tokens:
         summary["lm_oov_rate"] = decoder.tables.oov_rate
     return summary
+
+
+def _online_normalizer(model) -> OnlineNormalizer:
+    if not model.config.speaker_cmvn:
+        raise ConfigError("online_cmvn", "{0} is for models trained per speaker (--cmvn speaker); this one holds its "
+                          "training data's CMVN, which needs no future already")  # fmt: skip
+    return OnlineNormalizer(online_cmvn(model))
 
 
 def _read_batch(batch: list[int], sources: Sequence[Source], read, skip_bad: bool, skipped: list[str]):

@@ -155,6 +155,24 @@ class FeatureExtractor:
         num_frames = [config.num_frames(len(waveform)) for waveform in waveforms]
         if sum(num_frames) == 0:
             return [np.zeros((0, config.dim), np.float32) for _ in waveforms]
+        features = self._base_features(waveforms, num_frames, seeds)
+        outputs = []
+        for utterance_features in torch.split(features, num_frames):
+            if config.deltas:
+                utterance_features = add_deltas(utterance_features)
+            outputs.append(utterance_features.numpy())
+        return outputs
+
+    def base_frames(self, waveform: np.ndarray, seed: int = 0) -> np.ndarray:
+        """One waveform's (num_frames, base_dim) frames, without deltas."""
+        num_frames = self.config.num_frames(len(waveform))
+        if num_frames == 0:
+            return np.zeros((0, self.config.base_dim), np.float32)
+        return self._base_features([waveform], [num_frames], [seed]).numpy()
+
+    def _base_features(self, waveforms, num_frames: list[int], seeds) -> torch.Tensor:
+        """(total_frames, base_dim) frames of every waveform, one after the other."""
+        config = self.config
         seeds = list(seeds) if seeds is not None else list(range(len(waveforms)))
         spectra_input = torch.empty(sum(num_frames), config.fft_length)
         spectra_input[:, config.window_length_samples :] = 0.0
@@ -177,13 +195,7 @@ class FeatureExtractor:
             row += count
         windowed = spectra_input[:, : config.window_length_samples]
         windowed.sub_((1 - config.preemphasis) * torch.cat(frame_means)[:, None]).mul_(self.window)
-        features = self._spectral_features(spectra_input, torch.cat(log_energies) if log_energies else None)
-        outputs = []
-        for utterance_features in torch.split(features, num_frames):
-            if config.deltas:
-                utterance_features = add_deltas(utterance_features)
-            outputs.append(utterance_features.numpy())
-        return outputs
+        return self._spectral_features(spectra_input, torch.cat(log_energies) if log_energies else None)
 
     def _scaled_samples(self, waveform: np.ndarray, seed: int) -> torch.Tensor:
         """Samples in the 16-bit range, dithered when configured.
@@ -191,7 +203,7 @@ class FeatureExtractor:
         Dither is added per sample here, where Kaldi draws it per frame; both
         only keep silence off the log floor.
         """
-        samples = torch.from_numpy(np.asarray(waveform, dtype=np.float32)) * INT16_SCALE
+        samples = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)) * INT16_SCALE
         if self.config.dither > 0:
             generator = torch.Generator().manual_seed(seed)
             samples += self.config.dither * torch.randn(samples.shape, generator=generator)
@@ -207,6 +219,56 @@ class FeatureExtractor:
         cepstra = log_mel @ self.dct_matrix_t
         cepstra[:, 0] = log_energy
         return cepstra
+
+
+class FeatureStream:
+    """The frames of a signal that arrives a few samples at a time, equal to those of the whole signal (dither
+    apart): each frame is computed once its 25 ms have arrived, from its own samples only (DC removal and
+    pre-emphasis are per frame, and the povey window zeroes the one sample pre-emphasis reaches back for), and
+    with deltas once the 4 frames after it are in (the last ones at `finish`, their edge repeated as offline)."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        if config.encoder is not None:
+            raise ValueError("encoder features are computed over whole windows of audio, not frame by frame")
+        self.config = config
+        self.extractor = FeatureExtractor(config)
+        self.samples = np.zeros(0, np.float32)  # from the next frame's first sample on
+        self.num_chunks = 0  # dither's seed
+        self.history = np.zeros((0, config.base_dim), np.float32)  # deltas: the last frames given out
+        self.pending = np.zeros((0, config.base_dim), np.float32)  # ... and those waiting for their future
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """The (num_frames, dim) frames that `samples` (float32 in [-1, 1]) complete."""
+        config = self.config
+        self.samples = np.concatenate([self.samples, np.asarray(samples, np.float32)])
+        num_frames = config.num_frames(len(self.samples))
+        if num_frames == 0:
+            return np.zeros((0, config.dim), np.float32)
+        used = (num_frames - 1) * config.hop_length_samples + config.window_length_samples
+        self.num_chunks += 1
+        frames = self.extractor.base_frames(self.samples[:used], self.num_chunks)
+        self.samples = self.samples[num_frames * config.hop_length_samples :]
+        return self._with_deltas(frames, final=False) if config.deltas else frames
+
+    def finish(self) -> np.ndarray:
+        """The frames still held back for their deltas (none without deltas); the samples left make no frame."""
+        if not self.config.deltas:
+            return np.zeros((0, self.config.dim), np.float32)
+        return self._with_deltas(np.zeros((0, self.config.base_dim), np.float32), final=True)
+
+    def _with_deltas(self, frames: np.ndarray, final: bool) -> np.ndarray:
+        reach = 2 * DELTA_WINDOW_FRAMES
+        waiting = np.concatenate([self.pending, frames])
+        known = np.concatenate([self.history, waiting])
+        ready = len(waiting) if final else max(len(waiting) - reach, 0)
+        if ready == 0:
+            self.pending = waiting
+            return np.zeros((0, self.config.dim), np.float32)
+        with_deltas = add_deltas(torch.from_numpy(known)).numpy()
+        given = with_deltas[len(self.history) : len(self.history) + ready]
+        self.history = known[: len(self.history) + ready][-reach:]
+        self.pending = waiting[ready:]
+        return given
 
 
 def feature_extractor(config: FeatureConfig, encoder_path: str | Path | None = None, device: str = "cpu"):

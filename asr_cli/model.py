@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cmvn import CmvnStats
 from .config import ConfigError, FeatureConfig, ModelConfig
 from .errors import AsrCliError, first_line, require_file
 from .text import Vocabulary
@@ -93,17 +94,27 @@ class PeepholeLSTM(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """(directions, B, T, input_size) -> (directions, B, T, output_size), from zero initial states."""
+        return self.run(inputs)[0]
+
+    def run(self, inputs: torch.Tensor, state=None, which: slice = slice(None)):
+        """(directions, B, T, input_size) and the state to start from ((directions, B, output_size) recurrent
+        outputs, (directions, B, hidden_size) cells; None: zeros) -> (outputs (directions, B, T, output_size),
+        the state after the last frame). `which`: the directions whose weights run (all, or one of them)."""
         directions, batch_size, num_frames, input_size = inputs.shape
+        if num_frames == 0:
+            return inputs.new_zeros(directions, batch_size, 0, self.output_size), state
         # One matmul for the input contributions of every frame; the loop only does the recurrence.
         gates_from_inputs = torch.baddbmm(
-            self.bias.unsqueeze(1), inputs.reshape(directions, -1, input_size), self.weight_x.transpose(1, 2)
+            self.bias[which].unsqueeze(1), inputs.reshape(directions, -1, input_size), self.weight_x[which].mT
         )
         gates_from_inputs = gates_from_inputs.view(directions, batch_size, num_frames, -1).permute(2, 0, 1, 3)
-        recurrent_weights = self.weight_r.transpose(1, 2)
-        projection = self.weight_projection.transpose(1, 2) if self.weight_projection is not None else None
-        peepholes = self.peephole_weights.unsqueeze(2) if self.peephole_weights is not None else None  # (D, 3, 1, H)
-        recurrent = inputs.new_zeros(directions, batch_size, self.output_size)
-        cell = inputs.new_zeros(directions, batch_size, self.hidden_size)
+        recurrent_weights = self.weight_r[which].transpose(1, 2)
+        projection = self.weight_projection[which].mT if self.weight_projection is not None else None
+        peepholes = self.peephole_weights[which].unsqueeze(2) if self.peephole_weights is not None else None
+        if state is None:
+            state = (inputs.new_zeros(directions, batch_size, self.output_size),
+                     inputs.new_zeros(directions, batch_size, self.hidden_size))  # fmt: skip
+        recurrent, cell = state
         outputs = []
         for step_gates in gates_from_inputs.unbind(0):  # unbind, not indexing: indexing slows backward 2-3x
             gates = torch.baddbmm(step_gates, recurrent, recurrent_weights)
@@ -117,7 +128,7 @@ class PeepholeLSTM(nn.Module):
             cell_output = torch.sigmoid(output_gate) * torch.tanh(cell)
             recurrent = torch.bmm(cell_output, projection) if projection is not None else cell_output
             outputs.append(recurrent)
-        return torch.stack(outputs, dim=2)
+        return torch.stack(outputs, dim=2), (recurrent, cell)
 
 
 def torch_lstm(config: ModelConfig, input_size: int) -> nn.LSTM:
@@ -125,11 +136,14 @@ def torch_lstm(config: ModelConfig, input_size: int) -> nn.LSTM:
     return nn.LSTM(input_size, config.hidden_size, batch_first=True, proj_size=config.projection_size)
 
 
-def run_torch_lstm(lstm: nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
+def run_torch_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state=None):
+    """(outputs, (h, c) after the last frame) of a batch-first torch LSTM from `state` ((h, c), None: zeros)."""
     with warnings.catch_warnings():
         # Known and measured: oneDNN has no LSTMP kernel, so torch falls back to its own on CPU.
         warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-        return lstm(inputs)[0]
+        if inputs.shape[1] == 0:
+            return inputs.new_zeros(inputs.shape[0], 0, lstm.proj_size or lstm.hidden_size), state
+        return lstm(inputs, state)
 
 
 class RecurrentLayer(nn.Module):
@@ -155,12 +169,38 @@ class RecurrentLayer(nn.Module):
             directions = [inputs, reverse_within_lengths(inputs, lengths)] if self.bidirectional else [inputs]
             outputs = self.peephole(torch.stack(directions)).unbind(0)
         else:
-            outputs = [run_torch_lstm(self.forward_direction, inputs)]
+            outputs = [run_torch_lstm(self.forward_direction, inputs)[0]]
             if self.bidirectional:
-                outputs.append(run_torch_lstm(self.backward_direction, reverse_within_lengths(inputs, lengths)))
+                outputs.append(run_torch_lstm(self.backward_direction, reverse_within_lengths(inputs, lengths))[0])
         if not self.bidirectional:
             return outputs[0]
         return torch.cat([outputs[0], reverse_within_lengths(outputs[1], lengths)], dim=2)
+
+    def window(self, inputs: torch.Tensor, num_owned: int, state, lengths: torch.Tensor):
+        """A window of a stream or a chunked batch: (B, W, input_size) of which the first `num_owned` frames are
+        the chunk and the rest its right context; `state`: the forward direction's at the chunk's start (None:
+        zeros); `lengths`: each utterance's frames within the window. The forward direction runs over the chunk
+        from `state` (its state after the chunk is returned, for the next window) and on over the right context
+        from there; the backward direction over the whole window from zeros: a latency-controlled BLSTM (Zhang et
+        al. 2016), whose outputs need only the right context's future. A unidirectional layer's outputs over the
+        chunk are exactly those of the whole sequence. Returns ((B, W, output_size) outputs, the state)."""
+        owned, context = inputs[:, :num_owned], inputs[:, num_owned:]
+        if hasattr(self, "peephole"):
+            forwards, backwards = slice(0, 1), slice(1, 2)
+            owned_out, forward_state = self.peephole.run(owned.unsqueeze(0), state, forwards)
+            context_out = self.peephole.run(context.unsqueeze(0), forward_state, forwards)[0]
+            forward_out = torch.cat([owned_out, context_out], dim=2)[0]
+            if self.bidirectional:
+                reversed_inputs = reverse_within_lengths(inputs, lengths).unsqueeze(0)
+                backward_out = self.peephole.run(reversed_inputs, None, backwards)[0][0]
+        else:
+            owned_out, forward_state = run_torch_lstm(self.forward_direction, owned, state)
+            forward_out = torch.cat([owned_out, run_torch_lstm(self.forward_direction, context, forward_state)[0]], 1)
+            if self.bidirectional:
+                backward_out = run_torch_lstm(self.backward_direction, reverse_within_lengths(inputs, lengths))[0]
+        if not self.bidirectional:
+            return forward_out, forward_state
+        return torch.cat([forward_out, reverse_within_lengths(backward_out, lengths)], dim=2), forward_state
 
 
 class ConvFrontend(nn.Module):
@@ -223,14 +263,12 @@ class AcousticModel(nn.Module):
         """(B, T, input_dim) raw features and (B,) lengths -> (log_probs (B, T', V), output lengths (B,)).
 
         With `intermediate_layer` k >= 1, a third output: the log-probabilities that the same output layer
-        reads after the first k layers (for intermediate CTC, Lee & Watanabe 2021).
+        reads after the first k layers (for intermediate CTC, Lee & Watanabe 2021). A model trained in chunks
+        (`chunk_frames`) runs in chunks, as it was trained and as it streams.
         """
-        mask = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
-        normalised = (features - self.cmvn_mean) / self.cmvn_std * mask.unsqueeze(2)
-        if self.frontend is not None:
-            hidden, lengths = self.frontend(normalised, lengths.cpu())
-        else:
-            hidden, lengths = stack_and_subsample(normalised, lengths, self.config.stack_frames, self.config.subsample)
+        hidden, lengths = self.front(features, lengths)
+        if self.config.chunk_frames and not intermediate_layer:
+            return self.chunked_log_probs(hidden, lengths, self.config.chunk_frames, self.config.right_context_frames)
         if self.config.architecture == "dnn":
             hidden = self._context_windows(hidden)
             for layer in self.layers:
@@ -242,6 +280,52 @@ class AcousticModel(nn.Module):
                     intermediate = self.output(hidden).float().log_softmax(dim=-1)
         log_probs = self.output(hidden).float().log_softmax(dim=-1)
         return (log_probs, lengths, intermediate) if intermediate_layer else (log_probs, lengths)
+
+    def normalise(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw (B, T, input_dim) features by the model's CMVN (the identity for a per-speaker model, whose input
+        arrives normalised); frames where `mask` (B, T) is false become zeros, as padding must be."""
+        normalised = (features - self.cmvn_mean) / self.cmvn_std
+        return normalised if mask is None else normalised * mask.unsqueeze(2)
+
+    def front(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, input_dim) raw features -> (the first layer's (B, T', D) inputs, their lengths): normalised,
+        then stacked and subsampled, or through the conv front-end."""
+        mask = torch.arange(features.shape[1], device=features.device)[None, :] < lengths.to(features.device)[:, None]
+        normalised = self.normalise(features, mask)
+        if self.frontend is not None:
+            return self.frontend(normalised, lengths.cpu())
+        return stack_and_subsample(normalised, lengths, self.config.stack_frames, self.config.subsample)
+
+    def window_log_probs(self, hidden: torch.Tensor, num_owned: int, states: list, lengths: torch.Tensor | None = None):
+        """One window of a stream or chunked batch through the recurrent layers (RecurrentLayer.window): (B, W, D)
+        first-layer inputs, of which the first `num_owned` are the chunk -> (the chunk's (B, num_owned, V)
+        log-probabilities, the layers' forward states after it). `states`: one per layer (None: zeros)."""
+        if lengths is None:
+            lengths = torch.full((hidden.shape[0],), hidden.shape[1])
+        new_states = []
+        for layer, state in zip(self.layers, states):
+            hidden, state = layer.window(hidden, num_owned, state, lengths)
+            hidden = self.dropout(hidden)
+            new_states.append(state)
+        return self.output(hidden[:, :num_owned]).float().log_softmax(dim=-1), new_states
+
+    def chunked_log_probs(self, hidden: torch.Tensor, lengths: torch.Tensor, chunk_frames: int, right_context: int):
+        """The whole batch in windows of `chunk_frames` first-layer frames plus `right_context` more, the forward
+        states carried from window to window: what a stream with those settings computes, for training and
+        decoding a latency-controlled BLSTM. (B, T', D) -> (log_probs (B, T', V), lengths)."""
+        if self.config.architecture == "dnn":
+            raise ConfigError("chunk_frames", "{0} is for recurrent models, not the DNN")
+        states: list = [None] * len(self.layers)
+        pieces = []
+        for start in range(0, hidden.shape[1], chunk_frames):
+            window = hidden[:, start : start + chunk_frames + right_context]
+            num_owned = min(chunk_frames, hidden.shape[1] - start)
+            in_window = (lengths.to(hidden.device) - start).clamp(0, window.shape[1]).cpu()
+            log_probs, states = self.window_log_probs(window, num_owned, states, in_window)
+            pieces.append(log_probs)
+        if not pieces:
+            return hidden.new_zeros(hidden.shape[0], 0, self.config.vocab_size), lengths
+        return torch.cat(pieces, dim=1), lengths
 
     def _context_windows(self, stacked: torch.Tensor) -> torch.Tensor:
         """(B, T', D) -> (B, T', (2C+1) D): each frame with C neighbours on each side, zeros outside."""
@@ -257,9 +341,13 @@ class AcousticModel(nn.Module):
 MODEL_FORMAT_VERSION = 1
 
 
-def model_file_contents(model: AcousticModel, feature_config: dict, vocabulary: list[str], info: dict) -> dict:
-    """Everything decoding needs, as plain tensors, numbers, strings, lists and dicts (no pickled code)."""
-    return {
+def model_file_contents(
+    model: AcousticModel, feature_config: dict, vocabulary: list[str], info: dict, input_statistics=None
+) -> dict:
+    """Everything decoding needs, as plain tensors, numbers, strings, lists and dicts (no pickled code).
+    `input_statistics`: the training features' CmvnStats, which online CMVN starts from when a per-speaker model
+    streams."""
+    contents = {
         "format_version": MODEL_FORMAT_VERSION,
         "model_config": model.config.to_dict(),
         "feature_config": feature_config,
@@ -267,6 +355,9 @@ def model_file_contents(model: AcousticModel, feature_config: dict, vocabulary: 
         "state_dict": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
         "info": info,
     }
+    if input_statistics is not None:
+        contents["input_statistics"] = input_statistics.to_dict()
+    return contents
 
 
 @dataclass(frozen=True)
@@ -277,6 +368,7 @@ class ModelFile:
     feature_config: FeatureConfig
     vocabulary: Vocabulary
     info: dict  # the training record: data, best epoch and its validation scores, versions
+    input_statistics: CmvnStats | None = None  # of the training features (model files since streaming)
 
     @property
     def config(self) -> ModelConfig:
@@ -323,7 +415,19 @@ def load_model_file(path, device: str | torch.device = "cpu") -> ModelFile:
     model, feature_config = _model_from_contents(contents, path)
     info = contents.get("info", {})
     return ModelFile(model.to(device).eval(), feature_config, Vocabulary(tuple(contents["vocabulary"])),
-                     info if isinstance(info, dict) else {})  # fmt: skip
+                     info if isinstance(info, dict) else {}, _input_statistics(contents, path))  # fmt: skip
+
+
+def _input_statistics(contents: dict, path) -> CmvnStats | None:
+    record = contents.get("input_statistics")
+    if record is None:
+        return None
+    try:
+        return CmvnStats.from_dict(record)
+    except (TypeError, ValueError, KeyError) as error:
+        raise AsrCliError(
+            f"{path}: its input statistics are damaged ({first_line(error)}); use another copy"
+        ) from error
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,6 +7,7 @@ normalisation and search, for one recording at a time: a path, or samples as a n
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 
 from .audio import audio_info, load_audio, resample, warn_if_beyond_full_scale
 from .cmvn import SpeakerNormalizer
-from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig, SpeechActivityConfig
+from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig, SpeechActivityConfig, StreamConfig
 from .errors import AsrCliError
 from .experiment import StoredDecoding
 from .inference import Decoder, speech_part
@@ -123,6 +124,26 @@ class Recognizer:
                 words += [word.shifted(offset_s) for word in decoder.words(hypotheses[0], piece_s)]
                 score += float(hypotheses[0].score)
         return Transcription(" ".join(text for text in texts if text), words, score, duration_s)
+
+    def stream(
+        self,
+        *,
+        lm=STORED_IF_ANY,
+        lm_unit: str = SearchConfig.lm_unit,
+        lexicon: str | Path | None = None,
+        **options,
+    ):
+        """A `stream.Stream` for live recognition: `accept(samples)` as audio arrives, `finish()` at its end.
+        `options`: those of `SearchConfig` (beam_size, lm_weight, ...) and of `StreamConfig` (chunk_s,
+        right_context_s, endpointing, endpoint_silence_s, ...); `lm` and `lexicon` as for `transcribe`."""
+        from .stream import Stream
+
+        stream_fields = {item.name for item in dataclasses.fields(StreamConfig)}
+        stream_options = {key: value for key, value in options.items() if key in stream_fields}
+        search_options = {key: value for key, value in options.items() if key not in stream_fields}
+        decoder = self.decoder(self.search_config(lm, lm_unit, lexicon, **search_options))
+        return Stream(self.model_file, decoder.search, decoder.tables, StreamConfig(**stream_options),
+                      decoder.spoken_words)  # fmt: skip
 
     def search_config(
         self, lm=STORED_IF_ANY, lm_unit: str = SearchConfig.lm_unit, lexicon: str | Path | None = None, **search_options

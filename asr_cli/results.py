@@ -69,3 +69,27 @@ class UtteranceResult:
         if self.words is not None:
             record["words"] = [word.to_dict() for word in self.words]
         return record
+
+
+@dataclass(frozen=True)
+class StreamSegment:
+    """A finished segment of a stream: its text and words, times from the start of the stream."""
+
+    text: str
+    words: list[WordTiming]
+    start_s: float
+    end_s: float
+    score: float = 0.0
+
+    def to_record(self) -> dict:
+        return {"start": self.start_s, "end": self.end_s, "text": self.text,
+                "words": [word.to_dict() for word in self.words]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What changed after audio was given to a stream: the segments it finished, and the best text of the segment
+    under way (its last word perhaps unfinished; it may still change)."""
+
+    partial: str
+    finished: list[StreamSegment] = field(default_factory=list)

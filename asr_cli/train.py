@@ -641,6 +641,7 @@ def finish_epoch(
                 data.feature_config,
                 data.vocabulary,
                 {**record, **data_summary(data.train_stores, data.training, data.valid_stores)},
+                combine_cmvn(data.train_stores),
             )
         run.history_writer.write(state.history)
         log.info(

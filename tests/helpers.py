@@ -136,3 +136,73 @@ def checksums(*paths: Path) -> dict[str, str]:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         digests.update({str(file): hashlib.sha256(file.read_bytes()).hexdigest() for file in files})
     return digests
+
+
+def random_model_file(path: Path, seed: int = 0, characters: str = "abcdefghij ", **model_options) -> Path:
+    """A model file of random weights that writes plenty of labels (blank held down): an exacting subject for
+    tests that compare two ways of computing the same outputs. `model_options`: ModelConfig's."""
+    import torch
+
+    from asr_cli.config import FeatureConfig, ModelConfig
+    from asr_cli.model import AcousticModel, model_file_contents
+
+    torch.manual_seed(seed)
+    features = FeatureConfig(**{k: model_options.pop(k) for k in ("kind", "deltas") if k in model_options})
+    options = {"num_layers": 2, "hidden_size": 32, **model_options}
+    model = AcousticModel(ModelConfig(input_dim=features.dim, vocab_size=len(characters) + 1, **options))
+    with torch.no_grad():
+        if (
+            not model.config.speaker_cmvn
+        ):  # roughly normalised input (log-mels sit around 8 +- 4), followed by the layers
+            model.cmvn_mean[: features.base_dim] = 8.0
+            model.cmvn_std[: features.base_dim] = 4.0
+        for name, parameter in model.layers.named_parameters():
+            if "ih" in name or "weight_x" in name:  # the layers follow their input, not only their state
+                parameter.mul_(6)
+        model.output.weight.mul_(10)
+        model.output.bias[0] -= 2
+        if " " in characters:  # words, not one long run of letters
+            model.output.bias[characters.index(" ") + 1] += 1
+    torch.save(model_file_contents(model, features.to_dict(), list(characters), {}), path)
+    return path
+
+
+TONE_HZ = 440.0
+TONE_MEL_BIN = 14  # the 80-bin filterbank's channel around 440 Hz: 24 for a 0.3 tone, 8 for 1e-3 white noise
+
+
+def tone_detector_model_file(path: Path) -> Path:
+    """A model that writes "a" while a 440 Hz tone sounds and blank otherwise, by construction: its one LSTM cell
+    forgets at once (forget gate shut, input and output gates open) and reads the tone's mel channel, so endpointing
+    can be tested on audio whose every "word" is known."""
+    import torch
+
+    from asr_cli.config import FeatureConfig, ModelConfig
+    from asr_cli.model import AcousticModel, model_file_contents
+
+    features = FeatureConfig()
+    model = AcousticModel(ModelConfig(architecture="lstm", num_layers=1, hidden_size=1, dropout=0.0,
+                                      input_dim=features.dim, vocab_size=3))  # fmt: skip
+    lstm = model.layers[0].forward_direction
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.cmvn_std.fill_(1.0)
+        lstm.bias_ih_l0.copy_(torch.tensor([20.0, -20.0, -8.0, 20.0]))  # gates i, f, g (cell input), o
+        lstm.weight_ih_l0[2, TONE_MEL_BIN] = 0.5  # g = tanh((channel - 16) / 2)
+        model.output.weight.copy_(torch.tensor([[-20.0], [20.0], [0.0]]))  # blank, "a", " "
+        model.output.bias.copy_(torch.tensor([0.0, 0.0, -50.0]))
+    torch.save(model_file_contents(model, features.to_dict(), ["a", " "], {}), path)
+    return path
+
+
+def tone_bursts(pattern: list[tuple[str, float]], sample_rate_hz: int = 16000) -> np.ndarray:
+    """Audio of ("tone" | "quiet", seconds) pieces: a 0.3 tone at 440 Hz, or white noise at 1e-3."""
+    rng = np.random.default_rng(0)
+    pieces = []
+    for kind, seconds in pattern:
+        num_samples = int(round(seconds * sample_rate_hz))
+        t = np.arange(num_samples) / sample_rate_hz
+        tone = 0.3 * np.sin(2 * np.pi * TONE_HZ * t) if kind == "tone" else 0.0
+        pieces.append((tone + 1e-3 * rng.standard_normal(num_samples)).astype(np.float32))
+    return np.concatenate(pieces)

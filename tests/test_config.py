@@ -18,6 +18,7 @@ COMMAND_CONFIGS = {
     "train": [config.ModelConfig(), config.TrainConfig(), config.SpecAugmentConfig(), config.NoiseConfig()],
     "decode": [config.SearchConfig(), config.DecodeConfig(), config.SpeechActivityConfig()],
     "transcribe": [config.SearchConfig(), config.DecodeConfig(), config.SpeechActivityConfig()],
+    "stream": [config.SearchConfig(), config.StreamConfig(), config.LiveConfig()],
     "pack": [config.SearchConfig()],
     "score": [config.ScoreConfig(), config.NormalizeConfig(), config.ReportConfig()],
     "split": [config.SplitConfig()],
@@ -42,6 +43,8 @@ DERIVED_DEFAULTS = {
     ("train", "epochs"): None,  # TrainConfig's for a new run; with --resume, the run's own unless given
     ("transcribe", "lm_weight"): None,  # the stored decoding's (asr-cli pack), else SearchConfig's
     ("transcribe", "word_bonus"): None,
+    ("stream", "lm_weight"): None,
+    ("stream", "word_bonus"): None,
 }
 CHOICES = {
     "kind": config.FEATURE_KINDS,
@@ -61,6 +64,8 @@ CHOICES = {
     "hyp_format": config.HYP_FORMATS,
     "vad": config.SPEECH_ACTIVITY_METHODS,
     "output_format": (*config.TRANSCRIPT_FORMATS, "all"),
+    "segment_format": config.STREAM_FORMATS,
+    "input_format": config.STREAM_INPUT_FORMATS,
 }
 
 
