@@ -496,6 +496,19 @@ def train(
     projection_size: Annotated[
         int, typer.Option(help="Recurrent projection size (LSTMP); 0 for none.")
     ] = MODEL.projection_size,
+    chunk_frames: Annotated[
+        int,
+        typer.Option(
+            help="Train (and then decode and stream) in windows of this many first-layer frames (after --subsample), the forward states carried from window to window: a latency-controlled BLSTM, which sees at training what it sees live; 0: whole utterances."
+        ),
+    ] = MODEL.chunk_frames,
+    right_context_frames: Annotated[
+        int,
+        typer.Option(
+            "--right-context",
+            help="With --chunk-frames: first-layer frames of future each window's backward direction reads.",
+        ),
+    ] = MODEL.right_context_frames,
     peepholes: Annotated[
         bool,
         typer.Option(

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .audio import audio_info
+from .audio import AudioError, audio_info
 from .errors import AsrCliError
 
 INT16_SCALE = 32768.0
@@ -45,7 +45,10 @@ def file_blocks(path: Path, block_s: float) -> Iterator[tuple[np.ndarray, int]]:
     """A recording read `block_s` at a time, at its own rate (any format soundfile reads)."""
     import soundfile
 
-    rate_hz, _ = audio_info(path)  # a clear error for a file that is missing or not audio
+    try:
+        rate_hz, _ = audio_info(path)
+    except AudioError as error:  # missing, or not audio: said with the file's name
+        raise AsrCliError(str(error)) from error
     with soundfile.SoundFile(str(path)) as audio:
         block = max(int(block_s * rate_hz), 1)
         while True:

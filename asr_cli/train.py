@@ -265,6 +265,8 @@ def _check_options(
     """Combinations of options no run can honour, refused before anything is opened."""
     if config.intermediate_ctc > 0 and (model_config.architecture == "dnn" or model_config.num_layers < 2):
         raise ConfigError(("intermediate_ctc", "num_layers"), "{0} needs a recurrent model with {1} at least 2")
+    if config.intermediate_ctc > 0 and model_config.chunk_frames:
+        raise ConfigError(("intermediate_ctc", "chunk_frames"), "{0} is not computed in chunks: leave out {0} or {1}")
     if model_config.phone_units and vocabulary is not None:
         raise ConfigError(("vocabulary", "lexicon"), "{0} lists characters; a phone model's units come from its {1}")
     if not model_config.phone_units and config.lexicon is not None and init_from is None:

@@ -270,3 +270,158 @@ def test_models_that_cannot_stream_are_refused_with_the_reason(tmp_path, model_o
     model = asr_cli.load_model(random_model_file(tmp_path / "model.pt", **model_options))
     with pytest.raises(AsrCliError, match=f"cannot stream: .*{reason}"):
         model.stream()
+
+
+def test_a_model_trained_in_chunks_decodes_and_streams_in_them(tmp_path, tiny_stores):
+    from asr_cli.config import ModelConfig, TrainConfig
+    from asr_cli.train import train
+
+    train([tiny_stores[0]], tiny_stores[1], tmp_path / "exp", ModelConfig(num_layers=2, hidden_size=16, chunk_frames=6,
+          right_context_frames=4), TrainConfig(epochs=1, batch_frames=1500, num_workers=0), show_progress=False)  # fmt: skip
+    model = load_model_file(tmp_path / "exp" / "model.pt")
+    assert (model.config.chunk_frames, model.config.right_context_frames) == (6, 4)
+    assert model.input_statistics is not None and model.input_statistics.count > 1000  # for online CMVN
+    stream = Stream(model)
+    assert (stream.chunk_frames, stream.right_context) == (6, 4)  # streams in the windows it was trained in
+    features, lengths = torch.randn(2, 200, 80), torch.tensor([200, 130])
+    with torch.no_grad():
+        chunked, _ = model.model.chunked_log_probs(*model.model.front(features, lengths), 6, 4)
+        full_context, _ = model.model.chunked_log_probs(*model.model.front(features, lengths), 200, 0)
+        by_default, _ = model.model(features, lengths)
+    torch.testing.assert_close(by_default[1, :44], chunked[1, :44])  # its forward is the chunked one
+    torch.testing.assert_close(by_default[0], chunked[0])
+    assert not torch.allclose(by_default[0], full_context[0], atol=1e-3)
+
+
+# --- asr-cli stream ---
+
+
+def wav_bytes(samples: np.ndarray, sample_rate_hz: int = 16000, subtype: str = "PCM_16") -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate_hz, subtype=subtype, format="WAV")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def stdin_bytes(monkeypatch):
+    """Give the in-process CLI these bytes on standard input."""
+    import io
+    import sys
+    import types
+
+    def give(data: bytes) -> None:
+        monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(data), isatty=lambda: False))
+
+    return give
+
+
+TWO_TONES = [("quiet", 0.3), ("tone", 0.3), ("quiet", 1.0), ("tone", 0.3), ("quiet", 0.8)]
+
+
+def test_cli_streams_a_file_and_wav_or_raw_pcm_on_stdin(tmp_path, stdin_bytes):
+    import json
+
+    import soundfile
+
+    from tests.helpers import run_cli
+
+    model = tone_detector_model_file(tmp_path / "tone.pt")
+    audio = tone_bursts(TWO_TONES)
+    soundfile.write(tmp_path / "two.flac", audio, 16000)
+    assert run_cli("stream", model, tmp_path / "two.flac").stdout == "a\na\n"
+    stdin_bytes(wav_bytes(audio))
+    lines = run_cli("stream", model, "-", "--output-format", "json").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [record["text"] for record in records] == ["a", "a"]
+    assert records[1]["start"] == pytest.approx(1.6, abs=0.05) and records[1]["words"][0]["word"] == "a"
+    stdin_bytes((audio * 32767).astype("<i2").tobytes())
+    assert run_cli("stream", model, "-").stdout == "a\na\n"
+    stdin_bytes((tone_bursts(TWO_TONES, 8000) * 32767).astype("<i2").tobytes())  # raw at another rate
+    assert run_cli("stream", model, "-", "--sample-rate", "8000").stdout == "a\na\n"
+    stdin_bytes(wav_bytes(tone_bursts(TWO_TONES, 22050), 22050, "FLOAT"))  # a float WAV at another rate
+    assert run_cli("stream", model, "-").stdout == "a\na\n"
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"hello, this is not audio at all\n", "looks like text"),
+        (b"fLaC\x00\x00\x00\x22" + bytes(100), "is FLAC data, not raw PCM or WAV: decode it first"),
+        (b"", "ended before any audio arrived"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "ended inside its WAV header"),
+    ],
+)
+def test_cli_refuses_a_stream_that_is_not_audio(tmp_path, stdin_bytes, data, message):
+    from tests.helpers import refused
+
+    stdin_bytes(data)
+    refused("stream", tone_detector_model_file(tmp_path / "tone.pt"), "-", names=message)
+
+
+def test_cli_refuses_a_wav_of_another_width(tmp_path, stdin_bytes):
+    from tests.helpers import refused
+
+    stdin_bytes(wav_bytes(tone_bursts(TWO_TONES), subtype="PCM_24"))
+    refused("stream", tone_detector_model_file(tmp_path / "tone.pt"), "-", names="24-bit integer PCM samples")
+
+
+def test_cli_keeps_what_it_heard_from_a_cut_or_odd_stream(tmp_path, stdin_bytes):
+    from tests.helpers import run_cli
+
+    model = tone_detector_model_file(tmp_path / "tone.pt")
+    audio = tone_bursts(TWO_TONES)
+    stdin_bytes((audio * 32767).astype("<i2").tobytes() + b"\x01")
+    result = run_cli("stream", model, "-")
+    assert result.stdout == "a\na\n" and "1 byte(s) that make no whole sample" in result.stderr
+    stdin_bytes(wav_bytes(audio)[: 44 + 2 * 16000])  # the header announces 2.7 s; 1 s arrives
+    result = run_cli("stream", model, "-")
+    assert result.stdout == "a\n" and "ended after 1.00 s, before the 2.70 s its WAV header announced" in result.stderr
+
+
+def test_cli_stream_bad_options_and_models(tmp_path):
+    from tests.helpers import refused
+
+    model = tone_detector_model_file(tmp_path / "tone.pt")
+    refused("stream", model, names="one of them")
+    refused("stream", model, "-", "--microphone", names="one of them")
+    refused("stream", model, tmp_path / "missing.wav", names="missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    refused("stream", model, tmp_path / "text.wav", names="text.wav")
+    dnn = random_model_file(tmp_path / "dnn.pt", architecture="dnn")
+    refused("stream", dnn, tmp_path / "text.wav", names="cannot stream: it is a DNN")
+    refused("stream", model, "-", "--endpoint-silence-s", "0", names="--endpoint-silence-s")
+
+
+def test_cli_microphone_without_sounddevice_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+
+    from tests.helpers import refused
+
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # as if not installed
+    refused("stream", tone_detector_model_file(tmp_path / "tone.pt"), "--microphone", names="pip install")
+
+
+def test_ctrl_c_finishes_the_segment_under_way_and_exits_130(tmp_path):
+    import signal
+
+    import soundfile
+
+    from tests.helpers import start_cli
+
+    model = tone_detector_model_file(tmp_path / "tone.pt")
+    soundfile.write(tmp_path / "long.wav", tone_bursts([("quiet", 0.5), ("tone", 0.3), ("quiet", 8.0)]), 16000)
+    process = start_cli("stream", model, tmp_path / "long.wav", "--realtime", "--show-partial",
+                        "--endpoint-silence-s", "6")  # fmt: skip
+    heard = ""
+    while "a" not in heard:  # the partial: the tone is heard, its segment not yet final
+        character = process.stderr.read(1)
+        assert character, process.stdout.read()
+        heard += character
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == "a\n"
