@@ -137,32 +137,14 @@ def torch_lstm(config: ModelConfig, input_size: int) -> nn.LSTM:
 
 
 def run_torch_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state=None):
-    """(outputs, the state after the last frame) of a batch-first torch LSTM from `state` (None: zeros).
-
-    An LSTMP (proj_size) runs as the plain LSTM it equals: its recurrence W_hr r_{t-1} = (W_hh W_hr) m_{t-1}, so a
-    plain LSTM of the same cells with recurrent weights W_hh W_hr gives m_t, and the projection r_t = W_hr m_t is
-    one matmul over every frame afterwards. Same numbers (to rounding), same parameters, and torch's fast kernel
-    (oneDNN has none for LSTMP). Its state is then (m, c), not (r, c)."""
+    """(outputs, (h, c) after the last frame) of a batch-first torch LSTM from `state` ((h, c), None: zeros)."""
     if inputs.shape[1] == 0:
         return inputs.new_zeros(inputs.shape[0], 0, lstm.proj_size or lstm.hidden_size), state
-    if not lstm.proj_size:
+    with warnings.catch_warnings():
+        # oneDNN has no LSTMP kernel, so torch runs its own on CPU: as fast per cell on one thread (bench_train.py
+        # --rows lstmp: 1.27x the frames/s of the plain LSTM of the same cells, whose recurrence costs more).
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
         return lstm(inputs, state)
-    weights = {"weight_ih_l0": lstm.weight_ih_l0, "weight_hh_l0": lstm.weight_hh_l0 @ lstm.weight_hr_l0,
-               "bias_ih_l0": lstm.bias_ih_l0, "bias_hh_l0": lstm.bias_hh_l0}  # fmt: skip
-    outputs, state = torch.func.functional_call(
-        _plain_lstm(lstm), weights, (inputs,) if state is None else (inputs, state)
-    )
-    return outputs @ lstm.weight_hr_l0.T, state
-
-
-def _plain_lstm(lstm: nn.LSTM) -> nn.LSTM:
-    """A plain LSTM of `lstm`'s cells (no projection), kept beside it (not as a submodule: it holds no weights of
-    its own, and model files stay as they are), whose parameters functional_call replaces."""
-    plain = getattr(lstm, "plain_equivalent", None)
-    if plain is None:
-        plain = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
-        object.__setattr__(lstm, "plain_equivalent", plain)
-    return plain
 
 
 class RecurrentLayer(nn.Module):

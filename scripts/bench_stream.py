@@ -143,10 +143,17 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     models = dict(item.split("=", 1) for item in args.model) or {
-        "lstmp_random": random_model(work / "lstmp.pt", architecture="lstm", num_layers=3, hidden_size=256,
-                                     projection_size=128),  # fmt: skip
-        "lc_blstm_random": random_model(work / "blstm.pt", architecture="blstm", num_layers=3, hidden_size=256,
-                                        chunk_frames=13, right_context_frames=13),  # fmt: skip
+        "lstmp_random": random_model(
+            work / "lstmp.pt", architecture="lstm", num_layers=3, hidden_size=256, projection_size=128
+        ),  # fmt: skip
+        "lc_blstm_random": random_model(
+            work / "blstm.pt",
+            architecture="blstm",
+            num_layers=3,
+            hidden_size=256,
+            chunk_frames=13,
+            right_context_frames=13,
+        ),  # fmt: skip
     }
     lm = args.lm or word_lm(work)
     audio = speech(args.audio_s)

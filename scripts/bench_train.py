@@ -8,7 +8,9 @@ speechocean762-train, and, on the same batch shapes in the same run, a bare
 optimiser): the ceiling the real step is measured against. Also reports the
 padding waste of the batches, bf16 autocast against fp32, and the peephole
 LSTM layer against torch's LSTM. Targets: real/bare >= 0.9, padding <= 5%,
-peephole/nn.LSTM >= 0.6.
+peephole/nn.LSTM >= 0.6; and a unidirectional LSTMP (projection of half the
+cells) against the plain LSTM of the same cells, >= 0.7 (`--rows lstmp` runs
+only those two).
 
     python scripts/bench_train.py [--utterances 400] [--layers 4] [--hidden-size 320] [--batch-frames 12000]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=320)
     parser.add_argument("--batch-frames", type=int, default=12000)
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader workers of the real step")
+    parser.add_argument("--rows", default="all", help="all, or lstmp (the LSTMP / LSTM rows only)")
     args = parser.parse_args()
 
     from asr_cli.config import ModelConfig, PrepareConfig, TrainConfig
@@ -90,6 +94,27 @@ def main() -> None:
         batches = make_batches(lengths, args.batch_frames, config.seed, 0)
         shapes = [(len(batch), max(lengths[i] for i in batch)) for batch in batches]
 
+        lstm_config = ModelConfig(architecture="lstm", num_layers=args.layers, hidden_size=args.hidden_size)
+        lstm = train_frames_per_second(work / "train", work / "valid", work, "lstm", lstm_config, config)
+        lstmp_config = dataclasses.replace(lstm_config, projection_size=args.hidden_size // 2)
+        lstmp = train_frames_per_second(work / "train", work / "valid", work, "lstmp", lstmp_config, config)
+        projection_rows = {
+            "lstm_frames_per_s": lstm["frames_per_s"],
+            "lstmp_frames_per_s": lstmp["frames_per_s"],
+            "lstmp_over_lstm": round(lstmp["frames_per_s"] / lstm["frames_per_s"], 3),
+        }
+        if args.rows == "lstmp":
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "train",
+                        "model": f"{args.layers}x{args.hidden_size} lstm, projection {args.hidden_size // 2}",
+                        "threads": torch.get_num_threads(),
+                        **projection_rows,
+                    }
+                )
+            )
+            return
         fp32 = train_frames_per_second(work / "train", work / "valid", work, "fp32", model_config, config)
         bare = bare_lstm_frames_per_second(shapes, model_config, store.dim)
         bf16 = train_frames_per_second(
@@ -120,6 +145,7 @@ def main() -> None:
                 "bf16_over_fp32": round(bf16["frames_per_s"] / fp32["frames_per_s"], 3),
                 "peephole_frames_per_s": peephole["frames_per_s"],
                 "peephole_over_nn_lstm": round(peephole["frames_per_s"] / fp32["frames_per_s"], 3),
+                **projection_rows,
             }
         )
     )
