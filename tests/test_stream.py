@@ -425,3 +425,19 @@ def test_ctrl_c_finishes_the_segment_under_way_and_exits_130(tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stdout == "a\n"
+
+
+def test_a_closed_stdout_stops_the_stream_with_a_message(tmp_path):
+    import soundfile
+
+    from tests.helpers import start_cli
+
+    model = tone_detector_model_file(tmp_path / "tone.pt")
+    pattern = [("quiet", 0.3)] + [("tone", 0.2), ("quiet", 0.7)] * 4
+    soundfile.write(tmp_path / "many.wav", tone_bursts(pattern), 16000)
+    process = start_cli("stream", model, tmp_path / "many.wav", "--realtime")  # a segment every 0.9 s
+    assert process.stdout.readline() == "a\n"
+    process.stdout.close()  # the reader goes away
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1, stderr
+    assert "standard output was closed" in stderr and "Traceback" not in stderr
