@@ -260,7 +260,7 @@ def prepare(
     encoder: Annotated[
         Path | None,
         typer.Option(
-            help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).",
+            help="With --features encoder: the encoder's folder, a CTranslate2 Whisper model (faster-whisper's format) or a Hugging Face Whisper, wav2vec 2.0, HuBERT or WavLM folder (needs pip install 'asr-cli\\[encoder]'). The store and the models trained on it record which encoder (name, weights' sha256, configuration).",
             show_default=False,
         ),
     ] = None,
@@ -709,7 +709,7 @@ def train(
 VadOption = Annotated[
     Vad,
     typer.Option(
-        help="Search only where speech is, so that nothing is written into the noise around and between words: energy (frames well above the recording's noise floor; from a filterbank model's own frames, so it works on stores), silero (the Silero VAD model on the audio: pip install 'asr-cli[vad]'), none (every frame), or auto: silero on audio when installed (else none, with a warning), and none on a feature store."
+        help="Search only where speech is, so that nothing is written into the noise around and between words: energy (frames well above the recording's noise floor; from a filterbank model's own frames, so it works on stores), silero (the Silero VAD model on the audio: pip install 'asr-cli\\[vad]'), none (every frame), or auto: silero on audio when installed (else none, with a warning), and none on a feature store."
     ),
 ]
 VadThresholdOption = Annotated[
@@ -987,7 +987,7 @@ def stream_command(
         ),
     ] = None,
     microphone: Annotated[
-        bool, typer.Option(help="Listen to the default input device (pip install 'asr-cli[microphone]').")
+        bool, typer.Option(help="Listen to the default input device (pip install 'asr-cli\\[microphone]').")
     ] = False,
     sample_rate: Annotated[
         int | None,

@@ -40,6 +40,7 @@ def test_help_lists_every_command():
         "decode",
         "score",
         "transcribe",
+        "stream",
         "pack",
         "info",
         "export",
@@ -87,3 +88,11 @@ def test_bad_shard_option(tmp_path: Path, shard: str):
     (tmp_path / "m.jsonl").write_text("")
     result = run_cli("prepare", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "s"), "--shard", shard, check=False)
     assert result.code == 1 and "--shard" in result.stderr
+
+
+def test_help_shows_extras_in_brackets(monkeypatch):
+    """Typer's rich markup eats an unescaped [name]: `pip install 'asr-cli[vad]'` must reach the reader whole."""
+    monkeypatch.setenv("COLUMNS", "300")
+    assert "pip install 'asr-cli[vad]'" in run_cli("decode", "--help").stdout
+    assert "pip install 'asr-cli[microphone]'" in run_cli("stream", "--help").stdout
+    assert "pip install 'asr-cli[encoder]'" in run_cli("prepare", "--help").stdout
