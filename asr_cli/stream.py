@@ -109,6 +109,10 @@ class Stream:
         self.stacker = FrameStacker(model.config.stack_frames, model.config.subsample, model.feature_config.dim)
         first_layer_dim = model.feature_config.dim * model.config.stack_frames
         self.pending = torch.zeros(0, first_layer_dim)  # first-layer inputs not yet through the layers
+        acoustic = model.model
+        self.device = acoustic.cmvn_mean.device  # the layers run there; features and stacking on the CPU
+        self.input_mean, self.input_std = acoustic.cmvn_mean.cpu(), acoustic.cmvn_std.cpu()  # model.normalise's
+        self.finished = False
         self.resampler, self.input_rate_hz = None, None
         self.num_samples = 0  # at the model's rate
         self.segment_start = 0  # the segment's first output frame, from the stream's start
@@ -120,11 +124,16 @@ class Stream:
         """Give the next samples (1-D, or samples x channels averaged to mono; float in [-1, 1] or int16) at
         `sample_rate` Hz (default: the model's; another rate is resampled as it comes, and must then stay the
         same). Returns the segments this finished and the current partial text."""
+        if self.finished:
+            raise AsrCliError("this stream was finished; start another with model.stream()")
         samples = self._resampled(self._mono(samples), sample_rate)
         return self._frames_in(self.features.push(samples), final=False)
 
     def finish(self) -> StreamUpdate:
         """End the stream: the frames still held are recognised and the last segment is finished."""
+        if self.finished:
+            return StreamUpdate("")
+        self.finished = True
         frames = np.zeros((0, self.model.feature_config.dim), np.float32)
         if self.resampler is not None:  # the resampler's own delay
             tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
@@ -177,7 +186,7 @@ class Stream:
     def _frames_in(self, frames: np.ndarray, final: bool) -> StreamUpdate:
         if self.cmvn is not None and len(frames):
             frames = self.cmvn(frames)
-        normalised = self.model.model.normalise(torch.from_numpy(np.ascontiguousarray(frames)))
+        normalised = (torch.from_numpy(np.ascontiguousarray(frames)) - self.input_mean) / self.input_std
         stacked = self.stacker.push(normalised)
         if final:
             stacked = torch.cat([stacked, self.stacker.finish()])
@@ -198,8 +207,9 @@ class Stream:
                         break
                     window = self.pending[: self.chunk_frames + self.right_context]
                     num_owned = min(self.chunk_frames, len(self.pending))
-                log_probs, states = self.model.model.window_log_probs(window[None], num_owned, self.states)
-                searched, segment = self._search(log_probs[0].numpy())
+                log_probs, states = self.model.model.window_log_probs(window[None].to(self.device), num_owned,
+                                                                      self.states)  # fmt: skip
+                searched, segment = self._search(log_probs[0].cpu().numpy())
                 self.pending = self.pending[searched:]
                 if segment is False:  # no endpoint: the states after the window's chunk carry on
                     self.states = states

@@ -243,12 +243,12 @@ def test_other_sample_rates_are_resampled_as_they_arrive(tmp_path):
     finished = []
     for piece in chunks(soxr.resample(audio, 16000, 8000).astype(np.float32), 400):
         finished += stream.accept(piece, sample_rate=8000).finished
+    with pytest.raises(AsrCliError, match="began at 8000 Hz and cannot change to 16000 Hz"):
+        stream.accept(np.zeros(100, np.float32))
     finished += stream.finish().finished
     assert [segment.text for segment in finished] == ["a"]
     assert finished[0].start_s == pytest.approx(0.3, abs=0.05)
     assert stream.time_s == pytest.approx(1.6, abs=0.01)
-    with pytest.raises(AsrCliError, match="began at 8000 Hz and cannot change to 16000 Hz"):
-        stream.accept(np.zeros(100, np.float32))
 
 
 def test_int16_samples_are_taken_and_bad_samples_refused(tmp_path):
@@ -260,6 +260,10 @@ def test_int16_samples_are_taken_and_bad_samples_refused(tmp_path):
         stream.accept(np.array([0.0, np.nan], np.float32))
     with pytest.raises(AsrCliError, match="1-D"):
         stream.accept(np.zeros((2, 2, 2), np.float32))
+    stream.finish()
+    with pytest.raises(AsrCliError, match="stream was finished"):
+        stream.accept(np.zeros(160, np.float32))
+    assert stream.finish().finished == []
 
 
 @pytest.mark.parametrize(
