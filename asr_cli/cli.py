@@ -37,6 +37,7 @@ LM = config.LmConfig()
 CORPUS = config.CorpusConfig()
 CSV = config.CsvImportConfig()
 STREAM = config.StreamConfig()
+VOICES = config.VoicesConfig()
 LIVE = config.LiveConfig()
 
 
@@ -1356,13 +1357,68 @@ def _parse_counts(text: str) -> tuple[int, ...]:
         raise ConfigError("prune", f"{{0}} takes comma-separated counts, e.g. 0,1; got {text!r}") from error
 
 
+def _range_text(values: tuple) -> str:
+    return f"{values[0]:g}:{values[1]:g}"
+
+
 @app.command()
 def synth(
-    output: Annotated[Path, typer.Argument(help="Folder to write audio/*.wav and train/dev/test manifests into.")],
-    num_train: Annotated[int, typer.Option(help="Training utterances.")] = CORPUS.num_train,
-    num_dev: Annotated[int, typer.Option(help="Development utterances (voices unseen in training).")] = CORPUS.num_dev,
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to write into: audio/ and train/dev/test manifests (the demo), or synth.jsonl (--text)."
+        ),
+    ],
+    text: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Say the lines of these UTF-8 texts with many voices instead of the demo grammar (repeatable); writes audio/*.flac and synth.jsonl, resumably.",
+            show_default=False,
+        ),
+    ] = None,
+    num_utterances: Annotated[
+        int | None, typer.Option("--utterances", help="--text: utterances to make.", show_default=False)
+    ] = VOICES.num_utterances,
+    hours: Annotated[
+        float | None, typer.Option(help="--text: or hours of speech to make.", show_default=False)
+    ] = VOICES.hours,
+    voices: Annotated[
+        str,
+        typer.Option(
+            help="--text: espeak (8 English accents x 104 voice variants), flite (apt-get install flite), all, or a comma list (en-us+m3,en-gb-scotland+f2,flite:slt)."
+        ),
+    ] = VOICES.voices,
+    rate_wpm: Annotated[str, typer.Option(help="--text: speaking rate range, words a minute.")] = _range_text(
+        VOICES.rate_wpm
+    ),
+    pitch: Annotated[str, typer.Option(help="--text: eSpeak pitch range (0-99).")] = _range_text(VOICES.pitch),
+    noise_source: Annotated[
+        Path | None,
+        typer.Option(help="--text: a folder of noise recordings mixed under the speech.", show_default=False),
+    ] = None,
+    noise_snr_db: Annotated[str, typer.Option(help="--text: signal-to-noise ratio range, dB.")] = _range_text(
+        VOICES.noise_snr_db
+    ),
+    noise_probability: Annotated[
+        float, typer.Option(help="--text: share of the utterances that get noise (with --noise-source).")
+    ] = VOICES.noise_probability,
+    reverb_probability: Annotated[
+        float, typer.Option(help="--text: share of the utterances that get reverberation.")
+    ] = VOICES.reverb_probability,
+    rt60_s: Annotated[str, typer.Option(help="--text: reverberation time range, seconds.")] = _range_text(
+        VOICES.rt60_s
+    ),
+    min_words: Annotated[int, typer.Option(help="--text: lines with fewer words are not said.")] = VOICES.min_words,
+    max_words: Annotated[
+        int, typer.Option(help="--text: longer lines are said in pieces of this many words.")
+    ] = VOICES.max_words,
+    jobs: Annotated[int, typer.Option(help="--text: processes synthesising in parallel.")] = VOICES.jobs,
+    num_train: Annotated[int, typer.Option(help="Demo: training utterances.")] = CORPUS.num_train,
+    num_dev: Annotated[
+        int, typer.Option(help="Demo: development utterances (voices unseen in training).")
+    ] = CORPUS.num_dev,
     num_test: Annotated[
-        int, typer.Option(help="Test utterances (voices unseen in training and development).")
+        int, typer.Option(help="Demo: test utterances (voices unseen in training and development).")
     ] = CORPUS.num_test,
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same corpus.")] = CORPUS.seed,
     show_progress: Annotated[
@@ -1370,7 +1426,19 @@ def synth(
         typer.Option("--progress/--no-progress", help="Show progress bars on stderr (only when it is a terminal)."),
     ] = config.SHOW_PROGRESS,
 ) -> None:
-    """Synthesise the built-in demo corpus with eSpeak NG: commands, times and numbers from a small grammar."""
+    """Synthesise speech with eSpeak NG: the built-in demo corpus (commands, times and numbers from a small
+    grammar), or with --text any text said by many voices, with noise and reverberation (for pretraining)."""
+    if text:
+        from .voices import synthesise
+
+        ranges = {name: config.parse_range(options_value, name, int if name in ("rate_wpm", "pitch") else float)
+                  for name, options_value in (("rate_wpm", rate_wpm), ("pitch", pitch), ("noise_snr_db", noise_snr_db),
+                                              ("rt60_s", rt60_s))}  # fmt: skip
+        voices_config = _config(config.VoicesConfig, dict(locals()), **ranges)
+        summary = synthesise(text, output, voices_config, show_progress)
+        typer.echo(f"wrote {output / 'synth.jsonl'}: {summary['utterances']:,} utterances, {summary['hours']:.2f} h "
+                   f"({summary['written']:,} new), {summary['voices']} voices to draw from")  # fmt: skip
+        return
     from .synth import make_corpus
 
     counts = make_corpus(output, config.CorpusConfig(num_train, num_dev, num_test, seed), show_progress=show_progress)

@@ -745,6 +745,60 @@ class CorpusConfig:
 
 
 @dataclass(frozen=True)
+class VoicesConfig:
+    """Synthetic speech of any text by many voices (voices.py): how much, which voices, and what happens to it."""
+
+    num_utterances: int | None = None  # one of the two must be given: None for the other
+    hours: float | None = None
+    voices: str = "espeak"  # espeak (8 English accents x 104 variants), flite, all, or a comma list
+    rate_wpm: tuple[int, int] = (130, 210)
+    pitch: tuple[int, int] = (20, 80)  # eSpeak's 0-99
+    noise_source: str | None = None  # a folder of noise recordings, mixed under the speech
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)
+    noise_probability: float = 0.8
+    reverb_probability: float = 0.3
+    rt60_s: tuple[float, float] = (0.2, 0.7)
+    min_words: int = 2
+    max_words: int = 30  # longer lines are said in pieces
+    jobs: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_utterances is not None and self.num_utterances < 1:
+            raise ConfigError("num_utterances", f"{{0}} must be at least 1, not {self.num_utterances}")
+        if self.hours is not None:
+            _require_finite("hours", self.hours, minimum=0.0)
+            if self.hours <= 0:
+                raise ConfigError("hours", f"{{0}} must be above 0, not {self.hours}")
+        for name in ("rate_wpm", "pitch", "noise_snr_db", "rt60_s"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ConfigError(name, f"{{0}} must be LOW:HIGH with LOW <= HIGH, not {low}:{high}")
+        if not (80 <= self.rate_wpm[0] and self.rate_wpm[1] <= 450 and 0 <= self.pitch[0] and self.pitch[1] <= 99):
+            raise ConfigError(("rate_wpm", "pitch"), "{0} must lie within 80:450 words a minute and {1} within 0:99")
+        if self.rt60_s[0] <= 0:
+            raise ConfigError("rt60_s", f"{{0}} must be above 0 s, not {self.rt60_s[0]}")
+        for name in ("noise_probability", "reverb_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(name, f"{{0}} is a probability: between 0 and 1, not {getattr(self, name)}")
+        _require_at_least(self, 1, "min_words", "max_words", "jobs")
+        if self.min_words > self.max_words:
+            raise ConfigError(("min_words", "max_words"), "{0} must not be above {1}")
+
+
+def parse_range(text: str, field_name: str, kind=float) -> tuple:
+    """ "LOW:HIGH" as two numbers ("20" is 20:20); an error naming the field otherwise."""
+    parts = text.split(":")
+    try:
+        values = [kind(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise ConfigError(field_name, f"{{0}} must be LOW:HIGH (e.g. 5:30), not {text!r}")
+    return values[0], values[-1]
+
+
+@dataclass(frozen=True)
 class SplitConfig:
     """How `split` holds out whole speakers."""
 

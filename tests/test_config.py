@@ -24,7 +24,7 @@ COMMAND_CONFIGS = {
     "split": [config.SplitConfig()],
     "lm": [config.LmConfig()],
     "perplexity": [config.LmConfig()],
-    "synth": [config.CorpusConfig()],
+    "synth": [config.CorpusConfig(), config.VoicesConfig()],
     "import csv": [config.CsvImportConfig()],
 }
 # Options set from a configuration value under another name (a parsed form, or a module constant).
@@ -43,6 +43,11 @@ DERIVED_DEFAULTS = {
     ("train", "epochs"): None,  # TrainConfig's for a new run; with --resume, the run's own unless given
     ("transcribe", "lm_weight"): None,  # the stored decoding's (asr-cli pack), else SearchConfig's
     ("transcribe", "word_bonus"): None,
+    # VoicesConfig's ranges, as the LOW:HIGH text the options parse
+    **{
+        ("synth", name): "{:g}:{:g}".format(*getattr(config.VoicesConfig(), name))
+        for name in ("rate_wpm", "pitch", "noise_snr_db", "rt60_s")
+    },  # fmt: skip
     ("stream", "lm_weight"): None,
     ("stream", "word_bonus"): None,
 }
