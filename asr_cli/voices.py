@@ -79,6 +79,11 @@ def resolve_voices(spec: str) -> list[str]:
     return voices
 
 
+def speaker_name(voice: str) -> str:
+    """A voice as a manifest's speaker ("en+Mr serious" -> "en+Mr_serious": speakers hold no white space)."""
+    return "_".join(voice.split())
+
+
 def text_lines(paths: Sequence[Path], config: VoicesConfig) -> list[str]:
     """The texts' lines, normalised as transcripts are, with min_words to max_words words (longer lines are cut
     into pieces of max_words); a text that is not UTF-8 or holds no usable line is an error naming it."""
@@ -231,7 +236,7 @@ def synthesise(texts: Sequence[Path], output: Path, config: VoicesConfig, show_p
     with ProcessPoolExecutor(config.jobs, initializer=_start_worker, initargs=(noise, noise_rate_hz)) as pool:
         with progress_bar(config.num_utterances, "synthesise", show_progress, unit="utt") as bar:
             for item, duration_s, new in _results(pool, _plans(lines, voices, config), audio_dir, config):
-                done.append(Utterance(item.id, f"audio/{item.id}.flac", text=item.text, speaker=item.voice,
+                done.append(Utterance(item.id, f"audio/{item.id}.flac", text=item.text, speaker=speaker_name(item.voice),
                                       duration=round(duration_s, 3)))  # fmt: skip
                 written += new
                 seconds += duration_s
