@@ -1412,6 +1412,12 @@ def synth(
     max_words: Annotated[
         int, typer.Option(help="--text: longer lines are said in pieces of this many words.")
     ] = VOICES.max_words,
+    characters: Annotated[
+        str,
+        typer.Option(
+            help="--text: lines with other characters (after normalisation) are left out: digits and symbols are said as words, so their transcripts would be wrong."
+        ),
+    ] = VOICES.characters,
     jobs: Annotated[int, typer.Option(help="--text: processes synthesising in parallel.")] = VOICES.jobs,
     num_train: Annotated[int, typer.Option(help="Demo: training utterances.")] = CORPUS.num_train,
     num_dev: Annotated[

@@ -760,6 +760,9 @@ class VoicesConfig:
     rt60_s: tuple[float, float] = (0.2, 0.7)
     min_words: int = 2
     max_words: int = 30  # longer lines are said in pieces
+    # Lines with other characters are left out: digits and symbols are said as words, so their transcripts
+    # would be wrong, and a character the real data lacks would change the model's vocabulary.
+    characters: str = "abcdefghijklmnopqrstuvwxyz' "
     jobs: int = 1
     seed: int = 0
 

@@ -3,7 +3,9 @@
 The same function runs on references and hypotheses. With every switch on
 (the default): Unicode NFKC, case folding, punctuation replaced by spaces
 except apostrophes inside a word (``don't``, ``o'clock``), and runs of white
-space collapsed to one space with none at either end.
+space collapsed to one space with none at either end. Invisible format
+characters (zero-width joiners, word joiners, soft hyphens: Unicode category
+Cf) are always removed: no one can see, say or type them.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def _punctuation_to_space() -> dict[int, str]:
     }
 
 
+@functools.lru_cache(maxsize=1)
+def _format_characters() -> dict[int, None]:
+    """str.translate table removing every Unicode format character (category Cf)."""
+    return {codepoint: None for codepoint in range(sys.maxunicode + 1) if unicodedata.category(chr(codepoint)) == "Cf"}
+
+
 def normalize_text(text: str, options: NormalizeConfig = NormalizeConfig()) -> str:
     """Normalise one transcript as described in the module docstring."""
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text).translate(_format_characters())
     if options.case_fold:
         text = text.casefold()
     if options.remove_punctuation:

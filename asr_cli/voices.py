@@ -86,19 +86,24 @@ def speaker_name(voice: str) -> str:
 
 def text_lines(paths: Sequence[Path], config: VoicesConfig) -> list[str]:
     """The texts' lines, normalised as transcripts are, with min_words to max_words words (longer lines are cut
-    into pieces of max_words); a text that is not UTF-8 or holds no usable line is an error naming it."""
-    lines = []
+    into pieces of max_words) and only `config.characters`; a text that is not UTF-8 or holds no usable line is
+    an error naming it."""
+    lines, allowed = [], set(config.characters)
     for path in paths:
         kept = 0
         for line in read_text_lines(path, "text"):
-            words = normalize_text(line).split()
+            normalised = normalize_text(line)
+            if not set(normalised) <= allowed:
+                continue
+            words = normalised.split()
             for start in range(0, len(words), config.max_words):
                 piece = words[start : start + config.max_words]
                 if len(piece) >= config.min_words:
                     lines.append(" ".join(piece))
                     kept += 1
         if kept == 0:
-            raise AsrCliError(f"{path}: no line of {config.min_words} words or more to say")
+            raise AsrCliError(f"{path}: no line of {config.min_words} words or more, in the characters "
+                              f"{config.characters!r}, to say")  # fmt: skip
     return lines
 
 

@@ -56,3 +56,9 @@ def test_bad_vocabulary_files(tmp_path: Path):
         Vocabulary.read(tmp_path / "latin1.txt")
     with pytest.raises(AsrCliError, match="cannot read the vocabulary"):
         Vocabulary.read(tmp_path / "missing.txt")
+
+
+def test_invisible_format_characters_are_removed():
+    from asr_cli.text import normalize_text
+
+    assert normalize_text("wo\u2060rd\u200b and soft\u00adhyphen") == "word and softhyphen"

@@ -16,7 +16,14 @@ from asr_cli.manifest import load_manifest
 from asr_cli.voices import espeak_voices, noise_at_snr, resolve_voices, reverberant, synthesise
 from tests.helpers import refused, run_cli
 
-LINES = ["the cat sat on the mat", "a dog ran home", "one", "she sells sea shells by the sea shore today"]
+LINES = [
+    "the cat sat on the mat",
+    "a dog ran home",
+    "one",
+    "she sells sea shells by the sea shore today",
+    "call 911 now",
+    "a caf\u00e9 au lait",
+]  # the last two: characters outside the default set
 
 
 @pytest.fixture
@@ -39,7 +46,7 @@ def test_many_voices_say_the_text_lines(tmp_path, text, noise_folder):
     summary = synthesise([text], tmp_path / "out", config)
     utterances = load_manifest(tmp_path / "out" / "synth.jsonl")
     assert summary["utterances"] == len(utterances) == 6 and summary["voices"] == len(espeak_voices()) >= 800
-    assert {u.text for u in utterances} <= {line for line in LINES if len(line.split()) >= 2}  # "one" is too short
+    assert {u.text for u in utterances} <= set(LINES[:4]) - {"one"}  # too short, or digits and accents: left out
     assert len({u.speaker for u in utterances}) >= 5  # drawn from hundreds of voices
     for utterance in utterances:
         samples, rate_hz = soundfile.read(utterance.audio)
