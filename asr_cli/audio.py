@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .errors import missing_file_problem
+from .errors import AsrCliError, missing_file_problem
 from .logs import log
 
 TRUNCATED_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -118,6 +118,29 @@ def warn_if_beyond_full_scale(samples: np.ndarray, what: str) -> None:
     if peak > 1.01 * FULL_SCALE:
         log.warning(f"{what}: samples reach {peak:g}, beyond [-1, 1]: float audio is taken as it is, louder than "
                     "any recording the model heard; scale it to [-1, 1]")  # fmt: skip
+
+
+INT16_SCALE = 32768.0
+
+
+def mono_samples(audio, what: str) -> np.ndarray:
+    """Samples given to the Python API as float32 mono: a numpy array or torch tensor, 1-D or (samples,
+    channels) (averaged), float in [-1, 1] or int16; anything else, or NaN/infinite samples, is an AsrCliError
+    naming `what`."""
+    if hasattr(audio, "detach"):  # a torch tensor (torch is not imported here)
+        audio = audio.detach().cpu().numpy()
+    samples = np.asarray(audio)
+    if samples.dtype == np.int16:
+        samples = samples.astype(np.float32) / INT16_SCALE
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
+        raise AsrCliError(f"{what} must be 1-D (or samples x channels) float or int16 samples, not an array of "
+                          f"shape {samples.shape} and type {samples.dtype}")  # fmt: skip
+    if not np.all(np.isfinite(samples)):
+        raise AsrCliError(f"{what} holds NaN or infinite samples")
+    warn_if_beyond_full_scale(samples, what)
+    return samples.astype(np.float32, copy=False)
 
 
 def resample(samples: np.ndarray, from_rate_hz: float, to_rate_hz: int) -> np.ndarray:

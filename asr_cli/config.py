@@ -388,14 +388,7 @@ class NoiseConfig(_Serialisable):
 
 def parse_snr_range(text: str) -> tuple[float, float]:
     """ "LOW:HIGH" (dB) as numbers; "20" is 20:20."""
-    parts = text.split(":")
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2):
-        raise ConfigError("noise_snr_db", f"{{0}} must be LOW:HIGH in dB (e.g. 5:30), not {text!r}")
-    low, high = values[0], values[-1]
+    low, high = parse_range(text, "noise_snr_db")
     NoiseConfig(noise_snr_db=(low, high))  # the range's own checks
     return low, high
 

@@ -11,9 +11,8 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .audio import audio_info, load_audio, resample, warn_if_beyond_full_scale
+from .audio import audio_info, load_audio, mono_samples, resample
 from .cmvn import SpeakerNormalizer
 from .config import DEFAULT_DEVICE, SearchConfig, SegmentationConfig, SpeechActivityConfig, StreamConfig
 from .errors import AsrCliError
@@ -26,7 +25,6 @@ from .segment import file_energies_db, frame_energies_db, speech_segments
 from .signals import raise_if_stopped
 from .speech_activity import SpeechDetector
 
-INT16_FULL_SCALE = 32768.0
 SEGMENTS_PER_BATCH = 8  # of a long recording, through the acoustic model together
 STORED = "stored"  # as `lm`: the LM stored beside the model
 STORED_IF_ANY = object()  # as `lm` (the default): the stored LM when there is one, else none
@@ -221,22 +219,8 @@ class Recognizer:
 
     def _samples(self, audio, sample_rate: int | None) -> np.ndarray:
         """Mono float32 samples at the model's rate from an array or a tensor."""
-        if isinstance(audio, torch.Tensor):
-            audio = audio.detach().cpu().numpy()
-        samples = np.asarray(audio)
-        if samples.dtype == np.int16:
-            samples = samples.astype(np.float32) / INT16_FULL_SCALE
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1)
-        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-            raise AsrCliError(
-                f"audio must be a path or 1-D (or samples x channels) float or int16 samples, "
-                f"not an array of shape {samples.shape} and type {samples.dtype}"
-            )
-        if not np.all(np.isfinite(samples)):
-            raise AsrCliError("audio holds NaN or infinite samples")
-        warn_if_beyond_full_scale(samples, "the audio given")
-        return resample(samples.astype(np.float32), sample_rate or self.sample_rate_hz, self.sample_rate_hz)
+        samples = mono_samples(audio, "the audio given")
+        return resample(samples, sample_rate or self.sample_rate_hz, self.sample_rate_hz)
 
 
 def load_model(path: str | Path, device: str = DEFAULT_DEVICE, encoder: str | Path | None = None) -> Recognizer:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-from .audio import warn_if_beyond_full_scale
+from .audio import mono_samples
 from .cmvn import OnlineCmvn
 from .config import SearchConfig, StreamConfig
 from .errors import AsrCliError
@@ -33,7 +33,6 @@ from .results import Hypothesis, StreamSegment, StreamUpdate
 from .search import GreedySearch, PrefixSearch
 from .text import BLANK_INDEX
 
-INT16_FULL_SCALE = 32768.0
 DEFAULT_CHUNK_S = 0.4  # a bidirectional model's, when it was not trained in chunks
 DEFAULT_RIGHT_CONTEXT_S = 0.4
 
@@ -151,20 +150,7 @@ class Stream:
     # --- audio in ---
 
     def _mono(self, samples) -> np.ndarray:
-        if isinstance(samples, torch.Tensor):
-            samples = samples.detach().cpu().numpy()
-        samples = np.asarray(samples)
-        if samples.dtype == np.int16:
-            samples = samples.astype(np.float32) / INT16_FULL_SCALE
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1)
-        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.floating):
-            raise AsrCliError(f"a stream takes 1-D (or samples x channels) float or int16 samples, not an array "
-                              f"of shape {samples.shape} and type {samples.dtype}")  # fmt: skip
-        if not np.all(np.isfinite(samples)):
-            raise AsrCliError(f"the samples given at {self.time_s:.2f} s hold NaN or infinite values")
-        warn_if_beyond_full_scale(samples, "the stream")
-        return samples.astype(np.float32, copy=False)
+        return mono_samples(samples, f"the samples given at {self.time_s:.2f} s")
 
     def _resampled(self, samples: np.ndarray, sample_rate: int | None) -> np.ndarray:
         rate_hz = self.sample_rate_hz if sample_rate is None else int(sample_rate)
