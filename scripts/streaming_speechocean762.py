@@ -4,9 +4,9 @@
     python scripts/streaming_speechocean762.py ../shared/data/speechocean762-train -o exp/streaming --epochs 12
 
 Trains, with the filterbank recipe's levers (--cmvn speaker --vtlp 0.1) on the plain (not speed-perturbed)
-training speakers, three models of the same depth: a BLSTM 3x256 on whole utterances, the same BLSTM trained
-latency-controlled (--chunk-frames 13 --right-context 13: 0.39 s windows, 0.39 s of future), and a unidirectional
-LSTMP 3x256 with projection 128. Then decodes dev greedily and with beam 16 + the training text's word 3-gram
+training speakers, models of the same depth: a BLSTM 3x256 on whole utterances, the same BLSTM trained
+latency-controlled (--chunk-frames 13 --right-context 13: 0.39 s windows, 0.39 s of future), and unidirectional
+ones: an LSTMP 3x256 with projection 128, and an LSTM 3x256. Then decodes dev greedily and with beam 16 + the training text's word 3-gram
 (weight and bonus tuned on dev for the whole-utterance BLSTM, used for every row):
   - the BLSTM with full context, and latency-controlled for several (chunk, right context) with `decode
     --chunk-s --right-context-s` (exactly what a stream with those windows computes);
@@ -14,7 +14,8 @@ LSTMP 3x256 with projection 128. Then decodes dev greedily and with beam 16 + th
     (`--online-cmvn`: what a stream does, each utterance from the training statistics);
   - and streams every dev recording through `Recognizer.stream` (160 ms blocks, no endpointing) for the LSTMP and
     the latency-controlled BLSTM, counting utterances whose text differs from the `--online-cmvn` decode.
-Writes OUT/streaming.md (a Markdown table) and OUT/streaming.json; `--reuse-models` keeps models already trained.
+Writes OUT/streaming_MODEL.json per model and OUT/streaming.md (the table of all evaluated so far); `--models`
+picks some of them, `--reuse-models` keeps models already trained.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MODELS = {
     "blstm": [],
     "lc_blstm": ["--chunk-frames", "13", "--right-context", "13"],
     "lstmp": ["--architecture", "lstm", "--projection-size", "128"],
+    "lstm": ["--architecture", "lstm"],
 }
 # (chunk s, right context s) for the whole-utterance BLSTM; None: full context
 BLSTM_WINDOWS = (None, (0.39, 0.0), (0.39, 0.21), (0.39, 0.39), (0.39, 0.51), (0.81, 0.51))
@@ -77,52 +79,85 @@ def stream_check(model: Path, manifest: Path, offline: Path, search: dict) -> di
     return {"utterances": len(utterances), "texts_differing_from_offline": differing}
 
 
+def tuned_search(recipe: Recipe, out: Path) -> list:
+    """Beam 16 + the training text's word 3-gram, weight and bonus tuned on dev for the whole-utterance BLSTM
+    (once: kept in OUT/search.json)."""
+    saved = out / "search.json"
+    if not saved.exists():
+        lm = out / "words.3gram.arpa"
+        recipe.run("lm", out / "train.jsonl", "-o", lm, "--order", 3)
+        weight, bonus = recipe.tune_lm_weights(out / "blstm" / "model.pt", out / "dev.store", lm, LM_WEIGHTS,
+                                               WORD_BONUSES, 16)  # fmt: skip
+        saved.write_text(json.dumps({"lm": str(lm), "lm_weight": weight, "word_bonus": bonus}) + "\n")
+    tuned = json.loads(saved.read_text())
+    return [
+        "--beam-size",
+        16,
+        "--lm",
+        tuned["lm"],
+        "--lm-weight",
+        tuned["lm_weight"],
+        "--word-bonus",
+        tuned["word_bonus"],
+    ]
+
+
+def evaluate(recipe: Recipe, out: Path, name: str, search: list) -> dict:
+    """The model's dev rows (each window for the whole-utterance BLSTM; speaker and online CMVN) and, for a
+    streaming model, the stream-equals-decode check."""
+    model = out / name / "model.pt"
+    windows = BLSTM_WINDOWS if name == "blstm" else (None,)
+    rows = {}
+    for window in windows:
+        options = [] if window is None else ["--chunk-s", window[0], "--right-context-s", window[1]]
+        label = ("full" if window is None else f"{window[0]}+{window[1]}") if name == "blstm" else "trained"
+        for cmvn, extra in (("speaker", []), ("online", ["--online-cmvn"])):
+            rows[f"{label} {cmvn}"] = decode_row(recipe, out, model, f"{name}_{label}_{cmvn}", options + extra, search)
+    result = {"rows": rows}
+    if name != "blstm":
+        offline = out / "hyp" / f"{name}_audio.jsonl"
+        recipe.run("decode", model, out / "dev.jsonl", "-o", offline, "--online-cmvn", "--no-progress", quiet=True)
+        result["stream_check"] = stream_check(model, out / "dev.jsonl", offline, {"beam_size": 1})
+    return result
+
+
+def table(out: Path) -> str:
+    lines = ["| model | windows (chunk + right context, s) | CMVN | greedy CER | greedy WER | beam+LM WER |",
+             "|---|---|---|---:|---:|---:|"]  # fmt: skip
+    for name in MODELS:
+        path = out / f"streaming_{name}.json"
+        if not path.exists():
+            continue
+        for key, row in json.loads(path.read_text())["rows"].items():
+            window, cmvn = key.split()
+            window = {"trained": "0.39+0.39 (trained so)" if name == "lc_blstm" else "none needed"}.get(window, window)
+            lines.append(f"| {name} | {window} | {cmvn} | {100 * row['greedy']['cer']:.1f}% | "
+                         f"{100 * row['greedy']['wer']:.1f}% | {100 * row['beam_lm']['wer']:.1f}% |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus", type=Path)
     parser.add_argument("-o", "--output", type=Path, default=Path("exp/streaming"))
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--models", default=",".join(MODELS), help="which of blstm,lc_blstm,lstmp (default: all)")
     parser.add_argument("--reuse-models", action="store_true")
     args = parser.parse_args()
     out = args.output
     recipe = Recipe(out)
     prepare_data(recipe, args.corpus, out)
-    for name, options in MODELS.items():
+    names = args.models.split(",")
+    for name in names:
         if not (args.reuse_models and (out / name / "model.pt").exists()):
             recipe.run("train", "--train", out / "train.store", "--valid", out / "dev.store", "-o", out / name,
-                       "--epochs", args.epochs, *LEVERS, *options, "--no-progress", "--threads", 1)  # fmt: skip
-    lm = out / "words.3gram.arpa"
-    recipe.run("lm", out / "train.jsonl", "-o", lm, "--order", 3)
-    weight, bonus = recipe.tune_lm_weights(out / "blstm" / "model.pt", out / "dev.store", lm, LM_WEIGHTS,
-                                           WORD_BONUSES, 16)  # fmt: skip
-    search = ["--beam-size", 16, "--lm", lm, "--lm-weight", weight, "--word-bonus", bonus]
-    rows = {}
-    for window in BLSTM_WINDOWS:
-        options = [] if window is None else ["--chunk-s", window[0], "--right-context-s", window[1]]
-        label = "full" if window is None else f"{window[0]}+{window[1]}"
-        for cmvn, extra in (("speaker", []), ("online", ["--online-cmvn"])):
-            rows[f"blstm {label} {cmvn}"] = decode_row(recipe, out, out / "blstm" / "model.pt",
-                                                       f"blstm_{label}_{cmvn}", options + extra, search)  # fmt: skip
-    for name in ("lc_blstm", "lstmp"):
-        for cmvn, extra in (("speaker", []), ("online", ["--online-cmvn"])):
-            rows[f"{name} {cmvn}"] = decode_row(recipe, out, out / name / "model.pt", f"{name}_{cmvn}", extra, search)
-    checks = {}
-    for name in ("lstmp", "lc_blstm"):
-        recipe.run("decode", out / name / "model.pt", out / "dev.jsonl", "-o", out / "hyp" / f"{name}_audio.jsonl",
-                   "--online-cmvn", "--no-progress", quiet=True)  # fmt: skip
-        checks[name] = stream_check(out / name / "model.pt", out / "dev.jsonl", out / "hyp" / f"{name}_audio.jsonl",
-                                    {"beam_size": 1})  # fmt: skip
-    results = {"lm_weight": weight, "word_bonus": bonus, "rows": rows, "stream_checks": checks}
-    lines = ["| model | windows (chunk + right context, s) | CMVN | greedy CER | greedy WER | beam+LM WER |",
-             "|---|---|---|---:|---:|---:|"]  # fmt: skip
-    for key, row in rows.items():
-        model, *rest = key.split()
-        window, cmvn = (rest[0], rest[1]) if len(rest) == 2 else ("trained 0.39+0.39" if model == "lc_blstm" else "-",
-                                                                  rest[0])  # fmt: skip
-        lines.append(f"| {model} | {window} | {cmvn} | {100 * row['greedy']['cer']:.1f}% | "
-                     f"{100 * row['greedy']['wer']:.1f}% | {100 * row['beam_lm']['wer']:.1f}% |")  # fmt: skip
-    (out / "streaming.md").write_text("\n".join(lines) + "\n")
-    recipe.write_results(results, "streaming")
+                       "--epochs", args.epochs, *LEVERS, *MODELS[name], "--no-progress", "--threads", 1)  # fmt: skip
+    search = tuned_search(recipe, out)
+    for name in names:
+        recipe.write_results({"search": [str(option) for option in search], **evaluate(recipe, out, name, search)},
+                             f"streaming_{name}")  # fmt: skip
+    (out / "streaming.md").write_text(table(out))
+    print(table(out))
 
 
 if __name__ == "__main__":
