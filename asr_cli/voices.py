@@ -280,6 +280,8 @@ def _results(pool, plans: Iterator[Plan], audio_dir: Path, config: VoicesConfig)
 def _claim(output: Path, texts: Sequence[Path], config: VoicesConfig) -> None:
     """Record the settings in the folder, or check that a run there was made with the same ones (to resume)."""
     settings = {"texts": [str(Path(t).resolve()) for t in texts], **dataclasses.asdict(config)}
+    if config.noise_source is not None:
+        settings["noise_source"] = str(Path(config.noise_source).resolve())
     for key in ("num_utterances", "hours", "jobs"):  # resuming may ask for more, or run on more cores
         settings.pop(key)
     path = output / SETTINGS_FILE
