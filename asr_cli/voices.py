@@ -57,7 +57,8 @@ def flite_voices() -> list[str]:
         return []
     listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False).stdout
     names = listed.split(":", 1)[-1].split()
-    return [f"flite:{name}" for name in names if name]
+    # A *_time voice is limited-domain (a talking clock): it cannot say other text.
+    return [f"flite:{name}" for name in names if name and not name.endswith("_time")]
 
 
 def resolve_voices(spec: str) -> list[str]:

@@ -139,3 +139,16 @@ def test_cli_writes_a_manifest_that_prepare_reads(tmp_path, text):
     assert {record["speaker"] for record in records} == {"en-us+m3", "en+Mr_serious"}  # no white space in speakers
     run_cli("prepare", tmp_path / "out" / "synth.jsonl", "-o", tmp_path / "store", "--no-progress")
     assert (tmp_path / "store").is_dir()
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("flite") is None, reason="flite is not installed (apt-get install flite)"
+)
+def test_flite_voices_say_the_lines_at_16_khz(tmp_path, text):
+    synthesise([text], tmp_path / "out", VoicesConfig(num_utterances=3, voices="flite", reverb_probability=0.0))
+    utterances = load_manifest(tmp_path / "out" / "synth.jsonl")
+    assert {u.speaker.split(":")[0] for u in utterances} == {"flite"} and "flite:awb_time" not in resolve_voices(
+        "flite"
+    )
+    for utterance in utterances:
+        assert soundfile.info(utterance.audio).samplerate == 16000 and utterance.duration > 0.5
