@@ -22,7 +22,9 @@ from .errors import AsrCliError
 
 INT16_SCALE = 32768.0
 WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE
-STREAMING_DATA_SIZES = (0, 0xFFFFFFFF)  # what arecord and ffmpeg write when they cannot know the length
+# A WAV written to a pipe cannot know its length: writers put 0, or a placeholder near the 32-bit limit
+# (0x7fff0000, 0x7fffffff, 0xffffffff, ...); such a size means "until the stream ends".
+UNKNOWN_LENGTH_FROM = 0x7FFF0000
 PROBE_BYTES = 64
 TO_PCM = "ffmpeg -i INPUT -f s16le -ac 1 -ar RATE -"
 CONTAINER_MAGIC = {
@@ -135,7 +137,7 @@ class ByteStream:
             if chunk_id == b"fmt ":
                 self._wav_format(self._read_exactly(size + size % 2))
             elif chunk_id == b"data":
-                self.data_bytes = None if size in STREAMING_DATA_SIZES else size
+                self.data_bytes = None if size == 0 or size >= UNKNOWN_LENGTH_FROM else size
                 return
             else:
                 self._read_exactly(size + size % 2)

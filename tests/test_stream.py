@@ -381,6 +381,11 @@ def test_cli_keeps_what_it_heard_from_a_cut_or_odd_stream(tmp_path, stdin_bytes)
     stdin_bytes((audio * 32767).astype("<i2").tobytes() + b"\x01")
     result = run_cli("stream", model, "-")
     assert result.stdout == "a\na\n" and "1 byte(s) that make no whole sample" in result.stderr
+    streamed = bytearray(wav_bytes(audio))
+    streamed[40:44] = (0x7FFFFFFF).to_bytes(4, "little")  # a pipe's placeholder length: until the stream ends
+    stdin_bytes(bytes(streamed))
+    result = run_cli("stream", model, "-")
+    assert result.stdout == "a\na\n" and "warning" not in result.stderr
     stdin_bytes(wav_bytes(audio)[: 44 + 2 * 16000])  # the header announces 2.7 s; 1 s arrives
     result = run_cli("stream", model, "-")
     assert result.stdout == "a\n" and "ended after 1.00 s, before the 2.70 s its WAV header announced" in result.stderr
