@@ -25,6 +25,7 @@ from .errors import AsrCliError
 from .lexicon import Lexicon, PhoneSet, check_units, load_lexicon
 from .lm import SENTENCE_END, SENTENCE_START, SPACE_TOKEN, UNKNOWN, KenlmScorer, NgramLM, is_kenlm_binary, read_arpa
 from .logs import log
+from .signals import stops_deferred
 from .text import Vocabulary
 
 NO_LM, WORD_LM, CHAR_LM = 0, 1, 2
@@ -174,6 +175,7 @@ class LanguageModelTables:
         return dataclasses.replace(self, arrays=self.arrays._replace(**changes))
 
 
+@stops_deferred  # typed dictionaries cross between Python and numba (signals.py)
 def build_lm_tables(
     lm: NgramLM, vocabulary: Vocabulary, unit: str, spellings: dict[str, list[str]] | None = None
 ) -> LanguageModelTables:
@@ -260,6 +262,7 @@ def _with_characters(tables: LanguageModelTables, lm: NgramLM, vocabulary: Vocab
     return dataclasses.replace(tables, unreachable=unreachable, unmodelled=unmodelled)
 
 
+@stops_deferred  # typed dictionaries cross between Python and numba (signals.py)
 def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     """No LM: the search scores the acoustics alone."""
     arrays = LmArrays(
@@ -283,6 +286,7 @@ def empty_lm_tables(vocabulary_size: int) -> LanguageModelTables:
     return LanguageModelTables(arrays, unreachable=[], unmodelled=[], lm_tokens=[])
 
 
+@stops_deferred  # typed dictionaries cross between Python and numba (signals.py)
 def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = None) -> LanguageModelTables:
     """Tables for a word LM queried outside numba (`scorer.sentence_log_probs`, e.g. KenLM).
 
@@ -299,6 +303,7 @@ def scorer_lm_tables(scorer, vocabulary: Vocabulary, unigrams: NgramLM | None = 
     return dataclasses.replace(tables, scorer=scorer)
 
 
+@stops_deferred  # typed dictionaries cross between Python and numba (signals.py)
 def restrict_to_lexicon(
     tables: LanguageModelTables, lexicon, vocabulary: Vocabulary, oov_penalty: float
 ) -> LanguageModelTables:

@@ -42,6 +42,7 @@ from .lm_tables import (
     sequence_hash,
 )
 from .results import Hypothesis
+from .signals import stops_deferred
 from .text import BLANK_INDEX, Vocabulary
 
 MAX_SCORER_PASSES = 100
@@ -452,6 +453,7 @@ class PrefixSearch:
     kernel, frame by frame). The LM must be our own tables: an external scorer (KenLM) fills its cache between
     passes over a whole utterance, which a stream cannot go back for."""
 
+    @stops_deferred  # the kernels take and give typed dictionaries (signals.py)
     def __init__(self, vocabulary: Vocabulary, options: SearchConfig, lm: LanguageModelTables | None = None) -> None:
         self.vocabulary = vocabulary
         self.tables = lm if lm is not None else empty_lm_tables(vocabulary.size)
@@ -461,6 +463,7 @@ class PrefixSearch:
                                                 self.settings.beam_size, self.settings.prune_k))  # fmt: skip
         self.num_frames = 0
 
+    @stops_deferred
     def advance(self, log_probs: np.ndarray) -> None:
         """Search the next (num_frames, V) rows (natural log)."""
         if len(log_probs) == 0:
@@ -477,6 +480,7 @@ class PrefixSearch:
         total = np.logaddexp(state.beam_blank[0], state.beam_nonblank[0]) + state.lm_score[node]
         return Hypothesis(*_labels_and_frames(node, state.parent, state.token, state.frame), float(total))
 
+    @stops_deferred
     def ended(self):
         """(best nodes, scores, parent, token, frame, nodes that missed external scores) of the prefixes ended."""
         return _search_end(*self.state, *self.tables.arrays, *self.settings)

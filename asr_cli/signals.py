@@ -11,8 +11,11 @@ The record is the process's own (signals are delivered to the process): one flag
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import signal
 import sys
+import threading
 
 
 class Terminated(BaseException):
@@ -62,3 +65,33 @@ def forget_inherited_stops() -> None:
 def stop_requested() -> int | None:
     """The last stop signal received, or None."""
     return _received[-1] if _received else None
+
+
+@contextlib.contextmanager
+def deferred_stops():
+    """Hold Ctrl-C and SIGTERM back while a native library initialises (they are delivered, and raise, when the
+    block ends): a signal that lands inside a C extension's import fails it (onnxruntime: "ImportError:
+    initialization failed", exit 1 with a traceback) or crashes the process, instead of stopping it cleanly.
+    Only the main thread receives signals here, so elsewhere this holds nothing back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def stops_deferred(function):
+    """`function` run under `deferred_stops`: for code that hands numba's typed dictionaries between Python and
+    compiled code. Boxing one runs Python code, and a KeyboardInterrupt raised there, half-way through, crashes
+    the process (a segmentation fault, seen when Ctrl-C landed in the beam search); held back, it is raised when
+    the call is done."""
+
+    @functools.wraps(function)
+    def deferring(*args, **kwargs):
+        with deferred_stops():
+            return function(*args, **kwargs)
+
+    return deferring

@@ -25,6 +25,7 @@ from .config import SpeechActivityConfig
 from .errors import AsrCliError
 from .logs import log
 from .segment import ENERGY_FRAME_S, energy_activity, frame_energies_db, smoothed_activity
+from .signals import deferred_stops
 
 SILERO_RATE_HZ = 16000
 SILERO_WINDOW = 512  # samples per Silero probability at 16 kHz (32 ms)
@@ -122,7 +123,10 @@ def load_silero():
 
     threads = torch.get_num_threads()
     try:
-        from silero_vad import load_silero_vad
+        with deferred_stops():  # an interrupt inside onnxruntime's initialisation breaks it (signals.py)
+            from silero_vad import load_silero_vad
+
+            return load_silero_vad(onnx=True)
     except ImportError as error:
         raise AsrCliError(
             "--vad silero needs the silero-vad and onnxruntime packages: pip install 'asr-cli[vad]' "
@@ -130,7 +134,6 @@ def load_silero():
         ) from error
     finally:
         torch.set_num_threads(threads)
-    return load_silero_vad(onnx=True)
 
 
 def fbank_energies_db(frames: np.ndarray) -> np.ndarray:

@@ -809,3 +809,19 @@ def test_a_worker_forked_while_prepare_was_being_stopped_does_not_stop_itself(tm
     messages = queue.Queue()
     prepare._worker_main([], 0, tmp_path, PrepareConfig(), messages, os.getppid())
     assert messages.get_nowait() == ("done", 0, {"utterances": 0})
+
+
+def test_a_stop_inside_deferred_stops_is_raised_when_the_block_ends():
+    """Ctrl-C held back while native code hands typed dictionaries to Python (a KeyboardInterrupt half-way through
+    boxing one crashed decode with a segmentation fault): it is raised after the block, not inside it."""
+    import os
+
+    from asr_cli.signals import deferred_stops
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_stops():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("inside, after the signal")
+    assert reached == ["inside, after the signal"]
