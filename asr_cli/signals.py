@@ -69,18 +69,28 @@ def stop_requested() -> int | None:
 
 @contextlib.contextmanager
 def deferred_stops():
-    """Hold Ctrl-C and SIGTERM back while a native library initialises (they are delivered, and raise, when the
-    block ends): a signal that lands inside a C extension's import fails it (onnxruntime: "ImportError:
-    initialization failed", exit 1 with a traceback) or crashes the process, instead of stopping it cleanly.
-    Only the main thread receives signals here, so elsewhere this holds nothing back."""
+    """Hold Ctrl-C and SIGTERM back while native code runs that must not be interrupted half-way (they are
+    raised again, through the handlers there were, when the block ends): a signal whose handler raises inside a
+    C extension's import fails it (onnxruntime: "ImportError: initialization failed") or crashes the process.
+    The handlers only record meanwhile: blocking the signal would not do, since any other thread of the process
+    (torch's, tqdm's) can take a process's signal. Python runs handlers in the main thread only, so elsewhere
+    this holds nothing back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held: list[int] = []
+
+    def hold(signum, frame) -> None:
+        held.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[-1])
 
 
 def stops_deferred(function):
