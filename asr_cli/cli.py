@@ -867,6 +867,42 @@ def decode(
 OutputFormat = _choices("OutputFormat", (*config.TRANSCRIPT_FORMATS, "all"))
 
 
+# The search options of transcribe and stream (a stored LM's settings are the defaults of both).
+BeamSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).",
+        show_default=False,
+    ),
+]
+StoredLmOption = Annotated[
+    str | None,
+    typer.Option(
+        help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.",
+        show_default=False,
+    ),
+]
+LmUnitOption = Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")]
+LmWeightOption = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).",
+        show_default=False,
+    ),
+]
+WordBonusOption = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).",
+        show_default=False,
+    ),
+]
+LexiconOption = Annotated[
+    Path | None,
+    typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`)."),
+]
+
+
 @app.command("transcribe")
 def transcribe_command(
     model: Annotated[Path, typer.Argument(help="Model file (EXP_DIR/model.pt from `train`).")],
@@ -885,39 +921,12 @@ def transcribe_command(
             help="Folder for --output-format files, named after each recording (default: the current folder)."
         ),
     ] = None,
-    beam_size: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Prefixes kept per frame (default: the stored value; else 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).",
-            show_default=False,
-        ),
-    ] = SEARCH.beam_size,
-    lm: Annotated[
-        str | None,
-        typer.Option(
-            help="N-gram language model (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one, see `asr-cli pack`) or `none`.",
-            show_default=False,
-        ),
-    ] = None,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_weight: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Weight of the LM's natural-log probability (default: the stored value, else {SEARCH.lm_weight:g}).",
-            show_default=False,
-        ),
-    ] = None,
-    word_bonus: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Score added per LM token, against short outputs (default: the stored value, else {SEARCH.word_bonus:g}).",
-            show_default=False,
-        ),
-    ] = None,
-    lexicon: Annotated[
-        Path | None,
-        typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt (see `decode --help`)."),
-    ] = None,
+    beam_size: BeamSizeOption = SEARCH.beam_size,
+    lm: StoredLmOption = None,
+    lm_unit: LmUnitOption = LmUnit(SEARCH.lm_unit),
+    lm_weight: LmWeightOption = None,
+    word_bonus: WordBonusOption = None,
+    lexicon: LexiconOption = None,
     vad: VadOption = Vad(SPEECH.vad),
     vad_threshold_db: VadThresholdOption = SPEECH.vad_threshold_db,
     device: Annotated[
@@ -1021,37 +1030,12 @@ def stream_command(
     read_ms: Annotated[
         float, typer.Option(help="Milliseconds of audio read and recognised at a time: the latency's floor.")
     ] = LIVE.read_ms,
-    beam_size: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Prefixes kept per frame (default: 1, greedy, without an LM or lexicon, {config.LM_BEAM_SIZE} with one).",
-            show_default=False,
-        ),
-    ] = SEARCH.beam_size,
-    lm: Annotated[
-        str | None,
-        typer.Option(
-            help="Word or character n-gram LM (ARPA) fused in the beam search; `stored` (the default when the model's folder holds one) or `none`.",
-            show_default=False,
-        ),
-    ] = None,
-    lm_unit: Annotated[LmUnit, typer.Option(help="Tokens of the LM: words or characters.")] = LmUnit(SEARCH.lm_unit),
-    lm_weight: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Weight of the LM (default: the stored value, else {SEARCH.lm_weight:g}).", show_default=False
-        ),
-    ] = None,
-    word_bonus: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Score added per LM token (default: the stored value, else {SEARCH.word_bonus:g}).",
-            show_default=False,
-        ),
-    ] = None,
-    lexicon: Annotated[
-        Path | None, typer.Option(help="Output only these words: a word list or Kaldi lexicon.txt.")
-    ] = None,
+    beam_size: BeamSizeOption = SEARCH.beam_size,
+    lm: StoredLmOption = None,
+    lm_unit: LmUnitOption = LmUnit(SEARCH.lm_unit),
+    lm_weight: LmWeightOption = None,
+    word_bonus: WordBonusOption = None,
+    lexicon: LexiconOption = None,
     chunk_s: Annotated[
         float | None,
         typer.Option(
